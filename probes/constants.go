@@ -1,0 +1,90 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/golens/golens/probes/inspect"
+	"github.com/golens/golens/probes/offsets"
+)
+
+// goMapFields are the map header offsets go_map.h needs, per layout.
+var (
+	hmapFields = []Field{
+		{Const: "off_hmap_b", Struct: "runtime.hmap", Field: "B"},
+		{Const: "off_hmap_buckets", Struct: "runtime.hmap", Field: "buckets"},
+		{Const: "off_hmap_oldbuckets", Struct: "runtime.hmap", Field: "oldbuckets"},
+	}
+	swissFields = []Field{
+		{Const: "off_swiss_dirptr", Struct: "internal/runtime/maps.Map", Field: "dirPtr"},
+		{Const: "off_swiss_dirlen", Struct: "internal/runtime/maps.Map", Field: "dirLen"},
+	}
+)
+
+// SwissMaps tells whether the target's maps use the Swiss-table layout:
+// the default from Go 1.24, unless built with GOEXPERIMENT=noswissmap
+// (possible in 1.24 and 1.25 only).
+func SwissMaps(b *inspect.Binary) bool {
+	return goMinor(b.GoVersion) >= 24 && !strings.Contains(b.Settings["GOEXPERIMENT"], "noswissmap")
+}
+
+// fieldOffset finds one offset: DWARF first, then the generated table. It
+// never guesses: an unknown offset refuses the probe with ErrNoOffsets.
+func fieldOffset(b *inspect.Binary, structName, field string) (uint64, error) {
+	off, err := b.FieldOffset(structName, field)
+	if err == nil {
+		return off, nil
+	}
+	if !errors.Is(err, inspect.ErrNoDWARF) {
+		return 0, fmt.Errorf("%s.%s in %s: %w: %v", structName, field, b.GoVersion, ErrNoOffsets, err)
+	}
+	if off, ok := offsets.Lookup(b.GoVersion, structName, field); ok {
+		return off, nil
+	}
+	return 0, fmt.Errorf("%s.%s for %s (binary has no DWARF): %w", structName, field, b.GoVersion, ErrNoOffsets)
+}
+
+// resolveConstants computes every per-target constant a spec's programs need.
+func resolveConstants(s Spec, b *inspect.Binary) (map[string]any, error) {
+	consts := make(map[string]any)
+	minor := goMinor(b.GoVersion)
+	fields := s.Fields
+	if s.ReadsGoMaps {
+		swiss := SwissMaps(b)
+		if swiss {
+			consts["map_swiss"] = uint8(1)
+			fields = append(append([]Field(nil), fields...), swissFields...)
+			// table.groups is a groupsReference{data, lengthMask}: the C
+			// code wants the offsets of those two words inside table.
+			groups, err := fieldOffset(b, "internal/runtime/maps.table", "groups")
+			if err != nil {
+				return nil, err
+			}
+			data, err := fieldOffset(b, "internal/runtime/maps.groupsReference", "data")
+			if err != nil {
+				return nil, err
+			}
+			mask, err := fieldOffset(b, "internal/runtime/maps.groupsReference", "lengthMask")
+			if err != nil {
+				return nil, err
+			}
+			consts["off_table_groups_data"] = groups + data
+			consts["off_table_groups_mask"] = groups + mask
+		} else {
+			consts["map_swiss"] = uint8(0)
+			fields = append(append([]Field(nil), fields...), hmapFields...)
+		}
+	}
+	for _, f := range fields {
+		if minor < f.MinGo {
+			continue // stays 0: "absent" to the C code
+		}
+		off, err := fieldOffset(b, f.Struct, f.Field)
+		if err != nil {
+			return nil, err
+		}
+		consts[f.Const] = off
+	}
+	return consts, nil
+}

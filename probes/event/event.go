@@ -1,0 +1,108 @@
+// Package event holds the decoded events the probes deliver: plain Go values
+// with no eBPF in them, so the span builder and the metrics can be tested
+// without a kernel.
+package event
+
+import (
+	"encoding/hex"
+	"strings"
+	"time"
+)
+
+// Event is one decoded observation from a probe.
+type Event interface {
+	// Target is the process the event came from.
+	Target() *Process
+}
+
+// Process describes an instrumented process; events share one per target.
+type Process struct {
+	PID         int
+	ServiceName string
+	ExeName     string // base name of the executable
+	ExePath     string
+	GoVersion   string // e.g. "go1.26.8"
+}
+
+// TraceparentState tells what the probe made of an incoming traceparent.
+type TraceparentState uint8
+
+// The states of an incoming traceparent, mirroring enum tp_state in C.
+const (
+	TraceparentNone      TraceparentState = 0
+	TraceparentValid     TraceparentState = 1
+	TraceparentMalformed TraceparentState = 2
+)
+
+// TraceID is a W3C trace id.
+type TraceID [16]byte
+
+// SpanID is a W3C span (parent) id.
+type SpanID [8]byte
+
+// String returns the lowercase hex form used by traceparent.
+func (t TraceID) String() string { return hex.EncodeToString(t[:]) }
+
+// String returns the lowercase hex form used by traceparent.
+func (s SpanID) String() string { return hex.EncodeToString(s[:]) }
+
+// IsZero tells whether no id is set.
+func (s SpanID) IsZero() bool { return s == SpanID{} }
+
+// SpanContext are the ids a probe minted or received for one span.
+type SpanContext struct {
+	TraceID     TraceID
+	SpanID      SpanID
+	Parent      SpanID // zero for a root span
+	Flags       byte   // W3C trace flags; bit 0 is "sampled"
+	Traceparent TraceparentState
+}
+
+// HTTPServer is one request served by net/http.
+type HTTPServer struct {
+	Process    *Process
+	Start, End time.Time
+	SpanContext
+	Method     string
+	Path       string
+	Route      string // ServeMux pattern (Go 1.23+), empty when unknown
+	Host       string // Host header or URL host as the server saw it
+	RemoteAddr string // client "ip:port"
+	Status     int    // response status (an implicit 200 included); 0 when unknown
+	ProtoMajor int
+	ProtoMinor int
+	Truncated  []string // names of fields cut to fit the probe's buffers
+}
+
+// Target implements Event.
+func (e *HTTPServer) Target() *Process { return e.Process }
+
+// RouteTemplate is the path template of the ServeMux pattern that matched
+// ("[METHOD ][HOST]/PATH"): "GET example.com/items/{id}" gives "/items/{id}".
+// Empty when the pattern is unknown.
+func (e *HTTPServer) RouteTemplate() string {
+	p := e.Route
+	if i := strings.IndexByte(p, ' '); i >= 0 {
+		p = strings.TrimLeft(p[i+1:], " \t")
+	}
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[i:]
+	}
+	return ""
+}
+
+// knownMethods are the HTTP methods the semantic conventions name.
+var knownMethods = map[string]bool{
+	"CONNECT": true, "DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true,
+	"PATCH": true, "POST": true, "PUT": true, "TRACE": true, "QUERY": true,
+}
+
+// NormalMethod returns the method as span names, attributes and labels
+// carry it: itself when it is a known method, "_OTHER" otherwise, so a
+// client sending junk methods cannot create unbounded series.
+func NormalMethod(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "_OTHER"
+}

@@ -1,0 +1,561 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/probes/inspect"
+)
+
+// Handler receives every decoded event, in the reader goroutine.
+type Handler func(event.Event)
+
+// Stats are the manager's counters, for golens_ metrics.
+type Stats struct {
+	ProbeHits     uint64 // programs run in targets (each one a probe hit)
+	EventsRead    uint64
+	EventsLost    uint64 // ring buffer full: dropped in the kernel
+	DecodeErrors  uint64
+	OrphanReturns uint64 // returns whose entry was not seen
+	Targets       int
+	Attached      map[string]int // probe name -> targets it is attached to
+	Refused       map[string]int // reason -> count since start
+}
+
+// Manager owns the shared kernel maps and every target's probes.
+type Manager struct {
+	specs   []Spec
+	handler Handler
+	clock   *Clock
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	events   *ebpf.Map // shared ring buffer
+	stats    *ebpf.Map // shared per-CPU counters
+	reader   *ringbuf.Reader
+	targets  map[int]*target
+	refused  map[string]int
+	decoders map[uint32]Decoder
+
+	eventsRead   atomic.Uint64
+	decodeErrors atomic.Uint64
+	exited       chan int
+}
+
+// target is one instrumented process and everything attached to it.
+type target struct {
+	proc     *event.Process
+	pidfd    int
+	colls    []*ebpf.Collection
+	links    []link.Link
+	attached []string // probe names
+}
+
+// NewManager prepares a manager for the given probe families. Nothing is
+// loaded into the kernel until the first Attach.
+func NewManager(specs []Spec, h Handler, log *slog.Logger) *Manager {
+	m := &Manager{
+		specs:    specs,
+		handler:  h,
+		clock:    NewClock(),
+		log:      log,
+		targets:  make(map[int]*target),
+		refused:  make(map[string]int),
+		decoders: make(map[uint32]Decoder),
+		exited:   make(chan int, 16),
+	}
+	for _, s := range specs {
+		for k, d := range s.Decoders {
+			m.decoders[k] = d
+		}
+	}
+	return m
+}
+
+// Exited delivers the pid of every target that exited and was released.
+func (m *Manager) Exited() <-chan int { return m.exited }
+
+// Attachment reports what Attach did for one target.
+type Attachment struct {
+	Probes  []string         // probe families attached
+	Refused map[string]error // probe family -> why it was refused
+	Uprobes int              // uprobes attached in all
+}
+
+// Attach instruments process pid. It returns an error when no probe family
+// could be attached; families that fail are reported in Attachment.Refused.
+func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
+	res := Attachment{Refused: make(map[string]error)}
+	m.mu.Lock()
+	_, dup := m.targets[pid]
+	m.mu.Unlock()
+	if dup {
+		return res, fmt.Errorf("pid %d: already attached", pid)
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return res, fmt.Errorf("pid %d: no such process: %w", pid, err)
+	}
+	bin, err := inspect.Open(exe)
+	if err != nil {
+		unix.Close(pidfd)
+		if errors.Is(err, inspect.ErrNotGo) {
+			return res, fmt.Errorf("pid %d (%s): %w", pid, exeName(pid), ErrNotGo)
+		}
+		return res, fmt.Errorf("pid %d: read executable: %w", pid, err)
+	}
+	defer bin.Close()
+	if proc.GoVersion == "" {
+		proc.GoVersion = bin.GoVersion
+	}
+	if err := m.ensureShared(); err != nil {
+		unix.Close(pidfd)
+		return res, err
+	}
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		unix.Close(pidfd)
+		return res, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	t := &target{proc: proc, pidfd: pidfd}
+	for _, s := range m.specs {
+		coll, links, err := m.attachSpec(s, bin, ex, pid)
+		if err != nil {
+			res.Refused[s.Name] = err
+			m.countRefusal(err)
+			continue
+		}
+		t.colls = append(t.colls, coll)
+		t.links = append(t.links, links...)
+		t.attached = append(t.attached, s.Name)
+		res.Uprobes += len(links)
+	}
+	res.Probes = t.attached
+	if len(t.attached) == 0 {
+		unix.Close(pidfd)
+		return res, fmt.Errorf("pid %d (%s): no probe could be attached: %w", pid, exeName(pid), joinRefusals(res.Refused))
+	}
+	m.mu.Lock()
+	m.targets[pid] = t
+	m.mu.Unlock()
+	return res, nil
+}
+
+func joinRefusals(r map[string]error) error {
+	var errs []error
+	for name, err := range r {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	return errors.Join(errs...)
+}
+
+// refusalReason names the metric label for why a probe was refused.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, ErrUnsupportedGo):
+		return "unsupported_go"
+	case errors.Is(err, ErrNoOffsets):
+		return "no_offsets"
+	case errors.Is(err, ErrNoFunction):
+		return "no_function"
+	default:
+		return "attach_failed"
+	}
+}
+
+func (m *Manager) countRefusal(err error) {
+	m.mu.Lock()
+	m.refused[refusalReason(err)]++
+	m.mu.Unlock()
+}
+
+func exeName(pid int) string {
+	p, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return "?"
+	}
+	return filepath.Base(p)
+}
+
+// ensureShared creates the ring buffer and stats array every object shares,
+// on first use, from the layout the first spec declares.
+func (m *Manager) ensureShared() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.events != nil {
+		return nil
+	}
+	if len(m.specs) == 0 {
+		return errors.New("no probes configured")
+	}
+	// Locked memory is charged to the memory cgroup on current kernels;
+	// where the limit cannot be raised this is a harmless no-op.
+	_ = rlimit.RemoveMemlock()
+	cs, err := m.specs[0].Load()
+	if err != nil {
+		return fmt.Errorf("load %s objects: %w", m.specs[0].Name, err)
+	}
+	events, err := ebpf.NewMap(cs.Maps["events"])
+	if err != nil {
+		return fmt.Errorf("create ring buffer: %w", err)
+	}
+	stats, err := ebpf.NewMap(cs.Maps["stats"])
+	if err != nil {
+		events.Close()
+		return fmt.Errorf("create stats map: %w", err)
+	}
+	rd, err := ringbuf.NewReader(events)
+	if err != nil {
+		events.Close()
+		stats.Close()
+		return fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	m.events, m.stats, m.reader = events, stats, rd
+	return nil
+}
+
+// attachSpec loads one probe family for one target and attaches its hooks.
+func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, pid int) (*ebpf.Collection, []link.Link, error) {
+	minor := goMinor(bin.GoVersion)
+	if minor < s.MinGo {
+		return nil, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+	}
+	cs, err := s.Load()
+	if err != nil {
+		return nil, nil, fmt.Errorf("load objects: %w", err)
+	}
+	consts, err := resolveConstants(s, bin)
+	if err != nil {
+		return nil, nil, err
+	}
+	for name, v := range consts {
+		vs, ok := cs.Variables[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("objects have no constant %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return nil, nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	// Resolve every hook before loading anything, so a refusal costs nothing.
+	type point struct {
+		prog string
+		addr uint64 // file offset of the function
+		off  uint64 // offset inside it
+	}
+	var points []point
+	for _, h := range s.Hooks {
+		fn, err := bin.Func(h.Symbol)
+		if err != nil {
+			if h.Optional {
+				continue
+			}
+			return nil, nil, fmt.Errorf("%s: %w", h.Symbol, ErrNoFunction)
+		}
+		if h.Entry != "" {
+			points = append(points, point{h.Entry, fn.FileOffset, 0})
+		}
+		if h.Return != "" {
+			rets, err := bin.Returns(fn)
+			if err != nil {
+				return nil, nil, fmt.Errorf("find returns of %s: %w", h.Symbol, err)
+			}
+			if len(rets) == 0 {
+				return nil, nil, fmt.Errorf("%s has no RET instruction", h.Symbol)
+			}
+			for _, r := range rets {
+				points = append(points, point{h.Return, fn.FileOffset, r})
+			}
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"events": m.events, "stats": m.stats},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load into kernel: %w", err)
+	}
+	var links []link.Link
+	for _, p := range points {
+		prog := coll.Programs[p.prog]
+		if prog == nil {
+			closeAll(links)
+			coll.Close()
+			return nil, nil, fmt.Errorf("objects have no program %s", p.prog)
+		}
+		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: pid})
+		if err != nil {
+			closeAll(links)
+			coll.Close()
+			return nil, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
+		}
+		links = append(links, l)
+	}
+	return coll, links, nil
+}
+
+func closeAll(links []link.Link) {
+	for _, l := range links {
+		l.Close()
+	}
+}
+
+// Detach releases everything attached to pid.
+func (m *Manager) Detach(pid int) error {
+	m.mu.Lock()
+	t, ok := m.targets[pid]
+	delete(m.targets, pid)
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("pid %d: not attached", pid)
+	}
+	return t.close()
+}
+
+func (t *target) close() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	for _, c := range t.colls {
+		c.Close()
+	}
+	unix.Close(t.pidfd)
+	return errors.Join(errs...)
+}
+
+// Targets returns the pids currently instrumented.
+func (m *Manager) Targets() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pids := make([]int, 0, len(m.targets))
+	for pid := range m.targets {
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// Run reads events and watches targets until ctx is cancelled, then drains
+// what is left in the ring buffer and releases every target.
+func (m *Manager) Run(ctx context.Context) error {
+	if err := m.ensureShared(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.watchExits(ctx)
+	}()
+	err := m.readLoop(ctx)
+	wg.Wait()
+	m.mu.Lock()
+	targets := m.targets
+	m.targets = make(map[int]*target)
+	m.mu.Unlock()
+	for _, t := range targets {
+		t.close()
+	}
+	// Events already in the ring were paid for by the target: deliver them.
+	m.drain()
+	return err
+}
+
+// pollInterval bounds how long an event may wait in the ring buffer: the
+// programs do not wake the reader per event (see event_submit in C).
+const pollInterval = 100 * time.Millisecond
+
+func (m *Manager) readLoop(ctx context.Context) error {
+	var rec ringbuf.Record
+	for ctx.Err() == nil {
+		m.reader.SetDeadline(time.Now().Add(pollInterval))
+		for {
+			err := m.reader.ReadInto(&rec)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				if errors.Is(err, ringbuf.ErrClosed) {
+					return nil
+				}
+				return fmt.Errorf("read ring buffer: %w", err)
+			}
+			m.dispatch(rec.RawSample)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) drain() {
+	var rec ringbuf.Record
+	m.reader.SetDeadline(time.Now())
+	for {
+		if err := m.reader.ReadInto(&rec); err != nil {
+			return
+		}
+		m.dispatch(rec.RawSample)
+	}
+}
+
+// header mirrors struct event_header.
+type header struct {
+	Kind uint32
+	PID  uint32
+}
+
+func (m *Manager) dispatch(raw []byte) {
+	m.eventsRead.Add(1)
+	if len(raw) < int(unsafe.Sizeof(header{})) {
+		m.decodeErrors.Add(1)
+		return
+	}
+	h := (*header)(unsafe.Pointer(&raw[0]))
+	dec := m.decoders[h.Kind]
+	m.mu.Lock()
+	t := m.targets[int(h.PID)]
+	m.mu.Unlock()
+	var proc *event.Process
+	if t != nil {
+		proc = t.proc
+	}
+	if dec == nil || proc == nil {
+		// A kind we do not know, or a target already released: count it.
+		m.decodeErrors.Add(1)
+		return
+	}
+	ev, err := dec(raw, proc, m.clock)
+	if err != nil {
+		m.decodeErrors.Add(1)
+		m.log.Debug("decode event", "kind", h.Kind, "pid", h.PID, "err", err)
+		return
+	}
+	m.handler(ev)
+}
+
+// watchExits releases targets whose process has exited.
+func (m *Manager) watchExits(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	resync := time.NewTicker(time.Minute)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-resync.C:
+			m.clock.Sync()
+		case <-tick.C:
+			m.mu.Lock()
+			var gone []int
+			for pid, t := range m.targets {
+				// A pidfd stays bound to its process, so a reused pid
+				// cannot be mistaken for the target.
+				if err := unix.PidfdSendSignal(t.pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
+					gone = append(gone, pid)
+				}
+			}
+			m.mu.Unlock()
+			for _, pid := range gone {
+				m.log.Info("target exited, probes released", "pid", pid)
+				m.Detach(pid)
+				select {
+				case m.exited <- pid:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// Stats returns the current counters.
+func (m *Manager) Stats() Stats {
+	s := Stats{
+		EventsRead:   m.eventsRead.Load(),
+		DecodeErrors: m.decodeErrors.Load(),
+		Attached:     make(map[string]int),
+		Refused:      make(map[string]int),
+	}
+	m.mu.Lock()
+	s.Targets = len(m.targets)
+	for _, t := range m.targets {
+		for _, name := range t.attached {
+			s.Attached[name]++
+		}
+	}
+	for k, v := range m.refused {
+		s.Refused[k] = v
+	}
+	statsMap := m.stats
+	m.mu.Unlock()
+	if statsMap != nil {
+		s.ProbeHits = sumSlot(statsMap, 0)
+		s.EventsLost = sumSlot(statsMap, 1)
+		s.OrphanReturns = sumSlot(statsMap, 2)
+	}
+	return s
+}
+
+func sumSlot(mp *ebpf.Map, slot uint32) uint64 {
+	var per []uint64
+	if err := mp.Lookup(slot, &per); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
+}
+
+// Close releases the shared maps. Call after Run returned.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	if m.reader != nil {
+		errs = append(errs, m.reader.Close())
+	}
+	if m.events != nil {
+		errs = append(errs, m.events.Close())
+	}
+	if m.stats != nil {
+		errs = append(errs, m.stats.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// goMinor returns 23 for "go1.23.4"; 0 when unknown. A development build is
+// taken as the newest release.
+func goMinor(v string) int {
+	if strings.HasPrefix(v, "devel") {
+		return 1 << 10
+	}
+	rest, ok := strings.CutPrefix(v, "go1.")
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}

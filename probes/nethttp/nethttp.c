@@ -1,0 +1,224 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * net/http server probe.
+ *
+ * Hooks net/http.serverHandler.ServeHTTP, through which every request served
+ * by an http.Server passes: one uprobe at its entry and one at each RET
+ * instruction, so a request costs exactly two probe hits whatever its headers.
+ *
+ * ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request) receives, in
+ * Go's register ABI: sh.srv in RAX, rw's itab in RBX, rw's data in RCX and req
+ * in RDI. For HTTP/1.x rw is a *response.
+ */
+#include "types.h"
+#include "go_abi.h"
+#include "go_types.h"
+#include "go_map.h"
+#include "trace_context.h"
+#include "events.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define METHOD_MAX 16
+#define PATH_MAX_ 128
+#define ROUTE_MAX 128
+#define HOST_MAX 64
+#define REMOTE_MAX 64
+#define TP_MAX 64
+
+/* Bits of http_server_event.cut: which strings were longer than their buffer. */
+enum cut_bits {
+	CUT_METHOD = 1,
+	CUT_PATH = 2,
+	CUT_ROUTE = 4,
+	CUT_HOST = 8,
+	CUT_REMOTE = 16,
+};
+
+struct http_server_event {
+	struct event_header hdr;
+	__u64 start_ns; /* CLOCK_MONOTONIC */
+	__u64 end_ns;
+	struct span_context sc;
+	__u64 status; /* HTTP/1.x: 0 when the handler wrote nothing (net/http then sends 200); HTTP/2: 0, not read */
+	__u64 proto_major;
+	__u64 proto_minor;
+	__u16 method_len;
+	__u16 path_len;
+	__u16 route_len;
+	__u16 host_len;
+	__u16 remote_len;
+	__u8 cut;
+	__u8 _pad[5];
+	__u8 method[METHOD_MAX];
+	__u8 path[PATH_MAX_];
+	__u8 route[ROUTE_MAX];
+	__u8 host[HOST_MAX];
+	__u8 remote[REMOTE_MAX];
+};
+
+/* Field offsets of this target, from DWARF or the generated table. */
+volatile const __u64 off_req_method = 0;
+volatile const __u64 off_req_url = 16;
+volatile const __u64 off_req_proto_major = 40;
+volatile const __u64 off_req_proto_minor = 48;
+volatile const __u64 off_req_header = 56;
+volatile const __u64 off_req_host = 128;
+volatile const __u64 off_req_remote = 176;
+volatile const __u64 off_req_pattern = 0; /* 0: this Go has no Request.Pattern */
+volatile const __u64 off_url_path = 56;
+volatile const __u64 off_resp_status = 0; /* 0: unknown, status not read */
+
+/* A request between entry and return, keyed by goroutine. */
+struct server_key {
+	__u32 pid;
+	__u32 _pad;
+	__u64 g;
+};
+
+struct server_req {
+	__u64 start_ns;
+	__u64 req;
+	__u64 resp;
+	struct span_context sc;
+};
+
+/* Bounded and LRU: a goroutine that never returns is evicted, never leaked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct server_key);
+	__type(value, struct server_req);
+} server_reqs SEC(".maps");
+
+/* Scratch for the request being entered (struct too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct server_req);
+} server_scratch SEC(".maps");
+
+/* Force the event type into BTF so bpf2go can generate its Go twin. */
+const struct http_server_event *unused_http_server_event __attribute__((unused));
+
+static __always_inline void read_traceparent(struct server_req *r)
+{
+	struct map_search s = {
+		.key = "Traceparent",
+		.key_len = 11,
+	};
+	char tp[TP_MAX] = {};
+	__u8 cut = 0;
+	__u64 hdr = go_word_at((void *)(r->req + off_req_header));
+	__u32 n = go_header_get(hdr, &s, tp, TP_MAX, &cut);
+	if (n == 0 && !cut) {
+		r->sc.tp_state = TP_NONE;
+		return;
+	}
+	r->sc.tp_state = cut ? TP_MALFORMED : traceparent_parse(&r->sc, tp, n);
+}
+
+SEC("uprobe/server_handler_serve_http")
+int uprobe_server_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	__u32 zero = 0;
+	struct server_req *r = bpf_map_lookup_elem(&server_scratch, &zero);
+	if (!r)
+		return 0;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->start_ns = bpf_ktime_get_ns();
+	r->resp = GO_ARG3(ctx);
+	r->req = GO_ARG4(ctx);
+	read_traceparent(r);
+	if (r->sc.tp_state != TP_VALID) {
+		random_bytes(r->sc.trace_id, 16);
+		__builtin_memset(r->sc.parent_span_id, 0, 8);
+		r->sc.trace_flags = 1;
+	}
+	random_bytes(r->sc.span_id, 8);
+
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_G(ctx),
+	};
+	bpf_map_update_elem(&server_reqs, &k, r, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/server_handler_serve_http_return")
+int uprobe_server_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_G(ctx),
+	};
+	struct server_req *r = bpf_map_lookup_elem(&server_reqs, &k);
+	if (!r) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_LOST);
+		bpf_map_delete_elem(&server_reqs, &k);
+		return 0;
+	}
+	e->hdr.kind = EVENT_HTTP_SERVER;
+	e->hdr.pid = k.pid;
+	e->start_ns = r->start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->sc = r->sc;
+	e->cut = 0;
+
+	void *req = (void *)r->req;
+	struct go_string s = {};
+	__u8 cut = 0;
+
+	go_string_at(&s, req + off_req_method);
+	e->method_len = go_string_copy(e->method, METHOD_MAX, s, &cut);
+	e->cut |= cut ? CUT_METHOD : 0;
+
+	cut = 0;
+	s.len = 0;
+	__u64 url = go_word_at(req + off_req_url);
+	if (url)
+		go_string_at(&s, (void *)(url + off_url_path));
+	e->path_len = go_string_copy(e->path, PATH_MAX_, s, &cut);
+	e->cut |= cut ? CUT_PATH : 0;
+
+	cut = 0;
+	s.len = 0;
+	if (off_req_pattern)
+		go_string_at(&s, req + off_req_pattern);
+	e->route_len = go_string_copy(e->route, ROUTE_MAX, s, &cut);
+	e->cut |= cut ? CUT_ROUTE : 0;
+
+	cut = 0;
+	s.len = 0;
+	go_string_at(&s, req + off_req_host);
+	e->host_len = go_string_copy(e->host, HOST_MAX, s, &cut);
+	e->cut |= cut ? CUT_HOST : 0;
+
+	cut = 0;
+	s.len = 0;
+	go_string_at(&s, req + off_req_remote);
+	e->remote_len = go_string_copy(e->remote, REMOTE_MAX, s, &cut);
+	e->cut |= cut ? CUT_REMOTE : 0;
+
+	e->proto_major = go_word_at(req + off_req_proto_major);
+	e->proto_minor = go_word_at(req + off_req_proto_minor);
+	e->status = 0;
+	/* rw is a *response only for HTTP/1.x; HTTP/2 passes its own writer
+	 * type through the same function, whose status lives elsewhere. */
+	if (e->proto_major == 1 && off_resp_status && r->resp)
+		e->status = go_word_at((void *)(r->resp + off_resp_status));
+
+	bpf_map_delete_elem(&server_reqs, &k);
+	event_submit(e);
+	return 0;
+}

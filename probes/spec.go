@@ -1,0 +1,65 @@
+// Package probes loads, attaches and detaches the eBPF probes that observe a
+// target Go process, and turns the events they emit into event values.
+//
+// A probe family (net/http, grpc, runtime) is declared as a Spec: which
+// functions it hooks, which struct field offsets its programs need, which Go
+// releases it supports. The Manager does the generic work for every family:
+// inspect the binary, resolve symbols and RET offsets, fill in per-target
+// constants, load, attach, read the shared ring buffer, close.
+package probes
+
+import (
+	"errors"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/golens/golens/probes/event"
+)
+
+// Reasons a probe is refused for a target; check with errors.Is.
+var (
+	ErrUnsupportedGo = errors.New("unsupported Go version")
+	ErrNoOffsets     = errors.New("struct field offset unknown (no DWARF and no generated offsets for this version)")
+	ErrNoFunction    = errors.New("instrumented function not in binary")
+	ErrNotGo         = errors.New("not a Go program")
+)
+
+// Hook is one function a probe instruments: a program at its entry and/or a
+// program at every RET instruction (Go moves stacks, so no uretprobes).
+type Hook struct {
+	Symbol string // e.g. "net/http.serverHandler.ServeHTTP"
+	Entry  string // program run at entry; empty for none
+	Return string // program run at each RET; empty for none
+	// Optional hooks are skipped when the function is absent (e.g. the
+	// linker dropped it); a missing required hook refuses the probe.
+	Optional bool
+}
+
+// Field names a struct field whose offset a program needs, and the constant
+// (volatile const in C) that receives it.
+type Field struct {
+	Const  string // C global, e.g. "off_req_method"
+	Struct string // Go type, e.g. "net/http.Request"
+	Field  string // field name, e.g. "Method"
+	// MinGo is the first Go 1.x minor release with this field; for older
+	// targets the constant stays 0, which the C code reads as "absent".
+	MinGo int
+}
+
+// Decoder turns one raw event of the probe's kind into an event value.
+type Decoder func(raw []byte, p *event.Process, clock *Clock) (event.Event, error)
+
+// Spec declares one probe family.
+type Spec struct {
+	Name   string // e.g. "net/http server"
+	MinGo  int    // oldest Go 1.x minor supported
+	Hooks  []Hook
+	Fields []Field
+	// ReadsGoMaps says the programs include go_map.h and need the map
+	// layout constants of the target's Go release.
+	ReadsGoMaps bool
+	// Load returns a fresh copy of the compiled objects (bpf2go's loader).
+	Load func() (*ebpf.CollectionSpec, error)
+	// Decoders by event kind (enum event_kind in bpf/include/events.h).
+	Decoders map[uint32]Decoder
+}
