@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything golens can be told; defaults live in defaultConfig.
+// The config file uses the yaml names; flags win over the environment, which
+// wins over the file.
+type Config struct {
+	PIDs          []int             `yaml:"pids"`
+	ServiceName   string            `yaml:"service_name"`
+	Exporter      string            `yaml:"exporter"`
+	OTLPEndpoint  string            `yaml:"otlp_endpoint"`
+	OTLPInsecure  bool              `yaml:"otlp_insecure"`
+	OTLPCAFile    string            `yaml:"otlp_ca_file"`
+	OTLPHeaders   map[string]string `yaml:"otlp_headers"`
+	OTLPTimeout   time.Duration     `yaml:"otlp_timeout"`
+	MetricsAddr   string            `yaml:"metrics_addr"`
+	ExportQueue   int               `yaml:"export_queue_size"`
+	LogLevel      string            `yaml:"log_level"`
+	LogFormat     string            `yaml:"log_format"`
+	ShutdownGrace time.Duration     `yaml:"shutdown_timeout"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		MetricsAddr:   "127.0.0.1:9464",
+		OTLPTimeout:   10 * time.Second,
+		ExportQueue:   8192,
+		LogLevel:      "info",
+		LogFormat:     "text",
+		ShutdownGrace: 4 * time.Second,
+	}
+}
+
+// usageError is a mistake in how golens was invoked: exit status 2.
+type usageError struct{ error }
+
+func parseConfig(args []string) (Config, error) {
+	cfg := defaultConfig()
+	fs := pflag.NewFlagSet("golens", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, `golens observes unmodified Go services with eBPF: HTTP server spans over
+OTLP/gRPC and go_app_ Prometheus metrics, without restarting the service.
+
+Usage:
+  golens --pid PID [--pid PID...] [flags]
+
+Needs root, or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.
+
+Flags:
+%s
+Environment: OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
+OTEL_EXPORTER_OTLP_INSECURE, OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2),
+OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
+`, fs.FlagUsages())
+	}
+	configFile := fs.String("config", "", "YAML config file with the same keys as the flags (pids, service_name, otlp_endpoint, ...)")
+	pids := fs.IntSlice("pid", nil, "instrument the process with this pid (repeatable)")
+	service := fs.String("service-name", "", "service.name for every target (default: the target's OTEL_SERVICE_NAME, else its executable name)")
+	exporter := fs.String("exporter", "", "span exporter: otlp or console (default: otlp when an endpoint is set, else console)")
+	endpoint := fs.String("otlp-endpoint", "", "OTLP/gRPC collector, host:port or URL (env OTEL_EXPORTER_OTLP_ENDPOINT)")
+	insecure := fs.Bool("otlp-insecure", false, "use plaintext gRPC to the collector (env OTEL_EXPORTER_OTLP_INSECURE)")
+	caFile := fs.String("otlp-ca-file", "", "PEM file of CAs that verify the collector's TLS certificate")
+	headers := fs.StringToString("otlp-header", nil, "header sent with every export, e.g. authorization=Bearer... (repeatable)")
+	timeout := fs.Duration("otlp-timeout", cfg.OTLPTimeout, "timeout of one export call")
+	metricsAddr := fs.String("metrics-addr", cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz")
+	queue := fs.Int("export-queue-size", cfg.ExportQueue, "spans held for export; beyond it spans are dropped and counted")
+	logLevel := fs.String("log-level", cfg.LogLevel, "debug, info, warn or error")
+	logFormat := fs.String("log-format", cfg.LogFormat, "text or json")
+	grace := fs.Duration("shutdown-timeout", cfg.ShutdownGrace, "how long to flush spans on SIGTERM before exiting")
+	help := fs.BoolP("help", "h", false, "show this help")
+	version := fs.Bool("version", false, "print the version and exit")
+
+	if err := fs.Parse(args); err != nil {
+		return cfg, usageError{err}
+	}
+	if *help {
+		fs.Usage()
+		os.Exit(0)
+	}
+	if *version {
+		fmt.Println("golens", buildVersion())
+		os.Exit(0)
+	}
+	if *configFile != "" {
+		raw, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, usageError{fmt.Errorf("config file: %w", err)}
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, usageError{fmt.Errorf("config file %s: %w", *configFile, err)}
+		}
+	}
+	// The environment, as the OpenTelemetry spec names it.
+	if v := firstEnv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
+		cfg.OTLPEndpoint = v
+	}
+	if v := os.Getenv("OTEL_EXPORTER_OTLP_INSECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return cfg, usageError{fmt.Errorf("OTEL_EXPORTER_OTLP_INSECURE=%q: not a boolean", v)}
+		}
+		cfg.OTLPInsecure = b
+	}
+	if v := os.Getenv("OTEL_EXPORTER_OTLP_HEADERS"); v != "" {
+		if cfg.OTLPHeaders == nil {
+			cfg.OTLPHeaders = make(map[string]string)
+		}
+		for _, kv := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok {
+				return cfg, usageError{fmt.Errorf("OTEL_EXPORTER_OTLP_HEADERS: %q is not key=value", kv)}
+			}
+			cfg.OTLPHeaders[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+	}
+	if v := os.Getenv("OTEL_TRACES_EXPORTER"); v != "" {
+		cfg.Exporter = v
+	}
+	// Flags win.
+	set := func(name string, apply func()) {
+		if fs.Changed(name) {
+			apply()
+		}
+	}
+	set("pid", func() { cfg.PIDs = *pids })
+	set("service-name", func() { cfg.ServiceName = *service })
+	set("exporter", func() { cfg.Exporter = *exporter })
+	set("otlp-endpoint", func() { cfg.OTLPEndpoint = *endpoint })
+	set("otlp-insecure", func() { cfg.OTLPInsecure = *insecure })
+	set("otlp-ca-file", func() { cfg.OTLPCAFile = *caFile })
+	set("otlp-header", func() {
+		if cfg.OTLPHeaders == nil {
+			cfg.OTLPHeaders = make(map[string]string)
+		}
+		for k, v := range *headers {
+			cfg.OTLPHeaders[k] = v
+		}
+	})
+	set("otlp-timeout", func() { cfg.OTLPTimeout = *timeout })
+	set("metrics-addr", func() { cfg.MetricsAddr = *metricsAddr })
+	set("export-queue-size", func() { cfg.ExportQueue = *queue })
+	set("log-level", func() { cfg.LogLevel = *logLevel })
+	set("log-format", func() { cfg.LogFormat = *logFormat })
+	set("shutdown-timeout", func() { cfg.ShutdownGrace = *grace })
+
+	if fs.NArg() > 0 {
+		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid)", fs.Args())}
+	}
+	if cfg.Exporter == "" {
+		cfg.Exporter = "console"
+		if cfg.OTLPEndpoint != "" {
+			cfg.Exporter = "otlp"
+		}
+	}
+	if len(cfg.PIDs) == 0 {
+		return cfg, usageError{fmt.Errorf("no target: give --pid PID (see --help)")}
+	}
+	return cfg, nil
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}

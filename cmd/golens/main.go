@@ -1,0 +1,166 @@
+// Command golens is the node agent: it attaches eBPF probes to running Go
+// services and exports their spans and metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/golens/golens/discovery"
+	"github.com/golens/golens/metrics"
+	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/probes/nethttp"
+	"github.com/golens/golens/tracer"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return tracer.Version
+}
+
+func newLogger(cfg Config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
+}
+
+// run returns the exit status: 0 after a clean shutdown, 2 for bad usage or
+// when no target could be instrumented, 1 for other failures.
+func run(args []string) int {
+	cfg, err := parseConfig(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "golens:", err)
+		return 2
+	}
+	log, err := newLogger(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "golens:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	met := metrics.New(metrics.Options{})
+	srv, err := met.Listen(cfg.MetricsAddr)
+	if err != nil {
+		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)
+		return 1
+	}
+	exp, err := tracer.NewExporter(ctx, tracer.ExportConfig{
+		Exporter: cfg.Exporter,
+		Endpoint: cfg.OTLPEndpoint,
+		Insecure: cfg.OTLPInsecure,
+		CAFile:   cfg.OTLPCAFile,
+		Headers:  cfg.OTLPHeaders,
+		Timeout:  cfg.OTLPTimeout,
+	}, os.Stdout)
+	if err != nil {
+		log.Error("cannot set up span export", "err", err)
+		return 2
+	}
+	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log})
+
+	mgr := probes.NewManager([]probes.Spec{nethttp.Server}, func(ev event.Event) {
+		met.Record(ev)
+		tr.Record(ev)
+	}, log)
+	defer mgr.Close()
+	met.RegisterSelf(func() metrics.SelfStats {
+		ps, ts := mgr.Stats(), tr.Stats()
+		return metrics.SelfStats{
+			ProbeHits: ps.ProbeHits, EventsRead: ps.EventsRead, EventsLost: ps.EventsLost,
+			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
+			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
+			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansFailed: ts.Failed,
+		}
+	})
+
+	attached := 0
+	for _, pid := range cfg.PIDs {
+		if attach(mgr, pid, cfg.ServiceName, log) {
+			attached++
+		}
+	}
+	if attached == 0 {
+		tr.Shutdown(context.Background())
+		return 2
+	}
+	srv.SetReady()
+	log.Info("golens running", "targets", attached, "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mgr.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx, log) })
+	g.Go(func() error {
+		// A second signal while shutting down means "now".
+		<-gctx.Done()
+		stop()
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			<-sig
+			log.Warn("second signal: exiting without flushing")
+			os.Exit(1)
+		}()
+		return nil
+	})
+	runErr := g.Wait()
+	log.Info("shutting down: probes detached, flushing spans")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := tr.Shutdown(sctx); err != nil {
+		log.Warn("span flush incomplete", "err", err, "unexported", tr.Stats().Queued)
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		log.Error("golens stopped", "err", runErr)
+		return 1
+	}
+	log.Info("golens stopped")
+	return 0
+}
+
+// attach instruments one pid and says so in one log line either way.
+func attach(mgr *probes.Manager, pid int, service string, log *slog.Logger) bool {
+	start := time.Now()
+	proc, err := discovery.Describe(pid, service)
+	if err != nil {
+		log.Error("cannot instrument", "pid", pid, "reason", err)
+		return false
+	}
+	res, err := mgr.Attach(pid, proc)
+	if err != nil {
+		log.Error("cannot instrument", "pid", pid, "exe", proc.ExeName, "reason", err)
+		return false
+	}
+	for name, why := range res.Refused {
+		log.Warn("probe refused", "pid", pid, "probe", name, "reason", why)
+	}
+	log.Info("attached", "pid", pid, "exe", proc.ExeName, "service", proc.ServiceName, "go", proc.GoVersion,
+		"probes", res.Probes, "uprobes", res.Uprobes, "took", time.Since(start).Round(time.Millisecond))
+	return true
+}

@@ -1,0 +1,40 @@
+package metrics
+
+import "testing"
+
+func TestNormalizePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                   "/",
+		"/":                  "/",
+		"/users/42":          "/users/{id}",
+		"/users/42/orders/7": "/users/{id}/orders/{id}",
+		"/o/123e4567-e89b-12d3-a456-426614174000": "/o/{id}",
+		"/blob/9f86d081884c7d659a2feaa0c55ad015":  "/blob/{id}",
+		"/static/app.js":                          "/static/app.js",
+		"/deadbeef":                               "/deadbeef", // short hex words stay
+		"/v2/api":                                 "/v2/api",
+		"/abcdefabcdefabcdef":                     "/abcdefabcdefabcdef", // no digit: a word
+	} {
+		if got := NormalizePath(in); got != want {
+			t.Errorf("NormalizePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRouteCap(t *testing.T) {
+	c := newRouteCap(2)
+	for _, r := range []string{"/a", "/b", "/a"} {
+		if got := c.label("s1", r); got != r {
+			t.Errorf("label(%q) = %q under the cap", r, got)
+		}
+	}
+	if got := c.label("s1", "/c"); got != "other" {
+		t.Errorf("third route = %q, want other", got)
+	}
+	if got := c.label("s2", "/c"); got != "/c" {
+		t.Errorf("cap is per service: got %q", got)
+	}
+	if c.overflowed() != 1 {
+		t.Errorf("overflow %d, want 1", c.overflowed())
+	}
+}

@@ -1,0 +1,113 @@
+package tracer
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc/credentials"
+)
+
+// ExportConfig selects and configures the span exporter.
+type ExportConfig struct {
+	Exporter string            // "otlp" or "console"
+	Endpoint string            // host:port, or a URL (http:// means insecure)
+	Insecure bool              // plaintext gRPC
+	CAFile   string            // PEM roots to verify the collector
+	Headers  map[string]string // e.g. authentication
+	Timeout  time.Duration
+}
+
+// NewExporter builds the exporter the config asks for. The OTLP exporter
+// connects lazily: an unreachable collector is reported per export, never
+// at start-up, so the agent keeps serving metrics meanwhile.
+func NewExporter(ctx context.Context, c ExportConfig, console io.Writer) (sdktrace.SpanExporter, error) {
+	switch c.Exporter {
+	case "console":
+		return NewConsoleExporter(console), nil
+	case "otlp":
+	default:
+		return nil, fmt.Errorf("unknown exporter %q (want otlp or console)", c.Exporter)
+	}
+	if c.Endpoint == "" {
+		return nil, fmt.Errorf("otlp exporter needs an endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
+	}
+	var opts []otlptracegrpc.Option
+	if strings.Contains(c.Endpoint, "://") {
+		opts = append(opts, otlptracegrpc.WithEndpointURL(c.Endpoint))
+		if strings.HasPrefix(c.Endpoint, "http://") {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+	} else {
+		opts = append(opts, otlptracegrpc.WithEndpoint(c.Endpoint))
+	}
+	if c.Insecure {
+		opts = append(opts, otlptracegrpc.WithInsecure())
+	} else if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+		}
+		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	}
+	if len(c.Headers) > 0 {
+		opts = append(opts, otlptracegrpc.WithHeaders(c.Headers))
+	}
+	if c.Timeout > 0 {
+		opts = append(opts, otlptracegrpc.WithTimeout(c.Timeout))
+	}
+	exp, err := otlptracegrpc.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("otlp exporter: %w", err)
+	}
+	return exp, nil
+}
+
+// ConsoleExporter prints one line per span: what `make demo` shows.
+type ConsoleExporter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewConsoleExporter writes spans to w.
+func NewConsoleExporter(w io.Writer) *ConsoleExporter { return &ConsoleExporter{w: w} }
+
+// ExportSpans implements sdktrace.SpanExporter.
+func (c *ConsoleExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range spans {
+		svc := ""
+		for _, kv := range s.Resource().Attributes() {
+			if kv.Key == "service.name" {
+				svc = kv.Value.AsString()
+			}
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "span service=%s name=%q kind=%s trace=%s span=%s", svc, s.Name(), s.SpanKind(), s.SpanContext().TraceID(), s.SpanContext().SpanID())
+		if s.Parent().IsValid() {
+			fmt.Fprintf(&b, " parent=%s", s.Parent().SpanID())
+		}
+		fmt.Fprintf(&b, " duration=%s status=%s", s.EndTime().Sub(s.StartTime()).Round(time.Microsecond), s.Status().Code)
+		for _, kv := range s.Attributes() {
+			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+		}
+		fmt.Fprintln(c.w, b.String())
+	}
+	return nil
+}
+
+// Shutdown implements sdktrace.SpanExporter.
+func (c *ConsoleExporter) Shutdown(context.Context) error { return nil }

@@ -1,0 +1,119 @@
+// Package tracer turns probe events into OpenTelemetry spans and exports them.
+package tracer
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/golens/golens/probes/event"
+)
+
+// Scope is the instrumentation scope of the spans golens builds.
+var Scope = instrumentation.Scope{Name: "github.com/golens/golens", Version: Version}
+
+// Version is the golens release stamped on spans and resources.
+var Version = "0.1.0-dev"
+
+// splitHostPort splits "host:port", tolerating a missing port.
+func splitHostPort(hp string) (string, int) {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return strings.Trim(hp, "[]"), 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, p
+}
+
+// HTTPServerSpan builds the server span of one request.
+func HTTPServerSpan(e *event.HTTPServer) tracetest.SpanStub {
+	method := event.NormalMethod(e.Method)
+	route := e.RouteTemplate()
+	name := method
+	if route != "" {
+		name = method + " " + route
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", method),
+		attribute.String("url.path", e.Path),
+	}
+	if e.Status != 0 {
+		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
+	}
+	if method != e.Method {
+		attrs = append(attrs, attribute.String("http.request.method_original", e.Method))
+	}
+	if route != "" {
+		attrs = append(attrs, attribute.String("http.route", route))
+	}
+	if host, port := splitHostPort(e.Host); host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
+		if port != 0 {
+			attrs = append(attrs, attribute.Int("server.port", port))
+		}
+	}
+	if addr, port := splitHostPort(e.RemoteAddr); addr != "" {
+		attrs = append(attrs, attribute.String("client.address", addr))
+		if port != 0 {
+			attrs = append(attrs, attribute.Int("client.port", port))
+		}
+	}
+	if v := protocolVersion(e.ProtoMajor, e.ProtoMinor); v != "" {
+		attrs = append(attrs, attribute.String("network.protocol.version", v))
+	}
+	if e.Traceparent == event.TraceparentMalformed {
+		attrs = append(attrs, attribute.Bool("golens.traceparent.malformed", true))
+	}
+	if len(e.Truncated) > 0 {
+		attrs = append(attrs, attribute.StringSlice("golens.truncated", e.Truncated))
+	}
+	stub := tracetest.SpanStub{
+		Name:                 name,
+		SpanKind:             trace.SpanKindServer,
+		StartTime:            e.Start,
+		EndTime:              e.End,
+		Attributes:           attrs,
+		InstrumentationScope: Scope,
+	}
+	stub.SpanContext, stub.Parent = spanContexts(e.SpanContext)
+	// Server spans are errors only for 5xx: a 4xx is the client's failure.
+	if e.Status >= 500 {
+		stub.Status = sdktrace.Status{Code: codes.Error}
+	}
+	return stub
+}
+
+func protocolVersion(major, minor int) string {
+	switch {
+	case major == 1:
+		return "1." + strconv.Itoa(minor)
+	case major >= 2:
+		return strconv.Itoa(major)
+	}
+	return ""
+}
+
+// spanContexts converts probe ids into the span's own and parent contexts.
+func spanContexts(sc event.SpanContext) (self, parent trace.SpanContext) {
+	self = trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID(sc.TraceID),
+		SpanID:     trace.SpanID(sc.SpanID),
+		TraceFlags: trace.FlagsSampled,
+	})
+	if !sc.Parent.IsZero() {
+		parent = trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    trace.TraceID(sc.TraceID),
+			SpanID:     trace.SpanID(sc.Parent),
+			TraceFlags: trace.TraceFlags(sc.Flags),
+			Remote:     sc.Traceparent == event.TraceparentValid,
+		})
+	}
+	return self, parent
+}

@@ -1,0 +1,211 @@
+package tracer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/golens/golens/probes/event"
+)
+
+// Options tune the export queue.
+type Options struct {
+	QueueSize     int           // spans waiting for export; beyond it they are dropped and counted
+	BatchSize     int           // spans per export call
+	FlushInterval time.Duration // longest a span waits for its batch
+	ExportTimeout time.Duration // per export call
+	Log           *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 8192
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 512
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.ExportTimeout <= 0 {
+		o.ExportTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// Stats are the tracer's counters, for golens_ metrics.
+type Stats struct {
+	Queued   int    // spans waiting now
+	Exported uint64 // spans the exporter accepted
+	Dropped  uint64 // queue full: never exported
+	Failed   uint64 // the exporter returned an error for them
+}
+
+// Tracer builds spans from events and exports them in batches. Recording
+// never blocks the event reader: a full queue drops the span and counts it.
+type Tracer struct {
+	exp  sdktrace.SpanExporter
+	opts Options
+	host string
+
+	queue chan sdktrace.ReadOnlySpan
+	done  chan struct{}
+
+	mu        sync.Mutex
+	resources map[*event.Process]*resource.Resource
+
+	exported, dropped, failed atomic.Uint64
+	lastErrLog                atomic.Int64 // unix seconds of the last logged export error
+	closeOnce                 sync.Once
+}
+
+// New starts a tracer exporting through exp.
+func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
+	opts.defaults()
+	host, _ := os.Hostname()
+	t := &Tracer{
+		exp:       exp,
+		opts:      opts,
+		host:      host,
+		queue:     make(chan sdktrace.ReadOnlySpan, opts.QueueSize),
+		done:      make(chan struct{}),
+		resources: make(map[*event.Process]*resource.Resource),
+	}
+	go t.run()
+	return t
+}
+
+// Record builds the span for ev, if it yields one, and queues it.
+func (t *Tracer) Record(ev event.Event) {
+	var stub tracetest.SpanStub
+	switch e := ev.(type) {
+	case *event.HTTPServer:
+		stub = HTTPServerSpan(e)
+	default:
+		return
+	}
+	stub.Resource = t.resource(ev.Target())
+	t.enqueue(stub.Snapshot())
+}
+
+func (t *Tracer) enqueue(s sdktrace.ReadOnlySpan) {
+	select {
+	case t.queue <- s:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// Forget drops the cached resource of a process that went away.
+func (t *Tracer) Forget(p *event.Process) {
+	t.mu.Lock()
+	delete(t.resources, p)
+	t.mu.Unlock()
+}
+
+func (t *Tracer) resource(p *event.Process) *resource.Resource {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.resources[p]; ok {
+		return r
+	}
+	r := ProcessResource(p, t.host)
+	t.resources[p] = r
+	return r
+}
+
+// ProcessResource describes an instrumented process as an OTel resource.
+func ProcessResource(p *event.Process, host string) *resource.Resource {
+	attrs := []attribute.KeyValue{
+		attribute.String("service.name", p.ServiceName),
+		attribute.Int("process.pid", p.PID),
+		attribute.String("process.executable.name", p.ExeName),
+		attribute.String("process.runtime.name", "go"),
+		attribute.String("process.runtime.version", p.GoVersion),
+		attribute.String("telemetry.distro.name", "golens"),
+		attribute.String("telemetry.distro.version", Version),
+	}
+	if p.ExePath != "" {
+		attrs = append(attrs, attribute.String("process.executable.path", p.ExePath))
+	}
+	if host != "" {
+		attrs = append(attrs, attribute.String("host.name", host))
+	}
+	return resource.NewSchemaless(attrs...)
+}
+
+func (t *Tracer) run() {
+	defer close(t.done)
+	batch := make([]sdktrace.ReadOnlySpan, 0, t.opts.BatchSize)
+	tick := time.NewTicker(t.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case s, ok := <-t.queue:
+			if !ok {
+				t.export(batch)
+				return
+			}
+			batch = append(batch, s)
+			if len(batch) >= t.opts.BatchSize {
+				t.export(batch)
+				batch = batch[:0]
+			}
+		case <-tick.C:
+			if len(batch) > 0 {
+				t.export(batch)
+				batch = batch[:0]
+			}
+		}
+	}
+}
+
+func (t *Tracer) export(batch []sdktrace.ReadOnlySpan) {
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.ExportTimeout)
+	defer cancel()
+	if err := t.exp.ExportSpans(ctx, batch); err != nil {
+		t.failed.Add(uint64(len(batch)))
+		// One line per 10 s at most: a collector outage must not flood logs.
+		now := time.Now().Unix()
+		if last := t.lastErrLog.Load(); now-last >= 10 && t.lastErrLog.CompareAndSwap(last, now) {
+			t.opts.Log.Error("export spans failed; dropped and counted in golens_spans_failed_total", "spans", len(batch), "err", err)
+		}
+		return
+	}
+	t.exported.Add(uint64(len(batch)))
+}
+
+// Stats returns the current counters.
+func (t *Tracer) Stats() Stats {
+	return Stats{
+		Queued:   len(t.queue),
+		Exported: t.exported.Load(),
+		Dropped:  t.dropped.Load(),
+		Failed:   t.failed.Load(),
+	}
+}
+
+// Shutdown exports what is queued and closes the exporter, within ctx.
+func (t *Tracer) Shutdown(ctx context.Context) error {
+	t.closeOnce.Do(func() { close(t.queue) })
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return errors.Join(ctx.Err(), t.exp.Shutdown(ctx))
+	}
+	return t.exp.Shutdown(ctx)
+}
