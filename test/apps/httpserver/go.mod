@@ -1,0 +1,3 @@
+module github.com/golens/golens/test/apps/httpserver
+
+go 1.21

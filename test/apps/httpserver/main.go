@@ -1,0 +1,61 @@
+// Command httpserver is the target the end-to-end tests and the benchmark
+// instrument: a plain net/http service that knows nothing of golens.
+//
+// It builds with every Go release from 1.21 on, so its routes use only
+// patterns that every release's ServeMux understands.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	flag.Parse()
+
+	mux := http.NewServeMux()
+	// /hello answers with a body: the status (200) is written by Write.
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello")
+	})
+	// /echo/ID answers 200 without writing anything: net/http sends it.
+	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {})
+	// /status/CODE answers with that status.
+	mux.HandleFunc("/status/", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+		if err != nil || code < 100 || code > 999 {
+			code = http.StatusBadRequest
+		}
+		w.WriteHeader(code)
+	})
+	// /sleep?ms=N waits N milliseconds before answering.
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		w.WriteHeader(http.StatusOK)
+	})
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	// The tests read this line to learn the port.
+	fmt.Printf("listening on %s\n", ln.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	srv.Close()
+}

@@ -1,0 +1,149 @@
+// Package harness runs the real pieces end-to-end tests and the benchmark
+// need: target programs built from test/apps, the golens binary, and an
+// OTLP/gRPC receiver that records what golens exports.
+package harness
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+)
+
+// Span is one received span, flattened for assertions.
+type Span struct {
+	TraceID, SpanID, ParentSpanID string // lowercase hex; parent empty for roots
+	Name                          string
+	Kind                          tracepb.Span_SpanKind
+	Start, End                    time.Time
+	StatusCode                    tracepb.Status_StatusCode
+	Attrs                         map[string]any
+	Resource                      map[string]any
+	Scope                         string
+}
+
+// Duration is End minus Start.
+func (s Span) Duration() time.Duration { return s.End.Sub(s.Start) }
+
+// Receiver is a real OTLP/gRPC trace receiver on loopback.
+type Receiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	srv *grpc.Server
+	ln  net.Listener
+
+	mu      sync.Mutex
+	spans   []Span
+	changed chan struct{}
+}
+
+// NewReceiver listens on 127.0.0.1 on a free port.
+func NewReceiver() (*Receiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &Receiver{srv: grpc.NewServer(), ln: ln, changed: make(chan struct{})}
+	collectortrace.RegisterTraceServiceServer(r.srv, r)
+	go r.srv.Serve(ln)
+	return r, nil
+}
+
+// Addr is host:port to give golens as --otlp-endpoint.
+func (r *Receiver) Addr() string { return r.ln.Addr().String() }
+
+// Close stops the server.
+func (r *Receiver) Close() { r.srv.Stop() }
+
+// Export implements the OTLP trace service.
+func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	var got []Span
+	for _, rs := range req.ResourceSpans {
+		res := attrMap(rs.GetResource().GetAttributes())
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				sp := Span{
+					TraceID:    hex.EncodeToString(s.TraceId),
+					SpanID:     hex.EncodeToString(s.SpanId),
+					Name:       s.Name,
+					Kind:       s.Kind,
+					Start:      time.Unix(0, int64(s.StartTimeUnixNano)),
+					End:        time.Unix(0, int64(s.EndTimeUnixNano)),
+					StatusCode: s.GetStatus().GetCode(),
+					Attrs:      attrMap(s.Attributes),
+					Resource:   res,
+					Scope:      ss.GetScope().GetName(),
+				}
+				if len(s.ParentSpanId) > 0 {
+					sp.ParentSpanID = hex.EncodeToString(s.ParentSpanId)
+				}
+				got = append(got, sp)
+			}
+		}
+	}
+	r.mu.Lock()
+	r.spans = append(r.spans, got...)
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// Spans returns a copy of everything received so far.
+func (r *Receiver) Spans() []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Span(nil), r.spans...)
+}
+
+// WaitFor waits until at least n spans arrived, or timeout.
+func (r *Receiver) WaitFor(n int, timeout time.Duration) ([]Span, error) {
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		have, ch := len(r.spans), r.changed
+		r.mu.Unlock()
+		if have >= n {
+			return r.Spans(), nil
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return r.Spans(), fmt.Errorf("received %d spans, want %d", have, n)
+		}
+	}
+}
+
+func attrMap(kvs []*commonpb.KeyValue) map[string]any {
+	m := make(map[string]any, len(kvs))
+	for _, kv := range kvs {
+		m[kv.Key] = anyValue(kv.Value)
+	}
+	return m
+}
+
+func anyValue(v *commonpb.AnyValue) any {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return x.IntValue
+	case *commonpb.AnyValue_BoolValue:
+		return x.BoolValue
+	case *commonpb.AnyValue_DoubleValue:
+		return x.DoubleValue
+	case *commonpb.AnyValue_ArrayValue:
+		var out []any
+		for _, e := range x.ArrayValue.Values {
+			out = append(out, anyValue(e))
+		}
+		return out
+	}
+	return nil
+}
