@@ -1,0 +1,43 @@
+# golens — see README.md. Everything CI runs is `make test` (via .ci/run).
+GO ?= go
+BIN := bin/golens
+
+.PHONY: all build generate generate-check test unit e2e bench demo lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/golens
+
+# Regenerates the eBPF objects (needs clang, llvm and libbpf-dev) and the
+# fallback offsets table (downloads the Go toolchains it reads).
+generate:
+	$(GO) generate ./probes/...
+
+# Fails when the committed eBPF objects differ from what the C sources give.
+generate-check:
+	$(GO) generate ./probes/nethttp/...
+	git diff --exit-code -- probes/ || (echo "generated eBPF objects are stale: run 'make generate' and commit" >&2; exit 1)
+
+lint:
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" >&2 && exit 1)
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+# End-to-end tests need root (or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH).
+e2e:
+	$(GO) test -count=1 -timeout 20m ./test/...
+
+test: lint
+	$(GO) test -count=1 -timeout 25m ./...
+
+bench:
+	$(GO) run ./test/bench
+
+demo:
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin
