@@ -41,10 +41,12 @@ type Options struct {
 // Metrics records application metrics from events. Every event is counted,
 // whatever the sampler keeps.
 type Metrics struct {
-	reg      *prometheus.Registry
-	routes   *routeCap
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	reg            *prometheus.Registry
+	routes         *routeCap
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	clientRequests *prometheus.CounterVec
+	clientDuration *prometheus.HistogramVec
 }
 
 // New creates the metrics on a fresh registry.
@@ -69,7 +71,17 @@ func New(o Options) *Metrics {
 			Buckets: o.Buckets,
 		}, labels),
 	}
-	m.reg.MustRegister(m.requests, m.duration)
+	clientLabels := []string{"service_name", "method", "server_address", "status_code"}
+	m.clientRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "go_app_http_client_requests_total",
+		Help: "HTTP requests sent by the instrumented Go service.",
+	}, clientLabels)
+	m.clientDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "go_app_http_client_request_duration_seconds",
+		Help:    "Time HTTP requests sent by the instrumented Go service took, until response headers or error.",
+		Buckets: o.Buckets,
+	}, clientLabels)
+	m.reg.MustRegister(m.requests, m.duration, m.clientRequests, m.clientDuration)
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "golens_route_overflow_total",
 		Help: "Requests whose route label was replaced by \"other\" because the service reached its route cap.",
@@ -90,6 +102,18 @@ func (m *Metrics) Record(ev event.Event) {
 		lv := []string{svc, event.NormalMethod(e.Method), route, statusLabel(e.Status)}
 		m.requests.WithLabelValues(lv...).Inc()
 		m.duration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+	case *event.HTTPClient:
+		status := statusLabel(e.Status)
+		if e.Err {
+			status = "error"
+		}
+		host, _, err := net.SplitHostPort(e.Host)
+		if err != nil {
+			host = e.Host
+		}
+		lv := []string{e.Process.ServiceName, event.NormalMethod(e.Method), host, status}
+		m.clientRequests.WithLabelValues(lv...).Inc()
+		m.clientDuration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 	}
 }
 

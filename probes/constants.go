@@ -45,10 +45,27 @@ func fieldOffset(b *inspect.Binary, structName, field string) (uint64, error) {
 	return 0, fmt.Errorf("%s.%s for %s (binary has no DWARF): %w", structName, field, b.GoVersion, ErrNoOffsets)
 }
 
-// resolveConstants computes every per-target constant a spec's programs need.
+// resolveFields fills consts with the offsets of fields, skipping those
+// newer than the target's Go release (their constant stays 0: "absent").
+func resolveFields(consts map[string]any, fields []Field, b *inspect.Binary) error {
+	minor := goMinor(b.GoVersion)
+	for _, f := range fields {
+		if minor < f.MinGo {
+			continue
+		}
+		off, err := fieldOffset(b, f.Struct, f.Field)
+		if err != nil {
+			return err
+		}
+		consts[f.Const] = off
+	}
+	return nil
+}
+
+// resolveConstants computes the per-target constants a spec's shared
+// programs need (its own fields and the Go map layout).
 func resolveConstants(s Spec, b *inspect.Binary) (map[string]any, error) {
 	consts := make(map[string]any)
-	minor := goMinor(b.GoVersion)
 	fields := s.Fields
 	if s.ReadsGoMaps {
 		swiss := SwissMaps(b)
@@ -76,15 +93,8 @@ func resolveConstants(s Spec, b *inspect.Binary) (map[string]any, error) {
 			fields = append(append([]Field(nil), fields...), hmapFields...)
 		}
 	}
-	for _, f := range fields {
-		if minor < f.MinGo {
-			continue // stays 0: "absent" to the C code
-		}
-		off, err := fieldOffset(b, f.Struct, f.Field)
-		if err != nil {
-			return nil, err
-		}
-		consts[f.Const] = off
+	if err := resolveFields(consts, fields, b); err != nil {
+		return nil, err
 	}
 	return consts, nil
 }

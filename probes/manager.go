@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,10 +41,11 @@ type Stats struct {
 
 // Manager owns the shared kernel maps and every target's probes.
 type Manager struct {
-	specs   []Spec
-	handler Handler
-	clock   *Clock
-	log     *slog.Logger
+	specs    []Spec
+	features map[string]bool
+	handler  Handler
+	clock    *Clock
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	events   *ebpf.Map // shared ring buffer
@@ -60,6 +62,7 @@ type Manager struct {
 
 // target is one instrumented process and everything attached to it.
 type target struct {
+	Target
 	proc     *event.Process
 	pidfd    int
 	colls    []*ebpf.Collection
@@ -67,10 +70,19 @@ type target struct {
 	attached []string // probe names
 }
 
-// NewManager prepares a manager for the given probe families. Nothing is
-// loaded into the kernel until the first Attach.
-func NewManager(specs []Spec, h Handler, log *slog.Logger) *Manager {
+// Feature names an opt-in, costly hook set.
+const (
+	// FeatureGoroutines tracks goroutine ancestry (one probe hit per `go`
+	// statement) so calls made from goroutines that dropped the request's
+	// context still find their parent span.
+	FeatureGoroutines = "goroutines"
+)
+
+// NewManager prepares a manager for the given probe families, with the
+// opt-in features asked for. Nothing is loaded until the first Attach.
+func NewManager(specs []Spec, features []string, h Handler, log *slog.Logger) *Manager {
 	m := &Manager{
+		features: make(map[string]bool),
 		specs:    specs,
 		handler:  h,
 		clock:    NewClock(),
@@ -79,6 +91,9 @@ func NewManager(specs []Spec, h Handler, log *slog.Logger) *Manager {
 		refused:  make(map[string]int),
 		decoders: make(map[uint32]Decoder),
 		exited:   make(chan int, 16),
+	}
+	for _, f := range features {
+		m.features[f] = true
 	}
 	for _, s := range specs {
 		for k, d := range s.Decoders {
@@ -96,6 +111,7 @@ type Attachment struct {
 	Probes  []string         // probe families attached
 	Refused map[string]error // probe family -> why it was refused
 	Uprobes int              // uprobes attached in all
+	Skipped []string         // optional hooks left out, with the reason
 }
 
 // Attach instruments process pid. It returns an error when no probe family
@@ -135,13 +151,15 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		return res, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	t := &target{proc: proc, pidfd: pidfd}
+	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: errorTypes(bin, pid)}
 	for _, s := range m.specs {
-		coll, links, err := m.attachSpec(s, bin, ex, pid)
+		coll, links, skipped, err := m.attachSpec(s, bin, ex, pid)
 		if err != nil {
 			res.Refused[s.Name] = err
 			m.countRefusal(err)
 			continue
 		}
+		res.Skipped = append(res.Skipped, skipped...)
 		t.colls = append(t.colls, coll)
 		t.links = append(t.links, links...)
 		t.attached = append(t.attached, s.Name)
@@ -156,6 +174,44 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 	m.targets[pid] = t
 	m.mu.Unlock()
 	return res, nil
+}
+
+// errorTypes resolves error itab addresses of a running process to type
+// names, from the binary's symbols shifted by where the process loaded it.
+func errorTypes(bin *inspect.Binary, pid int) func(uint64) string {
+	itabs := bin.ErrorItabs()
+	var bias uint64
+	if bin.PIE && len(itabs) > 0 {
+		bias = loadBase(pid)
+	}
+	return func(itab uint64) string {
+		return itabs[itab-bias]
+	}
+}
+
+// loadBase is the address the executable of pid is mapped at (its mapping
+// of file offset 0). Go PIE binaries are linked at 0, so this is the bias.
+func loadBase(pid int) uint64 {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0
+	}
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[2] != "00000000" || f[5] != exe {
+			continue
+		}
+		start, _, _ := strings.Cut(f[0], "-")
+		v, err := strconv.ParseUint(start, 16, 64)
+		if err == nil {
+			return v
+		}
+	}
+	return 0
 }
 
 func joinRefusals(r map[string]error) error {
@@ -231,83 +287,110 @@ func (m *Manager) ensureShared() error {
 	return nil
 }
 
+// point is one uprobe to attach: a program at a file offset.
+type point struct {
+	prog string
+	addr uint64 // file offset of the function
+	off  uint64 // offset inside it
+}
+
+// resolveHook finds where a hook's programs go and the constants it needs.
+func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
+	fn, err := bin.Func(h.Symbol)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", h.Symbol, ErrNoFunction)
+	}
+	consts := make(map[string]any)
+	for k, v := range h.Consts {
+		consts[k] = v
+	}
+	if err := resolveFields(consts, h.Fields, bin); err != nil {
+		return nil, nil, err
+	}
+	var pts []point
+	if h.Entry != "" {
+		pts = append(pts, point{h.Entry, fn.FileOffset, 0})
+	}
+	if h.Return != "" {
+		rets, err := bin.Returns(fn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("find returns of %s: %w", h.Symbol, err)
+		}
+		if len(rets) == 0 {
+			return nil, nil, fmt.Errorf("%s has no RET instruction", h.Symbol)
+		}
+		for _, r := range rets {
+			pts = append(pts, point{h.Return, fn.FileOffset, r})
+		}
+	}
+	return pts, consts, nil
+}
+
 // attachSpec loads one probe family for one target and attaches its hooks.
-func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, pid int) (*ebpf.Collection, []link.Link, error) {
+// Optional hooks that cannot be attached are reported in skipped.
+func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, pid int) (coll *ebpf.Collection, links []link.Link, skipped []string, err error) {
 	minor := goMinor(bin.GoVersion)
 	if minor < s.MinGo {
-		return nil, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+		return nil, nil, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
 	}
 	cs, err := s.Load()
 	if err != nil {
-		return nil, nil, fmt.Errorf("load objects: %w", err)
+		return nil, nil, nil, fmt.Errorf("load objects: %w", err)
 	}
 	consts, err := resolveConstants(s, bin)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	// Resolve every hook before loading anything, so a refusal costs nothing.
+	var points []point
+	for _, h := range s.Hooks {
+		if h.Feature != "" && !m.features[h.Feature] {
+			continue
+		}
+		pts, hconsts, err := resolveHook(h, bin)
+		if err != nil {
+			if h.Optional {
+				skipped = append(skipped, fmt.Sprintf("%s: %v", h.Name, err))
+				continue
+			}
+			return nil, nil, nil, err
+		}
+		for k, v := range hconsts {
+			consts[k] = v
+		}
+		points = append(points, pts...)
 	}
 	for name, v := range consts {
 		vs, ok := cs.Variables[name]
 		if !ok {
-			return nil, nil, fmt.Errorf("objects have no constant %s", name)
+			return nil, nil, nil, fmt.Errorf("objects have no constant %s", name)
 		}
 		if err := vs.Set(v); err != nil {
-			return nil, nil, fmt.Errorf("set %s: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	// Resolve every hook before loading anything, so a refusal costs nothing.
-	type point struct {
-		prog string
-		addr uint64 // file offset of the function
-		off  uint64 // offset inside it
-	}
-	var points []point
-	for _, h := range s.Hooks {
-		fn, err := bin.Func(h.Symbol)
-		if err != nil {
-			if h.Optional {
-				continue
-			}
-			return nil, nil, fmt.Errorf("%s: %w", h.Symbol, ErrNoFunction)
-		}
-		if h.Entry != "" {
-			points = append(points, point{h.Entry, fn.FileOffset, 0})
-		}
-		if h.Return != "" {
-			rets, err := bin.Returns(fn)
-			if err != nil {
-				return nil, nil, fmt.Errorf("find returns of %s: %w", h.Symbol, err)
-			}
-			if len(rets) == 0 {
-				return nil, nil, fmt.Errorf("%s has no RET instruction", h.Symbol)
-			}
-			for _, r := range rets {
-				points = append(points, point{h.Return, fn.FileOffset, r})
-			}
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
+	coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{"events": m.events, "stats": m.stats},
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("load into kernel: %w", err)
+		return nil, nil, nil, fmt.Errorf("load into kernel: %w", err)
 	}
-	var links []link.Link
 	for _, p := range points {
 		prog := coll.Programs[p.prog]
 		if prog == nil {
 			closeAll(links)
 			coll.Close()
-			return nil, nil, fmt.Errorf("objects have no program %s", p.prog)
+			return nil, nil, nil, fmt.Errorf("objects have no program %s", p.prog)
 		}
 		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: pid})
 		if err != nil {
 			closeAll(links)
 			coll.Close()
-			return nil, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
+			return nil, nil, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
 		}
 		links = append(links, l)
 	}
-	return coll, links, nil
+	return coll, links, skipped, nil
 }
 
 func closeAll(links []link.Link) {
@@ -430,16 +513,12 @@ func (m *Manager) dispatch(raw []byte) {
 	m.mu.Lock()
 	t := m.targets[int(h.PID)]
 	m.mu.Unlock()
-	var proc *event.Process
-	if t != nil {
-		proc = t.proc
-	}
-	if dec == nil || proc == nil {
+	if dec == nil || t == nil {
 		// A kind we do not know, or a target already released: count it.
 		m.decodeErrors.Add(1)
 		return
 	}
-	ev, err := dec(raw, proc, m.clock)
+	ev, err := dec(raw, &t.Target)
 	if err != nil {
 		m.decodeErrors.Add(1)
 		m.log.Debug("decode event", "kind", h.Kind, "pid", h.PID, "err", err)

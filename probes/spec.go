@@ -27,12 +27,22 @@ var (
 // Hook is one function a probe instruments: a program at its entry and/or a
 // program at every RET instruction (Go moves stacks, so no uretprobes).
 type Hook struct {
+	Name   string // short name for logs, e.g. "client"
 	Symbol string // e.g. "net/http.serverHandler.ServeHTTP"
 	Entry  string // program run at entry; empty for none
 	Return string // program run at each RET; empty for none
-	// Optional hooks are skipped when the function is absent (e.g. the
-	// linker dropped it); a missing required hook refuses the probe.
+	// Fields only this hook's programs need; when they cannot be resolved
+	// an optional hook is dropped and a required one refuses the probe.
+	Fields []Field
+	// Consts are set when the hook is attached (feature switches in C).
+	Consts map[string]any
+	// Optional hooks are skipped when the function is absent (the linker
+	// dropped it: the program never makes HTTP calls, say) or their
+	// offsets are unknown; a missing required hook refuses the probe.
 	Optional bool
+	// Feature, when set, attaches the hook only if the manager was asked
+	// for that feature (costly hooks are opt-in).
+	Feature string
 }
 
 // Field names a struct field whose offset a program needs, and the constant
@@ -47,7 +57,16 @@ type Field struct {
 }
 
 // Decoder turns one raw event of the probe's kind into an event value.
-type Decoder func(raw []byte, p *event.Process, clock *Clock) (event.Event, error)
+type Decoder func(raw []byte, t *Target) (event.Event, error)
+
+// Target is what a decoder may know of the process an event came from.
+type Target struct {
+	Proc  *event.Process
+	Clock *Clock
+	// ErrorType names the dynamic type of an error from its itab address
+	// as seen in the process; "" when unknown (stripped binary).
+	ErrorType func(itab uint64) string
+}
 
 // Spec declares one probe family.
 type Spec struct {

@@ -117,3 +117,63 @@ func spanContexts(sc event.SpanContext) (self, parent trace.SpanContext) {
 	}
 	return self, parent
 }
+
+// HTTPClientSpan builds the client span of one outgoing request.
+func HTTPClientSpan(e *event.HTTPClient) tracetest.SpanStub {
+	method := event.NormalMethod(e.Method)
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", method),
+		attribute.String("url.full", e.Scheme+"://"+e.Host+e.Path),
+	}
+	if method != e.Method {
+		attrs = append(attrs, attribute.String("http.request.method_original", e.Method))
+	}
+	if host, port := splitHostPort(e.Host); host != "" {
+		if port == 0 {
+			port = defaultPort(e.Scheme)
+		}
+		attrs = append(attrs, attribute.String("server.address", host))
+		if port != 0 {
+			attrs = append(attrs, attribute.Int("server.port", port))
+		}
+	}
+	if e.Status != 0 {
+		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
+	}
+	failed := false
+	switch {
+	case e.Err:
+		attrs = append(attrs, attribute.String("error.type", e.ErrorType))
+		failed = true
+	case e.Status >= 400:
+		// Client spans fail on 4xx too: the call did not get what it asked.
+		attrs = append(attrs, attribute.String("error.type", strconv.Itoa(e.Status)))
+		failed = true
+	}
+	if len(e.Truncated) > 0 {
+		attrs = append(attrs, attribute.StringSlice("golens.truncated", e.Truncated))
+	}
+	stub := tracetest.SpanStub{
+		Name:                 method,
+		SpanKind:             trace.SpanKindClient,
+		StartTime:            e.Start,
+		EndTime:              e.End,
+		Attributes:           attrs,
+		InstrumentationScope: Scope,
+	}
+	stub.SpanContext, stub.Parent = spanContexts(e.SpanContext)
+	if failed {
+		stub.Status = sdktrace.Status{Code: codes.Error}
+	}
+	return stub
+}
+
+func defaultPort(scheme string) int {
+	switch scheme {
+	case "http":
+		return 80
+	case "https":
+		return 443
+	}
+	return 0
+}

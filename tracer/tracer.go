@@ -92,6 +92,8 @@ func (t *Tracer) Record(ev event.Event) {
 	switch e := ev.(type) {
 	case *event.HTTPServer:
 		stub = HTTPServerSpan(e)
+	case *event.HTTPClient:
+		stub = HTTPClientSpan(e)
 	default:
 		return
 	}

@@ -85,7 +85,11 @@ func run(args []string) int {
 	}
 	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log})
 
-	mgr := probes.NewManager([]probes.Spec{nethttp.Server}, func(ev event.Event) {
+	var features []string
+	if cfg.TrackGoroutines {
+		features = append(features, probes.FeatureGoroutines)
+	}
+	mgr := probes.NewManager([]probes.Spec{nethttp.Probe}, features, func(ev event.Event) {
 		met.Record(ev)
 		tr.Record(ev)
 	}, log)
@@ -159,6 +163,9 @@ func attach(mgr *probes.Manager, pid int, service string, log *slog.Logger) bool
 	}
 	for name, why := range res.Refused {
 		log.Warn("probe refused", "pid", pid, "probe", name, "reason", why)
+	}
+	for _, why := range res.Skipped {
+		log.Info("optional hook not attached", "pid", pid, "hook", why)
 	}
 	log.Info("attached", "pid", pid, "exe", proc.ExeName, "service", proc.ServiceName, "go", proc.GoVersion,
 		"probes", res.Probes, "uprobes", res.Uprobes, "took", time.Since(start).Round(time.Millisecond))

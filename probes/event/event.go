@@ -106,3 +106,44 @@ func NormalMethod(m string) string {
 	}
 	return "_OTHER"
 }
+
+// ParentLink says how a client span found its parent in-process.
+type ParentLink uint8
+
+// The ways a client span is linked to the server span it serves, mirroring
+// enum parent_link in C.
+const (
+	LinkNone      ParentLink = 0 // a root: no server span was found
+	LinkContext   ParentLink = 1 // through the request's context.Context chain
+	LinkGoroutine ParentLink = 2 // through goroutine ancestry
+)
+
+// String names the link for attributes and logs.
+func (l ParentLink) String() string {
+	switch l {
+	case LinkContext:
+		return "context"
+	case LinkGoroutine:
+		return "goroutine"
+	}
+	return "none"
+}
+
+// HTTPClient is one request sent through net/http's Transport.
+type HTTPClient struct {
+	Process    *Process
+	Start, End time.Time
+	SpanContext
+	Link      ParentLink
+	Method    string
+	Scheme    string // "http", "https"
+	Host      string // URL host, "name:port" or "name"
+	Path      string
+	Status    int    // response status; 0 when no response came back
+	Err       bool   // the transport returned an error
+	ErrorType string // the error's Go type when known ("*net.OpError"), else "_OTHER"
+	Truncated []string
+}
+
+// Target implements Event.
+func (e *HTTPClient) Target() *Process { return e.Process }

@@ -13,6 +13,40 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfClientReq struct {
+	_       structs.HostLayout
+	StartNs uint64
+	Req     uint64
+	Link    uint8
+	Pad     [7]uint8
+	Sc      bpfSpanContext
+}
+
+type bpfHttpClientEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_    structs.HostLayout
+		Kind uint32
+		Pid  uint32
+	}
+	StartNs   uint64
+	EndNs     uint64
+	Sc        bpfSpanContext
+	Status    uint64
+	ErrItab   uint64
+	MethodLen uint16
+	SchemeLen uint16
+	HostLen   uint16
+	PathLen   uint16
+	Cut       uint8
+	Link      uint8
+	Pad       [6]uint8
+	Method    [16]uint8
+	Scheme    [16]uint8
+	Host      [64]uint8
+	Path      [128]uint8
+}
+
 type bpfHttpServerEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -45,6 +79,13 @@ type bpfMapScratch struct {
 	Buf [336]uint8
 }
 
+type bpfPtrKey struct {
+	_   structs.HostLayout
+	Pid uint32
+	Pad uint32
+	Ptr uint64
+}
+
 type bpfServerKey struct {
 	_   structs.HostLayout
 	Pid uint32
@@ -57,6 +98,8 @@ type bpfServerReq struct {
 	StartNs uint64
 	Req     uint64
 	Resp    uint64
+	Ctx     uint64
+	Goid    uint64
 	Sc      bpfSpanContext
 }
 
@@ -74,17 +117,27 @@ type bpfSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapClientReqs            = "client_reqs"
+	bpfMapClientScratch         = "client_scratch"
+	bpfMapCtxSpans              = "ctx_spans"
 	bpfMapEvents                = "events"
 	bpfMapGoMapScratch          = "go_map_scratch"
+	bpfMapGoidSpans             = "goid_spans"
 	bpfMapServerReqs            = "server_reqs"
 	bpfMapServerScratch         = "server_scratch"
 	bpfMapStats                 = "stats"
+	bpfProgUprobeClientEntry    = "uprobe_client_entry"
+	bpfProgUprobeClientReturn   = "uprobe_client_return"
+	bpfProgUprobeNewproc1Return = "uprobe_newproc1_return"
 	bpfProgUprobeServerEntry    = "uprobe_server_entry"
 	bpfProgUprobeServerReturn   = "uprobe_server_return"
 	bpfVarMapSwiss              = "map_swiss"
+	bpfVarOffG_goid             = "off_g_goid"
+	bpfVarOffG_parentGoid       = "off_g_parent_goid"
 	bpfVarOffHmapB              = "off_hmap_b"
 	bpfVarOffHmapBuckets        = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets     = "off_hmap_oldbuckets"
+	bpfVarOffReqCtx             = "off_req_ctx"
 	bpfVarOffReqHeader          = "off_req_header"
 	bpfVarOffReqHost            = "off_req_host"
 	bpfVarOffReqMethod          = "off_req_method"
@@ -94,11 +147,16 @@ const (
 	bpfVarOffReqRemote          = "off_req_remote"
 	bpfVarOffReqUrl             = "off_req_url"
 	bpfVarOffRespStatus         = "off_resp_status"
+	bpfVarOffResponseStatusCode = "off_response_status_code"
 	bpfVarOffSwissDirlen        = "off_swiss_dirlen"
 	bpfVarOffSwissDirptr        = "off_swiss_dirptr"
 	bpfVarOffTableGroupsData    = "off_table_groups_data"
 	bpfVarOffTableGroupsMask    = "off_table_groups_mask"
+	bpfVarOffUrlHost            = "off_url_host"
 	bpfVarOffUrlPath            = "off_url_path"
+	bpfVarOffUrlScheme          = "off_url_scheme"
+	bpfVarTrackGoroutines       = "track_goroutines"
+	bpfVarUnusedHttpClientEvent = "unused_http_client_event"
 	bpfVarUnusedHttpServerEvent = "unused_http_server_event"
 )
 
@@ -144,16 +202,23 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	UprobeServerEntry  *ebpf.ProgramSpec `ebpf:"uprobe_server_entry"`
-	UprobeServerReturn *ebpf.ProgramSpec `ebpf:"uprobe_server_return"`
+	UprobeClientEntry    *ebpf.ProgramSpec `ebpf:"uprobe_client_entry"`
+	UprobeClientReturn   *ebpf.ProgramSpec `ebpf:"uprobe_client_return"`
+	UprobeNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
+	UprobeServerEntry    *ebpf.ProgramSpec `ebpf:"uprobe_server_entry"`
+	UprobeServerReturn   *ebpf.ProgramSpec `ebpf:"uprobe_server_return"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	ClientReqs    *ebpf.MapSpec `ebpf:"client_reqs"`
+	ClientScratch *ebpf.MapSpec `ebpf:"client_scratch"`
+	CtxSpans      *ebpf.MapSpec `ebpf:"ctx_spans"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	GoMapScratch  *ebpf.MapSpec `ebpf:"go_map_scratch"`
+	GoidSpans     *ebpf.MapSpec `ebpf:"goid_spans"`
 	ServerReqs    *ebpf.MapSpec `ebpf:"server_reqs"`
 	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -164,9 +229,12 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	MapSwiss              *ebpf.VariableSpec `ebpf:"map_swiss"`
+	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	OffHmapB              *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffReqCtx             *ebpf.VariableSpec `ebpf:"off_req_ctx"`
 	OffReqHeader          *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqHost            *ebpf.VariableSpec `ebpf:"off_req_host"`
 	OffReqMethod          *ebpf.VariableSpec `ebpf:"off_req_method"`
@@ -176,11 +244,16 @@ type bpfVariableSpecs struct {
 	OffReqRemote          *ebpf.VariableSpec `ebpf:"off_req_remote"`
 	OffReqUrl             *ebpf.VariableSpec `ebpf:"off_req_url"`
 	OffRespStatus         *ebpf.VariableSpec `ebpf:"off_resp_status"`
+	OffResponseStatusCode *ebpf.VariableSpec `ebpf:"off_response_status_code"`
 	OffSwissDirlen        *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr        *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData    *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask    *ebpf.VariableSpec `ebpf:"off_table_groups_mask"`
+	OffUrlHost            *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.VariableSpec `ebpf:"off_url_path"`
+	OffUrlScheme          *ebpf.VariableSpec `ebpf:"off_url_scheme"`
+	TrackGoroutines       *ebpf.VariableSpec `ebpf:"track_goroutines"`
+	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
 }
 
@@ -204,8 +277,12 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	ClientReqs    *ebpf.Map `ebpf:"client_reqs"`
+	ClientScratch *ebpf.Map `ebpf:"client_scratch"`
+	CtxSpans      *ebpf.Map `ebpf:"ctx_spans"`
 	Events        *ebpf.Map `ebpf:"events"`
 	GoMapScratch  *ebpf.Map `ebpf:"go_map_scratch"`
+	GoidSpans     *ebpf.Map `ebpf:"goid_spans"`
 	ServerReqs    *ebpf.Map `ebpf:"server_reqs"`
 	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -213,8 +290,12 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.ClientReqs,
+		m.ClientScratch,
+		m.CtxSpans,
 		m.Events,
 		m.GoMapScratch,
+		m.GoidSpans,
 		m.ServerReqs,
 		m.ServerScratch,
 		m.Stats,
@@ -226,9 +307,12 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	MapSwiss              *ebpf.Variable `ebpf:"map_swiss"`
+	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	OffHmapB              *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffReqCtx             *ebpf.Variable `ebpf:"off_req_ctx"`
 	OffReqHeader          *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqHost            *ebpf.Variable `ebpf:"off_req_host"`
 	OffReqMethod          *ebpf.Variable `ebpf:"off_req_method"`
@@ -238,11 +322,16 @@ type bpfVariables struct {
 	OffReqRemote          *ebpf.Variable `ebpf:"off_req_remote"`
 	OffReqUrl             *ebpf.Variable `ebpf:"off_req_url"`
 	OffRespStatus         *ebpf.Variable `ebpf:"off_resp_status"`
+	OffResponseStatusCode *ebpf.Variable `ebpf:"off_response_status_code"`
 	OffSwissDirlen        *ebpf.Variable `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr        *ebpf.Variable `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData    *ebpf.Variable `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask    *ebpf.Variable `ebpf:"off_table_groups_mask"`
+	OffUrlHost            *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.Variable `ebpf:"off_url_path"`
+	OffUrlScheme          *ebpf.Variable `ebpf:"off_url_scheme"`
+	TrackGoroutines       *ebpf.Variable `ebpf:"track_goroutines"`
+	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
 }
 
@@ -250,12 +339,18 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	UprobeServerEntry  *ebpf.Program `ebpf:"uprobe_server_entry"`
-	UprobeServerReturn *ebpf.Program `ebpf:"uprobe_server_return"`
+	UprobeClientEntry    *ebpf.Program `ebpf:"uprobe_client_entry"`
+	UprobeClientReturn   *ebpf.Program `ebpf:"uprobe_client_return"`
+	UprobeNewproc1Return *ebpf.Program `ebpf:"uprobe_newproc1_return"`
+	UprobeServerEntry    *ebpf.Program `ebpf:"uprobe_server_entry"`
+	UprobeServerReturn   *ebpf.Program `ebpf:"uprobe_server_return"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.UprobeClientEntry,
+		p.UprobeClientReturn,
+		p.UprobeNewproc1Return,
 		p.UprobeServerEntry,
 		p.UprobeServerReturn,
 	)

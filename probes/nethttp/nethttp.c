@@ -70,6 +70,15 @@ volatile const __u64 off_req_remote = 176;
 volatile const __u64 off_req_pattern = 0; /* 0: this Go has no Request.Pattern */
 volatile const __u64 off_url_path = 56;
 volatile const __u64 off_resp_status = 0; /* 0: unknown, status not read */
+volatile const __u64 off_req_ctx = 232;         /* Request.ctx, an interface */
+volatile const __u64 off_url_scheme = 0;
+volatile const __u64 off_url_host = 40;
+volatile const __u64 off_response_status_code = 16; /* Response.StatusCode */
+volatile const __u64 off_g_goid = 152;
+volatile const __u64 off_g_parent_goid = 0;
+/* Goroutine ancestry: links calls made from goroutines that dropped the
+ * request's context, at one probe hit per `go` statement. Off by default. */
+volatile const __u8 track_goroutines = 0;
 
 /* A request between entry and return, keyed by goroutine. */
 struct server_key {
@@ -82,6 +91,8 @@ struct server_req {
 	__u64 start_ns;
 	__u64 req;
 	__u64 resp;
+	__u64 ctx;  /* the request's context object, registered in ctx_spans */
+	__u64 goid; /* registered in goid_spans when tracking goroutines */
 	struct span_context sc;
 };
 
@@ -101,8 +112,119 @@ struct {
 	__type(value, struct server_req);
 } server_scratch SEC(".maps");
 
-/* Force the event type into BTF so bpf2go can generate its Go twin. */
+/*
+ * In-process propagation. A server span is findable, while its handler runs,
+ * by the request's context object (most code passes r.Context(), or one
+ * derived from it, to its outgoing requests: free to follow) and, when
+ * goroutine tracking is on, by goroutine id (inherited by goroutines the
+ * handler starts).
+ */
+struct ptr_key {
+	__u32 pid;
+	__u32 _pad;
+	__u64 ptr; /* a context object's address, or a goroutine id */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ptr_key);
+	__type(value, struct span_context);
+} ctx_spans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ptr_key);
+	__type(value, struct span_context);
+} goid_spans SEC(".maps");
+
+/* How a client span found its parent. */
+enum parent_link {
+	LINK_NONE = 0,
+	LINK_CONTEXT = 1,
+	LINK_GOROUTINE = 2,
+};
+
+/*
+ * Every context type of package context (valueCtx, cancelCtx, timerCtx,
+ * withoutCancelCtx, afterFuncCtx) embeds its parent Context as its first
+ * field, so a context's parent object is the data word at offset 8. A
+ * foreign context type breaks the walk harmlessly: lookups just miss.
+ */
+#define CTX_WALK_MAX 16
+
+static __always_inline int ctx_find(__u32 pid, __u64 c, struct span_context *out)
+{
+	for (int i = 0; i < CTX_WALK_MAX; i++) {
+		if (!c)
+			return 0;
+		struct ptr_key k = {.pid = pid, .ptr = c};
+		struct span_context *sc = bpf_map_lookup_elem(&ctx_spans, &k);
+		if (sc) {
+			*out = *sc;
+			return 1;
+		}
+		c = go_word_at((void *)(c + 8));
+	}
+	return 0;
+}
+
+static __always_inline __u64 req_ctx(__u64 req)
+{
+	return go_word_at((void *)(req + off_req_ctx + 8));
+}
+
+static __always_inline __u64 current_goid(struct pt_regs *ctx)
+{
+	return go_word_at((void *)(GO_G(ctx) + off_g_goid));
+}
+
+struct http_client_event {
+	struct event_header hdr;
+	__u64 start_ns;
+	__u64 end_ns;
+	struct span_context sc;
+	__u64 status;   /* Response.StatusCode; 0 without a response */
+	__u64 err_itab; /* non-zero when roundTrip returned an error: its itab */
+	__u16 method_len;
+	__u16 scheme_len;
+	__u16 host_len;
+	__u16 path_len;
+	__u8 cut;
+	__u8 link; /* enum parent_link */
+	__u8 _pad[6];
+	__u8 method[METHOD_MAX];
+	__u8 scheme[16];
+	__u8 host[HOST_MAX];
+	__u8 path[PATH_MAX_];
+};
+
+struct client_req {
+	__u64 start_ns;
+	__u64 req;
+	__u8 link;
+	__u8 _pad[7];
+	struct span_context sc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct server_key);
+	__type(value, struct client_req);
+} client_reqs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct client_req);
+} client_scratch SEC(".maps");
+
+/* Force the event types into BTF so bpf2go can generate their Go twins. */
 const struct http_server_event *unused_http_server_event __attribute__((unused));
+const struct http_client_event *unused_http_client_event __attribute__((unused));
 
 static __always_inline void read_traceparent(struct server_req *r)
 {
@@ -145,8 +267,30 @@ int uprobe_server_entry(struct pt_regs *ctx)
 		.pid = bpf_get_current_pid_tgid() >> 32,
 		.g = GO_G(ctx),
 	};
+	r->ctx = req_ctx(r->req);
+	if (r->ctx) {
+		struct ptr_key ck = {.pid = k.pid, .ptr = r->ctx};
+		bpf_map_update_elem(&ctx_spans, &ck, &r->sc, BPF_ANY);
+	}
+	if (track_goroutines) {
+		r->goid = current_goid(ctx);
+		struct ptr_key gk = {.pid = k.pid, .ptr = r->goid};
+		bpf_map_update_elem(&goid_spans, &gk, &r->sc, BPF_ANY);
+	}
 	bpf_map_update_elem(&server_reqs, &k, r, BPF_ANY);
 	return 0;
+}
+
+/* Forget the finished request's registrations (also when its event was lost). */
+static __always_inline void server_unregister(__u32 pid, struct server_req *r)
+{
+	struct ptr_key ck = {.pid = pid, .ptr = r->ctx};
+	if (r->ctx)
+		bpf_map_delete_elem(&ctx_spans, &ck);
+	if (r->goid) {
+		struct ptr_key gk = {.pid = pid, .ptr = r->goid};
+		bpf_map_delete_elem(&goid_spans, &gk);
+	}
 }
 
 SEC("uprobe/server_handler_serve_http_return")
@@ -163,6 +307,7 @@ int uprobe_server_return(struct pt_regs *ctx)
 		return 0;
 	}
 	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	server_unregister(k.pid, r);
 	if (!e) {
 		stat_inc(STAT_LOST);
 		bpf_map_delete_elem(&server_reqs, &k);
@@ -220,5 +365,136 @@ int uprobe_server_return(struct pt_regs *ctx)
 
 	bpf_map_delete_elem(&server_reqs, &k);
 	event_submit(e);
+	return 0;
+}
+
+/*
+ * net/http client: (*Transport).roundTrip(req *Request) (*Response, error)
+ * carries every request a Client or Transport sends (redirects each get
+ * their own call). Entry: t in RAX, req in RBX. Return: *Response in RAX,
+ * the error's itab in RBX and data in RCX.
+ */
+SEC("uprobe/transport_round_trip")
+int uprobe_client_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	__u32 zero = 0;
+	struct client_req *r = bpf_map_lookup_elem(&client_scratch, &zero);
+	if (!r)
+		return 0;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->start_ns = bpf_ktime_get_ns();
+	r->req = GO_ARG2(ctx);
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+
+	struct span_context parent = {};
+	if (ctx_find(pid, req_ctx(r->req), &parent)) {
+		r->link = LINK_CONTEXT;
+	} else if (track_goroutines) {
+		struct ptr_key gk = {.pid = pid, .ptr = current_goid(ctx)};
+		struct span_context *sc = bpf_map_lookup_elem(&goid_spans, &gk);
+		if (sc) {
+			parent = *sc;
+			r->link = LINK_GOROUTINE;
+		}
+	}
+	if (r->link != LINK_NONE) {
+		__builtin_memcpy(r->sc.trace_id, parent.trace_id, 16);
+		__builtin_memcpy(r->sc.parent_span_id, parent.span_id, 8);
+		r->sc.trace_flags = parent.trace_flags;
+	} else {
+		random_bytes(r->sc.trace_id, 16);
+		r->sc.trace_flags = 1;
+	}
+	random_bytes(r->sc.span_id, 8);
+
+	struct server_key k = {.pid = pid, .g = GO_G(ctx)};
+	bpf_map_update_elem(&client_reqs, &k, r, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/transport_round_trip_return")
+int uprobe_client_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_G(ctx),
+	};
+	struct client_req *r = bpf_map_lookup_elem(&client_reqs, &k);
+	if (!r) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+	struct http_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_LOST);
+		bpf_map_delete_elem(&client_reqs, &k);
+		return 0;
+	}
+	e->hdr.kind = EVENT_HTTP_CLIENT;
+	e->hdr.pid = k.pid;
+	e->start_ns = r->start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->sc = r->sc;
+	e->link = r->link;
+	e->cut = 0;
+	__u64 resp = GO_ARG1(ctx);
+	e->err_itab = GO_ARG2(ctx);
+	e->status = resp ? go_word_at((void *)(resp + off_response_status_code)) : 0;
+
+	void *req = (void *)r->req;
+	struct go_string s = {};
+	__u8 cut = 0;
+	go_string_at(&s, req + off_req_method);
+	e->method_len = go_string_copy(e->method, METHOD_MAX, s, &cut);
+	e->cut |= cut ? CUT_METHOD : 0;
+
+	__u64 url = go_word_at(req + off_req_url);
+	cut = 0;
+	s.len = 0;
+	if (url)
+		go_string_at(&s, (void *)(url + off_url_scheme));
+	e->scheme_len = go_string_copy(e->scheme, 16, s, &cut);
+
+	cut = 0;
+	s.len = 0;
+	if (url)
+		go_string_at(&s, (void *)(url + off_url_host));
+	e->host_len = go_string_copy(e->host, HOST_MAX, s, &cut);
+	e->cut |= cut ? CUT_HOST : 0;
+
+	cut = 0;
+	s.len = 0;
+	if (url)
+		go_string_at(&s, (void *)(url + off_url_path));
+	e->path_len = go_string_copy(e->path, PATH_MAX_, s, &cut);
+	e->cut |= cut ? CUT_PATH : 0;
+
+	bpf_map_delete_elem(&client_reqs, &k);
+	event_submit(e);
+	return 0;
+}
+
+/*
+ * Goroutine ancestry (only attached with goroutine tracking on): at each RET
+ * of runtime.newproc1, RAX is the new g, whose parentGoid names the
+ * goroutine that ran the `go` statement. A child of a goroutine serving a
+ * request inherits that request's span.
+ */
+SEC("uprobe/runtime_newproc1_return")
+int uprobe_newproc1_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	__u64 newg = GO_ARG1(ctx);
+	if (!newg || !off_g_parent_goid)
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct ptr_key pk = {.pid = pid, .ptr = go_word_at((void *)(newg + off_g_parent_goid))};
+	struct span_context *sc = bpf_map_lookup_elem(&goid_spans, &pk);
+	if (!sc)
+		return 0;
+	struct ptr_key ck = {.pid = pid, .ptr = go_word_at((void *)(newg + off_g_goid))};
+	bpf_map_update_elem(&goid_spans, &ck, sc, BPF_ANY);
 	return 0;
 }

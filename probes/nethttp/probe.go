@@ -9,17 +9,45 @@ import (
 	"github.com/golens/golens/probes/event"
 )
 
-// eventHTTPServer mirrors EVENT_HTTP_SERVER in bpf/include/events.h.
-const eventHTTPServer = 1
+// Event kinds, mirroring enum event_kind in bpf/include/events.h.
+const (
+	eventHTTPServer = 1
+	eventHTTPClient = 2
+)
 
-// Server declares the net/http server probe.
-var Server = probes.Spec{
-	Name:  "net/http.server",
+// Probe declares the net/http probes: server spans, client spans, and the
+// in-process links between them (one object, so they share their maps).
+var Probe = probes.Spec{
+	Name:  "net/http",
 	MinGo: 21,
 	Hooks: []probes.Hook{{
+		Name:   "server",
 		Symbol: "net/http.serverHandler.ServeHTTP",
 		Entry:  "uprobe_server_entry",
 		Return: "uprobe_server_return",
+	}, {
+		Name:   "client",
+		Symbol: "net/http.(*Transport).roundTrip",
+		Entry:  "uprobe_client_entry",
+		Return: "uprobe_client_return",
+		Fields: []probes.Field{
+			{Const: "off_response_status_code", Struct: "net/http.Response", Field: "StatusCode"},
+			{Const: "off_url_scheme", Struct: "net/url.URL", Field: "Scheme"},
+			{Const: "off_url_host", Struct: "net/url.URL", Field: "Host"},
+		},
+		// A program that never sends HTTP requests has no Transport code.
+		Optional: true,
+	}, {
+		Name:   "goroutines",
+		Symbol: "runtime.newproc1",
+		Return: "uprobe_newproc1_return",
+		Fields: []probes.Field{
+			{Const: "off_g_goid", Struct: "runtime.g", Field: "goid"},
+			{Const: "off_g_parent_goid", Struct: "runtime.g", Field: "parentGoid"},
+		},
+		Consts:   map[string]any{"track_goroutines": uint8(1)},
+		Feature:  probes.FeatureGoroutines,
+		Optional: true,
 	}},
 	Fields: []probes.Field{
 		{Const: "off_req_method", Struct: "net/http.Request", Field: "Method"},
@@ -32,25 +60,34 @@ var Server = probes.Spec{
 		{Const: "off_req_pattern", Struct: "net/http.Request", Field: "Pattern", MinGo: 23},
 		{Const: "off_url_path", Struct: "net/url.URL", Field: "Path"},
 		{Const: "off_resp_status", Struct: "net/http.response", Field: "status"},
+		{Const: "off_req_ctx", Struct: "net/http.Request", Field: "ctx"},
 	},
 	ReadsGoMaps: true,
 	Load:        loadBpf,
-	Decoders:    map[uint32]probes.Decoder{eventHTTPServer: decodeServer},
+	Decoders:    map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
 }
 
 // Bits of http_server_event.cut.
 var cutNames = []string{"method", "path", "route", "host", "remote"}
 
-func decodeServer(raw []byte, p *event.Process, clock *probes.Clock) (event.Event, error) {
-	var e *bpfHttpServerEvent
-	if len(raw) < int(unsafe.Sizeof(*e)) {
-		return nil, fmt.Errorf("http server event: %d bytes, want %d", len(raw), unsafe.Sizeof(*e))
+// cast views raw as a *T after checking its size: a fixed-size read.
+func cast[T any](raw []byte) (*T, error) {
+	var zero T
+	if len(raw) < int(unsafe.Sizeof(zero)) {
+		return nil, fmt.Errorf("event of %d bytes, want %d", len(raw), unsafe.Sizeof(zero))
 	}
-	e = (*bpfHttpServerEvent)(unsafe.Pointer(&raw[0]))
+	return (*T)(unsafe.Pointer(&raw[0])), nil
+}
+
+func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
+	e, err := cast[bpfHttpServerEvent](raw)
+	if err != nil {
+		return nil, err
+	}
 	ev := &event.HTTPServer{
-		Process:    p,
-		Start:      clock.Time(e.StartNs),
-		End:        clock.Time(e.EndNs),
+		Process:    t.Proc,
+		Start:      t.Clock.Time(e.StartNs),
+		End:        t.Clock.Time(e.EndNs),
 		Method:     str(e.Method[:], e.MethodLen),
 		Path:       str(e.Path[:], e.PathLen),
 		Route:      str(e.Route[:], e.RouteLen),
@@ -66,9 +103,43 @@ func decodeServer(raw []byte, p *event.Process, clock *probes.Clock) (event.Even
 	if ev.Status == 0 && ev.ProtoMajor == 1 {
 		ev.Status = 200
 	}
+	ev.Truncated = truncated(e.Cut)
+	return ev, nil
+}
+
+func truncated(cut uint8) []string {
+	var names []string
 	for i, name := range cutNames {
-		if e.Cut&(1<<i) != 0 {
-			ev.Truncated = append(ev.Truncated, name)
+		if cut&(1<<i) != 0 {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
+	e, err := cast[bpfHttpClientEvent](raw)
+	if err != nil {
+		return nil, err
+	}
+	ev := &event.HTTPClient{
+		Process:   t.Proc,
+		Start:     t.Clock.Time(e.StartNs),
+		End:       t.Clock.Time(e.EndNs),
+		Link:      event.ParentLink(e.Link),
+		Method:    str(e.Method[:], e.MethodLen),
+		Scheme:    str(e.Scheme[:], e.SchemeLen),
+		Host:      str(e.Host[:], e.HostLen),
+		Path:      str(e.Path[:], e.PathLen),
+		Status:    int(e.Status),
+		Err:       e.ErrItab != 0,
+		Truncated: truncated(e.Cut),
+	}
+	ev.SpanContext = spanContext(&e.Sc)
+	if ev.Err {
+		ev.Status = 0 // no response with an error
+		if ev.ErrorType = t.ErrorType(e.ErrItab); ev.ErrorType == "" {
+			ev.ErrorType = "_OTHER"
 		}
 	}
 	return ev, nil

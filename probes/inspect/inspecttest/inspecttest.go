@@ -43,6 +43,14 @@ func main() {
 		addr = os.Args[1]
 	}
 	http.HandleFunc("/", handle)
+	// An HTTP client too, so the client-side types are linked and described.
+	if len(os.Args) > 2 {
+		resp, err := http.Get(os.Args[2])
+		if err == nil {
+			fmt.Println(resp.StatusCode)
+			resp.Body.Close()
+		}
+	}
 	log.Fatal(http.ListenAndServe(addr, nil))
 }
 `

@@ -6,17 +6,37 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+// call GETs url and returns the status, or 502 when the request failed.
+func call(ctx context.Context, url string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return http.StatusBadRequest
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return http.StatusBadGateway
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
@@ -42,6 +62,32 @@ func main() {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		w.WriteHeader(http.StatusOK)
+	})
+
+	// /chain?to=URL calls URL with the request's context and answers with
+	// the status it got (502 on a transport error).
+	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(call(r.Context(), r.URL.Query().Get("to")))
+	})
+	// /fanout?to=URL&n=N calls URL from N goroutines at once, each passing
+	// the request's context (or none with bg=1: only goroutine ancestry can
+	// link those calls).
+	mux.HandleFunc("/fanout", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		bg := r.URL.Query().Get("bg") == "1"
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := r.Context()
+				if bg {
+					ctx = context.Background()
+				}
+				call(ctx, r.URL.Query().Get("to"))
+			}()
+		}
+		wg.Wait()
 	})
 
 	ln, err := net.Listen("tcp", *addr)
