@@ -24,6 +24,8 @@ type Options struct {
 	FlushInterval time.Duration // longest a span waits for its batch
 	ExportTimeout time.Duration // per export call
 	Log           *slog.Logger
+	// Linker, when set, joins traces of services on this node (see Linker).
+	Linker *Linker
 }
 
 func (o *Options) defaults() {
@@ -50,6 +52,8 @@ type Stats struct {
 	Exported uint64 // spans the exporter accepted
 	Dropped  uint64 // queue full: never exported
 	Failed   uint64 // the exporter returned an error for them
+	Linked   uint64 // server spans joined to a caller's trace on this node
+	Held     int    // spans waiting for their trace to settle
 }
 
 // Tracer builds spans from events and exports them in batches. Recording
@@ -65,6 +69,10 @@ type Tracer struct {
 	mu        sync.Mutex
 	resources map[*event.Process]*resource.Resource
 
+	linkMu      sync.Mutex // guards opts.Linker
+	stop        chan struct{}
+	flusherDone chan struct{}
+
 	exported, dropped, failed atomic.Uint64
 	lastErrLog                atomic.Int64 // unix seconds of the last logged export error
 	closeOnce                 sync.Once
@@ -75,15 +83,46 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 	opts.defaults()
 	host, _ := os.Hostname()
 	t := &Tracer{
-		exp:       exp,
-		opts:      opts,
-		host:      host,
-		queue:     make(chan sdktrace.ReadOnlySpan, opts.QueueSize),
-		done:      make(chan struct{}),
-		resources: make(map[*event.Process]*resource.Resource),
+		exp:         exp,
+		opts:        opts,
+		host:        host,
+		queue:       make(chan sdktrace.ReadOnlySpan, opts.QueueSize),
+		done:        make(chan struct{}),
+		stop:        make(chan struct{}),
+		flusherDone: make(chan struct{}),
+		resources:   make(map[*event.Process]*resource.Resource),
 	}
 	go t.run()
+	if opts.Linker != nil {
+		go t.flushLinker()
+	} else {
+		close(t.flusherDone)
+	}
 	return t
+}
+
+// flushLinker releases held spans whose wait is over.
+func (t *Tracer) flushLinker() {
+	defer close(t.flusherDone)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case now := <-tick.C:
+			t.linkMu.Lock()
+			out := t.opts.Linker.Flush(now, false)
+			t.linkMu.Unlock()
+			t.enqueueAll(out)
+		}
+	}
+}
+
+func (t *Tracer) enqueueAll(stubs []*tracetest.SpanStub) {
+	for _, s := range stubs {
+		t.enqueue(s.Snapshot())
+	}
 }
 
 // Record builds the span for ev, if it yields one, and queues it.
@@ -98,7 +137,14 @@ func (t *Tracer) Record(ev event.Event) {
 		return
 	}
 	stub.Resource = t.resource(ev.Target())
-	t.enqueue(stub.Snapshot())
+	if t.opts.Linker == nil {
+		t.enqueue(stub.Snapshot())
+		return
+	}
+	t.linkMu.Lock()
+	out := t.opts.Linker.Add(ev, &stub, time.Now())
+	t.linkMu.Unlock()
+	t.enqueueAll(out)
 }
 
 func (t *Tracer) enqueue(s sdktrace.ReadOnlySpan) {
@@ -193,17 +239,33 @@ func (t *Tracer) export(batch []sdktrace.ReadOnlySpan) {
 
 // Stats returns the current counters.
 func (t *Tracer) Stats() Stats {
-	return Stats{
+	s := Stats{
 		Queued:   len(t.queue),
 		Exported: t.exported.Load(),
 		Dropped:  t.dropped.Load(),
 		Failed:   t.failed.Load(),
 	}
+	if l := t.opts.Linker; l != nil {
+		t.linkMu.Lock()
+		s.Linked, s.Held = l.Linked, l.held
+		t.linkMu.Unlock()
+	}
+	return s
 }
 
 // Shutdown exports what is queued and closes the exporter, within ctx.
 func (t *Tracer) Shutdown(ctx context.Context) error {
-	t.closeOnce.Do(func() { close(t.queue) })
+	t.closeOnce.Do(func() {
+		close(t.stop)
+		<-t.flusherDone
+		if l := t.opts.Linker; l != nil {
+			t.linkMu.Lock()
+			out := l.Flush(time.Now(), true)
+			t.linkMu.Unlock()
+			t.enqueueAll(out)
+		}
+		close(t.queue)
+	})
 	select {
 	case <-t.done:
 	case <-ctx.Done():

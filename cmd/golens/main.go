@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -83,7 +84,12 @@ func run(args []string) int {
 		log.Error("cannot set up span export", "err", err)
 		return 2
 	}
-	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log})
+	// Set once the manager exists: the linker asks it for the targets.
+	var targets func() []int
+	linker := tracer.NewLinker(func(peer netip.AddrPort) (int, bool) {
+		return discovery.SocketOwner(peer, targets())
+	})
+	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker})
 
 	var features []string
 	if cfg.TrackGoroutines {
@@ -94,6 +100,7 @@ func run(args []string) int {
 		tr.Record(ev)
 	}, log)
 	defer mgr.Close()
+	targets = mgr.Targets
 	met.RegisterSelf(func() metrics.SelfStats {
 		ps, ts := mgr.Stats(), tr.Stats()
 		return metrics.SelfStats{

@@ -402,6 +402,10 @@ int uprobe_client_entry(struct pt_regs *ctx)
 		__builtin_memcpy(r->sc.trace_id, parent.trace_id, 16);
 		__builtin_memcpy(r->sc.parent_span_id, parent.span_id, 8);
 		r->sc.trace_flags = parent.trace_flags;
+		/* Tells user space whether the trace came from outside (a valid
+		 * traceparent) or was started here and may still be joined to a
+		 * caller on this node. */
+		r->sc.tp_state = parent.tp_state;
 	} else {
 		random_bytes(r->sc.trace_id, 16);
 		r->sc.trace_flags = 1;

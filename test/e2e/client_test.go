@@ -21,6 +21,11 @@ type clientSetup struct {
 }
 
 func startClientSetup(t *testing.T, v harness.Variant, agentArgs ...string) *clientSetup {
+	return startSetup(t, v, false, agentArgs...)
+}
+
+// startSetup starts A and B; golens watches A, and B too when watchB.
+func startSetup(t *testing.T, v harness.Variant, watchB bool, agentArgs ...string) *clientSetup {
 	t.Helper()
 	bin := buildApp(t, "httpserver", v)
 	s := &clientSetup{}
@@ -38,6 +43,9 @@ func startClientSetup(t *testing.T, v harness.Variant, agentArgs ...string) *cli
 	}
 	t.Cleanup(s.a.Stop)
 	args := append([]string{"--pid", fmt.Sprint(s.a.PID()), "--otlp-endpoint", s.recv.Addr(), "--otlp-insecure"}, agentArgs...)
+	if watchB {
+		args = append(args, "--pid", fmt.Sprint(s.b.PID()))
+	}
 	if s.agent, err = harness.StartAgent(agentBin, nil, args...); err != nil {
 		t.Fatal(err)
 	}
@@ -225,4 +233,74 @@ func splitAddr(hp string) (string, int64) {
 	var port int64
 	fmt.Sscan(hp[i+1:], &port)
 	return hp[:i], port
+}
+
+// A calls B, both watched, on this node: B's server span joins A's trace
+// under A's client span, linked by their TCP connection, with no context on
+// the wire.
+func TestSameNodeLinking(t *testing.T) {
+	s := startSetup(t, harness.Variant{}, true)
+	q := url.QueryEscape
+	for _, c := range []struct {
+		name, path string
+		calls      int
+	}{
+		{"chain", "/chain?to=" + q("http://"+s.b.Addr+"/echo/linked"), 1},
+		{"fanout", "/fanout?n=3&to=" + q("http://"+s.b.Addr+"/echo/linked-fan"), 3},
+	} {
+		for i := 0; i < 5; i++ {
+			before := len(s.recv.Spans())
+			tid, pid := randHex(16), randHex(8)
+			s.get(t, c.path, "00-"+tid+"-"+pid+"-01", 200)
+			want := 1 + 2*c.calls
+			if _, err := s.recv.WaitFor(before+want, 10*time.Second); err != nil {
+				t.Fatalf("%s: %v\n%s", c.name, err, s.agent.Log())
+			}
+			time.Sleep(200 * time.Millisecond) // nothing extra may follow
+			spans := byTrace(s.recv.Spans()[before:])
+			if len(spans) != 1 {
+				t.Errorf("%s #%d: spans in %d traces, want all in the sent trace", c.name, i, len(spans))
+				t.Log(s.agent.Log())
+				for _, sp := range s.recv.Spans()[before:] {
+					t.Logf("%s %s %v trace=%s span=%s parent=%s [%s +%s] peer=%v:%v", sp.Resource["service.name"], sp.Name, sp.Kind, sp.TraceID[:8], sp.SpanID, sp.ParentSpanID, sp.Start.Format("05.000000"), sp.Duration(), sp.Attrs["client.address"], sp.Attrs["client.port"])
+				}
+			}
+			tr := spans[tid]
+			var aSrv []harness.Span
+			var aCli, bSrv []harness.Span
+			for _, sp := range tr {
+				switch {
+				case sp.Resource["service.name"] == "svc-a" && sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+					aSrv = append(aSrv, sp)
+				case sp.Resource["service.name"] == "svc-a" && sp.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+					aCli = append(aCli, sp)
+				case sp.Resource["service.name"] == "svc-b" && sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+					bSrv = append(bSrv, sp)
+				}
+			}
+			if len(aSrv) != 1 || len(aCli) != c.calls || len(bSrv) != c.calls {
+				t.Fatalf("%s #%d: A server %d, A client %d, B server %d; want 1, %d, %d", c.name, i, len(aSrv), len(aCli), len(bSrv), c.calls, c.calls)
+			}
+			if aSrv[0].ParentSpanID != pid {
+				t.Errorf("%s: A server parent %s, want %s", c.name, aSrv[0].ParentSpanID, pid)
+			}
+			children := map[string]harness.Span{}
+			for _, b := range bSrv {
+				children[b.ParentSpanID] = b
+			}
+			for _, cl := range aCli {
+				if cl.ParentSpanID != aSrv[0].SpanID {
+					t.Errorf("%s: A client parent %s, want A server %s", c.name, cl.ParentSpanID, aSrv[0].SpanID)
+				}
+				b, ok := children[cl.SpanID]
+				if !ok {
+					t.Errorf("%s: no B server span under A client %s", c.name, cl.SpanID)
+					continue
+				}
+				if b.Start.Before(cl.Start) || b.End.After(cl.End) {
+					t.Errorf("%s: B [%s, %s] not inside A's call [%s, %s]", c.name, b.Start, b.End, cl.Start, cl.End)
+				}
+			}
+		}
+	}
 }

@@ -1,0 +1,303 @@
+package tracer
+
+import (
+	"net/netip"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/golens/golens/probes/event"
+)
+
+// OwnerFunc names the watched process holding the TCP socket whose local
+// address is peer: the process on this node that made a connection a
+// server accepted. When the socket is on this node but its owner is gone
+// from it (the client closed the connection before the lookup) it returns
+// pid 0 and onNode true.
+type OwnerFunc func(peer netip.AddrPort) (pid int, onNode bool)
+
+// Linker joins traces of services on this node without touching the wire.
+//
+// Limit: the client probe does not see which connection its request used,
+// so concurrent calls from one process to the same method and path are
+// paired by time (closest fit); each callee still lands under a call that
+// contains it, but two such callees may be swapped between two such calls.
+//
+// Probes mint a fresh trace id when a server request carries no
+// traceparent. When the caller is another watched process on this node,
+// the server span is the callee half of the caller's client span: the
+// server's peer address is the client's local address (found in the
+// socket table), and the server's request lies inside the client's call.
+// The linker then moves the server span, and every span under it, into
+// the caller's trace with the client span as parent.
+//
+// Spans of a trace started here are held until its root server span is
+// settled: children finish before their root, and the root's caller span
+// finishes after it. A root waits for its caller at most Window; spans
+// whose root never shows are released after MaxHold. Both are bounded.
+type Linker struct {
+	Window  time.Duration // how long a root waits for its caller's client span
+	MaxHold time.Duration // how long children wait for their root
+	MaxHeld int           // spans held at most; beyond, the oldest trace is released
+	Owner   OwnerFunc
+
+	groups  map[event.TraceID]*group
+	waiting []*group
+	recent  []clientRef
+	owners  map[netip.AddrPort]owner // cache: a keep-alive connection asks once
+	held    int
+
+	// Linked counts server spans joined to a caller's trace; Unmatched
+	// counts roots whose caller was a watched process but whose client
+	// span was not found within Window; Overflow counts forced releases.
+	Linked, Unmatched, Overflow uint64
+}
+
+type group struct {
+	trace    event.TraceID
+	spans    []*tracetest.SpanStub
+	root     *event.HTTPServer
+	rootStub *tracetest.SpanStub
+	caller   int // pid the root waits for
+	created  time.Time
+	deadline time.Time
+}
+
+type owner struct {
+	pid     int
+	ok      bool
+	expires time.Time
+}
+
+type clientRef struct {
+	pid        int
+	method     string
+	path       string
+	start, end time.Time
+	sc         event.SpanContext
+	seen       time.Time
+	used       bool
+}
+
+// NewLinker returns a linker with the given caller lookup and defaults:
+// a 1 s window, 30 s max hold, 10000 held spans.
+func NewLinker(find OwnerFunc) *Linker {
+	return &Linker{
+		Window:  time.Second,
+		MaxHold: 30 * time.Second,
+		MaxHeld: 10000,
+		Owner:   find,
+		groups:  make(map[event.TraceID]*group),
+		owners:  make(map[netip.AddrPort]owner),
+	}
+}
+
+// Add takes the span built for ev and returns the spans ready for export
+// now (possibly none, possibly spans held earlier).
+func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+	switch e := ev.(type) {
+	case *event.HTTPClient:
+		return l.addClient(e, stub, now)
+	case *event.HTTPServer:
+		return l.addServer(e, stub, now)
+	}
+	return []*tracetest.SpanStub{stub}
+}
+
+func (l *Linker) addClient(e *event.HTTPClient, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+	ref := clientRef{pid: e.Process.PID, method: e.Method, path: e.Path, start: e.Start, end: e.End, sc: e.SpanContext, seen: now}
+	var out []*tracetest.SpanStub
+	// A client span of a trace started here waits with its trace.
+	if g := l.groups[e.TraceID]; g != nil || (e.Link != event.LinkNone && e.Traceparent != event.TraceparentValid) {
+		l.hold(e.TraceID, stub, now)
+	} else {
+		out = append(out, stub)
+	}
+	// Does a waiting root belong under this call?
+	if g := l.bestWaiting(ref); g != nil {
+		ref.used = true
+		out = append(out, l.join(g, ref)...)
+	}
+	l.recent = append(l.recent, ref)
+	return append(out, l.trim(now)...)
+}
+
+func (l *Linker) addServer(e *event.HTTPServer, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+	if e.Traceparent == event.TraceparentValid {
+		// The trace came from outside: nothing here can change it.
+		return []*tracetest.SpanStub{stub}
+	}
+	g := l.hold(e.TraceID, stub, now)
+	g.root, g.rootStub = e, stub
+	caller, onNode := l.callerOf(e, now)
+	if !onNode {
+		return append(l.release(g), l.trim(now)...)
+	}
+	// The caller's client span usually comes next; it may already be here.
+	var best *clientRef
+	for i := range l.recent {
+		c := &l.recent[i]
+		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, e) && (best == nil || slack(*c, e) < slack(*best, e)) {
+			best = c
+		}
+	}
+	if best != nil {
+		best.used = true
+		return append(l.join(g, *best), l.trim(now)...)
+	}
+	g.caller = caller
+	g.deadline = now.Add(l.Window)
+	l.waiting = append(l.waiting, g)
+	return l.trim(now)
+}
+
+// ownerTTL bounds how long a peer address is trusted to name the same
+// process: a port can be reused by another process after a close.
+const ownerTTL = 5 * time.Second
+
+// callerOf finds the watched process that made the server's connection.
+func (l *Linker) callerOf(e *event.HTTPServer, now time.Time) (int, bool) {
+	if l.Owner == nil {
+		return 0, false
+	}
+	peer, err := netip.ParseAddrPort(e.RemoteAddr)
+	if err != nil {
+		return 0, false
+	}
+	if o, hit := l.owners[peer]; hit && now.Before(o.expires) {
+		return o.pid, o.ok
+	}
+	if len(l.owners) >= 4096 {
+		clear(l.owners)
+	}
+	pid, ok := l.Owner(peer)
+	l.owners[peer] = owner{pid: pid, ok: ok, expires: now.Add(ownerTTL)}
+	return pid, ok
+}
+
+// fits tells whether server request e can be the far end of client call
+// c: same method and path, and inside the call's time.
+func fits(c clientRef, e *event.HTTPServer) bool {
+	return c.method == e.Method && c.path == e.Path && !e.Start.Before(c.start) && !e.End.After(c.end)
+}
+
+// slack is the time of the call not spent in the server: the closest fit is
+// the likeliest pair when one process makes concurrent identical calls.
+func slack(c clientRef, e *event.HTTPServer) time.Duration {
+	return e.Start.Sub(c.start) + c.end.Sub(e.End)
+}
+
+// bestWaiting picks the waiting root this client call reached: from the
+// client's process, fitting the call, the closest fit when several do.
+func (l *Linker) bestWaiting(c clientRef) *group {
+	var best *group
+	for _, g := range l.waiting {
+		if (g.caller != 0 && g.caller != c.pid) || g.trace == c.sc.TraceID || !fits(c, g.root) {
+			continue
+		}
+		if best == nil || slack(c, g.root) < slack(c, best.root) {
+			best = g
+		}
+	}
+	return best
+}
+
+// join moves group g into the client's trace, under the client span.
+func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
+	l.unwait(g)
+	delete(l.groups, g.trace)
+	newTrace := trace.TraceID(c.sc.TraceID)
+	for _, s := range g.spans {
+		s.SpanContext = s.SpanContext.WithTraceID(newTrace)
+		if s.Parent.IsValid() {
+			s.Parent = s.Parent.WithTraceID(newTrace)
+		}
+	}
+	g.rootStub.Parent = trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    newTrace,
+		SpanID:     trace.SpanID(c.sc.SpanID),
+		TraceFlags: trace.TraceFlags(c.sc.Flags),
+	})
+	l.Linked++
+	// If the caller's own trace is still held, the joined spans wait with it.
+	if cg := l.groups[c.sc.TraceID]; cg != nil {
+		cg.spans = append(cg.spans, g.spans...)
+		return nil
+	}
+	l.held -= len(g.spans)
+	return g.spans
+}
+
+func (l *Linker) hold(id event.TraceID, stub *tracetest.SpanStub, now time.Time) *group {
+	g := l.groups[id]
+	if g == nil {
+		g = &group{trace: id, created: now}
+		l.groups[id] = g
+	}
+	g.spans = append(g.spans, stub)
+	l.held++
+	return g
+}
+
+func (l *Linker) release(g *group) []*tracetest.SpanStub {
+	l.unwait(g)
+	delete(l.groups, g.trace)
+	l.held -= len(g.spans)
+	return g.spans
+}
+
+func (l *Linker) unwait(g *group) {
+	for i, w := range l.waiting {
+		if w == g {
+			l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+// trim releases what waited too long and keeps memory bounded.
+func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
+	var out []*tracetest.SpanStub
+	for _, g := range append([]*group(nil), l.waiting...) {
+		if now.After(g.deadline) {
+			l.Unmatched++
+			out = append(out, l.release(g)...)
+		}
+	}
+	for _, g := range l.groups {
+		if g.root == nil && now.Sub(g.created) > l.MaxHold {
+			out = append(out, l.release(g)...)
+		}
+	}
+	for l.held > l.MaxHeld {
+		var oldest *group
+		for _, g := range l.groups {
+			if oldest == nil || g.created.Before(oldest.created) {
+				oldest = g
+			}
+		}
+		l.Overflow++
+		out = append(out, l.release(oldest)...)
+	}
+	keep := l.recent[:0]
+	for _, c := range l.recent {
+		if now.Sub(c.seen) <= l.Window {
+			keep = append(keep, c)
+		}
+	}
+	l.recent = keep
+	return out
+}
+
+// Flush releases what is due at now; with all set, everything held.
+func (l *Linker) Flush(now time.Time, all bool) []*tracetest.SpanStub {
+	if !all {
+		return l.trim(now)
+	}
+	var out []*tracetest.SpanStub
+	for _, g := range l.groups {
+		out = append(out, l.release(g)...)
+	}
+	return out
+}

@@ -1,0 +1,171 @@
+package tracer
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/golens/golens/probes/event"
+)
+
+var (
+	procA = &event.Process{PID: 100, ServiceName: "a"}
+	procB = &event.Process{PID: 200, ServiceName: "b"}
+	t0    = time.Unix(1700000000, 0)
+)
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+// fixedOwner says every peer port in m belongs to that pid.
+func fixedOwner(m map[uint16]int) OwnerFunc {
+	return func(peer netip.AddrPort) (int, bool) {
+		pid, ok := m[peer.Port()]
+		return pid, ok
+	}
+}
+
+func server(p *event.Process, trace, span, parent byte, tp event.TraceparentState, remote string, start, end time.Duration) (*event.HTTPServer, *tracetest.SpanStub) {
+	e := &event.HTTPServer{Process: p, Start: t0.Add(start), End: t0.Add(end), Method: "GET", Path: "/x", Status: 200, ProtoMajor: 1,
+		RemoteAddr:  remote,
+		SpanContext: event.SpanContext{TraceID: event.TraceID{trace}, SpanID: event.SpanID{span}, Parent: event.SpanID{parent}, Traceparent: tp}}
+	if parent == 0 {
+		e.Parent = event.SpanID{}
+	}
+	s := HTTPServerSpan(e)
+	return e, &s
+}
+
+func client(p *event.Process, trace, span, parent byte, link event.ParentLink, tp event.TraceparentState, start, end time.Duration) (*event.HTTPClient, *tracetest.SpanStub) {
+	e := &event.HTTPClient{Process: p, Start: t0.Add(start), End: t0.Add(end), Method: "GET", Scheme: "http", Host: "b:80", Path: "/x", Status: 200, Link: link,
+		SpanContext: event.SpanContext{TraceID: event.TraceID{trace}, SpanID: event.SpanID{span}, Parent: event.SpanID{parent}, Traceparent: tp, Flags: 1}}
+	s := HTTPClientSpan(e)
+	return e, &s
+}
+
+func ids(s *tracetest.SpanStub) (trace.TraceID, trace.SpanID, trace.SpanID) {
+	return s.SpanContext.TraceID(), s.SpanContext.SpanID(), s.Parent.SpanID()
+}
+
+// A (traceparent from outside, trace 1) calls B; B's request started trace 9.
+func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
+	now := t0
+	var out []*tracetest.SpanStub
+	// B's own downstream call (child of B's root) finishes first: held.
+	ce, cs := client(procB, 9, 0x21, 0x20, event.LinkContext, event.TraceparentNone, ms(3), ms(4))
+	if got := l.Add(ce, cs, now); len(got) != 0 {
+		t.Fatalf("child of an unsettled local root released: %d", len(got))
+	}
+	// A's client span arrives after B's root: B waits for it.
+	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	if got := l.Add(be, bs, now); len(got) != 0 {
+		t.Fatalf("root with a watched caller released before its caller's span: %d", len(got))
+	}
+	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	out = l.Add(ae, as, now)
+	if len(out) != 3 {
+		t.Fatalf("released %d spans, want A's client and B's two", len(out))
+	}
+	for _, s := range out {
+		tr, sp, parent := ids(s)
+		if tr != (trace.TraceID{1}) {
+			t.Errorf("span %s in trace %s, want 01…", sp, tr)
+		}
+		switch sp {
+		case trace.SpanID{0x20}:
+			if parent != (trace.SpanID{0x11}) {
+				t.Errorf("B's root parent %s, want A's client span", parent)
+			}
+		case trace.SpanID{0x21}:
+			if parent != (trace.SpanID{0x20}) || s.Parent.TraceID() != (trace.TraceID{1}) {
+				t.Errorf("B's child parent %s/%s", s.Parent.TraceID(), parent)
+			}
+		}
+	}
+	if l.Linked != 1 || l.held != 0 {
+		t.Errorf("linked %d held %d", l.Linked, l.held)
+	}
+}
+
+// A root whose peer is not a watched process is released at once; one that
+// waits in vain is released after the window, unchanged.
+func TestLinkerReleases(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
+	e, s := server(procB, 7, 0x70, 0, event.TraceparentNone, "10.0.0.9:4444", 0, ms(1))
+	if got := l.Add(e, s, t0); len(got) != 1 {
+		t.Fatalf("foreign caller: released %d, want 1", len(got))
+	}
+	e, s = server(procB, 8, 0x80, 0, event.TraceparentNone, "127.0.0.1:5000", 0, ms(1))
+	if got := l.Add(e, s, t0); len(got) != 0 {
+		t.Fatal("released before the window")
+	}
+	if got := l.Flush(t0.Add(ms(500)), false); len(got) != 0 {
+		t.Fatal("released inside the window")
+	}
+	got := l.Flush(t0.Add(2*time.Second), false)
+	if len(got) != 1 || got[0].SpanContext.TraceID() != (trace.TraceID{8}) || got[0].Parent.IsValid() {
+		t.Fatalf("after the window: %d spans", len(got))
+	}
+	if l.Unmatched != 1 {
+		t.Errorf("unmatched %d", l.Unmatched)
+	}
+	// Valid traceparent: never held.
+	e, s = server(procB, 6, 0x60, 0x61, event.TraceparentValid, "127.0.0.1:5000", 0, ms(1))
+	if got := l.Add(e, s, t0); len(got) != 1 {
+		t.Fatal("span with an outside trace held")
+	}
+}
+
+// Two concurrent calls from A to B: each B root goes under the call that
+// contains it.
+func TestLinkerConcurrentCalls(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(2), ms(10))
+	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(6), ms(14))
+	l.Add(b1, s1, t0)
+	l.Add(b2, s2, t0)
+	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
+	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(5), ms(15))
+	out := append(l.Add(c1, cs1, t0), l.Add(c2, cs2, t0)...)
+	if len(out) != 4 {
+		t.Fatalf("released %d, want 4", len(out))
+	}
+	if s1.Parent.SpanID() != (trace.SpanID{0x41}) || s2.Parent.SpanID() != (trace.SpanID{0x42}) {
+		t.Errorf("parents %s %s, want 41 and 42", s1.Parent.SpanID(), s2.Parent.SpanID())
+	}
+}
+
+func TestLinkerBounded(t *testing.T) {
+	l := NewLinker(nil)
+	l.MaxHeld = 5
+	released := 0
+	for i := 0; i < 20; i++ {
+		e, s := client(procB, byte(i+1), byte(i+1), 0x99, event.LinkContext, event.TraceparentNone, 0, ms(1))
+		released += len(l.Add(e, s, t0))
+	}
+	if l.held > 5 || released != 15 || l.Overflow != 15 {
+		t.Errorf("held %d released %d overflow %d", l.held, released, l.Overflow)
+	}
+	released += len(l.Flush(t0.Add(time.Minute), false))
+	if released != 20 || l.held != 0 {
+		t.Errorf("after MaxHold: released %d held %d", released, l.held)
+	}
+}
+
+// The caller closed its connection before the lookup: the socket is still
+// on this node (TIME_WAIT) without an owner, and any watched caller whose
+// call fits may claim the root.
+func TestLinkerOwnerGone(t *testing.T) {
+	l := NewLinker(func(netip.AddrPort) (int, bool) { return 0, true })
+	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	if got := l.Add(be, bs, t0); len(got) != 0 {
+		t.Fatal("root released before the window")
+	}
+	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	if got := l.Add(ae, as, t0); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+}
