@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,21 +34,43 @@ func roundBuckets(b []float64) []float64 {
 	return b
 }
 
+// PauseBuckets are the buckets of stop-the-world pauses in seconds:
+// exponential from 5 µs to 1 s, since pauses are far shorter than requests.
+var PauseBuckets = roundBuckets(prometheus.ExponentialBucketsRange(0.000005, 1, 18))
+
 // Options configure the metrics.
 type Options struct {
-	Buckets      []float64 // duration buckets in seconds; DefaultBuckets when nil
-	RoutesPerSvc int       // distinct route labels per service before "other"
+	Buckets      []float64     // request duration buckets in seconds; DefaultBuckets when nil
+	RoutesPerSvc int           // distinct route labels per service before "other"
+	IdleTTL      time.Duration // a label set not updated for this long is removed; default 10 min
 }
 
 // Metrics records application metrics from events. Every event is counted,
 // whatever the sampler keeps.
 type Metrics struct {
-	reg            *prometheus.Registry
-	routes         *routeCap
+	reg    *prometheus.Registry
+	routes *routeCap
+	ttl    time.Duration
+
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	clientRequests *prometheus.CounterVec
 	clientDuration *prometheus.HistogramVec
+	gcCycles       *prometheus.CounterVec
+	gcPause        *prometheus.HistogramVec
+	heapLive       *prometheus.GaugeVec
+	goroutines     *prometheus.CounterVec
+
+	mu      sync.Mutex
+	seen    map[*prometheus.MetricVec]map[string]series
+	goidgen map[string]uint64 // service -> last goroutine id counter seen
+	expired uint64
+}
+
+// series is one label set of a vector and when it was last updated.
+type series struct {
+	labels []string
+	last   time.Time
 }
 
 // New creates the metrics on a fresh registry.
@@ -57,51 +81,139 @@ func New(o Options) *Metrics {
 	if o.RoutesPerSvc <= 0 {
 		o.RoutesPerSvc = 200
 	}
-	labels := []string{"service_name", "method", "route", "status_code"}
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = 10 * time.Minute
+	}
+	server := []string{"service_name", "method", "route", "status_code"}
+	client := []string{"service_name", "method", "server_address", "status_code"}
+	svc := []string{"service_name"}
 	m := &Metrics{
-		reg:    prometheus.NewRegistry(),
-		routes: newRouteCap(o.RoutesPerSvc),
+		reg:     prometheus.NewRegistry(),
+		routes:  newRouteCap(o.RoutesPerSvc),
+		ttl:     o.IdleTTL,
+		seen:    make(map[*prometheus.MetricVec]map[string]series),
+		goidgen: make(map[string]uint64),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "go_app_http_server_requests_total",
 			Help: "HTTP requests served by the instrumented Go service.",
-		}, labels),
+		}, server),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "go_app_http_server_request_duration_seconds",
 			Help:    "Time the instrumented Go service took to serve an HTTP request.",
 			Buckets: o.Buckets,
-		}, labels),
+		}, server),
+		clientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "go_app_http_client_requests_total",
+			Help: "HTTP requests sent by the instrumented Go service.",
+		}, client),
+		clientDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "go_app_http_client_request_duration_seconds",
+			Help:    "Time HTTP requests sent by the instrumented Go service took, until response headers or error.",
+			Buckets: o.Buckets,
+		}, client),
+		gcCycles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "go_app_gc_cycles_total",
+			Help: "Garbage collection cycles completed by the instrumented Go service.",
+		}, svc),
+		gcPause: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "go_app_gc_pause_seconds",
+			Help:    "Stop-the-world pauses of the garbage collector (two per cycle).",
+			Buckets: PauseBuckets,
+		}, svc),
+		heapLive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "go_app_gc_heap_live_bytes",
+			Help: "Heap marked live by the last completed GC cycle (needs the binary's symbol table).",
+		}, svc),
+		goroutines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "go_app_goroutines_created_total",
+			Help: "Goroutines created by the instrumented Go service since golens attached, sampled at each GC pause (needs the binary's symbol table).",
+		}, svc),
 	}
-	clientLabels := []string{"service_name", "method", "server_address", "status_code"}
-	m.clientRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "go_app_http_client_requests_total",
-		Help: "HTTP requests sent by the instrumented Go service.",
-	}, clientLabels)
-	m.clientDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "go_app_http_client_request_duration_seconds",
-		Help:    "Time HTTP requests sent by the instrumented Go service took, until response headers or error.",
-		Buckets: o.Buckets,
-	}, clientLabels)
-	m.reg.MustRegister(m.requests, m.duration, m.clientRequests, m.clientDuration)
+	m.reg.MustRegister(m.requests, m.duration, m.clientRequests, m.clientDuration, m.gcCycles, m.gcPause, m.heapLive, m.goroutines)
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "golens_route_overflow_total",
 		Help: "Requests whose route label was replaced by \"other\" because the service reached its route cap.",
 	}, func() float64 { return float64(m.routes.overflowed()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "golens_series_expired_total",
+		Help: "Application metric series removed after staying idle for the idle TTL.",
+	}, func() float64 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return float64(m.expired)
+	}))
 	return m
 }
 
 // Registry is where further collectors (golens_ health) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// touch notes that the label set lv of vec was updated at now.
+func (m *Metrics) touch(vec *prometheus.MetricVec, lv []string, now time.Time) {
+	key := strings.Join(lv, "\xff")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byKey := m.seen[vec]
+	if byKey == nil {
+		byKey = make(map[string]series)
+		m.seen[vec] = byKey
+	}
+	byKey[key] = series{labels: lv, last: now}
+}
+
+// Expire removes every label set not updated since now minus the idle TTL:
+// series of a route no longer called, or of a target that exited.
+func (m *Metrics) Expire(now time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for vec, byKey := range m.seen {
+		for key, s := range byKey {
+			if now.Sub(s.last) > m.ttl {
+				vec.DeleteLabelValues(s.labels...)
+				delete(byKey, key)
+				n++
+			}
+		}
+	}
+	for svc := range m.goidgen {
+		if _, live := m.seen[m.goroutines.MetricVec][svc]; !live {
+			delete(m.goidgen, svc)
+		}
+	}
+	m.routes.expire(now, m.ttl)
+	m.expired += uint64(n)
+	return n
+}
+
+// Run expires idle series every minute until ctx is done.
+func (m *Metrics) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			m.Expire(now)
+		}
+	}
+}
+
 // Record counts one event.
-func (m *Metrics) Record(ev event.Event) {
+func (m *Metrics) Record(ev event.Event) { m.RecordAt(ev, time.Now()) }
+
+// RecordAt counts one event observed at now.
+func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 	switch e := ev.(type) {
 	case *event.HTTPServer:
 		svc := e.Process.ServiceName
-		route := routeLabel(e)
-		route = m.routes.label(svc, route)
+		route := m.routes.label(svc, routeLabel(e), now)
 		lv := []string{svc, event.NormalMethod(e.Method), route, statusLabel(e.Status)}
 		m.requests.WithLabelValues(lv...).Inc()
 		m.duration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+		m.touch(m.requests.MetricVec, lv, now)
+		m.touch(m.duration.MetricVec, lv, now)
 	case *event.HTTPClient:
 		status := statusLabel(e.Status)
 		if e.Err {
@@ -114,7 +226,42 @@ func (m *Metrics) Record(ev event.Event) {
 		lv := []string{e.Process.ServiceName, event.NormalMethod(e.Method), host, status}
 		m.clientRequests.WithLabelValues(lv...).Inc()
 		m.clientDuration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+		m.touch(m.clientRequests.MetricVec, lv, now)
+		m.touch(m.clientDuration.MetricVec, lv, now)
+	case *event.Pause:
+		if !e.Reason.GC() {
+			return
+		}
+		lv := []string{e.Process.ServiceName}
+		m.gcPause.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+		m.touch(m.gcPause.MetricVec, lv, now)
+		// Two pauses a cycle; the cycle is complete at mark termination.
+		if e.Reason == event.PauseGCMarkTermination {
+			m.gcCycles.WithLabelValues(lv...).Inc()
+			m.touch(m.gcCycles.MetricVec, lv, now)
+			if e.HeapMarked > 0 {
+				m.heapLive.WithLabelValues(lv...).Set(float64(e.HeapMarked))
+				m.touch(m.heapLive.MetricVec, lv, now)
+			}
+		}
+		if e.GoroutinesIssued > 0 {
+			m.countGoroutines(lv, e.GoroutinesIssued, now)
+		}
 	}
+}
+
+// countGoroutines turns the runtime's goroutine id counter into a counter
+// of goroutines created since golens first saw the service.
+func (m *Metrics) countGoroutines(lv []string, issued uint64, now time.Time) {
+	m.mu.Lock()
+	last, seen := m.goidgen[lv[0]]
+	m.goidgen[lv[0]] = issued
+	m.mu.Unlock()
+	c := m.goroutines.WithLabelValues(lv...)
+	if seen && issued > last {
+		c.Add(float64(issued - last))
+	}
+	m.touch(m.goroutines.MetricVec, lv, now)
 }
 
 // statusLabel is the status code, or "unknown" when the probe could not read it.

@@ -3,6 +3,7 @@ package metrics
 import (
 	"strings"
 	"sync"
+	"time"
 )
 
 // NormalizePath turns a raw URL path into a bounded route label when the
@@ -54,32 +55,49 @@ func looksLikeID(s string) bool {
 type routeCap struct {
 	mu       sync.Mutex
 	max      int
-	seen     map[string]map[string]struct{} // service -> routes
+	seen     map[string]map[string]time.Time // service -> route -> last use
 	overflow uint64
 }
 
 func newRouteCap(max int) *routeCap {
-	return &routeCap{max: max, seen: make(map[string]map[string]struct{})}
+	return &routeCap{max: max, seen: make(map[string]map[string]time.Time)}
 }
 
 // label returns route itself while the service is under its cap.
-func (c *routeCap) label(service, route string) string {
+func (c *routeCap) label(service, route string, now time.Time) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	routes := c.seen[service]
 	if routes == nil {
-		routes = make(map[string]struct{})
+		routes = make(map[string]time.Time)
 		c.seen[service] = routes
 	}
 	if _, ok := routes[route]; ok {
+		routes[route] = now
 		return route
 	}
 	if len(routes) >= c.max {
 		c.overflow++
 		return "other"
 	}
-	routes[route] = struct{}{}
+	routes[route] = now
 	return route
+}
+
+// expire frees the cap slots of routes unused for ttl.
+func (c *routeCap) expire(now time.Time, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for svc, routes := range c.seen {
+		for r, last := range routes {
+			if now.Sub(last) > ttl {
+				delete(routes, r)
+			}
+		}
+		if len(routes) == 0 {
+			delete(c.seen, svc)
+		}
+	}
 }
 
 func (c *routeCap) overflowed() uint64 {

@@ -1,6 +1,9 @@
 package metrics
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestNormalizePath(t *testing.T) {
 	for in, want := range map[string]string{
@@ -23,18 +26,25 @@ func TestNormalizePath(t *testing.T) {
 
 func TestRouteCap(t *testing.T) {
 	c := newRouteCap(2)
+	now := time.Unix(1700000000, 0)
 	for _, r := range []string{"/a", "/b", "/a"} {
-		if got := c.label("s1", r); got != r {
+		if got := c.label("s1", r, now); got != r {
 			t.Errorf("label(%q) = %q under the cap", r, got)
 		}
 	}
-	if got := c.label("s1", "/c"); got != "other" {
+	if got := c.label("s1", "/c", now); got != "other" {
 		t.Errorf("third route = %q, want other", got)
 	}
-	if got := c.label("s2", "/c"); got != "/c" {
+	if got := c.label("s2", "/c", now); got != "/c" {
 		t.Errorf("cap is per service: got %q", got)
 	}
 	if c.overflowed() != 1 {
 		t.Errorf("overflow %d, want 1", c.overflowed())
+	}
+	// Idle routes give their slot back.
+	c.label("s1", "/a", now.Add(5*time.Minute))
+	c.expire(now.Add(11*time.Minute), 10*time.Minute)
+	if got := c.label("s1", "/c", now.Add(11*time.Minute)); got != "/c" {
+		t.Errorf("after /b expired, /c = %q", got)
 	}
 }

@@ -360,6 +360,23 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 		}
 		points = append(points, pts...)
 	}
+	for _, g := range s.Globals {
+		addr, ok := bin.DataSymbol(g.Symbol)
+		if !ok {
+			skipped = append(skipped, fmt.Sprintf("%s: no symbol table", g.Symbol))
+			continue
+		}
+		off, err := fieldOffset(bin, g.Field.Struct, g.Field.Field)
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("%s: %v", g.Symbol, err))
+			continue
+		}
+		if bin.PIE {
+			addr += loadBase(pid)
+		}
+		consts[g.AddrConst] = addr
+		consts[g.Field.Const] = off
+	}
 	for name, v := range consts {
 		vs, ok := cs.Variables[name]
 		if !ok {

@@ -56,6 +56,16 @@ type Field struct {
 	MinGo int
 }
 
+// Global is a runtime global a program reads: its address in the running
+// process goes into AddrConst and the offset of Field inside it into
+// Field.Const. Both stay 0 (the C code then skips the read) when the binary
+// has no symbol table or the field is unknown: globals are extras.
+type Global struct {
+	AddrConst string // e.g. "gc_controller_addr"
+	Symbol    string // e.g. "runtime.gcController"
+	Field     Field  // e.g. {Const: "off_heap_marked", Struct: "runtime.gcControllerState", Field: "heapMarked"}
+}
+
 // Decoder turns one raw event of the probe's kind into an event value.
 type Decoder func(raw []byte, t *Target) (event.Event, error)
 
@@ -77,6 +87,8 @@ type Spec struct {
 	// ReadsGoMaps says the programs include go_map.h and need the map
 	// layout constants of the target's Go release.
 	ReadsGoMaps bool
+	// Globals the programs read, best effort.
+	Globals []Global
 	// Load returns a fresh copy of the compiled objects (bpf2go's loader).
 	Load func() (*ebpf.CollectionSpec, error)
 	// Decoders by event kind (enum event_kind in bpf/include/events.h).

@@ -68,6 +68,7 @@ type Tracer struct {
 
 	mu        sync.Mutex
 	resources map[*event.Process]*resource.Resource
+	pauses    *pauseLog
 
 	linkMu      sync.Mutex // guards opts.Linker
 	stop        chan struct{}
@@ -91,6 +92,7 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 		stop:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
 		resources:   make(map[*event.Process]*resource.Resource),
+		pauses:      newPauseLog(),
 	}
 	go t.run()
 	if opts.Linker != nil {
@@ -133,8 +135,25 @@ func (t *Tracer) Record(ev event.Event) {
 		stub = HTTPServerSpan(e)
 	case *event.HTTPClient:
 		stub = HTTPClientSpan(e)
+	case *event.Pause:
+		if e.Reason.GC() {
+			t.mu.Lock()
+			t.pauses.add(e)
+			t.mu.Unlock()
+		}
+		return
 	default:
 		return
+	}
+	// A span the GC stopped says for how long: a GC-made outlier explains
+	// itself in the trace.
+	t.mu.Lock()
+	paused, n := t.pauses.overlap(ev.Target().PID, stub.StartTime, stub.EndTime)
+	t.mu.Unlock()
+	if n > 0 {
+		stub.Attributes = append(stub.Attributes,
+			attribute.Float64("go.gc.pause_duration", paused.Seconds()),
+			attribute.Int("go.gc.pause_count", n))
 	}
 	stub.Resource = t.resource(ev.Target())
 	if t.opts.Linker == nil {
@@ -155,10 +174,15 @@ func (t *Tracer) enqueue(s sdktrace.ReadOnlySpan) {
 	}
 }
 
-// Forget drops the cached resource of a process that went away.
-func (t *Tracer) Forget(p *event.Process) {
+// Forget drops what the tracer keeps for a process that went away.
+func (t *Tracer) Forget(pid int) {
 	t.mu.Lock()
-	delete(t.resources, p)
+	for p := range t.resources {
+		if p.PID == pid {
+			delete(t.resources, p)
+		}
+	}
+	t.pauses.forget(pid)
 	t.mu.Unlock()
 }
 

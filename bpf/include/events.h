@@ -13,6 +13,7 @@ struct event_header {
 enum event_kind {
 	EVENT_HTTP_SERVER = 1,
 	EVENT_HTTP_CLIENT = 2,
+	EVENT_GC_PAUSE = 3,
 };
 
 /* Slots of the stats array; user space exports them as golens_ metrics. */

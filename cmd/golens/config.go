@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -31,16 +32,21 @@ type Config struct {
 	// TrackGoroutines links calls made from goroutines that dropped the
 	// request's context, at one probe hit per go statement in the target.
 	TrackGoroutines bool `yaml:"track_goroutines"`
+	// DurationBuckets are the request histogram buckets in seconds.
+	DurationBuckets []float64 `yaml:"duration_buckets"`
+	// MetricsIdleTTL removes a label set not updated for this long.
+	MetricsIdleTTL time.Duration `yaml:"metrics_idle_ttl"`
 }
 
 func defaultConfig() Config {
 	return Config{
-		MetricsAddr:   "127.0.0.1:9464",
-		OTLPTimeout:   10 * time.Second,
-		ExportQueue:   8192,
-		LogLevel:      "info",
-		LogFormat:     "text",
-		ShutdownGrace: 4 * time.Second,
+		MetricsAddr:    "127.0.0.1:9464",
+		OTLPTimeout:    10 * time.Second,
+		ExportQueue:    8192,
+		LogLevel:       "info",
+		LogFormat:      "text",
+		ShutdownGrace:  4 * time.Second,
+		MetricsIdleTTL: 10 * time.Minute,
 	}
 }
 
@@ -82,6 +88,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	logFormat := fs.String("log-format", cfg.LogFormat, "text or json")
 	grace := fs.Duration("shutdown-timeout", cfg.ShutdownGrace, "how long to flush spans on SIGTERM before exiting")
 	trackG := fs.Bool("track-goroutines", false, "also link HTTP calls made from goroutines that dropped the request's context.Context (costs the target one probe hit, ~10 µs here, per go statement)")
+	buckets := fs.Float64Slice("duration-buckets", nil, "request duration histogram buckets in seconds, comma-separated (default exponential 0.0005 … 10)")
+	idleTTL := fs.Duration("metrics-idle-ttl", cfg.MetricsIdleTTL, "remove a metric label set (a route, a target that exited) not updated for this long")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -160,6 +168,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("log-format", func() { cfg.LogFormat = *logFormat })
 	set("shutdown-timeout", func() { cfg.ShutdownGrace = *grace })
 	set("track-goroutines", func() { cfg.TrackGoroutines = *trackG })
+	set("duration-buckets", func() { cfg.DurationBuckets = *buckets })
+	set("metrics-idle-ttl", func() { cfg.MetricsIdleTTL = *idleTTL })
 
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid)", fs.Args())}
@@ -169,6 +179,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 		if cfg.OTLPEndpoint != "" {
 			cfg.Exporter = "otlp"
 		}
+	}
+	if !sort.Float64sAreSorted(cfg.DurationBuckets) {
+		return cfg, usageError{fmt.Errorf("duration buckets %v: must be increasing", cfg.DurationBuckets)}
 	}
 	if len(cfg.PIDs) == 0 {
 		return cfg, usageError{fmt.Errorf("no target: give --pid PID (see --help)")}

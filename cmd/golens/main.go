@@ -20,6 +20,7 @@ import (
 	"github.com/golens/golens/metrics"
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/probes/goruntime"
 	"github.com/golens/golens/probes/nethttp"
 	"github.com/golens/golens/tracer"
 )
@@ -66,7 +67,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	met := metrics.New(metrics.Options{})
+	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL})
 	srv, err := met.Listen(cfg.MetricsAddr)
 	if err != nil {
 		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)
@@ -95,7 +96,7 @@ func run(args []string) int {
 	if cfg.TrackGoroutines {
 		features = append(features, probes.FeatureGoroutines)
 	}
-	mgr := probes.NewManager([]probes.Spec{nethttp.Probe}, features, func(ev event.Event) {
+	mgr := probes.NewManager([]probes.Spec{nethttp.Probe, goruntime.Probe}, features, func(ev event.Event) {
 		met.Record(ev)
 		tr.Record(ev)
 	}, log)
@@ -127,6 +128,17 @@ func run(args []string) int {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, log) })
+	g.Go(func() error { return met.Run(gctx) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case pid := <-mgr.Exited():
+				tr.Forget(pid)
+			}
+		}
+	})
 	g.Go(func() error {
 		// A second signal while shutting down means "now".
 		<-gctx.Done()

@@ -147,3 +147,34 @@ type HTTPClient struct {
 
 // Target implements Event.
 func (e *HTTPClient) Target() *Process { return e.Process }
+
+// PauseReason is the runtime's stwReason for a stop-the-world pause.
+type PauseReason uint32
+
+// The GC reasons; other values are pauses for other causes (ReadMemStats,
+// GOMAXPROCS, ...), the same in Go 1.21 to 1.26.
+const (
+	PauseGCMarkTermination  PauseReason = 1
+	PauseGCSweepTermination PauseReason = 2
+)
+
+// GC tells whether the pause belongs to a garbage collection.
+func (r PauseReason) GC() bool {
+	return r == PauseGCMarkTermination || r == PauseGCSweepTermination
+}
+
+// Pause is one stop-the-world pause of a target.
+type Pause struct {
+	Process    *Process
+	Start, End time.Time
+	Reason     PauseReason
+	// HeapMarked is the live heap the last finished GC cycle marked, in
+	// bytes; 0 when unknown (no symbol table).
+	HeapMarked uint64
+	// GoroutinesIssued counts goroutine ids handed out so far (goroutines
+	// created since start, plus a small constant); 0 when unknown.
+	GoroutinesIssued uint64
+}
+
+// Target implements Event.
+func (e *Pause) Target() *Process { return e.Process }

@@ -31,3 +31,18 @@ func (b *Binary) ErrorItabs() map[uint64]string {
 	}
 	return out
 }
+
+// DataSymbol returns the link-time address of a global variable from
+// .symtab ("runtime.gcController"); false for a stripped binary.
+func (b *Binary) DataSymbol(name string) (uint64, bool) {
+	syms, err := b.elf.Symbols()
+	if err != nil {
+		return 0, false
+	}
+	for _, s := range syms {
+		if s.Name == name && elf.ST_TYPE(s.Info) == elf.STT_OBJECT {
+			return s.Value, true
+		}
+	}
+	return 0, false
+}

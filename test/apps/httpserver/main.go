@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,14 @@ func main() {
 			}()
 		}
 		wg.Wait()
+	})
+
+	// /gc?n=N forces N garbage collections while serving the request.
+	mux.HandleFunc("/gc", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		for i := 0; i < n; i++ {
+			runtime.GC()
+		}
 	})
 
 	ln, err := net.Listen("tcp", *addr)

@@ -1,0 +1,64 @@
+package metrics
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/golens/golens/probes/event"
+)
+
+func req(svc, path string, at time.Time) *event.HTTPServer {
+	return &event.HTTPServer{Process: &event.Process{ServiceName: svc}, Method: "GET", Path: path,
+		Status: 200, ProtoMajor: 1, Start: at, End: at.Add(3 * time.Millisecond)}
+}
+
+func TestRecordAndExpire(t *testing.T) {
+	m := New(Options{IdleTTL: 10 * time.Minute})
+	t0 := time.Unix(1700000000, 0)
+	m.RecordAt(req("a", "/users/42", t0), t0)
+	m.RecordAt(req("a", "/users/43", t0), t0)
+	m.RecordAt(req("b", "/x", t0), t0)
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("a", "GET", "/users/{id}", "200")); got != 2 {
+		t.Fatalf("a's normalised route counted %v, want 2", got)
+	}
+	m.RecordAt(req("a", "/users/44", t0.Add(6*time.Minute)), t0.Add(6*time.Minute))
+	if n := m.Expire(t0.Add(11 * time.Minute)); n != 2 {
+		t.Errorf("expired %d series, want b's counter and histogram", n)
+	}
+	if got := testutil.CollectAndCount(m.requests); got != 1 {
+		t.Errorf("%d request series left, want a's only", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("a", "GET", "/users/{id}", "200")); got != 3 {
+		t.Errorf("a's live series lost its count: %v", got)
+	}
+}
+
+func TestPauses(t *testing.T) {
+	m := New(Options{})
+	t0 := time.Unix(1700000000, 0)
+	p := &event.Process{ServiceName: "a"}
+	for i, r := range []event.PauseReason{event.PauseGCSweepTermination, event.PauseGCMarkTermination, 5, event.PauseGCSweepTermination, event.PauseGCMarkTermination} {
+		m.RecordAt(&event.Pause{Process: p, Reason: r, Start: t0, End: t0.Add(50 * time.Microsecond),
+			HeapMarked: 4 << 20, GoroutinesIssued: uint64(100 + 10*i)}, t0)
+	}
+	if got := testutil.ToFloat64(m.gcCycles.WithLabelValues("a")); got != 2 {
+		t.Errorf("cycles %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.heapLive.WithLabelValues("a")); got != 4<<20 {
+		t.Errorf("heap %v", got)
+	}
+	if got := testutil.ToFloat64(m.goroutines.WithLabelValues("a")); got != 40 {
+		t.Errorf("goroutines created %v, want 40 (140-100)", got)
+	}
+	var d dto.Metric
+	if err := m.gcPause.WithLabelValues("a").(prometheus.Metric).Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.GetHistogram().GetSampleCount(); got != 4 {
+		t.Errorf("%d GC pauses observed, want 4 (the non-GC one left out)", got)
+	}
+}

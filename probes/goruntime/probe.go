@@ -1,0 +1,57 @@
+// Package goruntime instruments the Go runtime: stop-the-world pauses and
+// the GC cycles they belong to.
+package goruntime
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/event"
+)
+
+// eventGCPause mirrors EVENT_GC_PAUSE in bpf/include/events.h.
+const eventGCPause = 3
+
+// Probe declares the runtime probe. Both functions run a few times per GC
+// cycle, never on the allocation path.
+var Probe = probes.Spec{
+	Name:  "runtime.gc",
+	MinGo: 21, // stopTheWorldWithSema takes its reason since Go 1.21
+	Hooks: []probes.Hook{{
+		Name:   "stop",
+		Symbol: "runtime.stopTheWorldWithSema",
+		Entry:  "uprobe_stw_entry",
+	}, {
+		Name:   "start",
+		Symbol: "runtime.startTheWorldWithSema",
+		Return: "uprobe_stw_return",
+	}},
+	Globals: []probes.Global{{
+		AddrConst: "gc_controller_addr",
+		Symbol:    "runtime.gcController",
+		Field:     probes.Field{Const: "off_heap_marked", Struct: "runtime.gcControllerState", Field: "heapMarked"},
+	}, {
+		AddrConst: "sched_addr",
+		Symbol:    "runtime.sched",
+		Field:     probes.Field{Const: "off_sched_goidgen", Struct: "runtime.schedt", Field: "goidgen"},
+	}},
+	Load:     loadBpf,
+	Decoders: map[uint32]probes.Decoder{eventGCPause: decode},
+}
+
+func decode(raw []byte, t *probes.Target) (event.Event, error) {
+	var e *bpfGcPauseEvent
+	if len(raw) < int(unsafe.Sizeof(*e)) {
+		return nil, fmt.Errorf("gc pause event of %d bytes, want %d", len(raw), unsafe.Sizeof(*e))
+	}
+	e = (*bpfGcPauseEvent)(unsafe.Pointer(&raw[0]))
+	return &event.Pause{
+		Process:          t.Proc,
+		Start:            t.Clock.Time(e.StartNs),
+		End:              t.Clock.Time(e.EndNs),
+		Reason:           event.PauseReason(e.Reason),
+		HeapMarked:       e.HeapMarked,
+		GoroutinesIssued: e.Goidgen,
+	}, nil
+}
