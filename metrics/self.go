@@ -16,6 +16,20 @@ type SelfStats struct {
 	SpansExported  uint64
 	SpansDropped   uint64
 	SpansFailed    uint64
+	SpansLinked    uint64 // server spans joined to a caller's trace on this node
+	SpansHeld      int    // spans waiting for their trace to settle
+
+	SamplingDecisions      map[string]uint64 // reason -> count
+	SamplingRates          []SamplingRate
+	SamplingReloads        uint64
+	SamplingReloadFailures uint64
+	SamplingHeld           int
+}
+
+// SamplingRate is the root sampling in force for a service/operation.
+type SamplingRate struct {
+	Service, Operation string
+	Probability        float64
 }
 
 // RegisterSelf exposes golens_ health metrics read from fn at each scrape.
@@ -42,10 +56,16 @@ var (
 	descExported = desc("golens_spans_exported_total", "Spans accepted by the exporter.")
 	descDropped  = desc("golens_spans_dropped_total", "Spans dropped because the export queue was full.")
 	descFailed   = desc("golens_spans_failed_total", "Spans lost because the exporter returned an error.")
+	descLinked   = desc("golens_spans_linked_total", "Server spans joined to their caller's trace by TCP connection on this node.")
+	descHeld     = desc("golens_spans_held", "Spans waiting for their trace to settle (linking, sampling window).")
+	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
+	descRate     = desc("golens_sampling_probability", "Effective root sampling probability per service and operation (empty operation: the service default), after SLA scaling.", "service_name", "operation")
+	descReloads  = desc("golens_sampling_reloads_total", "Sampling strategies files applied.")
+	descReloadKO = desc("golens_sampling_reload_failures_total", "Changed sampling strategies files rejected (the previous strategies stay).")
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO} {
 		ch <- d
 	}
 }
@@ -74,4 +94,14 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descExported, s.SpansExported)
 	counter(descDropped, s.SpansDropped)
 	counter(descFailed, s.SpansFailed)
+	counter(descLinked, s.SpansLinked)
+	gauge(descHeld, s.SpansHeld+s.SamplingHeld)
+	for r, n := range s.SamplingDecisions {
+		counter(descDecision, n, r)
+	}
+	for _, r := range s.SamplingRates {
+		ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, r.Probability, r.Service, r.Operation)
+	}
+	counter(descReloads, s.SamplingReloads)
+	counter(descReloadKO, s.SamplingReloadFailures)
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/sampler"
 )
 
 // Options tune the export queue.
@@ -26,6 +27,9 @@ type Options struct {
 	Log           *slog.Logger
 	// Linker, when set, joins traces of services on this node (see Linker).
 	Linker *Linker
+	// Sampler, when set, decides which spans are exported; without one
+	// every span is.
+	Sampler *sampler.Sampler
 }
 
 func (o *Options) defaults() {
@@ -54,6 +58,8 @@ type Stats struct {
 	Failed   uint64 // the exporter returned an error for them
 	Linked   uint64 // server spans joined to a caller's trace on this node
 	Held     int    // spans waiting for their trace to settle
+	// SamplingHeld are spans in the sampler's critical-path window.
+	SamplingHeld int
 }
 
 // Tracer builds spans from events and exports them in batches. Recording
@@ -74,6 +80,10 @@ type Tracer struct {
 	stop        chan struct{}
 	flusherDone chan struct{}
 
+	sampling   *sampling
+	holdCancel context.CancelFunc
+	holdDone   chan struct{}
+
 	exported, dropped, failed atomic.Uint64
 	lastErrLog                atomic.Int64 // unix seconds of the last logged export error
 	closeOnce                 sync.Once
@@ -93,6 +103,18 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 		flusherDone: make(chan struct{}),
 		resources:   make(map[*event.Process]*resource.Resource),
 		pauses:      newPauseLog(),
+		holdDone:    make(chan struct{}),
+	}
+	if opts.Sampler != nil {
+		t.sampling = newSampling(opts.Sampler, func(st *tracetest.SpanStub) { t.enqueue(st.Snapshot()) })
+		ctx, cancel := context.WithCancel(context.Background())
+		t.holdCancel = cancel
+		go func() {
+			defer close(t.holdDone)
+			t.sampling.run(ctx)
+		}()
+	} else {
+		close(t.holdDone)
 	}
 	go t.run()
 	if opts.Linker != nil {
@@ -121,7 +143,16 @@ func (t *Tracer) flushLinker() {
 	}
 }
 
+// enqueueAll hands spans ready for export to the sampler, or straight to
+// the export queue without one.
 func (t *Tracer) enqueueAll(stubs []*tracetest.SpanStub) {
+	if len(stubs) == 0 {
+		return
+	}
+	if t.sampling != nil {
+		t.sampling.decide(stubs)
+		return
+	}
 	for _, s := range stubs {
 		t.enqueue(s.Snapshot())
 	}
@@ -156,8 +187,12 @@ func (t *Tracer) Record(ev event.Event) {
 			attribute.Int("go.gc.pause_count", n))
 	}
 	stub.Resource = t.resource(ev.Target())
+	if e, ok := ev.(*event.HTTPServer); ok && t.opts.Sampler != nil {
+		// The service's health, from every request, sampled or not.
+		t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Status >= 500)
+	}
 	if t.opts.Linker == nil {
-		t.enqueue(stub.Snapshot())
+		t.enqueueAll([]*tracetest.SpanStub{&stub})
 		return
 	}
 	t.linkMu.Lock()
@@ -274,6 +309,9 @@ func (t *Tracer) Stats() Stats {
 		s.Linked, s.Held = l.Linked, l.held
 		t.linkMu.Unlock()
 	}
+	if t.sampling != nil {
+		s.SamplingHeld = t.sampling.hold.Stats().Held
+	}
 	return s
 }
 
@@ -287,6 +325,11 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 			out := l.Flush(time.Now(), true)
 			t.linkMu.Unlock()
 			t.enqueueAll(out)
+		}
+		if t.holdCancel != nil {
+			t.holdCancel()
+			<-t.holdDone
+			t.sampling.hold.Drain()
 		}
 		close(t.queue)
 	})

@@ -36,6 +36,13 @@ type Config struct {
 	DurationBuckets []float64 `yaml:"duration_buckets"`
 	// MetricsIdleTTL removes a label set not updated for this long.
 	MetricsIdleTTL time.Duration `yaml:"metrics_idle_ttl"`
+	// SamplingStrategies is a Jaeger strategies file, hot reloaded.
+	SamplingStrategies string `yaml:"sampling_strategies"`
+	// SamplingServerAddr serves Jaeger's remote sampling endpoint.
+	SamplingServerAddr string `yaml:"sampling_server_addr"`
+	// SamplingSLAP95 is the p95 latency above which a service's healthy-path
+	// sampling is scaled down (0: latency not watched, errors still are).
+	SamplingSLAP95 time.Duration `yaml:"sampling_sla_p95"`
 }
 
 func defaultConfig() Config {
@@ -90,6 +97,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	trackG := fs.Bool("track-goroutines", false, "also link HTTP calls made from goroutines that dropped the request's context.Context (costs the target one probe hit, ~10 µs here, per go statement)")
 	buckets := fs.Float64Slice("duration-buckets", nil, "request duration histogram buckets in seconds, comma-separated (default exponential 0.0005 … 10)")
 	idleTTL := fs.Duration("metrics-idle-ttl", cfg.MetricsIdleTTL, "remove a metric label set (a route, a target that exited) not updated for this long")
+	strategies := fs.String("sampling-strategies", "", "Jaeger sampling strategies JSON file, reloaded on change (default: follow the parent's flag, else 1000 traces/s per service; errors and slow spans always kept)")
+	samplingAddr := fs.String("sampling-server-addr", "", "serve Jaeger's remote sampling endpoint (GET /sampling?service=NAME) on this address")
+	slaP95 := fs.Duration("sampling-sla-p95", 0, "p95 latency a service must stay under; above it (or above 1% 5xx) its healthy-path sampling is scaled down")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -170,6 +180,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("track-goroutines", func() { cfg.TrackGoroutines = *trackG })
 	set("duration-buckets", func() { cfg.DurationBuckets = *buckets })
 	set("metrics-idle-ttl", func() { cfg.MetricsIdleTTL = *idleTTL })
+	set("sampling-strategies", func() { cfg.SamplingStrategies = *strategies })
+	set("sampling-server-addr", func() { cfg.SamplingServerAddr = *samplingAddr })
+	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
 
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid)", fs.Args())}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -22,6 +24,7 @@ import (
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/goruntime"
 	"github.com/golens/golens/probes/nethttp"
+	"github.com/golens/golens/sampler"
 	"github.com/golens/golens/tracer"
 )
 
@@ -90,7 +93,29 @@ func run(args []string) int {
 	linker := tracer.NewLinker(func(peer netip.AddrPort) (int, bool) {
 		return discovery.SocketOwner(peer, targets())
 	})
-	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker})
+	smp := sampler.New(sampler.Config{SLA: sampler.SLAConfig{P95: cfg.SamplingSLAP95}}, nil)
+	var watcher *sampler.Watcher
+	if cfg.SamplingStrategies != "" {
+		watcher, err = sampler.NewWatcher(cfg.SamplingStrategies, smp, sampler.WatchConfig{Logger: log})
+		if err != nil {
+			log.Error("cannot use sampling strategies", "file", cfg.SamplingStrategies, "err", err)
+			return 2
+		}
+	}
+	var samplingSrv *http.Server
+	var samplingLn net.Listener
+	if cfg.SamplingServerAddr != "" {
+		samplingLn, err = net.Listen("tcp", cfg.SamplingServerAddr)
+		if err != nil {
+			log.Error("cannot serve remote sampling", "addr", cfg.SamplingServerAddr, "err", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/sampling", smp.Handler())
+		mux.Handle("/", smp.Handler())
+		samplingSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker, Sampler: smp})
 
 	var features []string
 	if cfg.TrackGoroutines {
@@ -104,12 +129,23 @@ func run(args []string) int {
 	targets = mgr.Targets
 	met.RegisterSelf(func() metrics.SelfStats {
 		ps, ts := mgr.Stats(), tr.Stats()
-		return metrics.SelfStats{
+		s := metrics.SelfStats{
 			ProbeHits: ps.ProbeHits, EventsRead: ps.EventsRead, EventsLost: ps.EventsLost,
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
 			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansFailed: ts.Failed,
+			SpansLinked: ts.Linked, SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
+		st := smp.Stats()
+		s.SamplingDecisions = make(map[string]uint64, len(st.Decisions))
+		for r, n := range st.Decisions {
+			s.SamplingDecisions[string(r)] = n
+		}
+		s.SamplingReloads, s.SamplingReloadFailures = st.Reloads, st.ReloadFailures
+		for _, r := range smp.Rates() {
+			s.SamplingRates = append(s.SamplingRates, metrics.SamplingRate{Service: r.Service, Operation: r.Operation, Probability: r.Probability})
+		}
+		return s
 	})
 
 	attached := 0
@@ -129,6 +165,21 @@ func run(args []string) int {
 	g.Go(func() error { return mgr.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, log) })
 	g.Go(func() error { return met.Run(gctx) })
+	if watcher != nil {
+		g.Go(func() error { return watcher.Run(gctx) })
+	}
+	if samplingSrv != nil {
+		g.Go(func() error {
+			go func() {
+				<-gctx.Done()
+				samplingSrv.Close()
+			}()
+			if err := samplingSrv.Serve(samplingLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		for {
 			select {

@@ -25,6 +25,9 @@ type request struct {
 	minDur      time.Duration
 	// expectations on ids
 	wantTrace, wantParent string // from the traceparent; empty: fresh ids
+	// unsampled: the caller's traceparent says "not sampled", so golens
+	// follows it and exports no span (metrics still count the request).
+	unsampled bool
 }
 
 func randHex(n int) string {
@@ -45,10 +48,14 @@ func serverRequests(tag string) []request {
 			status:      200, wantTrace: tid, wantParent: pid,
 		})
 	}
-	// Unsampled parent flag still continues the trace.
+	// An unsampled parent is followed: no span. An error under an
+	// unsampled parent is critical and kept all the same.
 	tid, pid := randHex(16), randHex(8)
 	rs = append(rs, request{name: "traceparent-unsampled", method: "GET", path: "/echo/" + tag + "-unsampled",
-		traceparent: "00-" + tid + "-" + pid + "-00", status: 200, wantTrace: tid, wantParent: pid})
+		traceparent: "00-" + tid + "-" + pid + "-00", status: 200, unsampled: true})
+	tid, pid = randHex(16), randHex(8)
+	rs = append(rs, request{name: "traceparent-unsampled-error", method: "GET", path: "/status/502",
+		traceparent: "00-" + tid + "-" + pid + "-00", status: 502, wantTrace: tid, wantParent: pid})
 	// A traceparent behind ~20 KB of other headers is still found, in
 	// whichever map layout this Go release uses.
 	tid, pid = randHex(16), randHex(8)
@@ -145,15 +152,21 @@ func testServerSpans(t *testing.T, v harness.Variant) {
 		sent[r.path] = time.Now()
 		send(t, base, r)
 	}
-	spans, err := recv.WaitFor(len(reqs), 10*time.Second)
+	want := 0
+	for _, r := range reqs {
+		if !r.unsampled {
+			want++
+		}
+	}
+	spans, err := recv.WaitFor(want, 10*time.Second)
 	if err != nil {
 		t.Fatalf("%v\nagent log:\n%s", err, agent.Log())
 	}
-	// Nothing more than one span per request may arrive.
+	// Nothing more than one span per sampled request may arrive.
 	time.Sleep(1500 * time.Millisecond)
 	spans = recv.Spans()
-	if len(spans) != len(reqs) {
-		t.Errorf("got %d spans for %d requests", len(spans), len(reqs))
+	if len(spans) != want {
+		t.Errorf("got %d spans for %d sampled requests", len(spans), want)
 	}
 	byPath := make(map[string][]harness.Span)
 	for _, s := range spans {
@@ -163,6 +176,12 @@ func testServerSpans(t *testing.T, v harness.Variant) {
 	traceIDs := make(map[string]string)
 	for _, r := range reqs {
 		got := byPath[r.path]
+		if r.unsampled {
+			if len(got) != 0 {
+				t.Errorf("%s: %d spans for a request whose parent was not sampled", r.name, len(got))
+			}
+			continue
+		}
 		if len(got) != 1 {
 			t.Errorf("%s: %d spans for %s, want exactly 1", r.name, len(got), r.path)
 			continue
@@ -173,6 +192,26 @@ func testServerSpans(t *testing.T, v harness.Variant) {
 			t.Errorf("%s: trace id %s already used by %s", r.name, s.TraceID, prev)
 		}
 		traceIDs[s.TraceID] = r.name
+	}
+
+	// Metrics count every request, sampled or not.
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := scrapeValue(t, text, `golens_sampling_decisions_total{reason="parent_not_sampled"}`); got != 1 {
+		t.Errorf("parent_not_sampled decisions %v, want 1", got)
+	}
+	var counted float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "go_app_http_server_requests_total{") {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			counted += v
+		}
+	}
+	if counted != float64(len(reqs)) {
+		t.Errorf("go_app_http_server_requests_total sums to %v, want all %d requests", counted, len(reqs))
 	}
 
 	code, took, err := agent.Stop(5 * time.Second)

@@ -27,6 +27,7 @@ type Span struct {
 	Attrs                         map[string]any
 	Resource                      map[string]any
 	Scope                         string
+	TraceState                    string
 }
 
 // Duration is End minus Start.
@@ -79,6 +80,7 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 					Attrs:      attrMap(s.Attributes),
 					Resource:   res,
 					Scope:      ss.GetScope().GetName(),
+					TraceState: s.TraceState,
 				}
 				if len(s.ParentSpanId) > 0 {
 					sp.ParentSpanID = hex.EncodeToString(s.ParentSpanId)

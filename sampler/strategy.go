@@ -1,0 +1,333 @@
+package sampler
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Type names a sampling strategy the way Jaeger's strategies file spells it.
+type Type string
+
+// The strategy types of Jaeger's strategies file.
+const (
+	// Probabilistic keeps a root trace with probability Param (0..1).
+	Probabilistic Type = "probabilistic"
+	// RateLimiting keeps at most Param root traces per second.
+	RateLimiting Type = "ratelimiting"
+)
+
+// DefaultRate is the traces per second kept per service when there is no
+// strategies file, or the file has no default_strategy.
+const DefaultRate = 1000
+
+// ErrInvalidStrategies is wrapped by every error Parse returns.
+var ErrInvalidStrategies = errors.New("invalid sampling strategies")
+
+// Strategy is how one service or operation samples root traces.
+type Strategy struct {
+	Type Type
+	// Param is the probability for Probabilistic, traces per second for
+	// RateLimiting.
+	Param float64
+	// LatencyThreshold marks a span slower than it as critical; zero means
+	// the operation's recent p99 (golens extension latency_threshold_ms).
+	LatencyThreshold time.Duration
+}
+
+// ServiceStrategy is the strategy of one service, with its operations.
+type ServiceStrategy struct {
+	// Service is empty for the default strategy.
+	Service string
+	Strategy
+	// Operations holds per-operation strategies, the default strategy's
+	// merged in as Jaeger does (the service's own win). An operation whose
+	// LatencyThreshold is zero uses the service's.
+	Operations map[string]Strategy
+	// SLAP95 overrides Config.SLA.P95 (golens extension sla_p95_latency_ms);
+	// zero keeps the configured one.
+	SLAP95 time.Duration
+	// SLAMaxErrorRatio overrides Config.SLA.MaxErrorRatio (golens extension
+	// sla_max_error_ratio); zero keeps the configured one.
+	SLAMaxErrorRatio float64
+}
+
+// Strategies is an immutable, validated set of sampling strategies.
+type Strategies struct {
+	def      *ServiceStrategy
+	services map[string]*ServiceStrategy
+}
+
+// DefaultStrategies is what golens uses without a file: every service
+// rate limited at DefaultRate root traces per second.
+func DefaultStrategies() *Strategies {
+	return &Strategies{
+		def:      &ServiceStrategy{Strategy: Strategy{Type: RateLimiting, Param: DefaultRate}},
+		services: map[string]*ServiceStrategy{},
+	}
+}
+
+// Service returns a copy of the strategy that applies to a service: its own,
+// or the default one (with Service set to the name asked for).
+func (st *Strategies) Service(name string) ServiceStrategy {
+	s := *st.lookup(name)
+	s.Service = name
+	s.Operations = maps.Clone(s.Operations)
+	return s
+}
+
+// Default returns a copy of the default strategy.
+func (st *Strategies) Default() ServiceStrategy {
+	s := *st.def
+	s.Operations = maps.Clone(s.Operations)
+	return s
+}
+
+// Services returns the names of the services the file lists, sorted.
+func (st *Strategies) Services() []string {
+	return slices.Sorted(maps.Keys(st.services))
+}
+
+func (st *Strategies) lookup(service string) *ServiceStrategy {
+	if s, ok := st.services[service]; ok {
+		return s
+	}
+	return st.def
+}
+
+// operation returns the strategy for a span of service/operation and
+// whether it is the operation's own (false: the service-level one). An
+// operation without its own latency threshold takes the service's.
+func (s *ServiceStrategy) operation(op string) (Strategy, bool) {
+	if o, ok := s.Operations[op]; ok {
+		if o.LatencyThreshold == 0 {
+			o.LatencyThreshold = s.LatencyThreshold
+		}
+		return o, true
+	}
+	return s.Strategy, false
+}
+
+// The JSON shape of Jaeger's strategies file, plus golens extensions that
+// Jaeger ignores. Pointers tell a missing field from a zero one.
+type (
+	fileStrategy struct {
+		Type               Type     `json:"type"`
+		Param              *float64 `json:"param"`
+		LatencyThresholdMS *float64 `json:"latency_threshold_ms"`
+	}
+	fileOperation struct {
+		Operation string `json:"operation"`
+		fileStrategy
+	}
+	fileService struct {
+		Service string `json:"service"`
+		fileStrategy
+		OperationStrategies []fileOperation `json:"operation_strategies"`
+		SLAP95LatencyMS     *float64        `json:"sla_p95_latency_ms"`
+		SLAMaxErrorRatio    *float64        `json:"sla_max_error_ratio"`
+	}
+	file struct {
+		DefaultStrategy   *fileService  `json:"default_strategy"`
+		ServiceStrategies []fileService `json:"service_strategies"`
+	}
+)
+
+// Load reads and parses a strategies file.
+func Load(path string) (*Strategies, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read sampling strategies: %w", err)
+	}
+	st, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, nil
+}
+
+// invalidError lists every problem found in a file, on one line.
+type invalidError struct{ problems []string }
+
+func (e *invalidError) Error() string {
+	return ErrInvalidStrategies.Error() + ": " + strings.Join(e.problems, "; ")
+}
+
+func (e *invalidError) Unwrap() error { return ErrInvalidStrategies }
+
+// Parse reads strategies in Jaeger's JSON file format. Unknown fields are
+// ignored, as Jaeger does; every other problem is reported, naming the
+// service, operation and field.
+func Parse(b []byte) (*Strategies, error) {
+	var f file
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, &invalidError{[]string{jsonProblem(b, err)}}
+	}
+	var p problems
+	st := &Strategies{services: make(map[string]*ServiceStrategy, len(f.ServiceStrategies))}
+	if f.DefaultStrategy != nil {
+		st.def = p.service("default_strategy", f.DefaultStrategy, nil)
+	} else {
+		st.def = DefaultStrategies().def
+	}
+	for i := range f.ServiceStrategies {
+		fs := &f.ServiceStrategies[i]
+		if fs.Service == "" {
+			p.add(fmt.Sprintf("service_strategies[%d]", i), "service", "is empty")
+			continue
+		}
+		where := fmt.Sprintf("service %q", fs.Service)
+		if _, dup := st.services[fs.Service]; dup {
+			p.add(where, "service", "is listed twice")
+			continue
+		}
+		st.services[fs.Service] = p.service(where, fs, st.def)
+	}
+	if len(p) > 0 {
+		return nil, &invalidError{p}
+	}
+	return st, nil
+}
+
+// jsonProblem says where in the file decoding failed.
+func jsonProblem(b []byte, err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		// Offset is just past the byte that broke the syntax.
+		return fmt.Sprintf("invalid JSON at %s: %v", position(b, syn.Offset-1), err)
+	case errors.As(err, &typ):
+		field := "the file"
+		if typ.Field != "" {
+			// Drop the names of embedded Go structs from the path.
+			field = "field " + strings.ReplaceAll(typ.Field, ".fileStrategy", "")
+		}
+		return fmt.Sprintf("%s near %s: want a JSON %s, got %s", field, position(b, typ.Offset), jsonKind(typ.Type), typ.Value)
+	}
+	return "invalid JSON: " + err.Error()
+}
+
+// jsonKind names the JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64, reflect.Int32:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Struct, reflect.Map, reflect.Pointer:
+		return "object"
+	}
+	return t.String()
+}
+
+// position turns a byte offset into "line L, column C" (both from 1).
+func position(b []byte, off int64) string {
+	off = min(max(off, 0), int64(len(b)))
+	before := b[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := len(before) - bytes.LastIndexByte(before, '\n')
+	return fmt.Sprintf("line %d, column %d", line, col)
+}
+
+// problems collects validation failures.
+type problems []string
+
+func (p *problems) add(where, field, what string) {
+	*p = append(*p, fmt.Sprintf("%s: %s %s", where, field, what))
+}
+
+// service validates one service_strategies entry (or default_strategy when
+// def is nil) and merges in what the default strategy provides.
+func (p *problems) service(where string, fs *fileService, def *ServiceStrategy) *ServiceStrategy {
+	s := &ServiceStrategy{Service: fs.Service, Strategy: p.strategy(where, &fs.fileStrategy)}
+	if fs.SLAP95LatencyMS != nil {
+		s.SLAP95 = p.millis(where, "sla_p95_latency_ms", *fs.SLAP95LatencyMS)
+	}
+	if r := fs.SLAMaxErrorRatio; r != nil {
+		if *r <= 0 || *r > 1 {
+			p.add(where, "sla_max_error_ratio", fmt.Sprintf("%v is not a ratio in (0, 1]", *r))
+		}
+		s.SLAMaxErrorRatio = *r
+	}
+	if def != nil {
+		// golens extensions of the default strategy apply to every service
+		// that does not set its own.
+		if s.LatencyThreshold == 0 {
+			s.LatencyThreshold = def.LatencyThreshold
+		}
+		if s.SLAP95 == 0 {
+			s.SLAP95 = def.SLAP95
+		}
+		if s.SLAMaxErrorRatio == 0 {
+			s.SLAMaxErrorRatio = def.SLAMaxErrorRatio
+		}
+	}
+	if len(fs.OperationStrategies) > 0 || (def != nil && len(def.Operations) > 0) {
+		s.Operations = make(map[string]Strategy)
+	}
+	for i := range fs.OperationStrategies {
+		fo := &fs.OperationStrategies[i]
+		if fo.Operation == "" {
+			p.add(fmt.Sprintf("%s operation_strategies[%d]", where, i), "operation", "is empty")
+			continue
+		}
+		owhere := fmt.Sprintf("%s operation %q", where, fo.Operation)
+		if _, dup := s.Operations[fo.Operation]; dup {
+			p.add(owhere, "operation", "is listed twice")
+			continue
+		}
+		s.Operations[fo.Operation] = p.strategy(owhere, &fo.fileStrategy)
+	}
+	if def != nil {
+		for name, o := range def.Operations {
+			if _, own := s.Operations[name]; !own {
+				s.Operations[name] = o
+			}
+		}
+	}
+	return s
+}
+
+func (p *problems) strategy(where string, fs *fileStrategy) Strategy {
+	s := Strategy{Type: fs.Type}
+	if fs.LatencyThresholdMS != nil {
+		s.LatencyThreshold = p.millis(where, "latency_threshold_ms", *fs.LatencyThresholdMS)
+	}
+	switch fs.Type {
+	case Probabilistic, RateLimiting:
+	default:
+		p.add(where, "type", fmt.Sprintf("%q is unknown (want %q or %q)", fs.Type, Probabilistic, RateLimiting))
+		return s
+	}
+	if fs.Param == nil {
+		p.add(where, "param", "is missing")
+		return s
+	}
+	s.Param = *fs.Param
+	switch {
+	case fs.Type == Probabilistic && (s.Param < 0 || s.Param > 1):
+		p.add(where, "param", fmt.Sprintf("%v is not a probability in [0, 1]", s.Param))
+	case fs.Type == RateLimiting && s.Param < 0:
+		p.add(where, "param", fmt.Sprintf("%v is a negative rate (traces per second)", s.Param))
+	}
+	return s
+}
+
+func (p *problems) millis(where, field string, ms float64) time.Duration {
+	if ms <= 0 || ms > float64(math.MaxInt64/int64(time.Millisecond)) {
+		p.add(where, field, fmt.Sprintf("%v is not a positive number of milliseconds", ms))
+		return 0
+	}
+	return time.Duration(ms * float64(time.Millisecond))
+}
