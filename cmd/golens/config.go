@@ -43,17 +43,21 @@ type Config struct {
 	// SamplingSLAP95 is the p95 latency above which a service's healthy-path
 	// sampling is scaled down (0: latency not watched, errors still are).
 	SamplingSLAP95 time.Duration `yaml:"sampling_sla_p95"`
+	// OTLPMetrics pushes the metrics over OTLP/gRPC too.
+	OTLPMetrics         bool          `yaml:"otlp_metrics"`
+	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
 }
 
 func defaultConfig() Config {
 	return Config{
-		MetricsAddr:    "127.0.0.1:9464",
-		OTLPTimeout:    10 * time.Second,
-		ExportQueue:    8192,
-		LogLevel:       "info",
-		LogFormat:      "text",
-		ShutdownGrace:  4 * time.Second,
-		MetricsIdleTTL: 10 * time.Minute,
+		MetricsAddr:         "127.0.0.1:9464",
+		OTLPTimeout:         10 * time.Second,
+		ExportQueue:         8192,
+		LogLevel:            "info",
+		LogFormat:           "text",
+		ShutdownGrace:       4 * time.Second,
+		MetricsIdleTTL:      10 * time.Minute,
+		OTLPMetricsInterval: 15 * time.Second,
 	}
 }
 
@@ -100,6 +104,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	strategies := fs.String("sampling-strategies", "", "Jaeger sampling strategies JSON file, reloaded on change (default: follow the parent's flag, else 1000 traces/s per service; errors and slow spans always kept)")
 	samplingAddr := fs.String("sampling-server-addr", "", "serve Jaeger's remote sampling endpoint (GET /sampling?service=NAME) on this address")
 	slaP95 := fs.Duration("sampling-sla-p95", 0, "p95 latency a service must stay under; above it (or above 1% 5xx) its healthy-path sampling is scaled down")
+	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
+	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -183,6 +189,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("sampling-strategies", func() { cfg.SamplingStrategies = *strategies })
 	set("sampling-server-addr", func() { cfg.SamplingServerAddr = *samplingAddr })
 	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
+	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
+	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
 
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid)", fs.Args())}
@@ -195,6 +203,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	}
 	if !sort.Float64sAreSorted(cfg.DurationBuckets) {
 		return cfg, usageError{fmt.Errorf("duration buckets %v: must be increasing", cfg.DurationBuckets)}
+	}
+	if cfg.OTLPMetrics && cfg.OTLPEndpoint == "" {
+		return cfg, usageError{fmt.Errorf("--otlp-metrics needs --otlp-endpoint")}
 	}
 	if len(cfg.PIDs) == 0 {
 		return cfg, usageError{fmt.Errorf("no target: give --pid PID (see --help)")}

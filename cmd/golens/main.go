@@ -115,6 +115,17 @@ func run(args []string) int {
 		mux.Handle("/", smp.Handler())
 		samplingSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
+	stopMetricsPush := func(context.Context) error { return nil }
+	if cfg.OTLPMetrics {
+		stopMetricsPush, err = met.PushOTLP(ctx, metrics.OTLPConfig{
+			Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure, Headers: cfg.OTLPHeaders,
+			Interval: cfg.OTLPMetricsInterval, Version: buildVersion(),
+		})
+		if err != nil {
+			log.Error("cannot set up metric export", "err", err)
+			return 2
+		}
+	}
 	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker, Sampler: smp})
 
 	var features []string
@@ -209,6 +220,9 @@ func run(args []string) int {
 	defer cancel()
 	if err := tr.Shutdown(sctx); err != nil {
 		log.Warn("span flush incomplete", "err", err, "unexported", tr.Stats().Queued)
+	}
+	if err := stopMetricsPush(sctx); err != nil {
+		log.Warn("metric push flush incomplete", "err", err)
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		log.Error("golens stopped", "err", runErr)

@@ -197,3 +197,50 @@ scrape_configs:
 	}
 	t.Errorf("Prometheus query %s: last %q, want %v\n%s", query, last, want, log.String())
 }
+
+// With --otlp-metrics the same counts reach an OTLP/gRPC collector.
+func TestOTLPMetrics(t *testing.T) {
+	const n = 12
+	bin := buildApp(t, "httpserver", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	app, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=pushed", "GODEBUG=httpmuxgo121=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Stop()
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(app.PID()), "--otlp-endpoint", recv.Addr(), "--otlp-insecure",
+		"--otlp-metrics", "--otlp-metrics-interval", "500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		resp, err := http.Get("http://" + app.Addr + "/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	labels := map[string]string{"service_name": "pushed", "method": "GET", "route": "/hello", "status_code": "200"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, ok := recv.MetricPoint("go_app_http_server_requests_total", labels)
+		if ok && v == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OTLP metric go_app_http_server_requests_total%v = %v (present %v) after %d pushes, want %d", labels, v, ok, recv.MetricPushes(), n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v, ok := recv.MetricPoint("go_app_http_server_request_duration_seconds_count", labels); !ok || v != n {
+		t.Errorf("OTLP duration histogram count %v (present %v), want %d", v, ok, n)
+	}
+}

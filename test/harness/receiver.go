@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"sort"
 	"sync"
 	"time"
 
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -39,9 +41,11 @@ type Receiver struct {
 	srv *grpc.Server
 	ln  net.Listener
 
-	mu      sync.Mutex
-	spans   []Span
-	changed chan struct{}
+	mu           sync.Mutex
+	spans        []Span
+	changed      chan struct{}
+	points       map[string]float64 // metric data points by name and attributes
+	metricPushes int
 }
 
 // NewReceiver listens on 127.0.0.1 on a free port.
@@ -50,8 +54,9 @@ func NewReceiver() (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Receiver{srv: grpc.NewServer(), ln: ln, changed: make(chan struct{})}
+	r := &Receiver{srv: grpc.NewServer(), ln: ln, changed: make(chan struct{}), points: make(map[string]float64)}
 	collectortrace.RegisterTraceServiceServer(r.srv, r)
+	collectormetrics.RegisterMetricsServiceServer(r.srv, &metricsService{r: r})
 	go r.srv.Serve(ln)
 	return r, nil
 }
@@ -149,3 +154,14 @@ func anyValue(v *commonpb.AnyValue) any {
 	}
 	return nil
 }
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func toString(v any) string { return fmt.Sprint(v) }

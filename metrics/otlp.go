@@ -1,0 +1,67 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	prombridge "go.opentelemetry.io/contrib/bridges/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+)
+
+// OTLPConfig says where to push metrics over OTLP/gRPC.
+type OTLPConfig struct {
+	Endpoint string // host:port or URL (http:// means plaintext)
+	Insecure bool
+	Headers  map[string]string
+	Interval time.Duration // between pushes; 15 s when zero
+	Version  string        // golens version, for the resource
+}
+
+// PushOTLP sends the same metrics /metrics serves to an OTLP/gRPC
+// collector every interval, so a Collector pipeline such as
+// otlp → prometheusremotewrite receives them. The returned function
+// flushes once more and stops.
+func (m *Metrics) PushOTLP(ctx context.Context, c OTLPConfig) (func(context.Context) error, error) {
+	if c.Endpoint == "" {
+		return nil, fmt.Errorf("otlp metrics need an endpoint (--otlp-endpoint)")
+	}
+	if c.Interval <= 0 {
+		c.Interval = 15 * time.Second
+	}
+	var opts []otlpmetricgrpc.Option
+	if strings.Contains(c.Endpoint, "://") {
+		opts = append(opts, otlpmetricgrpc.WithEndpointURL(c.Endpoint))
+		if strings.HasPrefix(c.Endpoint, "http://") {
+			opts = append(opts, otlpmetricgrpc.WithInsecure())
+		}
+	} else {
+		opts = append(opts, otlpmetricgrpc.WithEndpoint(c.Endpoint))
+	}
+	if c.Insecure {
+		opts = append(opts, otlpmetricgrpc.WithInsecure())
+	}
+	if len(c.Headers) > 0 {
+		opts = append(opts, otlpmetricgrpc.WithHeaders(c.Headers))
+	}
+	exp, err := otlpmetricgrpc.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("otlp metric exporter: %w", err)
+	}
+	// The application metrics carry service_name as a label: one pipeline
+	// serves every target, and the resource names golens itself.
+	res := resource.NewSchemaless(
+		attribute.String("service.name", "golens"),
+		attribute.String("service.version", c.Version),
+	)
+	reader := sdkmetric.NewPeriodicReader(exp,
+		sdkmetric.WithInterval(c.Interval),
+		sdkmetric.WithProducer(prombridge.NewMetricProducer(prombridge.WithGatherer(m.reg))),
+	)
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
+	return mp.Shutdown, nil
+}
