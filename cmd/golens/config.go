@@ -69,8 +69,10 @@ func parseConfig(args []string) (Config, error) {
 	fs := pflag.NewFlagSet("golens", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, `golens observes unmodified Go services with eBPF: HTTP server spans over
-OTLP/gRPC and go_app_ Prometheus metrics, without restarting the service.
+		fmt.Fprintf(os.Stderr, `golens observes unmodified Go services with eBPF: net/http server and client
+spans (linked across goroutines and, on this node, across services) over
+OTLP/gRPC, GC pauses, and go_app_ Prometheus metrics, without restarting or
+changing the service.
 
 Usage:
   golens --pid PID [--pid PID...] [flags]
