@@ -24,6 +24,9 @@ type SelfStats struct {
 	SamplingReloads        uint64
 	SamplingReloadFailures uint64
 	SamplingHeld           int
+
+	ContextInjected     uint64 // traceparent headers added on the wire
+	ContextInjectFailed uint64 // insertions the kernel refused
 }
 
 // SamplingRate is the root sampling in force for a service/operation.
@@ -61,11 +64,13 @@ var (
 	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
 	descRate     = desc("golens_sampling_probability", "Effective root sampling probability per service and operation (empty operation: the service default), after SLA scaling.", "service_name", "operation")
 	descReloads  = desc("golens_sampling_reloads_total", "Sampling strategies files applied.")
+	descInjected = desc("golens_context_injected_total", "traceparent headers added on the wire to targets' outgoing HTTP/1.x requests (--inject-context).")
+	descInjectKO = desc("golens_context_inject_failures_total", "traceparent insertions the kernel refused; those requests went out unchanged.")
 	descReloadKO = desc("golens_sampling_reload_failures_total", "Changed sampling strategies files rejected (the previous strategies stay).")
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO} {
 		ch <- d
 	}
 }
@@ -104,4 +109,6 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descReloads, s.SamplingReloads)
 	counter(descReloadKO, s.SamplingReloadFailures)
+	counter(descInjected, s.ContextInjected)
+	counter(descInjectKO, s.ContextInjectFailed)
 }

@@ -48,8 +48,9 @@ type Manager struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	events   *ebpf.Map // shared ring buffer
-	stats    *ebpf.Map // shared per-CPU counters
+	events   *ebpf.Map            // shared ring buffer
+	stats    *ebpf.Map            // shared per-CPU counters
+	shared   map[string]*ebpf.Map // every map shared by all objects, by name
 	reader   *ringbuf.Reader
 	targets  map[int]*target
 	refused  map[string]int
@@ -76,6 +77,9 @@ const (
 	// statement) so calls made from goroutines that dropped the request's
 	// context still find their parent span.
 	FeatureGoroutines = "goroutines"
+	// FeatureInject announces outgoing requests to the socket programs that
+	// add a traceparent on the wire (--inject-context).
+	FeatureInject = "inject"
 )
 
 // NewManager prepares a manager for the given probe families, with the
@@ -250,8 +254,8 @@ func exeName(pid int) string {
 	return filepath.Base(p)
 }
 
-// ensureShared creates the ring buffer and stats array every object shares,
-// on first use, from the layout the first spec declares.
+// ensureShared creates, on first use, the maps every loaded object shares:
+// the ring buffer, the stats array and those the specs list as Shared.
 func (m *Manager) ensureShared() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -264,27 +268,51 @@ func (m *Manager) ensureShared() error {
 	// Locked memory is charged to the memory cgroup on current kernels;
 	// where the limit cannot be raised this is a harmless no-op.
 	_ = rlimit.RemoveMemlock()
-	cs, err := m.specs[0].Load()
-	if err != nil {
-		return fmt.Errorf("load %s objects: %w", m.specs[0].Name, err)
+	shared := make(map[string]*ebpf.Map)
+	closeShared := func() {
+		for _, mp := range shared {
+			mp.Close()
+		}
 	}
-	events, err := ebpf.NewMap(cs.Maps["events"])
-	if err != nil {
-		return fmt.Errorf("create ring buffer: %w", err)
+	for _, s := range m.specs {
+		cs, err := s.Load()
+		if err != nil {
+			closeShared()
+			return fmt.Errorf("load %s objects: %w", s.Name, err)
+		}
+		for _, name := range append([]string{"events", "stats"}, s.Shared...) {
+			if shared[name] != nil || cs.Maps[name] == nil {
+				continue
+			}
+			mp, err := ebpf.NewMap(cs.Maps[name])
+			if err != nil {
+				closeShared()
+				return fmt.Errorf("create shared map %s: %w", name, err)
+			}
+			shared[name] = mp
+		}
 	}
-	stats, err := ebpf.NewMap(cs.Maps["stats"])
-	if err != nil {
-		events.Close()
-		return fmt.Errorf("create stats map: %w", err)
+	if shared["events"] == nil || shared["stats"] == nil {
+		closeShared()
+		return errors.New("probe objects declare no events ring buffer or stats array")
 	}
-	rd, err := ringbuf.NewReader(events)
+	rd, err := ringbuf.NewReader(shared["events"])
 	if err != nil {
-		events.Close()
-		stats.Close()
+		closeShared()
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
-	m.events, m.stats, m.reader = events, stats, rd
+	m.events, m.stats, m.shared, m.reader = shared["events"], shared["stats"], shared, rd
 	return nil
+}
+
+// Shared returns the shared map of that name (nil when no spec has it).
+func (m *Manager) Shared(name string) (*ebpf.Map, error) {
+	if err := m.ensureShared(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.shared[name], nil
 }
 
 // point is one uprobe to attach: a program at a file offset.
@@ -360,6 +388,13 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 		}
 		points = append(points, pts...)
 	}
+	for f, fc := range s.FeatureConsts {
+		if m.features[f] {
+			for k, v := range fc {
+				consts[k] = v
+			}
+		}
+	}
 	for _, g := range s.Globals {
 		addr, ok := bin.DataSymbol(g.Symbol)
 		if !ok {
@@ -386,9 +421,13 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 			return nil, nil, nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"events": m.events, "stats": m.stats},
-	})
+	replace := make(map[string]*ebpf.Map)
+	for name, mp := range m.shared {
+		if cs.Maps[name] != nil {
+			replace[name] = mp
+		}
+	}
+	coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load into kernel: %w", err)
 	}
@@ -627,11 +666,8 @@ func (m *Manager) Close() error {
 	if m.reader != nil {
 		errs = append(errs, m.reader.Close())
 	}
-	if m.events != nil {
-		errs = append(errs, m.events.Close())
-	}
-	if m.stats != nil {
-		errs = append(errs, m.stats.Close())
+	for _, mp := range m.shared {
+		errs = append(errs, mp.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -89,6 +89,11 @@ type Spec struct {
 	ReadsGoMaps bool
 	// Globals the programs read, best effort.
 	Globals []Global
+	// Shared names maps that every target's objects share (one instance
+	// for the whole agent), besides the ring buffer and the stats.
+	Shared []string
+	// FeatureConsts are constants set when a feature is on.
+	FeatureConsts map[string]map[string]any
 	// Load returns a fresh copy of the compiled objects (bpf2go's loader).
 	Load func() (*ebpf.CollectionSpec, error)
 	// Decoders by event kind (enum event_kind in bpf/include/events.h).

@@ -46,6 +46,8 @@ type Config struct {
 	// OTLPMetrics pushes the metrics over OTLP/gRPC too.
 	OTLPMetrics         bool          `yaml:"otlp_metrics"`
 	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
+	// InjectContext adds traceparent to outgoing HTTP/1.x requests on the wire.
+	InjectContext bool `yaml:"inject_context"`
 }
 
 func defaultConfig() Config {
@@ -108,6 +110,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	slaP95 := fs.Duration("sampling-sla-p95", 0, "p95 latency a service must stay under; above it (or above 1% 5xx) its healthy-path sampling is scaled down")
 	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
 	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
+	inject := fs.Bool("inject-context", false, "add a W3C traceparent to targets' outgoing HTTP/1.x requests on the wire (sk_msg), so services on other nodes continue the trace")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -192,6 +195,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("sampling-server-addr", func() { cfg.SamplingServerAddr = *samplingAddr })
 	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
 	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
+	set("inject-context", func() { cfg.InjectContext = *inject })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
 
 	if fs.NArg() > 0 {

@@ -132,12 +132,16 @@ func run(args []string) int {
 	if cfg.TrackGoroutines {
 		features = append(features, probes.FeatureGoroutines)
 	}
+	if cfg.InjectContext {
+		features = append(features, probes.FeatureInject)
+	}
 	mgr := probes.NewManager([]probes.Spec{nethttp.Probe, goruntime.Probe}, features, func(ev event.Event) {
 		met.Record(ev)
 		tr.Record(ev)
 	}, log)
 	defer mgr.Close()
 	targets = mgr.Targets
+	var injector *nethttp.Injector // with --inject-context
 	met.RegisterSelf(func() metrics.SelfStats {
 		ps, ts := mgr.Stats(), tr.Stats()
 		s := metrics.SelfStats{
@@ -146,6 +150,9 @@ func run(args []string) int {
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
 			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansFailed: ts.Failed,
 			SpansLinked: ts.Linked, SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
+		}
+		if injector != nil {
+			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
 		}
 		st := smp.Stats()
 		s.SamplingDecisions = make(map[string]uint64, len(st.Decisions))
@@ -159,10 +166,23 @@ func run(args []string) int {
 		return s
 	})
 
+	if cfg.InjectContext {
+		injector, err = nethttp.StartInjector(mgr)
+		if err != nil {
+			log.Error("cannot inject context on the wire", "err", err)
+			return 1
+		}
+		defer injector.Close()
+	}
 	attached := 0
 	for _, pid := range cfg.PIDs {
 		if attach(mgr, pid, cfg.ServiceName, log) {
 			attached++
+			if injector != nil {
+				if err := injector.Add(pid); err != nil {
+					log.Warn("no context injection for target", "pid", pid, "err", err)
+				}
+			}
 		}
 	}
 	if attached == 0 {
@@ -198,6 +218,9 @@ func run(args []string) int {
 				return nil
 			case pid := <-mgr.Exited():
 				tr.Forget(pid)
+				if injector != nil {
+					injector.Remove(pid)
+				}
 			}
 		}
 	})

@@ -74,6 +74,20 @@ type bpfHttpServerEvent struct {
 	Remote     [64]uint8
 }
 
+type bpfInjectIds struct {
+	_       structs.HostLayout
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
+}
+
+type bpfInjectKey struct {
+	_    structs.HostLayout
+	Pid  uint32
+	Hash uint32
+}
+
 type bpfMapScratch struct {
 	_   structs.HostLayout
 	Buf [336]uint8
@@ -123,6 +137,7 @@ const (
 	bpfMapEvents                = "events"
 	bpfMapGoMapScratch          = "go_map_scratch"
 	bpfMapGoidSpans             = "goid_spans"
+	bpfMapInjectPending         = "inject_pending"
 	bpfMapServerReqs            = "server_reqs"
 	bpfMapServerScratch         = "server_scratch"
 	bpfMapStats                 = "stats"
@@ -131,6 +146,7 @@ const (
 	bpfProgUprobeNewproc1Return = "uprobe_newproc1_return"
 	bpfProgUprobeServerEntry    = "uprobe_server_entry"
 	bpfProgUprobeServerReturn   = "uprobe_server_return"
+	bpfVarInjectEnabled         = "inject_enabled"
 	bpfVarMapSwiss              = "map_swiss"
 	bpfVarOffG_goid             = "off_g_goid"
 	bpfVarOffG_parentGoid       = "off_g_parent_goid"
@@ -219,6 +235,7 @@ type bpfMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	GoMapScratch  *ebpf.MapSpec `ebpf:"go_map_scratch"`
 	GoidSpans     *ebpf.MapSpec `ebpf:"goid_spans"`
+	InjectPending *ebpf.MapSpec `ebpf:"inject_pending"`
 	ServerReqs    *ebpf.MapSpec `ebpf:"server_reqs"`
 	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -228,6 +245,7 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	InjectEnabled         *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss              *ebpf.VariableSpec `ebpf:"map_swiss"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
@@ -283,6 +301,7 @@ type bpfMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	GoMapScratch  *ebpf.Map `ebpf:"go_map_scratch"`
 	GoidSpans     *ebpf.Map `ebpf:"goid_spans"`
+	InjectPending *ebpf.Map `ebpf:"inject_pending"`
 	ServerReqs    *ebpf.Map `ebpf:"server_reqs"`
 	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -296,6 +315,7 @@ func (m *bpfMaps) Close() error {
 		m.Events,
 		m.GoMapScratch,
 		m.GoidSpans,
+		m.InjectPending,
 		m.ServerReqs,
 		m.ServerScratch,
 		m.Stats,
@@ -306,6 +326,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	InjectEnabled         *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss              *ebpf.Variable `ebpf:"map_swiss"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`

@@ -18,6 +18,7 @@
 #include "go_map.h"
 #include "trace_context.h"
 #include "events.h"
+#include "inject.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -79,6 +80,8 @@ volatile const __u64 off_g_parent_goid = 0;
 /* Goroutine ancestry: links calls made from goroutines that dropped the
  * request's context, at one probe hit per `go` statement. Off by default. */
 volatile const __u8 track_goroutines = 0;
+/* --inject-context: announce each outgoing request to the socket programs. */
+volatile const __u8 inject_enabled = 0;
 
 /* A request between entry and return, keyed by goroutine. */
 struct server_key {
@@ -369,6 +372,58 @@ int uprobe_server_return(struct pt_regs *ctx)
 }
 
 /*
+ * Tell the socket programs which ids the request about to be written
+ * carries, keyed by a hash of its "METHOD /path" as it will appear on the
+ * request line, unless the application set a traceparent itself.
+ */
+static __always_inline void announce(__u32 pid, struct client_req *r)
+{
+	struct map_search ms = {
+		.key = "Traceparent",
+		.key_len = 11,
+	};
+	char own[8];
+	__u8 cut = 0;
+	__u64 hdr = go_word_at((void *)(r->req + off_req_header));
+	if (go_header_get(hdr, &ms, own, sizeof(own), &cut) > 0 || cut)
+		return;
+
+	char method[METHOD_MAX] = {};
+	char path[INJECT_PATH_MAX] = {};
+	struct go_string s = {};
+	go_string_at(&s, (void *)(r->req + off_req_method));
+	__u32 mlen = go_string_copy(method, METHOD_MAX, s, &cut);
+	s.len = 0;
+	__u64 url = go_word_at((void *)(r->req + off_req_url));
+	if (url)
+		go_string_at(&s, (void *)(url + off_url_path));
+	__u32 plen = go_string_copy(path, INJECT_PATH_MAX, s, &cut);
+
+	__u32 h = FNV_OFFSET;
+	if (mlen == 0) { /* net/http sends GET for an empty method */
+		h = fnv(fnv(fnv(h, 'G'), 'E'), 'T');
+	}
+	for (int i = 0; i < METHOD_MAX; i++) {
+		if (i >= mlen)
+			break;
+		h = fnv(h, method[i]);
+	}
+	h = fnv(h, ' ');
+	if (plen == 0) /* an empty path goes out as "/" */
+		h = fnv(h, '/');
+	for (int i = 0; i < INJECT_PATH_MAX; i++) {
+		if (i >= plen)
+			break;
+		h = fnv(h, path[i]);
+	}
+	struct inject_key k = {.pid = pid, .hash = h};
+	struct inject_ids ids = {.flags = r->sc.trace_flags};
+	__builtin_memcpy(ids.trace_id, r->sc.trace_id, 16);
+	__builtin_memcpy(ids.span_id, r->sc.span_id, 8);
+	bpf_map_update_elem(&inject_pending, &k, &ids, BPF_ANY);
+}
+
+/*
  * net/http client: (*Transport).roundTrip(req *Request) (*Response, error)
  * carries every request a Client or Transport sends (redirects each get
  * their own call). Entry: t in RAX, req in RBX. Return: *Response in RAX,
@@ -411,6 +466,8 @@ int uprobe_client_entry(struct pt_regs *ctx)
 		r->sc.trace_flags = 1;
 	}
 	random_bytes(r->sc.span_id, 8);
+	if (inject_enabled)
+		announce(pid, r);
 
 	struct server_key k = {.pid = pid, .g = GO_G(ctx)};
 	bpf_map_update_elem(&client_reqs, &k, r, BPF_ANY);

@@ -63,8 +63,12 @@ var Probe = probes.Spec{
 		{Const: "off_req_ctx", Struct: "net/http.Request", Field: "ctx"},
 	},
 	ReadsGoMaps: true,
-	Load:        loadBpf,
-	Decoders:    map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
+	Shared:      []string{"inject_pending"},
+	FeatureConsts: map[string]map[string]any{
+		probes.FeatureInject: {"inject_enabled": uint8(1)},
+	},
+	Load:     loadBpf,
+	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
 }
 
 // Bits of http_server_event.cut.

@@ -25,10 +25,15 @@ import (
 var client = &http.Client{Timeout: 10 * time.Second}
 
 // call GETs url and returns the status, or 502 when the request failed.
-func call(ctx context.Context, url string) int {
+func call(ctx context.Context, url string) int { return callWith(ctx, url, "") }
+
+func callWith(ctx context.Context, url, traceparent string) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return http.StatusBadRequest
+	}
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -67,8 +72,10 @@ func main() {
 
 	// /chain?to=URL calls URL with the request's context and answers with
 	// the status it got (502 on a transport error).
+	// With own=VALUE the outgoing request carries that traceparent, set by
+	// the application itself.
 	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(call(r.Context(), r.URL.Query().Get("to")))
+		w.WriteHeader(callWith(r.Context(), r.URL.Query().Get("to"), r.URL.Query().Get("own")))
 	})
 	// /fanout?to=URL&n=N calls URL from N goroutines at once, each passing
 	// the request's context (or none with bg=1: only goroutine ancestry can
@@ -97,6 +104,21 @@ func main() {
 		for i := 0; i < n; i++ {
 			runtime.GC()
 		}
+	})
+
+	// /record remembers the traceparent it received; /last answers with
+	// it: what a downstream service on another node would see.
+	var lastMu sync.Mutex
+	var last string
+	mux.HandleFunc("/record", func(w http.ResponseWriter, r *http.Request) {
+		lastMu.Lock()
+		last = r.Header.Get("traceparent")
+		lastMu.Unlock()
+	})
+	mux.HandleFunc("/last", func(w http.ResponseWriter, r *http.Request) {
+		lastMu.Lock()
+		defer lastMu.Unlock()
+		fmt.Fprint(w, last)
 	})
 
 	ln, err := net.Listen("tcp", *addr)
