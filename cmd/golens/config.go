@@ -43,6 +43,9 @@ type Config struct {
 	// SamplingSLAP95 is the p95 latency above which a service's healthy-path
 	// sampling is scaled down (0: latency not watched, errors still are).
 	SamplingSLAP95 time.Duration `yaml:"sampling_sla_p95"`
+	// SamplingCriticalTTL is how long a trace stays critical once one of
+	// its spans was (its later spans are kept).
+	SamplingCriticalTTL time.Duration `yaml:"sampling_critical_ttl"`
 	// OTLPMetrics pushes the metrics over OTLP/gRPC too.
 	OTLPMetrics         bool          `yaml:"otlp_metrics"`
 	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
@@ -60,6 +63,7 @@ func defaultConfig() Config {
 		ShutdownGrace:       4 * time.Second,
 		MetricsIdleTTL:      10 * time.Minute,
 		OTLPMetricsInterval: 15 * time.Second,
+		SamplingCriticalTTL: 300 * time.Second,
 	}
 }
 
@@ -107,6 +111,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	idleTTL := fs.Duration("metrics-idle-ttl", cfg.MetricsIdleTTL, "remove a metric label set (a route, a target that exited) not updated for this long")
 	strategies := fs.String("sampling-strategies", "", "Jaeger sampling strategies JSON file, reloaded on change (default: follow the parent's flag, else 1000 traces/s per service; errors and slow spans always kept)")
 	samplingAddr := fs.String("sampling-server-addr", "", "serve Jaeger's remote sampling endpoint (GET /sampling?service=NAME) on this address")
+	criticalTTL := fs.Duration("sampling-critical-ttl", cfg.SamplingCriticalTTL, "how long a trace stays kept once one of its spans was critical (error or slow)")
 	slaP95 := fs.Duration("sampling-sla-p95", 0, "p95 latency a service must stay under; above it (or above 1% 5xx) its healthy-path sampling is scaled down")
 	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
 	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
@@ -194,6 +199,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("sampling-strategies", func() { cfg.SamplingStrategies = *strategies })
 	set("sampling-server-addr", func() { cfg.SamplingServerAddr = *samplingAddr })
 	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
+	set("sampling-critical-ttl", func() { cfg.SamplingCriticalTTL = *criticalTTL })
 	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
 	set("inject-context", func() { cfg.InjectContext = *inject })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })

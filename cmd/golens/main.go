@@ -93,7 +93,7 @@ func run(args []string) int {
 	linker := tracer.NewLinker(func(peer netip.AddrPort) (int, bool) {
 		return discovery.SocketOwner(peer, targets())
 	})
-	smp := sampler.New(sampler.Config{SLA: sampler.SLAConfig{P95: cfg.SamplingSLAP95}}, nil)
+	smp := sampler.New(sampler.Config{CriticalTTL: cfg.SamplingCriticalTTL, SLA: sampler.SLAConfig{P95: cfg.SamplingSLAP95}}, nil)
 	var watcher *sampler.Watcher
 	if cfg.SamplingStrategies != "" {
 		watcher, err = sampler.NewWatcher(cfg.SamplingStrategies, smp, sampler.WatchConfig{Logger: log})

@@ -34,7 +34,7 @@ func startSetup(t *testing.T, v harness.Variant, watchB bool, agentArgs ...strin
 		t.Fatal(err)
 	}
 	t.Cleanup(s.recv.Close)
-	if s.b, err = harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=svc-b"}); err != nil {
+	if s.b, err = harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=svc-b", "GODEBUG=httpmuxgo121=0"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.b.Stop)

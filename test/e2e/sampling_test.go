@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -184,4 +185,48 @@ func remoteRate(t *testing.T, addr string) float64 {
 		t.Fatal(err)
 	}
 	return r.ProbabilisticSampling.SamplingRate
+}
+
+// A slow downstream call keeps the request that waited on it: A calls B on
+// this node, roots are sampled at 0, and B's server span is over its
+// operation's threshold — all three spans arrive, in one trace. An
+// incoming "not sampled" flag is overruled the same way.
+func TestCriticalPath(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "strategies.json")
+	os.WriteFile(file, []byte(`{
+  "service_strategies": [{"service": "svc-b", "type": "probabilistic", "param": 0,
+    "operation_strategies": [{"operation": "GET /sleep", "type": "probabilistic", "param": 0, "latency_threshold_ms": 50}]}],
+  "default_strategy": {"type": "probabilistic", "param": 0}
+}`), 0o644)
+	s := startSetup(t, harness.Variant{}, true, "--sampling-strategies", file)
+	slow := url.QueryEscape("http://" + s.b.Addr + "/sleep?ms=80")
+	fast := url.QueryEscape("http://" + s.b.Addr + "/echo/fast")
+
+	// Healthy traffic at p=0: nothing kept.
+	for i := 0; i < 5; i++ {
+		s.get(t, "/chain?to="+fast, "", 200)
+	}
+	for _, tp := range []string{"", "00-" + randHex(16) + "-" + randHex(8) + "-00"} {
+		before := len(s.recv.Spans())
+		s.get(t, "/chain?to="+slow, tp, 200)
+		spans, err := s.recv.WaitFor(before+3, 10*time.Second)
+		if err != nil {
+			t.Fatalf("traceparent %q: %v\n%s", tp, err, s.agent.Log())
+		}
+		got := byTrace(spans[before:])
+		if len(got) != 1 {
+			t.Errorf("traceparent %q: kept spans in %d traces, want 1", tp, len(got))
+		}
+		for _, sp := range spans[before:] {
+			if p, _ := sp.Attrs["url.path"].(string); p == "/echo/fast" {
+				t.Errorf("a healthy span was kept: %s", p)
+			}
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	for _, sp := range s.recv.Spans() {
+		if p, _ := sp.Attrs["url.path"].(string); p == "/echo/fast" || sp.Attrs["url.full"] == "http://"+s.b.Addr+"/echo/fast" {
+			t.Errorf("healthy span kept at p=0: %s %v", sp.Name, sp.Attrs["url.path"])
+		}
+	}
 }

@@ -1,0 +1,347 @@
+package e2e
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golens/golens/test/harness"
+)
+
+// matrixGo are the toolchains the matrix builds the target with: the last
+// patch release of every Go release golens supports.
+var matrixGo = []string{"go1.21.13", "go1.22.12", "go1.23.12", "go1.24.13", "go1.25.14", "go1.26.8"}
+
+// matrixTarget is one variant of the target, built and running.
+type matrixTarget struct {
+	v       harness.Variant
+	service string // its OTEL_SERVICE_NAME
+	bin     string
+	app     *harness.App
+}
+
+// TestGoMatrix instruments the target built by every supported Go release,
+// each plain, stripped and PIE, with one agent attached to all of them at
+// once, and checks every server span.
+func TestGoMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the target with six Go toolchains")
+	}
+	var matrix []*matrixTarget
+	for _, g := range matrixGo {
+		for _, v := range []harness.Variant{{Go: g}, {Go: g, Stripped: true}, {Go: g, PIE: true}} {
+			matrix = append(matrix, &matrixTarget{v: v, service: "matrix-" + v.String()})
+		}
+	}
+	buildMatrix(t, matrix)
+
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	args := []string{"--otlp-endpoint", recv.Addr(), "--otlp-insecure"}
+	for _, m := range matrix {
+		m.app, err = harness.StartApp(m.bin, []string{"OTEL_SERVICE_NAME=" + m.service, "GODEBUG=httpmuxgo121=0"})
+		if err != nil {
+			t.Fatalf("%s: %v", m.v, err)
+		}
+		defer m.app.Stop()
+		args = append(args, "--pid", fmt.Sprint(m.app.PID()))
+	}
+
+	start := time.Now()
+	agent, err := harness.StartAgent(agentBin, nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("agent attached to %d targets in %s", len(matrix), time.Since(start).Round(time.Millisecond))
+	// The agent runs as long as one target is attached: every one must be.
+	if got := targets(t, agent); got != len(matrix) {
+		t.Fatalf("golens_targets %d, want %d\n%s", got, len(matrix), agent.Log())
+	}
+	for _, bad := range []string{"cannot instrument", "probe refused"} {
+		if strings.Contains(agent.Log(), bad) {
+			t.Errorf("agent log says %q:\n%s", bad, agent.Log())
+		}
+	}
+
+	// Every target is sent the whole request list; the subtests run in
+	// parallel, so events of several targets are in flight together.
+	var mu sync.Mutex
+	total := 0
+	traceIDs := make(map[string]string) // trace id -> variant/request
+	t.Run("targets", func(t *testing.T) {
+		for _, m := range matrix {
+			t.Run(m.v.String(), func(t *testing.T) {
+				t.Parallel()
+				reqs := serverRequests(strings.ReplaceAll(m.v.String(), ".", "_"))
+				mu.Lock()
+				total += len(reqs)
+				mu.Unlock()
+				base := "http://" + m.app.Addr
+				sent := make(map[string]time.Time)
+				for _, r := range reqs {
+					sent[r.path] = time.Now()
+					send(t, base, r)
+				}
+				// On a timeout, go on: the checks below say which are missing.
+				spans, err := waitSpans(recv, m.service, len(reqs), 20*time.Second)
+				if err != nil {
+					t.Errorf("%v\nagent log:\n%s", err, agent.Log())
+				}
+				byPath := make(map[string][]harness.Span)
+				for _, s := range spans {
+					p, _ := s.Attrs["url.path"].(string)
+					byPath[p] = append(byPath[p], s)
+				}
+				for _, r := range reqs {
+					got := byPath[r.path]
+					if len(got) != 1 {
+						t.Errorf("%s: %d spans for %s, want exactly 1", r.name, len(got), r.path)
+						continue
+					}
+					s := got[0]
+					checkMatrixSpan(t, r, s, m, sent[r.path])
+					mu.Lock()
+					if prev, dup := traceIDs[s.TraceID]; dup {
+						t.Errorf("%s: trace id %s already used by %s", r.name, s.TraceID, prev)
+					}
+					traceIDs[s.TraceID] = m.v.String() + "/" + r.name
+					mu.Unlock()
+				}
+			})
+		}
+	})
+
+	// Nothing more than one span per request may arrive, and none may be
+	// credited to a process that was not its source.
+	time.Sleep(1500 * time.Millisecond)
+	spans := recv.Spans()
+	if len(spans) != total {
+		t.Errorf("got %d spans for %d requests", len(spans), total)
+	}
+	byService := make(map[string]*matrixTarget)
+	for _, m := range matrix {
+		byService[m.service] = m
+	}
+	for _, s := range spans {
+		m, ok := byService[fmt.Sprint(s.Resource["service.name"])]
+		if !ok || s.Resource["process.pid"] != int64(m.app.PID()) {
+			t.Errorf("span %s %v from service %v pid %v: no such target", s.Name, s.Attrs["url.path"],
+				s.Resource["service.name"], s.Resource["process.pid"])
+		}
+	}
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for series, want := range map[string]float64{
+		`golens_targets`:                    float64(len(matrix)),
+		`golens_probe_hits_total`:           float64(2 * total), // entry and return
+		`golens_events_read_total`:          float64(total),
+		`golens_events_lost_total`:          0,
+		`golens_events_decode_errors_total`: 0,
+		`golens_orphan_returns_total`:       0,
+	} {
+		if got, ok := metricValue(text, series); !ok || got != want {
+			t.Errorf("%s = %v (present: %v), want %v", series, got, ok, want)
+		}
+	}
+
+	// Each probe family attached anywhere is attached to every target.
+	attached := probesAttachedRe.FindAllStringSubmatch(text, -1)
+	if len(attached) == 0 {
+		t.Errorf("no golens_probes_attached in metrics:\n%s", text)
+	}
+	for _, a := range attached {
+		if a[2] != fmt.Sprint(len(matrix)) {
+			t.Errorf("golens_probes_attached{probe=%q} = %s, want %d", a[1], a[2], len(matrix))
+		}
+	}
+
+	// Detaching from 18 targets must not hold up the exit.
+	code, took, err := agent.Stop(10 * time.Second)
+	if err != nil || code != 0 {
+		t.Errorf("SIGTERM: exit code %d after %s (%v)\n%s", code, took, err, agent.Log())
+	} else {
+		t.Logf("agent detached from %d targets and exited in %s", len(matrix), took.Round(time.Millisecond))
+	}
+}
+
+// checkMatrixSpan checks one span of target m: its own service name, then
+// everything checkServerSpan checks of a span from the "checkout" service.
+func checkMatrixSpan(t *testing.T, r request, s harness.Span, m *matrixTarget, sentAt time.Time) {
+	t.Helper()
+	if got := s.Resource["service.name"]; got != m.service {
+		t.Errorf("%s: service.name %v, want %s (from the target's OTEL_SERVICE_NAME)", r.name, got, m.service)
+	}
+	// The toolchain the agent read from the binary's build info: exact, so
+	// that the route check below applies to the right release.
+	if got := s.Resource["process.runtime.version"]; got != m.v.Go {
+		t.Errorf("%s: process.runtime.version %v, want %s", r.name, got, m.v.Go)
+	}
+	s.Resource = maps.Clone(s.Resource)
+	s.Resource["service.name"] = "checkout"
+	checkServerSpan(t, r, s, m.app.PID(), sentAt)
+}
+
+// waitSpans waits until n spans of service arrived and returns them.
+func waitSpans(recv *harness.Receiver, service string, n int, timeout time.Duration) ([]harness.Span, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var got []harness.Span
+		for _, s := range recv.Spans() {
+			if s.Resource["service.name"] == service {
+				got = append(got, s)
+			}
+		}
+		if len(got) >= n {
+			return got, nil
+		}
+		if time.Now().After(deadline) {
+			return got, fmt.Errorf("%s: received %d spans, want %d", service, len(got), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var probesAttachedRe = regexp.MustCompile(`(?m)^golens_probes_attached\{probe="([^"]*)"\} (\S+)$`)
+
+// metricValue returns the value of one series, such as
+// `golens_probes_attached{probe="net/http.server"}`, in Prometheus text.
+func metricValue(text, series string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// buildMatrix builds every target, one release after the other. Toolchains
+// are fetched one at a time in the same order, in the background, so that
+// fetching the next one overlaps building with the previous one; those
+// already at hand come first. Builds run one at a time: they are CPU-bound
+// and the go command already compiles packages in parallel, so on 2 cores
+// two concurrent builds take as long as the same two in a row.
+func buildMatrix(t *testing.T, matrix []*matrixTarget) {
+	start := time.Now()
+	modCache := goEnv(t, "GOMODCACHE")
+	local := goEnv(t, "GOVERSION")
+	byGo := make(map[string][]*matrixTarget)
+	var order []string
+	for _, m := range matrix {
+		if _, ok := byGo[m.v.Go]; !ok {
+			order = append(order, m.v.Go)
+		}
+		byGo[m.v.Go] = append(byGo[m.v.Go], m)
+	}
+	at := func(g string) int { // 0: installed, 1: in the module cache, 2: to download
+		switch {
+		case g == local:
+			return 0
+		case exists(toolchainDir(modCache, g)):
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(order, func(a, b string) int { return at(a) - at(b) })
+
+	type fetched struct {
+		how  string
+		took time.Duration
+		err  error
+	}
+	ready := make(map[string]chan fetched, len(order))
+	for _, g := range order {
+		ready[g] = make(chan fetched, 1)
+	}
+	go func() {
+		for _, g := range order {
+			s := time.Now()
+			how := [...]string{"installed", "cached", "downloaded"}[at(g)]
+			err := fetchToolchain(g)
+			ready[g] <- fetched{how, time.Since(s), err}
+		}
+	}()
+	for _, g := range order {
+		wait := time.Now()
+		f := <-ready[g]
+		if f.err != nil {
+			t.Fatal(f.err)
+		}
+		t.Logf("toolchain %s: %s in %s (build waited %s for it)", g, f.how, f.took.Round(time.Millisecond),
+			time.Since(wait).Round(time.Millisecond))
+		// In this order: the stripped build reuses the plain build's packages.
+		for _, m := range byGo[g] {
+			s := time.Now()
+			bin, err := harness.BuildApp("httpserver", m.v, workDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.bin = bin
+			t.Logf("built %s in %s", m.v, time.Since(s).Round(time.Millisecond))
+		}
+	}
+	t.Logf("built %d targets with %d toolchains in %s", len(matrix), len(order), time.Since(start).Round(time.Millisecond))
+}
+
+// toolchainDir is where GOTOOLCHAIN=g unpacks toolchain g.
+func toolchainDir(modCache, g string) string {
+	return filepath.Join(modCache, "golang.org", fmt.Sprintf("toolchain@v0.0.1-%s.%s-%s", g, runtime.GOOS, runtime.GOARCH))
+}
+
+// fetchToolchain makes sure toolchain g is at hand, fetching it as
+// GOTOOLCHAIN=g does when it is not.
+func fetchToolchain(g string) error {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "env", "GOVERSION")
+	// The target's module asks for go 1.21, which every toolchain accepts.
+	cmd.Dir = filepath.Join(root, "test", "apps", "httpserver")
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+g)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		return fmt.Errorf("fetch toolchain %s: %v\n%s", g, err, stderr)
+	}
+	if got := strings.TrimSpace(string(out)); got != g {
+		return fmt.Errorf("fetch toolchain %s: GOTOOLCHAIN=%s runs %s", g, g, got)
+	}
+	return nil
+}
+
+func goEnv(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", name).Output()
+	if err != nil {
+		t.Fatalf("go env %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
