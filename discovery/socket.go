@@ -15,8 +15,10 @@ import (
 // addr: given the peer address a server saw, it names the client process on
 // this node. Each pid's own network namespace is searched (pods have their
 // own), and the socket's inode is then looked up among the pid's open files.
-// When the socket exists in one of those namespaces but nobody holds it any
-// more (closed, in TIME_WAIT), it returns pid 0 and onNode true.
+// When the socket exists in one of those namespaces but is closed (in
+// TIME_WAIT, no inode any more), it returns pid 0 and onNode true: the
+// caller was on this node but cannot be named. An open socket that no
+// given pid holds belongs to a process golens does not watch: 0, false.
 func SocketOwner(addr netip.AddrPort, pids []int) (pid int, onNode bool) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	type found struct {
@@ -34,7 +36,7 @@ func SocketOwner(addr netip.AddrPort, pids []int) (pid int, onNode bool) {
 			f.ino, f.present = findSocket(p, addr)
 			byNS[ns] = f
 		}
-		onNode = onNode || f.present
+		onNode = onNode || (f.present && f.ino == 0)
 		if f.ino != 0 && holdsSocket(p, f.ino) {
 			return p, true
 		}

@@ -42,9 +42,12 @@ type Linker struct {
 	MaxHeld int           // spans held at most; beyond, the oldest trace is released
 	Owner   OwnerFunc
 
-	groups  map[event.TraceID]*group
-	waiting []*group
-	recent  []clientRef
+	groups map[event.TraceID]*group
+	// Roots waiting for their caller, and client calls seen lately (a root
+	// may arrive after its caller's span), both by "METHOD path": a match
+	// needs the same request, so lookups stay small whatever the traffic.
+	waiting map[string][]*group
+	recent  map[string][]*clientRef
 	owners  map[netip.AddrPort]owner // cache: a keep-alive connection asks once
 	held    int
 
@@ -56,6 +59,7 @@ type Linker struct {
 
 type group struct {
 	trace    event.TraceID
+	key      string // "METHOD path" of the root, while it waits
 	spans    []*tracetest.SpanStub
 	root     *event.HTTPServer
 	rootStub *tracetest.SpanStub
@@ -89,6 +93,8 @@ func NewLinker(find OwnerFunc) *Linker {
 		MaxHeld: 10000,
 		Owner:   find,
 		groups:  make(map[event.TraceID]*group),
+		waiting: make(map[string][]*group),
+		recent:  make(map[string][]*clientRef),
 		owners:  make(map[netip.AddrPort]owner),
 	}
 }
@@ -106,7 +112,7 @@ func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []
 }
 
 func (l *Linker) addClient(e *event.HTTPClient, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
-	ref := clientRef{pid: e.Process.PID, method: e.Method, path: e.Path, start: e.Start, end: e.End, sc: e.SpanContext, seen: now}
+	ref := &clientRef{pid: e.Process.PID, method: e.Method, path: e.Path, start: e.Start, end: e.End, sc: e.SpanContext, seen: now}
 	var out []*tracetest.SpanStub
 	// A client span of a trace started here waits with its trace.
 	if g := l.groups[e.TraceID]; g != nil || (e.Link != event.LinkNone && e.Traceparent != event.TraceparentValid) {
@@ -117,11 +123,14 @@ func (l *Linker) addClient(e *event.HTTPClient, stub *tracetest.SpanStub, now ti
 	// Does a waiting root belong under this call?
 	if g := l.bestWaiting(ref); g != nil {
 		ref.used = true
-		out = append(out, l.join(g, ref)...)
+		out = append(out, l.join(g, *ref)...)
 	}
-	l.recent = append(l.recent, ref)
-	return append(out, l.trim(now)...)
+	key := requestKey(e.Method, e.Path)
+	l.recent[key] = append(l.recent[key], ref)
+	return append(out, l.bound()...)
 }
+
+func requestKey(method, path string) string { return method + " " + path }
 
 func (l *Linker) addServer(e *event.HTTPServer, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
 	if e.Traceparent == event.TraceparentValid {
@@ -132,24 +141,25 @@ func (l *Linker) addServer(e *event.HTTPServer, stub *tracetest.SpanStub, now ti
 	g.root, g.rootStub = e, stub
 	caller, onNode := l.callerOf(e, now)
 	if !onNode {
-		return append(l.release(g), l.trim(now)...)
+		return append(l.release(g), l.bound()...)
 	}
 	// The caller's client span usually comes next; it may already be here.
+	key := requestKey(e.Method, e.Path)
 	var best *clientRef
-	for i := range l.recent {
-		c := &l.recent[i]
+	for _, c := range l.recent[key] {
 		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, e) && (best == nil || slack(*c, e) < slack(*best, e)) {
 			best = c
 		}
 	}
 	if best != nil {
 		best.used = true
-		return append(l.join(g, *best), l.trim(now)...)
+		return append(l.join(g, *best), l.bound()...)
 	}
 	g.caller = caller
+	g.key = key
 	g.deadline = now.Add(l.Window)
-	l.waiting = append(l.waiting, g)
-	return l.trim(now)
+	l.waiting[key] = append(l.waiting[key], g)
+	return l.bound()
 }
 
 // ownerTTL bounds how long a peer address is trusted to name the same
@@ -190,13 +200,13 @@ func slack(c clientRef, e *event.HTTPServer) time.Duration {
 
 // bestWaiting picks the waiting root this client call reached: from the
 // client's process, fitting the call, the closest fit when several do.
-func (l *Linker) bestWaiting(c clientRef) *group {
+func (l *Linker) bestWaiting(c *clientRef) *group {
 	var best *group
-	for _, g := range l.waiting {
-		if (g.caller != 0 && g.caller != c.pid) || g.trace == c.sc.TraceID || !fits(c, g.root) {
+	for _, g := range l.waiting[requestKey(c.method, c.path)] {
+		if (g.caller != 0 && g.caller != c.pid) || g.trace == c.sc.TraceID || !fits(*c, g.root) {
 			continue
 		}
-		if best == nil || slack(c, g.root) < slack(c, best.root) {
+		if best == nil || slack(*c, g.root) < slack(*c, best.root) {
 			best = g
 		}
 	}
@@ -248,28 +258,28 @@ func (l *Linker) release(g *group) []*tracetest.SpanStub {
 }
 
 func (l *Linker) unwait(g *group) {
-	for i, w := range l.waiting {
+	if g.key == "" {
+		return
+	}
+	ws := l.waiting[g.key]
+	for i, w := range ws {
 		if w == g {
-			l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
-			return
+			ws = append(ws[:i], ws[i+1:]...)
+			break
 		}
 	}
+	if len(ws) == 0 {
+		delete(l.waiting, g.key)
+	} else {
+		l.waiting[g.key] = ws
+	}
+	g.key = ""
 }
 
-// trim releases what waited too long and keeps memory bounded.
-func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
+// bound keeps memory bounded on the hot path: past MaxHeld spans, the
+// oldest traces go out as they are.
+func (l *Linker) bound() []*tracetest.SpanStub {
 	var out []*tracetest.SpanStub
-	for _, g := range append([]*group(nil), l.waiting...) {
-		if now.After(g.deadline) {
-			l.Unmatched++
-			out = append(out, l.release(g)...)
-		}
-	}
-	for _, g := range l.groups {
-		if g.root == nil && now.Sub(g.created) > l.MaxHold {
-			out = append(out, l.release(g)...)
-		}
-	}
 	for l.held > l.MaxHeld {
 		var oldest *group
 		for _, g := range l.groups {
@@ -280,14 +290,40 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 		l.Overflow++
 		out = append(out, l.release(oldest)...)
 	}
-	keep := l.recent[:0]
-	for _, c := range l.recent {
-		if now.Sub(c.seen) <= l.Window {
-			keep = append(keep, c)
+	return out
+}
+
+// trim releases what waited too long and forgets old client calls; the
+// tracer calls it every 100 ms through Flush.
+func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
+	var out []*tracetest.SpanStub
+	for _, ws := range l.waiting {
+		for _, g := range append([]*group(nil), ws...) {
+			if now.After(g.deadline) {
+				l.Unmatched++
+				out = append(out, l.release(g)...)
+			}
 		}
 	}
-	l.recent = keep
-	return out
+	for _, g := range l.groups {
+		if g.root == nil && now.Sub(g.created) > l.MaxHold {
+			out = append(out, l.release(g)...)
+		}
+	}
+	for key, cs := range l.recent {
+		keep := cs[:0]
+		for _, c := range cs {
+			if now.Sub(c.seen) <= l.Window {
+				keep = append(keep, c)
+			}
+		}
+		if len(keep) == 0 {
+			delete(l.recent, key)
+		} else {
+			l.recent[key] = keep
+		}
+	}
+	return append(out, l.bound()...)
 }
 
 // Flush releases what is due at now; with all set, everything held.
