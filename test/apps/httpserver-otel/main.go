@@ -1,0 +1,112 @@
+// Command httpserver-otel is test/apps/httpserver instrumented by hand with
+// otelhttp: the same routes, every request traced (AlwaysSample), spans
+// batched and exported over OTLP/gRPC to OTEL_EXPORTER_OTLP_ENDPOINT
+// (plaintext). The benchmark compares golens against it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	flag.Parse()
+
+	ctx := context.Background()
+	tp, err := newTracerProvider(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tracing:", err)
+		os.Exit(1)
+	}
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+
+	mux := http.NewServeMux()
+	// /hello answers with a body: the status (200) is written by Write.
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello")
+	})
+	// /echo/ID answers 200 without writing anything: net/http sends it.
+	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {})
+	// /status/CODE answers with that status.
+	mux.HandleFunc("/status/", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+		if err != nil || code < 100 || code > 999 {
+			code = http.StatusBadRequest
+		}
+		w.WriteHeader(code)
+	})
+	// /sleep?ms=N waits N milliseconds before answering.
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		w.WriteHeader(http.StatusOK)
+	})
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	// The benchmark reads this line to learn the port.
+	fmt.Printf("listening on %s\n", ln.Addr())
+	handler := otelhttp.NewHandler(mux, "server")
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	srv.Close()
+	// Flush what the batch processor still holds.
+	shutdown, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(shutdown); err != nil {
+		fmt.Fprintln(os.Stderr, "tracing shutdown:", err)
+	}
+}
+
+// newTracerProvider samples every request and batches its spans to the OTLP
+// endpoint named by OTEL_EXPORTER_OTLP_ENDPOINT, without TLS.
+func newTracerProvider(ctx context.Context) (*sdktrace.TracerProvider, error) {
+	endpoint := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	if endpoint == "" {
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT is not set")
+	}
+	endpoint = strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://")
+	exp, err := otlptracegrpc.New(ctx,
+		otlptracegrpc.WithEndpoint(endpoint),
+		otlptracegrpc.WithInsecure(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("otlp exporter for %s: %w", endpoint, err)
+	}
+	res, err := resource.Merge(resource.Default(),
+		resource.NewSchemaless(semconv.ServiceName("httpserver-otel")))
+	if err != nil {
+		return nil, err
+	}
+	return sdktrace.NewTracerProvider(
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(res),
+	), nil
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golens/golens/test/harness"
+)
+
+// mode is one way of serving the same routes.
+type mode struct {
+	Name  string
+	App   string // binary built from test/apps
+	Agent bool   // attach golens to the app
+	OTel  bool   // the app exports its own spans (otelhttp)
+}
+
+// load is the traffic of one round.
+type load struct {
+	Warmup, Requests int
+	Path             string
+}
+
+// round is what one round of one mode measured.
+type round struct {
+	P50, P99    time.Duration
+	Throughput  float64       // requests per second
+	TargetCPU   time.Duration // per request
+	HitsPerReq  float64       // agent only
+	AgentCPU    time.Duration // per request; agent only
+	AgentPeak   uint64        // VmHWM in bytes; agent only
+	Spans       int           // spans received; agent and otelhttp
+	SpansWanted int
+	Prog        progTime // golens' eBPF programs during the warm-up; agent only
+	// AgentLosses are golens' own loss counters at the end of the round
+	// (name without golens_ prefix: value), to tell where spans went.
+	AgentLosses string
+}
+
+// env is what every round shares.
+type env struct {
+	AgentBin string
+	Sampling string // golens --sampling-strategies file
+	Load     load
+}
+
+// sampleAll is a Jaeger strategies file that keeps every trace, so golens
+// exports a span per request as otelhttp with AlwaysSample does. (golens'
+// own default keeps at most 1000 traces/s per service.)
+const sampleAll = `{"default_strategy": {"type": "probabilistic", "param": 1}}`
+
+// Spans reach the receiver within about a second: both golens and, as the
+// benchmark configures it, otelhttp's batch processor flush every second.
+// Waiting for them ends when all have come, when none came for spanQuiet
+// (the rest are lost), or after spanWait.
+const (
+	spanWait  = 20 * time.Second
+	spanQuiet = 3 * time.Second
+)
+
+// otelBatchDelay is OTEL_BSP_SCHEDULE_DELAY for otelhttp: golens' flush
+// interval, instead of the SDK's 5 s, so both export on the same cadence and
+// a round need not wait 5 s for the last batch.
+const otelBatchDelay = "1000"
+
+// runRound starts m's app (and golens for the agent mode), sends the warm-up
+// and the measured requests one at a time over one keep-alive connection,
+// and reads CPU time before and after the measured requests.
+func runRound(e env, m mode) (round, error) {
+	var recv *harness.Receiver
+	if m.Agent || m.OTel {
+		var err error
+		if recv, err = harness.NewReceiver(); err != nil {
+			return round{}, fmt.Errorf("start OTLP receiver: %w", err)
+		}
+		defer recv.Close()
+	}
+
+	appEnv := []string{"GODEBUG=httpmuxgo121=0"}
+	if m.OTel {
+		appEnv = append(appEnv,
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+recv.Addr(),
+			"OTEL_SERVICE_NAME="+m.Name,
+			"OTEL_BSP_SCHEDULE_DELAY="+otelBatchDelay)
+	}
+	app, err := harness.StartApp(m.App, appEnv)
+	if err != nil {
+		return round{}, fmt.Errorf("start %s: %w", m.App, err)
+	}
+	appStopped := false
+	defer func() {
+		if !appStopped {
+			app.Stop()
+		}
+	}()
+
+	var agent *harness.Agent
+	agentStopped := false
+	if m.Agent {
+		agent, err = harness.StartAgent(e.AgentBin, nil,
+			"--pid", strconv.Itoa(app.PID()),
+			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
+			"--sampling-strategies", e.Sampling,
+			"--service-name", "bench")
+		if err != nil {
+			return round{}, fmt.Errorf("start golens: %w", err)
+		}
+		defer func() {
+			if !agentStopped {
+				agent.Stop(5 * time.Second)
+			}
+		}()
+		if err := agent.WaitReady(30 * time.Second); err != nil {
+			return round{}, fmt.Errorf("golens did not attach to %s (pid %d): %w", m.App, app.PID(), err)
+		}
+	}
+
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        1,
+		MaxIdleConnsPerHost: 1,
+		DisableCompression:  true,
+	}}
+	defer client.CloseIdleConnections()
+	url := "http://" + app.Addr + e.Load.Path
+
+	var prog *progStats
+	if agent != nil {
+		if prog, err = startProgStats(agent.Cmd.Process.Pid); err != nil {
+			slog.Warn("no eBPF program statistics", "err", err)
+		}
+	}
+	for i := 0; i < e.Load.Warmup; i++ {
+		if _, err := get(client, url); err != nil {
+			if prog != nil {
+				prog.stop()
+			}
+			return round{}, fmt.Errorf("warm-up request %d: %w", i, err)
+		}
+	}
+	var progWarmup progTime
+	if prog != nil {
+		if progWarmup, err = prog.stop(); err != nil {
+			slog.Warn("no eBPF program statistics", "err", err)
+		}
+	}
+	// Let the warm-up's spans leave before the measurement, so that their
+	// export is not counted against the measured requests.
+	if recv != nil {
+		if err := waitSpans(recv, e.Load.Warmup); err != nil {
+			slog.Warn("warm-up spans missing", "mode", m.Name, "err", err)
+		}
+	}
+
+	var hitsBefore float64
+	if agent != nil {
+		if hitsBefore, err = probeHits(agent); err != nil {
+			return round{}, err
+		}
+		if hitsBefore == 0 && e.Load.Warmup > 0 {
+			return round{}, fmt.Errorf("golens counted no probe hits for %d warm-up requests: its probes are not attached\n%s", e.Load.Warmup, agent.Log())
+		}
+	}
+	targetBefore, err := cpuTime(app.PID())
+	if err != nil {
+		return round{}, err
+	}
+	var agentBefore time.Duration
+	if agent != nil {
+		if agentBefore, err = cpuTime(agent.Cmd.Process.Pid); err != nil {
+			return round{}, err
+		}
+	}
+
+	lat := make([]time.Duration, e.Load.Requests)
+	start := time.Now()
+	for i := range lat {
+		if lat[i], err = get(client, url); err != nil {
+			return round{}, fmt.Errorf("request %d: %w", i, err)
+		}
+	}
+	wall := time.Since(start)
+
+	// Spans are exported after the requests; that work belongs to them, so
+	// CPU is read once every span has arrived.
+	sent := e.Load.Warmup + e.Load.Requests
+	if recv != nil {
+		if err := waitSpans(recv, sent); err != nil {
+			slog.Warn("spans missing", "mode", m.Name, "err", err)
+		}
+	}
+	targetAfter, err := cpuTime(app.PID())
+	if err != nil {
+		return round{}, err
+	}
+
+	r := round{Throughput: float64(len(lat)) / wall.Seconds(), SpansWanted: sent, Prog: progWarmup}
+	slices.Sort(lat)
+	r.P50, r.P99 = quantile(lat, 0.50), quantile(lat, 0.99)
+	r.TargetCPU = (targetAfter - targetBefore) / time.Duration(len(lat))
+
+	if agent != nil {
+		hitsAfter, err := probeHits(agent)
+		if err != nil {
+			return round{}, err
+		}
+		if hitsAfter <= hitsBefore {
+			return round{}, fmt.Errorf("golens counted no probe hits for %d requests: its probes do not fire\n%s", len(lat), agent.Log())
+		}
+		r.HitsPerReq = (hitsAfter - hitsBefore) / float64(len(lat))
+		if r.AgentLosses, err = agentLosses(agent); err != nil {
+			return round{}, err
+		}
+		agentAfter, err := cpuTime(agent.Cmd.Process.Pid)
+		if err != nil {
+			return round{}, err
+		}
+		r.AgentCPU = (agentAfter - agentBefore) / time.Duration(len(lat))
+		if r.AgentPeak, err = peakRSS(agent.Cmd.Process.Pid); err != nil {
+			return round{}, err
+		}
+		// Stopping flushes whatever golens still holds; only then is the
+		// count final.
+		code, _, err := agent.Stop(10 * time.Second)
+		agentStopped = true
+		if err != nil || code != 0 {
+			return round{}, fmt.Errorf("golens exit: code %d, %v\n%s", code, err, agent.Log())
+		}
+	}
+	if m.OTel {
+		// SIGTERM makes the app shut its tracer provider down, flushing.
+		app.Stop()
+		appStopped = true
+	}
+	if recv != nil {
+		r.Spans = len(recv.Spans())
+	}
+	return r, nil
+}
+
+// get sends one GET, reads the whole body and returns how long that took.
+func get(c *http.Client, url string) (time.Duration, error) {
+	start := time.Now()
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return d, nil
+}
+
+// waitSpans waits until recv holds n spans, or no more arrive.
+func waitSpans(recv *harness.Receiver, n int) error {
+	deadline := time.Now().Add(spanWait)
+	last := -1
+	for time.Now().Before(deadline) {
+		got, err := recv.WaitFor(n, spanQuiet)
+		if err == nil {
+			return nil
+		}
+		if len(got) == last {
+			return err
+		}
+		last = len(got)
+	}
+	return fmt.Errorf("received %d spans within %s, want %d", len(recv.Spans()), spanWait, n)
+}
+
+// lossCounters are golens' counters of events and spans it lost.
+var lossCounters = []string{
+	"events_lost_total", "events_decode_errors_total", "orphan_returns_total",
+	"spans_dropped_total", "spans_failed_total",
+}
+
+// agentLosses reads lossCounters from the agent's /metrics.
+func agentLosses(a *harness.Agent) (string, error) {
+	text, err := a.Metrics()
+	if err != nil {
+		return "", fmt.Errorf("scrape golens metrics: %w\ngolens log:\n%s", err, a.Log())
+	}
+	var parts []string
+	for _, c := range lossCounters {
+		v, err := metricValue(text, "golens_"+c)
+		if err != nil {
+			parts = append(parts, c+" not exported")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f", c, v))
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+// probeHits reads golens_probe_hits_total from the agent's /metrics.
+func probeHits(a *harness.Agent) (float64, error) {
+	text, err := a.Metrics()
+	if err != nil {
+		return 0, fmt.Errorf("scrape golens metrics: %w\ngolens log:\n%s", err, a.Log())
+	}
+	return metricValue(text, "golens_probe_hits_total")
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// progTime totals the kernel's run statistics of a set of eBPF programs.
+type progTime struct {
+	Runs uint64
+	Time time.Duration
+}
+
+// progStats measures how long golens' own eBPF programs run, to split a
+// probe hit into the trap (what the empty program costs) and the program.
+// The kernel counts this only while statistics are on, which costs every
+// program run a little, so it is switched on for the warm-up only.
+type progStats struct {
+	stats io.Closer
+	progs []*ebpf.Program
+	start progTime
+}
+
+// startProgStats turns run statistics on and notes where the programs that
+// process pid holds stand.
+func startProgStats(pid int) (*progStats, error) {
+	ids, err := progIDs(pid)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("process %d holds no eBPF programs", pid)
+	}
+	s := &progStats{}
+	for _, id := range ids {
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("open eBPF program %d: %w", id, err)
+		}
+		s.progs = append(s.progs, p)
+	}
+	if s.stats, err = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err != nil {
+		s.close()
+		return nil, fmt.Errorf("enable BPF run statistics: %w", err)
+	}
+	if s.start, err = s.read(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// stop turns statistics off and returns what ran since start.
+func (s *progStats) stop() (progTime, error) {
+	defer s.close()
+	end, err := s.read()
+	if err != nil {
+		return progTime{}, err
+	}
+	return progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time}, nil
+}
+
+func (s *progStats) read() (progTime, error) {
+	var t progTime
+	for _, p := range s.progs {
+		st, err := p.Stats()
+		if err != nil {
+			return progTime{}, fmt.Errorf("read eBPF program statistics: %w", err)
+		}
+		t.Runs += st.RunCount
+		t.Time += st.Runtime
+	}
+	return t, nil
+}
+
+func (s *progStats) close() {
+	if s.stats != nil {
+		s.stats.Close()
+	}
+	for _, p := range s.progs {
+		p.Close()
+	}
+}
+
+// progIDs lists the eBPF programs process pid holds open, from the prog_id
+// lines of its /proc/PID/fdinfo.
+func progIDs(pid int) ([]ebpf.ProgramID, error) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	if err != nil {
+		return nil, err
+	}
+	seen := map[ebpf.ProgramID]bool{}
+	var ids []ebpf.ProgramID
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the descriptor was closed meanwhile
+		}
+		id, ok := fdinfoProgID(string(b))
+		if ok && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// fdinfoProgID finds "prog_id:" in the text of one /proc/PID/fdinfo file.
+func fdinfoProgID(text string) (ebpf.ProgramID, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		v, ok := strings.CutPrefix(line, "prog_id:")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		return ebpf.ProgramID(n), true
+	}
+	return 0, false
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// summary is one mode over all its rounds: medians, except the agent's peak
+// RSS, which is the largest seen, and span counts, which are totals.
+type summary struct {
+	Mode        mode
+	Rounds      []round
+	P50, P99    time.Duration
+	Throughput  float64
+	TargetCPU   time.Duration
+	HitsPerReq  float64
+	AgentCPU    time.Duration
+	AgentPeak   uint64
+	Spans       int
+	SpansWanted int
+	ProgPerHit  time.Duration // median over rounds with statistics; 0 if none
+}
+
+func summarize(m mode, rs []round) summary {
+	s := summary{Mode: m, Rounds: rs}
+	pick := func(f func(round) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	s.P50 = time.Duration(pick(func(r round) float64 { return float64(r.P50) }))
+	s.P99 = time.Duration(pick(func(r round) float64 { return float64(r.P99) }))
+	s.Throughput = pick(func(r round) float64 { return r.Throughput })
+	s.TargetCPU = time.Duration(pick(func(r round) float64 { return float64(r.TargetCPU) }))
+	s.HitsPerReq = pick(func(r round) float64 { return r.HitsPerReq })
+	s.AgentCPU = time.Duration(pick(func(r round) float64 { return float64(r.AgentCPU) }))
+	var perHit []float64
+	for _, r := range rs {
+		if r.Prog.Runs > 0 {
+			perHit = append(perHit, float64(r.Prog.Time)/float64(r.Prog.Runs))
+		}
+		s.AgentPeak = max(s.AgentPeak, r.AgentPeak)
+		s.Spans += r.Spans
+		s.SpansWanted += r.SpansWanted
+	}
+	if len(perHit) > 0 {
+		s.ProgPerHit = time.Duration(median(perHit))
+	}
+	return s
+}
+
+// report is everything the benchmark prints.
+type report struct {
+	GoVersion, Kernel, CPU string
+	CPUs                   int
+	Loadavg                [2]string // at start and at end
+	Load                   load
+	Rounds                 int
+	Hit                    hitCost
+	Baseline, Agent, OTel  summary
+}
+
+// check is one target the benchmark judges.
+type check struct {
+	Name, Value, Target string
+	Pass                bool
+}
+
+func (r report) checks() []check {
+	hit := r.Hit.PerHit()
+	budget := time.Duration(r.Agent.HitsPerReq * float64(hit))
+	added := r.Agent.P50 - r.Baseline.P50
+	ratio := float64(added) / float64(budget)
+	agentCPU := r.Agent.TargetCPU - r.Baseline.TargetCPU
+	otelCPU := r.OTel.TargetCPU - r.Baseline.TargetCPU
+	total := r.Agent.TargetCPU + r.Agent.AgentCPU
+	return []check{
+		{
+			Name:   "probe hits per request",
+			Value:  fmt.Sprintf("%.4f", r.Agent.HitsPerReq),
+			Target: "≤ 2",
+			Pass:   r.Agent.HitsPerReq <= 2,
+		},
+		{
+			Name:   "added latency / (hits × hit cost)",
+			Value:  fmt.Sprintf("%.2f = %s / (%.3f × %s)", ratio, us(added), r.Agent.HitsPerReq, us(hit)),
+			Target: "≤ 1.2",
+			Pass:   budget > 0 && ratio <= 1.2,
+		},
+		{
+			Name:   "added target CPU, agent vs otelhttp",
+			Value:  fmt.Sprintf("%s vs %s", us(agentCPU), us(otelCPU)),
+			Target: "agent ≤ ½ otelhttp",
+			Pass:   otelCPU > 0 && agentCPU <= otelCPU/2,
+		},
+		{
+			Name:   "target+agent CPU vs otelhttp target CPU",
+			Value:  fmt.Sprintf("%s + %s = %s vs %s", us(r.Agent.TargetCPU), us(r.Agent.AgentCPU), us(total), us(r.OTel.TargetCPU)),
+			Target: "<",
+			Pass:   total < r.OTel.TargetCPU,
+		},
+	}
+}
+
+// spanWarnings says where a mode's spans at the receiver differ from the
+// requests sent.
+func (r report) spanWarnings() []string {
+	var w []string
+	for _, s := range []summary{r.Agent, r.OTel} {
+		for i, rd := range s.Rounds {
+			if rd.Spans != rd.SpansWanted {
+				l := fmt.Sprintf("%s round %d: %d spans received for %d requests sent", s.Mode.Name, i+1, rd.Spans, rd.SpansWanted)
+				if rd.AgentLosses != "" {
+					l += " (golens: " + rd.AgentLosses + ")"
+				}
+				w = append(w, l)
+			}
+		}
+	}
+	return w
+}
+
+func (r report) write(out io.Writer) {
+	fmt.Fprintf(out, "golens benchmark\n")
+	fmt.Fprintf(out, "go %s, kernel %s, %d CPUs (%s)\n", r.GoVersion, r.Kernel, r.CPUs, r.CPU)
+	fmt.Fprintf(out, "load average: %s at start, %s at end\n", r.Loadavg[0], r.Loadavg[1])
+	fmt.Fprintf(out, "load: GET %s, 1 client, keep-alive, closed loop; %d requests per round after %d warm-up; %d rounds interleaved; medians over rounds\n",
+		r.Load.Path, r.Load.Requests, r.Load.Warmup, r.Rounds)
+	fmt.Fprintf(out, "golens: --sampling-strategies %s (every trace kept)\n", sampleAll)
+	fmt.Fprintf(out, "otelhttp: AlwaysSample, batch span processor (OTEL_BSP_SCHEDULE_DELAY=%s ms, as golens flushes), OTLP/gRPC to a receiver in this process, like golens\n\n", otelBatchDelay)
+
+	fmt.Fprintf(out, "uprobe hit cost (test/apps/hitloop: %d calls of %s; thread CPU time, median of %d runs each)\n", r.Hit.Calls, hitSymbol, len(r.Hit.RunsWith))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  without probe\t%s ns/call\truns %s\twall %s ns/call\n", ns1(r.Hit.Without), joinNs(r.Hit.RunsWithout), ns1(r.Hit.WallWithout))
+	fmt.Fprintf(tw, "  with empty probe\t%s ns/call\truns %s\twall %s ns/call\n", ns1(r.Hit.With), joinNs(r.Hit.RunsWith), ns1(r.Hit.WallWith))
+	fmt.Fprintf(tw, "  one hit\t%s\tkernel counted %d program runs for %d calls\t\n", us(r.Hit.PerHit()), r.Hit.Verified, r.Hit.VerifyCalls)
+	tw.Flush()
+	fmt.Fprintln(out)
+
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mode\tp50 µs\tp99 µs\treq/s\ttarget CPU µs/req\thits/req\tagent CPU µs/req\tagent peak RSS\tspans/sent\t\n")
+	for _, s := range []summary{r.Baseline, r.Agent, r.OTel} {
+		hits, acpu, rss, spans := "-", "-", "-", "-"
+		if s.Mode.Agent {
+			hits = fmt.Sprintf("%.3f", s.HitsPerReq)
+			acpu = usNum(s.AgentCPU)
+			rss = fmt.Sprintf("%.1f MiB", float64(s.AgentPeak)/(1<<20))
+		}
+		if s.Mode.Agent || s.Mode.OTel {
+			spans = fmt.Sprintf("%d/%d", s.Spans, s.SpansWanted)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n",
+			s.Mode.Name, usNum(s.P50), usNum(s.P99), s.Throughput, usNum(s.TargetCPU), hits, acpu, rss, spans)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "CPU is read from /proc/PID/stat in 10 ms ticks: ±%s per request per round.\n\n", us(clockTick/time.Duration(r.Load.Requests)))
+
+	fmt.Fprintf(out, "per round (p50 µs | target CPU µs/req)\n")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, s := range []summary{r.Baseline, r.Agent, r.OTel} {
+		var p50, cpu []string
+		for _, rd := range s.Rounds {
+			p50 = append(p50, usNum(rd.P50))
+			cpu = append(cpu, usNum(rd.TargetCPU))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t| %s\n", s.Mode.Name, strings.Join(p50, " "), strings.Join(cpu, " "))
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+
+	fmt.Fprintf(out, "added per request vs baseline (p50 latency | target CPU)\n")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, s := range []summary{r.Agent, r.OTel} {
+		fmt.Fprintf(tw, "  %s\t%s\t| %s\n", s.Mode.Name, signedUs(s.P50-r.Baseline.P50), signedUs(s.TargetCPU-r.Baseline.TargetCPU))
+	}
+	tw.Flush()
+	if p := r.Agent.ProgPerHit; p > 0 {
+		fmt.Fprintf(out, "  a golens hit = trap %s (empty probe) + its eBPF program %s (kernel run statistics, warm-up only) = %s\n",
+			us(r.Hit.PerHit()), us(p), us(r.Hit.PerHit()+p))
+	}
+	fmt.Fprintln(out)
+
+	fmt.Fprintf(out, "targets\n")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, c := range r.checks() {
+		verdict := "MISS"
+		if c.Pass {
+			verdict = "PASS"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Name, c.Value, c.Target, verdict)
+	}
+	tw.Flush()
+
+	if w := r.spanWarnings(); len(w) > 0 {
+		fmt.Fprintf(out, "\n!!! WARNING: span counts differ from requests sent !!!\n")
+		for _, l := range w {
+			fmt.Fprintf(out, "!!! %s\n", l)
+		}
+	}
+}
+
+// median of v; v is not modified.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// quantile is the nearest-rank q-quantile of sorted.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func usNum(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e3) }
+func us(d time.Duration) string    { return usNum(d) + " µs" }
+func ns1(ns float64) string        { return fmt.Sprintf("%.1f", ns) }
+
+func signedUs(d time.Duration) string { return fmt.Sprintf("%+.1f µs", float64(d)/1e3) }
+
+func joinNs(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = ns1(x)
+	}
+	return strings.Join(s, " ")
+}
