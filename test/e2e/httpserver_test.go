@@ -141,6 +141,7 @@ func testServerSpans(t *testing.T, v harness.Variant) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer agent.Stop(5 * time.Second) // on failure; a no-op after the SIGTERM check below
 	if err := agent.WaitReady(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}

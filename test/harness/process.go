@@ -165,6 +165,11 @@ func (a *Agent) Metrics() (string, error) {
 // how long the exit took, or an error when it had to be killed.
 func (a *Agent) Stop(timeout time.Duration) (int, time.Duration, error) {
 	start := time.Now()
+	select {
+	case <-a.done: // stopped already
+		return a.Cmd.ProcessState.ExitCode(), 0, nil
+	default:
+	}
 	a.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:
