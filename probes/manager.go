@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -157,7 +158,7 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 	t := &target{proc: proc, pidfd: pidfd}
 	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: errorTypes(bin, pid)}
 	for _, s := range m.specs {
-		coll, links, skipped, err := m.attachSpec(s, bin, ex, pid)
+		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, pid)
 		if err != nil {
 			res.Refused[s.Name] = err
 			m.countRefusal(err)
@@ -167,7 +168,7 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		t.colls = append(t.colls, coll)
 		t.links = append(t.links, links...)
 		t.attached = append(t.attached, s.Name)
-		res.Uprobes += len(links)
+		res.Uprobes += npoints
 	}
 	res.Probes = t.attached
 	if len(t.attached) == 0 {
@@ -356,18 +357,20 @@ func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
 
 // attachSpec loads one probe family for one target and attaches its hooks.
 // Optional hooks that cannot be attached are reported in skipped.
-func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, pid int) (coll *ebpf.Collection, links []link.Link, skipped []string, err error) {
+// It returns the collection, its links, and the number of probe points
+// (entry and RET instructions) those links cover.
+func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, pid int) (coll *ebpf.Collection, links []link.Link, npoints int, skipped []string, err error) {
 	minor := goMinor(bin.GoVersion)
 	if minor < s.MinGo {
-		return nil, nil, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+		return nil, nil, 0, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
 	}
 	cs, err := s.Load()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("load objects: %w", err)
+		return nil, nil, 0, nil, fmt.Errorf("load objects: %w", err)
 	}
 	consts, err := resolveConstants(s, bin)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, 0, nil, err
 	}
 	// Resolve every hook before loading anything, so a refusal costs nothing.
 	var points []point
@@ -381,7 +384,7 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 				skipped = append(skipped, fmt.Sprintf("%s: %v", h.Name, err))
 				continue
 			}
-			return nil, nil, nil, err
+			return nil, nil, 0, nil, err
 		}
 		for k, v := range hconsts {
 			consts[k] = v
@@ -415,10 +418,10 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 	for name, v := range consts {
 		vs, ok := cs.Variables[name]
 		if !ok {
-			return nil, nil, nil, fmt.Errorf("objects have no constant %s", name)
+			return nil, nil, 0, nil, fmt.Errorf("objects have no constant %s", name)
 		}
 		if err := vs.Set(v); err != nil {
-			return nil, nil, nil, fmt.Errorf("set %s: %w", name, err)
+			return nil, nil, 0, nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
 	replace := make(map[string]*ebpf.Map)
@@ -427,26 +430,64 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 			replace[name] = mp
 		}
 	}
+	// With uprobe_multi links (Linux 6.6+) each program is one link per
+	// target, whatever its number of points: closing a link pays the
+	// kernel's uprobe unregister grace period (~0.1 s, serialised across
+	// perf-event uprobes) once instead of once per point.
+	multi := features.HaveBPFLinkUprobeMulti() == nil
+	if multi {
+		for _, p := range points {
+			if ps := cs.Programs[p.prog]; ps != nil {
+				ps.AttachType = ebpf.AttachTraceUprobeMulti
+			}
+		}
+	}
 	coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("load into kernel: %w", err)
+		return nil, nil, 0, nil, fmt.Errorf("load into kernel: %w", err)
+	}
+	if multi {
+		byProg := make(map[string][]uint64)
+		var order []string
+		for _, p := range points {
+			if _, ok := byProg[p.prog]; !ok {
+				order = append(order, p.prog)
+			}
+			byProg[p.prog] = append(byProg[p.prog], p.addr+p.off)
+		}
+		for _, name := range order {
+			prog := coll.Programs[name]
+			if prog == nil {
+				closeAll(links)
+				coll.Close()
+				return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", name)
+			}
+			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(pid)})
+			if err != nil {
+				closeAll(links)
+				coll.Close()
+				return nil, nil, 0, nil, fmt.Errorf("attach %s at %#x: %w", name, byProg[name], err)
+			}
+			links = append(links, l)
+		}
+		return coll, links, len(points), skipped, nil
 	}
 	for _, p := range points {
 		prog := coll.Programs[p.prog]
 		if prog == nil {
 			closeAll(links)
 			coll.Close()
-			return nil, nil, nil, fmt.Errorf("objects have no program %s", p.prog)
+			return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", p.prog)
 		}
 		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: pid})
 		if err != nil {
 			closeAll(links)
 			coll.Close()
-			return nil, nil, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
+			return nil, nil, 0, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
 		}
 		links = append(links, l)
 	}
-	return coll, links, skipped, nil
+	return coll, links, len(points), skipped, nil
 }
 
 func closeAll(links []link.Link) {
@@ -508,9 +549,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	targets := m.targets
 	m.targets = make(map[int]*target)
 	m.mu.Unlock()
+	// Closing links waits for the kernel's uprobe grace periods: let the
+	// targets' waits overlap.
+	var cwg sync.WaitGroup
 	for _, t := range targets {
-		t.close()
+		cwg.Add(1)
+		go func() { defer cwg.Done(); t.close() }()
 	}
+	cwg.Wait()
 	// Events already in the ring were paid for by the target: deliver them.
 	m.drain()
 	return err
