@@ -1,8 +1,12 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/golens/golens/test/harness"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
 func TestParseStatTicks(t *testing.T) {
@@ -114,5 +118,98 @@ func TestFdinfoProgID(t *testing.T) {
 	}
 	if _, ok := fdinfoProgID("pos:\t0\nflags:\t02\n"); ok {
 		t.Fatal("prog_id found in a plain file's fdinfo")
+	}
+}
+
+func TestChainChecks(t *testing.T) {
+	// Without program statistics: the total less the server hops.
+	r := report{ChainAgent: summary{HitsPerReq: 6}}
+	c := r.chainChecks()
+	if len(c) != 2 || !c[0].Pass || !c[1].Pass || c[0].Value != "2.0000 (all programs 6.0000 − 2 server hops)" {
+		t.Fatalf("6 hits: %+v", c)
+	}
+	r.ChainAgent.HitsPerReq = 6.01 // a client request costing more than 2 hits
+	if c := r.chainChecks(); c[0].Pass {
+		t.Fatalf("6.01 hits passed: %+v", c)
+	}
+	// With them: GC hits count in the total but not against a request.
+	r.ChainAgent.ProgSplit = hitSplit{Server: 4, Client: 2, Other: 0.01}
+	if c := r.chainChecks(); !c[0].Pass || !c[1].Pass {
+		t.Fatalf("server 4, client 2, runtime 0.01: %+v", c)
+	}
+	r.ChainAgent.ProgSplit.Client = 3
+	if c := r.chainChecks(); c[0].Pass {
+		t.Fatalf("client 3 passed: %+v", c)
+	}
+}
+
+func TestChainedTraces(t *testing.T) {
+	const a, b = 100, 200
+	span := func(trace, id, parent string, pid int, kind tracepb.Span_SpanKind) harness.Span {
+		return harness.Span{TraceID: trace, SpanID: id, ParentSpanID: parent, Kind: kind,
+			Resource: map[string]any{"process.pid": int64(pid)}}
+	}
+	srv, cli := tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT
+	spans := []harness.Span{
+		// Linked, arriving out of order.
+		span("t1", "b1", "c1", b, srv), span("t1", "s1", "", a, srv), span("t1", "c1", "s1", a, cli),
+		// B's span left in a trace of its own: two incomplete traces.
+		span("t2", "s2", "", a, srv), span("t2", "c2", "s2", a, cli), span("t3", "b2", "", b, srv),
+		// B under A's server span, not its client span.
+		span("t4", "s4", "", a, srv), span("t4", "c4", "s4", a, cli), span("t4", "b4", "s4", b, srv),
+		// A's server span not the root.
+		span("t5", "s5", "x", a, srv), span("t5", "c5", "s5", a, cli), span("t5", "b5", "c5", b, srv),
+		// Linked.
+		span("t6", "s6", "", a, srv), span("t6", "c6", "s6", a, cli), span("t6", "b6", "c6", b, srv),
+		// A span too many.
+		span("t7", "s7", "", a, srv), span("t7", "c7", "s7", a, cli), span("t7", "b7", "c7", b, srv), span("t7", "b8", "c7", b, srv),
+	}
+	if n := chainedTraces(spans, a, b); n != 2 {
+		t.Fatalf("%d chained traces, want 2", n)
+	}
+	if n := chainedTraces(spans, b, a); n != 0 {
+		t.Fatalf("%d chained traces with A and B swapped, want 0", n)
+	}
+}
+
+func TestSplitHits(t *testing.T) {
+	got := splitHits(map[string]uint64{
+		"uprobe_server_e": 1000, "uprobe_server_r": 1000,
+		"uprobe_client_e": 500, "uprobe_client_r": 500,
+		"uprobe_stw_entr": 4, "uprobe_stw_retu": 4,
+	}, 500)
+	if got != (hitSplit{Server: 4, Client: 2, Other: 0.016}) || got.Total() != 6.016 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// The chained section comes after the existing ones, which stay as they
+// were, and a chained request not exported as one trace is warned about.
+func TestWriteChain(t *testing.T) {
+	rd := round{P50: 100 * time.Microsecond, Spans: 30, SpansWanted: 30, Linked: 9}
+	chainAgent := mode{Name: "chain-agent", Agent: true, Chain: true}
+	r := report{
+		Hit:           hitCost{Without: 1, With: 10001},
+		Load:          load{Requests: 1000, Warmup: 10, Path: "/hello"},
+		ChainLoad:     load{Requests: 1000, Warmup: 10, Path: "/hello"},
+		Baseline:      summarize(mode{Name: "baseline"}, []round{rd}),
+		Agent:         summarize(mode{Name: "agent", Agent: true}, []round{rd}),
+		OTel:          summarize(mode{Name: "otelhttp", OTel: true}, []round{rd}),
+		ChainBaseline: summarize(mode{Name: "chain-baseline", Chain: true}, []round{rd}),
+		ChainAgent:    summarize(chainAgent, []round{{P50: 160 * time.Microsecond, HitsPerReq: 6, Spans: 30, SpansWanted: 30, Linked: 9}}),
+	}
+	var b strings.Builder
+	r.write(&b)
+	out := b.String()
+	order := []string{"uprobe hit cost", "targets\n", "=== chained A → B ===", "chain-agent", "+60.0 µs", "+20.0 µs",
+		"60.0 µs / (6.000 × 10.0 µs) = 1.00", "chained targets", "client request hits", "PASS",
+		"chain-agent round 1: 9 of 10 chained requests exported as one trace"}
+	at := 0
+	for _, s := range order {
+		i := strings.Index(out[at:], s)
+		if i < 0 {
+			t.Fatalf("%q missing after offset %d in:\n%s", s, at, out)
+		}
+		at += i + len(s)
 	}
 }

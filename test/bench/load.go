@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/golens/golens/test/harness"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
 // mode is one way of serving the same routes.
@@ -19,6 +21,22 @@ type mode struct {
 	App   string // binary built from test/apps
 	Agent bool   // attach golens to the app
 	OTel  bool   // the app exports its own spans (otelhttp)
+	// Chain: the load goes to /chain of the app (A), which calls the load's
+	// path on a second process of the same binary (B). With Agent, one
+	// golens watches both.
+	Chain bool
+}
+
+// chainCalls is what one chained request runs through instrumented code: A's
+// server, A's client and B's server, each one span.
+const chainCalls = 3
+
+// spansPerRequest is how many spans one request of m should yield.
+func (m mode) spansPerRequest() int {
+	if m.Chain {
+		return chainCalls
+	}
+	return 1
 }
 
 // load is the traffic of one round.
@@ -37,7 +55,10 @@ type round struct {
 	AgentPeak   uint64        // VmHWM in bytes; agent only
 	Spans       int           // spans received; agent and otelhttp
 	SpansWanted int
-	Prog        progTime // golens' eBPF programs during the warm-up; agent only
+	Prog        progTime      // golens' eBPF programs during the warm-up; agent only
+	ProgSplit   hitSplit      // Prog's runs per warm-up request; agent only
+	CalleeCPU   time.Duration // B's part of TargetCPU; chain only
+	Linked      int           // traces A server → A client → B server; chain agent only
 	// AgentLosses are golens' own loss counters at the end of the round
 	// (name without golens_ prefix: value), to tell where spans went.
 	AgentLosses string
@@ -45,10 +66,25 @@ type round struct {
 
 // env is what every round shares.
 type env struct {
-	AgentBin string
-	Sampling string // golens --sampling-strategies file
-	Load     load
+	AgentBin  string
+	Sampling  string // golens --sampling-strategies file
+	Load      load
+	ChainLoad load // for chain modes; Path is what A calls on B
 }
+
+// load is the traffic of mode m.
+func (e env) load(m mode) load {
+	if m.Chain {
+		return e.ChainLoad
+	}
+	return e.Load
+}
+
+// Service names of the chained apps, so that their spans tell them apart.
+const (
+	serviceA = "chain-a"
+	serviceB = "chain-b"
+)
 
 // sampleAll is a Jaeger strategies file that keeps every trace, so golens
 // exports a span per request as otelhttp with AlwaysSample does. (golens'
@@ -71,8 +107,11 @@ const otelBatchDelay = "1000"
 
 // runRound starts m's app (and golens for the agent mode), sends the warm-up
 // and the measured requests one at a time over one keep-alive connection,
-// and reads CPU time before and after the measured requests.
+// and reads CPU time before and after the measured requests. A chain mode
+// starts B, then A, and reads both.
 func runRound(e env, m mode) (round, error) {
+	ld := e.load(m)
+	perReq := m.spansPerRequest()
 	var recv *harness.Receiver
 	if m.Agent || m.OTel {
 		var err error
@@ -83,6 +122,15 @@ func runRound(e env, m mode) (round, error) {
 	}
 
 	appEnv := []string{"GODEBUG=httpmuxgo121=0"}
+	var callee *harness.App
+	if m.Chain {
+		var err error
+		if callee, err = harness.StartApp(m.App, append(appEnv, "OTEL_SERVICE_NAME="+serviceB)); err != nil {
+			return round{}, fmt.Errorf("start %s as B: %w", m.App, err)
+		}
+		defer callee.Stop()
+		appEnv = append(appEnv, "OTEL_SERVICE_NAME="+serviceA)
+	}
 	if m.OTel {
 		appEnv = append(appEnv,
 			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+recv.Addr(),
@@ -103,11 +151,16 @@ func runRound(e env, m mode) (round, error) {
 	var agent *harness.Agent
 	agentStopped := false
 	if m.Agent {
-		agent, err = harness.StartAgent(e.AgentBin, nil,
-			"--pid", strconv.Itoa(app.PID()),
+		args := []string{"--pid", strconv.Itoa(app.PID())}
+		if callee != nil {
+			// Each keeps its own OTEL_SERVICE_NAME: no --service-name.
+			args = append(args, "--pid", strconv.Itoa(callee.PID()))
+		} else {
+			args = append(args, "--service-name", "bench")
+		}
+		agent, err = harness.StartAgent(e.AgentBin, nil, append(args,
 			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
-			"--sampling-strategies", e.Sampling,
-			"--service-name", "bench")
+			"--sampling-strategies", e.Sampling)...)
 		if err != nil {
 			return round{}, fmt.Errorf("start golens: %w", err)
 		}
@@ -127,7 +180,10 @@ func runRound(e env, m mode) (round, error) {
 		DisableCompression:  true,
 	}}
 	defer client.CloseIdleConnections()
-	url := "http://" + app.Addr + e.Load.Path
+	target := "http://" + app.Addr + ld.Path
+	if callee != nil {
+		target = "http://" + app.Addr + "/chain?to=" + url.QueryEscape("http://"+callee.Addr+ld.Path)
+	}
 
 	var prog *progStats
 	if agent != nil {
@@ -135,8 +191,8 @@ func runRound(e env, m mode) (round, error) {
 			slog.Warn("no eBPF program statistics", "err", err)
 		}
 	}
-	for i := 0; i < e.Load.Warmup; i++ {
-		if _, err := get(client, url); err != nil {
+	for i := 0; i < ld.Warmup; i++ {
+		if _, err := get(client, target); err != nil {
 			if prog != nil {
 				prog.stop()
 			}
@@ -152,7 +208,7 @@ func runRound(e env, m mode) (round, error) {
 	// Let the warm-up's spans leave before the measurement, so that their
 	// export is not counted against the measured requests.
 	if recv != nil {
-		if err := waitSpans(recv, e.Load.Warmup); err != nil {
+		if err := waitSpans(recv, perReq*ld.Warmup); err != nil {
 			slog.Warn("warm-up spans missing", "mode", m.Name, "err", err)
 		}
 	}
@@ -162,13 +218,19 @@ func runRound(e env, m mode) (round, error) {
 		if hitsBefore, err = probeHits(agent); err != nil {
 			return round{}, err
 		}
-		if hitsBefore == 0 && e.Load.Warmup > 0 {
-			return round{}, fmt.Errorf("golens counted no probe hits for %d warm-up requests: its probes are not attached\n%s", e.Load.Warmup, agent.Log())
+		if hitsBefore == 0 && ld.Warmup > 0 {
+			return round{}, fmt.Errorf("golens counted no probe hits for %d warm-up requests: its probes are not attached\n%s", ld.Warmup, agent.Log())
 		}
 	}
 	targetBefore, err := cpuTime(app.PID())
 	if err != nil {
 		return round{}, err
+	}
+	var calleeBefore time.Duration
+	if callee != nil {
+		if calleeBefore, err = cpuTime(callee.PID()); err != nil {
+			return round{}, err
+		}
 	}
 	var agentBefore time.Duration
 	if agent != nil {
@@ -177,10 +239,10 @@ func runRound(e env, m mode) (round, error) {
 		}
 	}
 
-	lat := make([]time.Duration, e.Load.Requests)
+	lat := make([]time.Duration, ld.Requests)
 	start := time.Now()
 	for i := range lat {
-		if lat[i], err = get(client, url); err != nil {
+		if lat[i], err = get(client, target); err != nil {
 			return round{}, fmt.Errorf("request %d: %w", i, err)
 		}
 	}
@@ -188,9 +250,9 @@ func runRound(e env, m mode) (round, error) {
 
 	// Spans are exported after the requests; that work belongs to them, so
 	// CPU is read once every span has arrived.
-	sent := e.Load.Warmup + e.Load.Requests
+	sent := ld.Warmup + ld.Requests
 	if recv != nil {
-		if err := waitSpans(recv, sent); err != nil {
+		if err := waitSpans(recv, perReq*sent); err != nil {
 			slog.Warn("spans missing", "mode", m.Name, "err", err)
 		}
 	}
@@ -198,11 +260,21 @@ func runRound(e env, m mode) (round, error) {
 	if err != nil {
 		return round{}, err
 	}
+	var calleeAfter time.Duration
+	if callee != nil {
+		if calleeAfter, err = cpuTime(callee.PID()); err != nil {
+			return round{}, err
+		}
+	}
 
-	r := round{Throughput: float64(len(lat)) / wall.Seconds(), SpansWanted: sent, Prog: progWarmup}
+	r := round{Throughput: float64(len(lat)) / wall.Seconds(), SpansWanted: perReq * sent, Prog: progWarmup}
+	if ld.Warmup > 0 {
+		r.ProgSplit = splitHits(progWarmup.ByProg, ld.Warmup)
+	}
 	slices.Sort(lat)
 	r.P50, r.P99 = quantile(lat, 0.50), quantile(lat, 0.99)
-	r.TargetCPU = (targetAfter - targetBefore) / time.Duration(len(lat))
+	r.CalleeCPU = (calleeAfter - calleeBefore) / time.Duration(len(lat))
+	r.TargetCPU = (targetAfter-targetBefore)/time.Duration(len(lat)) + r.CalleeCPU
 
 	if agent != nil {
 		hitsAfter, err := probeHits(agent)
@@ -238,9 +310,46 @@ func runRound(e env, m mode) (round, error) {
 		appStopped = true
 	}
 	if recv != nil {
-		r.Spans = len(recv.Spans())
+		spans := recv.Spans()
+		r.Spans = len(spans)
+		if callee != nil {
+			r.Linked = chainedTraces(spans, app.PID(), callee.PID())
+		}
 	}
 	return r, nil
+}
+
+// chainedTraces counts the traces that hold exactly one chained request as
+// golens should export it: A's server span as the root, A's client span
+// under it, and B's server span under that client span — which only the
+// same-node linker can put there, as no context goes on the wire.
+func chainedTraces(spans []harness.Span, pidA, pidB int) int {
+	traces := map[string][]harness.Span{}
+	for _, s := range spans {
+		traces[s.TraceID] = append(traces[s.TraceID], s)
+	}
+	n := 0
+	for _, tr := range traces {
+		if len(tr) != chainCalls {
+			continue
+		}
+		var aSrv, aCli, bSrv *harness.Span
+		for i, s := range tr {
+			switch pid := s.Resource["process.pid"]; {
+			case pid == int64(pidA) && s.Kind == tracepb.Span_SPAN_KIND_SERVER:
+				aSrv = &tr[i]
+			case pid == int64(pidA) && s.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+				aCli = &tr[i]
+			case pid == int64(pidB) && s.Kind == tracepb.Span_SPAN_KIND_SERVER:
+				bSrv = &tr[i]
+			}
+		}
+		if aSrv != nil && aCli != nil && bSrv != nil &&
+			aSrv.ParentSpanID == "" && aCli.ParentSpanID == aSrv.SpanID && bSrv.ParentSpanID == aCli.SpanID {
+			n++
+		}
+	}
+	return n
 }
 
 // get sends one GET, reads the whole body and returns how long that took.

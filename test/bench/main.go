@@ -4,9 +4,14 @@
 // hand with otelhttp — in interleaved rounds, and reports latency, throughput
 // and CPU per request for each, with the targets golens must meet.
 //
+// In the same rounds it measures the chained case: service A answers each
+// request by calling service B (another process of the same server), plain
+// (chain-baseline) and with one golens watching both (chain-agent), and
+// reports what golens adds per chained request and per hop.
+//
 // It attaches eBPF programs, so it must run as root:
 //
-//	sudo go run ./test/bench [-requests N] [-rounds N] [-warmup N] [-out FILE]
+//	sudo go run ./test/bench [-requests N] [-chain-requests N] [-rounds N] [-warmup N] [-out FILE]
 package main
 
 import (
@@ -27,6 +32,7 @@ import (
 // config is what the flags set.
 type config struct {
 	Requests, Warmup, Rounds int
+	ChainRequests            int
 	HitCalls, HitRuns        int
 	Out                      string
 }
@@ -34,6 +40,7 @@ type config struct {
 func main() {
 	var cfg config
 	flag.IntVar(&cfg.Requests, "requests", 5000, "measured requests per round and mode")
+	flag.IntVar(&cfg.ChainRequests, "chain-requests", 5000, "measured chained requests (A → B) per round and chain mode")
 	flag.IntVar(&cfg.Warmup, "warmup", 500, "warm-up requests before each round's measurement")
 	flag.IntVar(&cfg.Rounds, "rounds", 7, "rounds per mode (at least 3), interleaved across modes")
 	flag.IntVar(&cfg.HitCalls, "calls", 200000, "calls of the probed function per hit-cost run")
@@ -49,8 +56,8 @@ func main() {
 }
 
 func run(cfg config) error {
-	if cfg.Rounds < 3 || cfg.Requests < 100 || cfg.Warmup < 0 || cfg.HitCalls < 1000 || cfg.HitRuns < 1 {
-		return fmt.Errorf("need -rounds ≥ 3, -requests ≥ 100, -warmup ≥ 0, -calls ≥ 1000, -hit-runs ≥ 1")
+	if cfg.Rounds < 3 || cfg.Requests < 100 || cfg.ChainRequests < 100 || cfg.Warmup < 0 || cfg.HitCalls < 1000 || cfg.HitRuns < 1 {
+		return fmt.Errorf("need -rounds ≥ 3, -requests ≥ 100, -chain-requests ≥ 100, -warmup ≥ 0, -calls ≥ 1000, -hit-runs ≥ 1")
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root: it attaches eBPF uprobes (try: sudo go run ./test/bench)")
@@ -89,12 +96,19 @@ func run(cfg config) error {
 		{Name: "baseline", App: bins["httpserver"]},
 		{Name: "agent", App: bins["httpserver"], Agent: true},
 		{Name: "otelhttp", App: bins["httpserver-otel"], OTel: true},
+		{Name: "chain-baseline", App: bins["httpserver"], Chain: true},
+		{Name: "chain-agent", App: bins["httpserver"], Agent: true, Chain: true},
 	}
 	sampling := filepath.Join(dir, "sample-all.json")
 	if err := os.WriteFile(sampling, []byte(sampleAll), 0o644); err != nil {
 		return err
 	}
-	e := env{AgentBin: agentBin, Sampling: sampling, Load: load{Warmup: cfg.Warmup, Requests: cfg.Requests, Path: "/hello"}}
+	e := env{
+		AgentBin:  agentBin,
+		Sampling:  sampling,
+		Load:      load{Warmup: cfg.Warmup, Requests: cfg.Requests, Path: "/hello"},
+		ChainLoad: load{Warmup: cfg.Warmup, Requests: cfg.ChainRequests, Path: "/hello"},
+	}
 	results := make([][]round, len(modes))
 	for i := 0; i < cfg.Rounds; i++ {
 		for j, m := range modes {
@@ -106,7 +120,10 @@ func run(cfg config) error {
 			slog.Info("round done", "mode", m.Name, "p50", r.P50, "p99", r.P99,
 				"req_per_s", int(r.Throughput), "target_cpu_per_req", r.TargetCPU)
 			if (m.Agent || m.OTel) && r.Spans != r.SpansWanted {
-				slog.Warn("SPAN COUNT MISMATCH", "mode", m.Name, "round", i+1, "received", r.Spans, "sent", r.SpansWanted, "golens", r.AgentLosses)
+				slog.Warn("SPAN COUNT MISMATCH", "mode", m.Name, "round", i+1, "received", r.Spans, "wanted", r.SpansWanted, "golens", r.AgentLosses)
+			}
+			if m.Agent && m.Chain && r.Linked != r.SpansWanted/chainCalls {
+				slog.Warn("CHAINED TRACES INCOMPLETE", "mode", m.Name, "round", i+1, "linked", r.Linked, "requests", r.SpansWanted/chainCalls)
 			}
 			results[j] = append(results[j], r)
 		}
@@ -119,11 +136,15 @@ func run(cfg config) error {
 		CPUs:      runtime.NumCPU(),
 		Loadavg:   [2]string{loadBefore, loadavg()},
 		Load:      e.Load,
+		ChainLoad: e.ChainLoad,
 		Rounds:    cfg.Rounds,
 		Hit:       hit,
 		Baseline:  summarize(modes[0], results[0]),
 		Agent:     summarize(modes[1], results[1]),
 		OTel:      summarize(modes[2], results[2]),
+
+		ChainBaseline: summarize(modes[3], results[3]),
+		ChainAgent:    summarize(modes[4], results[4]),
 	}
 	var buf bytes.Buffer
 	rep.write(&buf)

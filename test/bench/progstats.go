@@ -15,8 +15,36 @@ import (
 
 // progTime totals the kernel's run statistics of a set of eBPF programs.
 type progTime struct {
-	Runs uint64
-	Time time.Duration
+	Runs   uint64
+	Time   time.Duration
+	ByProg map[string]uint64 // runs by program name, as the kernel keeps it
+}
+
+// hitSplit is probe hits per request by what the program serves.
+type hitSplit struct {
+	Server, Client, Other float64
+}
+
+// Total is all hits per request.
+func (h hitSplit) Total() float64 { return h.Server + h.Client + h.Other }
+
+// splitHits divides program runs by the requests they served, grouped by the
+// program's name: the kernel keeps the first 15 characters of
+// uprobe_server_entry and the like, which still tell the group.
+func splitHits(byProg map[string]uint64, requests int) hitSplit {
+	var h hitSplit
+	for name, runs := range byProg {
+		v := float64(runs) / float64(requests)
+		switch {
+		case strings.HasPrefix(name, "uprobe_server"):
+			h.Server += v
+		case strings.HasPrefix(name, "uprobe_client"):
+			h.Client += v
+		default:
+			h.Other += v
+		}
+	}
+	return h
 }
 
 // progStats measures how long golens' own eBPF programs run, to split a
@@ -26,6 +54,7 @@ type progTime struct {
 type progStats struct {
 	stats io.Closer
 	progs []*ebpf.Program
+	names []string // of progs, same order
 	start progTime
 }
 
@@ -47,6 +76,11 @@ func startProgStats(pid int) (*progStats, error) {
 			return nil, fmt.Errorf("open eBPF program %d: %w", id, err)
 		}
 		s.progs = append(s.progs, p)
+		name := fmt.Sprintf("prog-%d", id)
+		if info, err := p.Info(); err == nil && info.Name != "" {
+			name = info.Name
+		}
+		s.names = append(s.names, name)
 	}
 	if s.stats, err = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err != nil {
 		s.close()
@@ -66,18 +100,23 @@ func (s *progStats) stop() (progTime, error) {
 	if err != nil {
 		return progTime{}, err
 	}
-	return progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time}, nil
+	d := progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time, ByProg: map[string]uint64{}}
+	for name, runs := range end.ByProg {
+		d.ByProg[name] = runs - s.start.ByProg[name]
+	}
+	return d, nil
 }
 
 func (s *progStats) read() (progTime, error) {
-	var t progTime
-	for _, p := range s.progs {
+	t := progTime{ByProg: map[string]uint64{}}
+	for i, p := range s.progs {
 		st, err := p.Stats()
 		if err != nil {
 			return progTime{}, fmt.Errorf("read eBPF program statistics: %w", err)
 		}
 		t.Runs += st.RunCount
 		t.Time += st.Runtime
+		t.ByProg[s.names[i]] += st.RunCount
 	}
 	return t, nil
 }

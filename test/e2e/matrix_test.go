@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"maps"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/golens/golens/test/harness"
 )
@@ -90,9 +94,12 @@ func TestGoMatrix(t *testing.T) {
 		for _, m := range matrix {
 			t.Run(m.v.String(), func(t *testing.T) {
 				t.Parallel()
-				reqs := serverRequests(strings.ReplaceAll(m.v.String(), ".", "_"))
-				m.requests = len(reqs)
-				want := 0
+				tag := strings.ReplaceAll(m.v.String(), ".", "_")
+				reqs := serverRequests(tag)
+				// Plus one chained request: /chain calls this same target's
+				// /echo/<tag>-chain, two server requests and a client call.
+				m.requests = len(reqs) + 2
+				want := 3
 				for _, r := range reqs {
 					if !r.unsampled {
 						want++
@@ -107,13 +114,26 @@ func TestGoMatrix(t *testing.T) {
 					sent[r.path] = time.Now()
 					send(t, base, r)
 				}
+				chainTrace, chainParent := randHex(16), randHex(8)
+				chainTarget := base + "/echo/" + tag + "-chain"
+				creq, _ := http.NewRequest("GET", base+"/chain?to="+url.QueryEscape(chainTarget), nil)
+				creq.Header.Set("traceparent", "00-"+chainTrace+"-"+chainParent+"-01")
+				if resp, err := http.DefaultClient.Do(creq); err != nil {
+					t.Errorf("chain: %v", err)
+				} else {
+					resp.Body.Close()
+				}
 				// On a timeout, go on: the checks below say which are missing.
 				spans, err := waitSpans(recv, m.service, want, 20*time.Second)
 				if err != nil {
 					t.Errorf("%v\nagent log:\n%s", err, agent.Log())
 				}
+				checkMatrixChain(t, spans, chainTrace, chainParent, chainTarget)
 				byPath := make(map[string][]harness.Span)
 				for _, s := range spans {
+					if s.TraceID == chainTrace {
+						continue
+					}
 					p, _ := s.Attrs["url.path"].(string)
 					byPath[p] = append(byPath[p], s)
 				}
@@ -363,4 +383,45 @@ func goEnv(t *testing.T, name string) string {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// checkMatrixChain checks the chained request of one target: its /chain
+// server span continues the sent trace, its client span is the child of
+// that, and the server span of the call it made (to the same target, linked
+// by connection on this node) is the child of the client span.
+func checkMatrixChain(t *testing.T, spans []harness.Span, trace, parent, target string) {
+	t.Helper()
+	var srv, cli, callee []harness.Span
+	for _, s := range spans {
+		if s.TraceID != trace {
+			continue
+		}
+		switch {
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+			cli = append(cli, s)
+		case s.Attrs["url.path"] == "/chain":
+			srv = append(srv, s)
+		default:
+			callee = append(callee, s)
+		}
+	}
+	if len(srv) != 1 || len(cli) != 1 || len(callee) != 1 {
+		t.Errorf("chain: %d server, %d client, %d callee spans in trace %s, want 1 each", len(srv), len(cli), len(callee), trace)
+		return
+	}
+	if srv[0].ParentSpanID != parent {
+		t.Errorf("chain: server parent %s, want %s", srv[0].ParentSpanID, parent)
+	}
+	if cli[0].ParentSpanID != srv[0].SpanID {
+		t.Errorf("chain: client parent %s, want the server span %s", cli[0].ParentSpanID, srv[0].SpanID)
+	}
+	if callee[0].ParentSpanID != cli[0].SpanID {
+		t.Errorf("chain: callee parent %s, want the client span %s", callee[0].ParentSpanID, cli[0].SpanID)
+	}
+	if cli[0].Attrs["url.full"] != target || cli[0].Attrs["http.response.status_code"] != int64(200) {
+		t.Errorf("chain: client url.full %v status %v, want %s 200", cli[0].Attrs["url.full"], cli[0].Attrs["http.response.status_code"], target)
+	}
+	if callee[0].Start.Before(cli[0].Start) || callee[0].End.After(cli[0].End) {
+		t.Errorf("chain: callee [%s, %s] not inside the call [%s, %s]", callee[0].Start, callee[0].End, cli[0].Start, cli[0].End)
+	}
 }
