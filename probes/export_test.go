@@ -1,0 +1,4 @@
+package probes
+
+// ResolveConstants exposes resolveConstants to the external tests.
+var ResolveConstants = resolveConstants
