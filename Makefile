@@ -16,7 +16,7 @@ generate:
 
 # Fails when the committed eBPF objects differ from what the C sources give.
 generate-check:
-	$(GO) generate ./probes/nethttp/ ./probes/goruntime/
+	$(GO) generate ./probes/nethttp/ ./probes/goruntime/ ./probes/grpc/
 	git diff --exit-code -- probes/ || (echo "generated eBPF objects are stale: run 'make generate' and commit" >&2; exit 1)
 
 lint:

@@ -60,6 +60,8 @@ type Metrics struct {
 	gcPause        *prometheus.HistogramVec
 	heapLive       *prometheus.GaugeVec
 	goroutines     *prometheus.CounterVec
+	grpcHandled    [2]*prometheus.CounterVec   // [0] server, [1] client
+	grpcHandling   [2]*prometheus.HistogramVec // [0] server, [1] client
 
 	mu      sync.Mutex
 	seen    map[*prometheus.MetricVec]map[string]series
@@ -128,6 +130,20 @@ func New(o Options) *Metrics {
 			Name: "go_app_goroutines_created_total",
 			Help: "Goroutines created by the instrumented Go service since golens attached, sampled at each GC pause (needs the binary's symbol table).",
 		}, svc),
+	}
+	grpcLabels := []string{"service_name", "grpc_service", "grpc_method", "grpc_code"}
+	for i, side := range []string{"server", "client"} {
+		verb := map[string]string{"server": "handled by", "client": "made by"}[side]
+		m.grpcHandled[i] = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "go_app_grpc_" + side + "_handled_total",
+			Help: "gRPC calls " + verb + " the instrumented Go service, by final status code.",
+		}, grpcLabels)
+		m.grpcHandling[i] = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "go_app_grpc_" + side + "_handling_seconds",
+			Help:    "Duration of gRPC calls " + verb + " the instrumented Go service.",
+			Buckets: o.Buckets,
+		}, grpcLabels)
+		m.reg.MustRegister(m.grpcHandled[i], m.grpcHandling[i])
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.clientRequests, m.clientDuration, m.gcCycles, m.gcPause, m.heapLive, m.goroutines)
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -228,6 +244,17 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 		m.clientDuration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.clientRequests.MetricVec, lv, now)
 		m.touch(m.clientDuration.MetricVec, lv, now)
+	case *event.GRPC:
+		side := 0
+		if !e.Server {
+			side = 1
+		}
+		svc, method := e.ServiceMethod()
+		lv := []string{e.Process.ServiceName, svc, method, e.CodeName()}
+		m.grpcHandled[side].WithLabelValues(lv...).Inc()
+		m.grpcHandling[side].WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+		m.touch(m.grpcHandled[side].MetricVec, lv, now)
+		m.touch(m.grpcHandling[side].MetricVec, lv, now)
 	case *event.Pause:
 		if !e.Reason.GC() {
 			return

@@ -158,6 +158,9 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 	t := &target{proc: proc, pidfd: pidfd}
 	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: errorTypes(bin, pid)}
 	for _, s := range m.specs {
+		if s.Library != "" && !bin.HasFunc(s.Library) {
+			continue // the program does not use this library
+		}
 		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, pid)
 		if err != nil {
 			res.Refused[s.Name] = err

@@ -22,6 +22,9 @@ var (
 	ErrNoOffsets     = errors.New("struct field offset unknown (no DWARF and no generated offsets for this version)")
 	ErrNoFunction    = errors.New("instrumented function not in binary")
 	ErrNotGo         = errors.New("not a Go program")
+	// ErrNotLinked says the target does not use the library a probe family
+	// instruments: not a refusal, nothing to attach.
+	ErrNotLinked = errors.New("library not linked into the binary")
 )
 
 // Hook is one function a probe instruments: a program at its entry and/or a
@@ -80,10 +83,13 @@ type Target struct {
 
 // Spec declares one probe family.
 type Spec struct {
-	Name   string // e.g. "net/http server"
-	MinGo  int    // oldest Go 1.x minor supported
-	Hooks  []Hook
-	Fields []Field
+	Name string // e.g. "net/http server"
+	// Library, when set, is a function present in every binary that uses
+	// the instrumented library; without it the family is skipped quietly.
+	Library string
+	MinGo   int // oldest Go 1.x minor supported
+	Hooks   []Hook
+	Fields  []Field
 	// ReadsGoMaps says the programs include go_map.h and need the map
 	// layout constants of the target's Go release.
 	ReadsGoMaps bool

@@ -57,11 +57,21 @@ type Linker struct {
 	Linked, Unmatched, Overflow uint64
 }
 
+// call is what the linker needs of a server request or a client call,
+// HTTP or gRPC (method "grpc", path the full gRPC method).
+type call struct {
+	proc         *event.Process
+	method, path string
+	start, end   time.Time
+	sc           event.SpanContext
+	linked       bool // a client call whose parent was found in-process
+}
+
 type group struct {
 	trace    event.TraceID
 	key      string // "METHOD path" of the root, while it waits
 	spans    []*tracetest.SpanStub
-	root     *event.HTTPServer
+	root     *call
 	rootStub *tracetest.SpanStub
 	caller   int // pid the root waits for
 	created  time.Time
@@ -104,19 +114,29 @@ func NewLinker(find OwnerFunc) *Linker {
 func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
 	switch e := ev.(type) {
 	case *event.HTTPClient:
-		return l.addClient(e, stub, now)
+		return l.addClient(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, e.Link != event.LinkNone}, stub, now)
 	case *event.HTTPServer:
-		return l.addServer(e, stub, now)
+		return l.addServer(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, false}, e.RemoteAddr, stub, now)
+	case *event.GRPC:
+		c := call{e.Process, "grpc", e.Method, e.Start, e.End, e.SpanContext, e.Linked}
+		if e.Server {
+			peer := ""
+			if e.Peer.IsValid() {
+				peer = e.Peer.String()
+			}
+			return l.addServer(c, peer, stub, now)
+		}
+		return l.addClient(c, stub, now)
 	}
 	return []*tracetest.SpanStub{stub}
 }
 
-func (l *Linker) addClient(e *event.HTTPClient, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
-	ref := &clientRef{pid: e.Process.PID, method: e.Method, path: e.Path, start: e.Start, end: e.End, sc: e.SpanContext, seen: now}
+func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+	ref := &clientRef{pid: e.proc.PID, method: e.method, path: e.path, start: e.start, end: e.end, sc: e.sc, seen: now}
 	var out []*tracetest.SpanStub
 	// A client span of a trace started here waits with its trace.
-	if g := l.groups[e.TraceID]; g != nil || (e.Link != event.LinkNone && e.Traceparent != event.TraceparentValid) {
-		l.hold(e.TraceID, stub, now)
+	if g := l.groups[e.sc.TraceID]; g != nil || (e.linked && e.sc.Traceparent != event.TraceparentValid) {
+		l.hold(e.sc.TraceID, stub, now)
 	} else {
 		out = append(out, stub)
 	}
@@ -125,29 +145,29 @@ func (l *Linker) addClient(e *event.HTTPClient, stub *tracetest.SpanStub, now ti
 		ref.used = true
 		out = append(out, l.join(g, *ref)...)
 	}
-	key := requestKey(e.Method, e.Path)
+	key := requestKey(e.method, e.path)
 	l.recent[key] = append(l.recent[key], ref)
 	return append(out, l.bound()...)
 }
 
 func requestKey(method, path string) string { return method + " " + path }
 
-func (l *Linker) addServer(e *event.HTTPServer, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
-	if e.Traceparent == event.TraceparentValid {
+func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+	if e.sc.Traceparent == event.TraceparentValid {
 		// The trace came from outside: nothing here can change it.
 		return []*tracetest.SpanStub{stub}
 	}
-	g := l.hold(e.TraceID, stub, now)
-	g.root, g.rootStub = e, stub
-	caller, onNode := l.callerOf(e, now)
+	g := l.hold(e.sc.TraceID, stub, now)
+	g.root, g.rootStub = &e, stub
+	caller, onNode := l.callerOf(remote, now)
 	if !onNode {
 		return append(l.release(g), l.bound()...)
 	}
 	// The caller's client span usually comes next; it may already be here.
-	key := requestKey(e.Method, e.Path)
+	key := requestKey(e.method, e.path)
 	var best *clientRef
 	for _, c := range l.recent[key] {
-		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, e) && (best == nil || slack(*c, e) < slack(*best, e)) {
+		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, &e) && (best == nil || slack(*c, &e) < slack(*best, &e)) {
 			best = c
 		}
 	}
@@ -167,11 +187,11 @@ func (l *Linker) addServer(e *event.HTTPServer, stub *tracetest.SpanStub, now ti
 const ownerTTL = 5 * time.Second
 
 // callerOf finds the watched process that made the server's connection.
-func (l *Linker) callerOf(e *event.HTTPServer, now time.Time) (int, bool) {
+func (l *Linker) callerOf(remote string, now time.Time) (int, bool) {
 	if l.Owner == nil {
 		return 0, false
 	}
-	peer, err := netip.ParseAddrPort(e.RemoteAddr)
+	peer, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return 0, false
 	}
@@ -188,14 +208,14 @@ func (l *Linker) callerOf(e *event.HTTPServer, now time.Time) (int, bool) {
 
 // fits tells whether server request e can be the far end of client call
 // c: same method and path, and inside the call's time.
-func fits(c clientRef, e *event.HTTPServer) bool {
-	return c.method == e.Method && c.path == e.Path && !e.Start.Before(c.start) && !e.End.After(c.end)
+func fits(c clientRef, e *call) bool {
+	return c.method == e.method && c.path == e.path && !e.start.Before(c.start) && !e.end.After(c.end)
 }
 
 // slack is the time of the call not spent in the server: the closest fit is
 // the likeliest pair when one process makes concurrent identical calls.
-func slack(c clientRef, e *event.HTTPServer) time.Duration {
-	return e.Start.Sub(c.start) + c.end.Sub(e.End)
+func slack(c clientRef, e *call) time.Duration {
+	return e.start.Sub(c.start) + c.end.Sub(e.end)
 }
 
 // bestWaiting picks the waiting root this client call reached: from the

@@ -177,3 +177,63 @@ func defaultPort(scheme string) int {
 	}
 	return 0
 }
+
+// grpcServerErrors are the codes that make a server span an error, as the
+// OpenTelemetry gRPC conventions list them (others are the caller's doing).
+var grpcServerErrors = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+
+// GRPCSpan builds the span of one RPC, served or made.
+func GRPCSpan(e *event.GRPC) tracetest.SpanStub {
+	service, method := e.ServiceMethod()
+	name := strings.TrimPrefix(e.Method, "/")
+	attrs := []attribute.KeyValue{
+		attribute.String("rpc.system", "grpc"),
+		attribute.String("rpc.service", service),
+		attribute.String("rpc.method", method),
+	}
+	if e.Code >= 0 {
+		attrs = append(attrs, attribute.Int("rpc.grpc.status_code", e.Code))
+	}
+	kind := trace.SpanKindClient
+	failed := e.Code != 0
+	if e.Server {
+		kind = trace.SpanKindServer
+		failed = e.Code < 0 || grpcServerErrors[e.Code]
+		if e.Peer.IsValid() {
+			attrs = append(attrs, attribute.String("client.address", e.Peer.Addr().String()),
+				attribute.Int("client.port", int(e.Peer.Port())))
+		}
+	} else if host, port := splitHostPort(dialAddress(e.DialTarget)); host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
+		if port != 0 {
+			attrs = append(attrs, attribute.Int("server.port", port))
+		}
+	}
+	if e.Cut {
+		attrs = append(attrs, attribute.StringSlice("golens.truncated", []string{"method"}))
+	}
+	stub := tracetest.SpanStub{
+		Name:                 name,
+		SpanKind:             kind,
+		StartTime:            e.Start,
+		EndTime:              e.End,
+		Attributes:           attrs,
+		InstrumentationScope: Scope,
+	}
+	stub.SpanContext, stub.Parent = spanContexts(e.SpanContext)
+	if failed {
+		stub.Status = sdktrace.Status{Code: codes.Error, Description: e.CodeName()}
+	}
+	return stub
+}
+
+// dialAddress strips a gRPC target's scheme: "dns:///svc:50051" -> "svc:50051".
+func dialAddress(target string) string {
+	if i := strings.Index(target, "://"); i >= 0 {
+		target = target[i+3:]
+		if j := strings.IndexByte(target, '/'); j >= 0 {
+			target = target[j+1:]
+		}
+	}
+	return target
+}

@@ -166,6 +166,8 @@ func (t *Tracer) Record(ev event.Event) {
 		stub = HTTPServerSpan(e)
 	case *event.HTTPClient:
 		stub = HTTPClientSpan(e)
+	case *event.GRPC:
+		stub = GRPCSpan(e)
 	case *event.Pause:
 		if e.Reason.GC() {
 			t.mu.Lock()
@@ -187,9 +189,16 @@ func (t *Tracer) Record(ev event.Event) {
 			attribute.Int("go.gc.pause_count", n))
 	}
 	stub.Resource = t.resource(ev.Target())
-	if e, ok := ev.(*event.HTTPServer); ok && t.opts.Sampler != nil {
+	if t.opts.Sampler != nil {
 		// The service's health, from every request, sampled or not.
-		t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Status >= 500)
+		switch e := ev.(type) {
+		case *event.HTTPServer:
+			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Status >= 500)
+		case *event.GRPC:
+			if e.Server {
+				t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), grpcServerErrors[e.Code])
+			}
+		}
 	}
 	if t.opts.Linker == nil {
 		t.enqueueAll([]*tracetest.SpanStub{&stub})

@@ -14,6 +14,7 @@ enum event_kind {
 	EVENT_HTTP_SERVER = 1,
 	EVENT_HTTP_CLIENT = 2,
 	EVENT_GC_PAUSE = 3,
+	EVENT_GRPC = 4,
 };
 
 /* Slots of the stats array; user space exports them as golens_ metrics. */

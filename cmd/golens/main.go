@@ -23,6 +23,7 @@ import (
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/goruntime"
+	grpcprobe "github.com/golens/golens/probes/grpc"
 	"github.com/golens/golens/probes/nethttp"
 	"github.com/golens/golens/sampler"
 	"github.com/golens/golens/tracer"
@@ -135,7 +136,7 @@ func run(args []string) int {
 	if cfg.InjectContext {
 		features = append(features, probes.FeatureInject)
 	}
-	mgr := probes.NewManager([]probes.Spec{nethttp.Probe, goruntime.Probe}, features, func(ev event.Event) {
+	mgr := probes.NewManager([]probes.Spec{nethttp.Probe, grpcprobe.Probe, goruntime.Probe}, features, func(ev event.Event) {
 		met.Record(ev)
 		tr.Record(ev)
 	}, log)

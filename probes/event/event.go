@@ -5,6 +5,7 @@ package event
 
 import (
 	"encoding/hex"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -178,3 +179,42 @@ type Pause struct {
 
 // Target implements Event.
 func (e *Pause) Target() *Process { return e.Process }
+
+// GRPC is one RPC served (Server) or made by google.golang.org/grpc.
+type GRPC struct {
+	Process    *Process
+	Start, End time.Time
+	SpanContext
+	Server     bool
+	Method     string         // full method, "/package.Service/Method"
+	DialTarget string         // client: the ClientConn's dial target
+	Peer       netip.AddrPort // server: the client's address, when known
+	Code       int            // gRPC status code; -1 when unknown
+	Linked     bool           // client: the parent span was found in-process
+	Cut        bool           // the method was cut to fit the probe's buffer
+}
+
+// Target implements Event.
+func (e *GRPC) Target() *Process { return e.Process }
+
+// ServiceMethod splits "/pkg.Service/Method" into its two parts.
+func (e *GRPC) ServiceMethod() (service, method string) {
+	m := strings.TrimPrefix(e.Method, "/")
+	if i := strings.LastIndexByte(m, '/'); i >= 0 {
+		return m[:i], m[i+1:]
+	}
+	return m, ""
+}
+
+// GRPCCodeNames are the canonical gRPC status code names.
+var GRPCCodeNames = []string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+	"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+// CodeName names the status code, "UNKNOWN_CODE" when it is not one.
+func (e *GRPC) CodeName() string {
+	if e.Code >= 0 && e.Code < len(GRPCCodeNames) {
+		return GRPCCodeNames[e.Code]
+	}
+	return "UNKNOWN_CODE"
+}

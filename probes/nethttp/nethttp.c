@@ -19,6 +19,7 @@
 #include "trace_context.h"
 #include "events.h"
 #include "inject.h"
+#include "propagation.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -122,19 +123,6 @@ struct {
  * goroutine tracking is on, by goroutine id (inherited by goroutines the
  * handler starts).
  */
-struct ptr_key {
-	__u32 pid;
-	__u32 _pad;
-	__u64 ptr; /* a context object's address, or a goroutine id */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ptr_key);
-	__type(value, struct span_context);
-} ctx_spans SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -148,30 +136,6 @@ enum parent_link {
 	LINK_CONTEXT = 1,
 	LINK_GOROUTINE = 2,
 };
-
-/*
- * Every context type of package context (valueCtx, cancelCtx, timerCtx,
- * withoutCancelCtx, afterFuncCtx) embeds its parent Context as its first
- * field, so a context's parent object is the data word at offset 8. A
- * foreign context type breaks the walk harmlessly: lookups just miss.
- */
-#define CTX_WALK_MAX 16
-
-static __always_inline int ctx_find(__u32 pid, __u64 c, struct span_context *out)
-{
-	for (int i = 0; i < CTX_WALK_MAX; i++) {
-		if (!c)
-			return 0;
-		struct ptr_key k = {.pid = pid, .ptr = c};
-		struct span_context *sc = bpf_map_lookup_elem(&ctx_spans, &k);
-		if (sc) {
-			*out = *sc;
-			return 1;
-		}
-		c = go_word_at((void *)(c + 8));
-	}
-	return 0;
-}
 
 static __always_inline __u64 req_ctx(__u64 req)
 {

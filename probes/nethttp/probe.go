@@ -63,7 +63,7 @@ var Probe = probes.Spec{
 		{Const: "off_req_ctx", Struct: "net/http.Request", Field: "ctx"},
 	},
 	ReadsGoMaps: true,
-	Shared:      []string{"inject_pending"},
+	Shared:      []string{"inject_pending", "ctx_spans"},
 	FeatureConsts: map[string]map[string]any{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},

@@ -1,0 +1,101 @@
+// Package grpc instruments google.golang.org/grpc: a span per RPC served
+// and per RPC made, unary or streaming.
+package grpc
+
+import (
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/event"
+)
+
+// eventGRPC mirrors EVENT_GRPC in bpf/include/events.h.
+const eventGRPC = 4
+
+const (
+	transport = "google.golang.org/grpc/internal/transport"
+	grpcPkg   = "google.golang.org/grpc"
+)
+
+// Probe declares the gRPC probes. Both sides cost two hits per RPC.
+var Probe = probes.Spec{
+	Name:    "grpc",
+	Library: grpcPkg + ".(*Server).Serve",
+	MinGo:   21,
+	Hooks: []probes.Hook{{
+		Name:   "server",
+		Symbol: grpcPkg + ".(*Server).handleStream",
+		Entry:  "uprobe_grpc_server_entry",
+		Fields: []probes.Field{
+			{Const: "off_stream_method", Struct: transport + ".Stream", Field: "method"},
+			{Const: "off_stream_ctx", Struct: transport + ".Stream", Field: "ctx"},
+			{Const: "off_server_peer", Struct: transport + ".http2Server", Field: "peer"},
+			{Const: "off_tcpaddr_port", Struct: "net.TCPAddr", Field: "Port"},
+		},
+		Optional: true,
+	}, {
+		// grpc-go renamed WriteStatus to writeStatus; one of them exists.
+		Name:     "server status",
+		Symbol:   transport + ".(*http2Server).writeStatus",
+		Entry:    "uprobe_grpc_server_status",
+		Optional: true,
+	}, {
+		Name:     "server status (older grpc-go)",
+		Symbol:   transport + ".(*http2Server).WriteStatus",
+		Entry:    "uprobe_grpc_server_status",
+		Optional: true,
+	}, {
+		Name:   "client",
+		Symbol: grpcPkg + ".newClientStream",
+		Entry:  "uprobe_grpc_client_entry",
+		Fields: []probes.Field{
+			{Const: "off_cc_target", Struct: grpcPkg + ".ClientConn", Field: "target"},
+		},
+		Optional: true,
+	}, {
+		Name:     "client finish",
+		Symbol:   grpcPkg + ".(*clientStream).finish",
+		Entry:    "uprobe_grpc_client_finish",
+		Fields:   []probes.Field{{Const: "off_cs_ctx", Struct: grpcPkg + ".clientStream", Field: "ctx"}},
+		Optional: true,
+	}},
+	Fields: []probes.Field{
+		{Const: "off_status_s", Struct: "google.golang.org/grpc/internal/status.Status", Field: "s"},
+		{Const: "off_spb_code", Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Code"},
+	},
+	ReadsGoMaps: true,
+	Shared:      []string{"ctx_spans"},
+	Load:        loadBpf,
+	Decoders:    map[uint32]probes.Decoder{eventGRPC: decode},
+}
+
+func decode(raw []byte, t *probes.Target) (event.Event, error) {
+	var e *bpfGrpcEvent
+	if len(raw) < int(unsafe.Sizeof(*e)) {
+		return nil, fmt.Errorf("grpc event of %d bytes, want %d", len(raw), unsafe.Sizeof(*e))
+	}
+	e = (*bpfGrpcEvent)(unsafe.Pointer(&raw[0]))
+	ev := &event.GRPC{
+		Process:    t.Proc,
+		Start:      t.Clock.Time(e.StartNs),
+		End:        t.Clock.Time(e.EndNs),
+		Server:     e.Side == 1,
+		Method:     string(e.Method[:min(int(e.MethodLen), len(e.Method))]),
+		DialTarget: string(e.Addr[:min(int(e.AddrLen), len(e.Addr))]),
+		Code:       int(e.Code),
+		Linked:     e.Link != 0,
+		Cut:        e.Cut != 0,
+	}
+	ev.SpanContext = event.SpanContext{
+		TraceID: e.Sc.TraceId, SpanID: e.Sc.SpanId, Parent: e.Sc.ParentSpanId,
+		Flags: e.Sc.TraceFlags, Traceparent: event.TraceparentState(e.Sc.TpState),
+	}
+	if n := int(e.IpLen); n == 4 || n == 16 {
+		if ip, ok := netip.AddrFromSlice(e.Ip[:n]); ok {
+			ev.Peer = netip.AddrPortFrom(ip.Unmap(), e.Port)
+		}
+	}
+	return ev, nil
+}

@@ -1,0 +1,156 @@
+// Command grpcapp is the gRPC target of the end-to-end tests: a gRPC server
+// (the standard health service and a small hand-written test.Echo service,
+// no protoc needed) and an HTTP front whose /call route makes gRPC calls
+// with the request's context. It knows nothing of golens.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// echoServer implements test.Echo by hand: Ok, Fail (INTERNAL), Missing
+// (NOT_FOUND) and Count, a server stream of N messages.
+type echoServer struct{}
+
+func unary(fn func(context.Context) error) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		if err := dec(new(emptypb.Empty)); err != nil {
+			return nil, err
+		}
+		return new(emptypb.Empty), fn(ctx)
+	}
+}
+
+var echoDesc = grpc.ServiceDesc{
+	ServiceName: "test.Echo",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Ok", Handler: unary(func(context.Context) error { return nil })},
+		{MethodName: "Fail", Handler: unary(func(context.Context) error { return status.Error(codes.Internal, "boom") })},
+		{MethodName: "Missing", Handler: unary(func(context.Context) error { return status.Error(codes.NotFound, "no such thing") })},
+	},
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Count",
+		ServerStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			n := new(wrapperspb.Int32Value)
+			if err := stream.RecvMsg(n); err != nil {
+				return err
+			}
+			for i := int32(0); i < n.Value; i++ {
+				if err := stream.SendMsg(wrapperspb.Int32(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}},
+}
+
+// call makes one gRPC call to target and returns its status code.
+func call(ctx context.Context, conn *grpc.ClientConn, method string, n int) codes.Code {
+	var err error
+	switch method {
+	case "Health":
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	case "Count":
+		var s grpc.ClientStream
+		s, err = conn.NewStream(ctx, &echoDesc.Streams[0], "/test.Echo/Count")
+		if err == nil {
+			if err = s.SendMsg(wrapperspb.Int32(int32(n))); err == nil {
+				s.CloseSend()
+				for {
+					if err = s.RecvMsg(new(wrapperspb.Int32Value)); err != nil {
+						break
+					}
+				}
+				if err == io.EOF {
+					err = nil
+				}
+			}
+		}
+	default:
+		err = conn.Invoke(ctx, "/test.Echo/"+method, new(emptypb.Empty), new(emptypb.Empty))
+	}
+	return status.Code(err)
+}
+
+func main() {
+	httpAddr := flag.String("addr", "127.0.0.1:0", "HTTP listen address")
+	grpcAddr := flag.String("grpc-addr", "127.0.0.1:0", "gRPC listen address")
+	flag.Parse()
+
+	gl, err := net.Listen("tcp", *grpcAddr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	gs := grpc.NewServer()
+	gs.RegisterService(&echoDesc, echoServer{})
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	go gs.Serve(gl)
+
+	var connsMu sync.Mutex
+	conns := map[string]*grpc.ClientConn{}
+	mux := http.NewServeMux()
+	// /call?target=ADDR&method=Ok|Fail|Missing|Count|Health[&n=N] makes the
+	// call with the request's context; 200 when it returned OK, else 502
+	// with the code in the body.
+	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
+		target := r.URL.Query().Get("target")
+		connsMu.Lock()
+		conn, ok := conns[target]
+		if !ok {
+			var err error
+			conn, err = grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				connsMu.Unlock()
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			conns[target] = conn
+		}
+		connsMu.Unlock()
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		code := call(r.Context(), conn, r.URL.Query().Get("method"), n)
+		if code != codes.OK {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+		fmt.Fprint(w, code.String())
+	})
+	hl, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("grpc on %s\n", gl.Addr())
+	fmt.Printf("listening on %s\n", hl.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(hl)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	srv.Close()
+	gs.Stop()
+}
