@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -508,7 +510,28 @@ func (m *Manager) Detach(pid int) error {
 	if !ok {
 		return fmt.Errorf("pid %d: not attached", pid)
 	}
-	return t.close()
+	return t.release()
+}
+
+// forget drops pid from the targets only while it is still t: the pid may
+// have been reused, and attached again, since t's process exited.
+func (m *Manager) forget(pid int, t *target) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.targets[pid] != t {
+		return false
+	}
+	delete(m.targets, pid)
+	return true
+}
+
+// release closes a target's links and objects. cilium/ebpf frees a
+// collection's data-section maps in a GC cleanup: a collection now makes
+// them go at once rather than at some later collection.
+func (t *target) release() error {
+	err := t.close()
+	runtime.GC()
+	return err
 }
 
 func (t *target) close() error {
@@ -629,6 +652,18 @@ func (m *Manager) dispatch(raw []byte) {
 		m.log.Debug("decode event", "kind", h.Kind, "pid", h.PID, "err", err)
 		return
 	}
+	m.handle(ev)
+}
+
+// handle delivers one event; a bug in what handles it costs that event,
+// counted and logged, never the agent and everything it watches.
+func (m *Manager) handle(ev event.Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.decodeErrors.Add(1)
+			m.log.Error("event handler panicked; event dropped", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	m.handler(ev)
 }
 
@@ -646,18 +681,21 @@ func (m *Manager) watchExits(ctx context.Context) {
 			m.clock.Sync()
 		case <-tick.C:
 			m.mu.Lock()
-			var gone []int
+			gone := make(map[int]*target)
 			for pid, t := range m.targets {
 				// A pidfd stays bound to its process, so a reused pid
 				// cannot be mistaken for the target.
 				if err := unix.PidfdSendSignal(t.pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
-					gone = append(gone, pid)
+					gone[pid] = t
 				}
 			}
 			m.mu.Unlock()
-			for _, pid := range gone {
-				m.log.Info("target exited, probes released", "pid", pid)
-				m.Detach(pid)
+			for pid, t := range gone {
+				if !m.forget(pid, t) {
+					continue // released meanwhile (discovery saw the exit first)
+				}
+				m.log.Info("target exited, releasing its probes", "pid", pid)
+				t.release()
 				select {
 				case m.exited <- pid:
 				default:

@@ -51,6 +51,8 @@ type Config struct {
 	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
 	// InjectContext adds traceparent to outgoing HTTP/1.x requests on the wire.
 	InjectContext bool `yaml:"inject_context"`
+	// Discover selects processes to instrument as they start (discover.go).
+	Discover DiscoverConfig `yaml:"discover"`
 }
 
 func defaultConfig() Config {
@@ -82,6 +84,7 @@ changing the service.
 
 Usage:
   golens --pid PID [--pid PID...] [flags]
+  golens --exe GLOB | --systemd-unit GLOB | --discover --config FILE [flags]
 
 Needs root, or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.
 
@@ -94,6 +97,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	}
 	configFile := fs.String("config", "", "YAML config file with the same keys as the flags (pids, service_name, otlp_endpoint, ...)")
 	pids := fs.IntSlice("pid", nil, "instrument the process with this pid (repeatable)")
+	exes := fs.StringArray("exe", nil, "instrument every Go process whose executable path (as /proc/PID/exe resolves it) matches this glob, those started later too; ** spans directories, a glob without / matches the base name (repeatable)")
+	units := fs.StringArray("systemd-unit", nil, "instrument every Go process of a systemd unit matching this glob, e.g. 'pay-*.service'; a name without a dot means .service (repeatable)")
+	discover := fs.Bool("discover", false, "also apply the discover: rules (exe, systemd_unit) of the --config file")
 	service := fs.String("service-name", "", "service.name for every target (default: the target's OTEL_SERVICE_NAME, else its executable name)")
 	exporter := fs.String("exporter", "", "span exporter: otlp or console (default: otlp when an endpoint is set, else console)")
 	endpoint := fs.String("otlp-endpoint", "", "OTLP/gRPC collector, host:port or URL (env OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -203,9 +209,15 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
 	set("inject-context", func() { cfg.InjectContext = *inject })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
+	set("discover", func() { cfg.Discover.Enabled = *discover })
+	d, err := resolveDiscover(cfg.Discover, *exes, *units)
+	if err != nil {
+		return cfg, usageError{err}
+	}
+	cfg.Discover = d
 
 	if fs.NArg() > 0 {
-		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid)", fs.Args())}
+		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid, --exe or --systemd-unit)", fs.Args())}
 	}
 	if cfg.Exporter == "" {
 		cfg.Exporter = "console"
@@ -219,8 +231,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	if cfg.OTLPMetrics && cfg.OTLPEndpoint == "" {
 		return cfg, usageError{fmt.Errorf("--otlp-metrics needs --otlp-endpoint")}
 	}
-	if len(cfg.PIDs) == 0 {
-		return cfg, usageError{fmt.Errorf("no target: give --pid PID (see --help)")}
+	if len(cfg.PIDs) == 0 && !cfg.Discover.active() {
+		return cfg, usageError{cfg.Discover.noTarget()}
 	}
 	return cfg, nil
 }

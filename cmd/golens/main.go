@@ -186,12 +186,28 @@ func run(args []string) int {
 			}
 		}
 	}
-	if attached == 0 {
+	if attached == 0 && !cfg.Discover.active() {
 		tr.Shutdown(context.Background())
 		return 2
 	}
-	srv.SetReady()
-	log.Info("golens running", "targets", attached, "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
+	// What is left of a target released after it exited.
+	release := func(pid int) {
+		tr.Forget(pid)
+		if injector != nil {
+			injector.Remove(pid)
+		}
+	}
+	var disc *discoverer
+	if cfg.Discover.active() {
+		// Ready once the initial scan's targets are attached.
+		if disc, err = newDiscovery(cfg, mgr, injector, release, srv.SetReady, log); err != nil {
+			log.Error("cannot discover processes", "err", err)
+			return 2
+		}
+	} else {
+		srv.SetReady()
+	}
+	log.Info("golens running", "targets", attached, "discover", cfg.Discover.active(), "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
@@ -199,6 +215,9 @@ func run(args []string) int {
 	g.Go(func() error { return met.Run(gctx) })
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
+	}
+	if disc != nil {
+		g.Go(func() error { return disc.Run(gctx) })
 	}
 	if samplingSrv != nil {
 		g.Go(func() error {
@@ -218,10 +237,7 @@ func run(args []string) int {
 			case <-gctx.Done():
 				return nil
 			case pid := <-mgr.Exited():
-				tr.Forget(pid)
-				if injector != nil {
-					injector.Remove(pid)
-				}
+				release(pid)
 			}
 		}
 	})
