@@ -43,7 +43,7 @@ curl -fs -H "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0
 curl -s -o /dev/null http://127.0.0.1:18080/status/503
 curl -s -o /dev/null -X POST http://127.0.0.1:18080/status/404
 curl -fs "http://127.0.0.1:18080/sleep?ms=50" >/dev/null
-sleep 1.5
+sleep 3.5 # spans wait up to 1 s for a caller on this node, then the 1 s export batch
 
 echo "== spans (the second one continues the trace of the traceparent sent)"
 cat "$work/spans.txt"
