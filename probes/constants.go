@@ -29,8 +29,11 @@ func SwissMaps(b *inspect.Binary) bool {
 	return goMinor(b.GoVersion) >= 24 && !strings.Contains(b.Settings["GOEXPERIMENT"], "noswissmap")
 }
 
-// fieldOffset finds one offset: DWARF first, then the generated table. It
-// never guesses: an unknown offset refuses the probe with ErrNoOffsets.
+// fieldOffset finds one offset: DWARF first, then the generated tables. A
+// struct of a module the binary was built with (grpc-go, genproto) is looked
+// up by the version of that module, from the build info; any other (the
+// standard library's, the runtime's) by the Go release. It never guesses:
+// an unknown offset refuses the probe with ErrNoOffsets.
 func fieldOffset(b *inspect.Binary, structName, field string) (uint64, error) {
 	off, err := b.FieldOffset(structName, field)
 	if err == nil {
@@ -39,10 +42,38 @@ func fieldOffset(b *inspect.Binary, structName, field string) (uint64, error) {
 	if !errors.Is(err, inspect.ErrNoDWARF) {
 		return 0, fmt.Errorf("%s.%s in %s: %w: %v", structName, field, b.GoVersion, ErrNoOffsets, err)
 	}
+	if mod, ok := structModule(b, structName); ok {
+		v := b.Modules[mod]
+		if off, ok := offsets.LookupModule(mod, v, structName, field); ok {
+			return off, nil
+		}
+		return 0, fmt.Errorf("%s.%s for %s %s (binary has no DWARF): %w", structName, field, mod, v, ErrNoOffsets)
+	}
 	if off, ok := offsets.Lookup(b.GoVersion, structName, field); ok {
 		return off, nil
 	}
 	return 0, fmt.Errorf("%s.%s for %s (binary has no DWARF): %w", structName, field, b.GoVersion, ErrNoOffsets)
+}
+
+// structModule returns the module of b that provides the package of
+// structName, such as "google.golang.org/grpc" for
+// "google.golang.org/grpc/internal/transport.Stream": the longest module
+// path that is the package path or a prefix of it. Standard-library
+// structs have none.
+func structModule(b *inspect.Binary, structName string) (string, bool) {
+	slash := strings.LastIndexByte(structName, '/') + 1
+	dot := strings.IndexByte(structName[slash:], '.')
+	if dot < 0 {
+		return "", false
+	}
+	pkg := structName[:slash+dot]
+	best := ""
+	for mod := range b.Modules {
+		if (pkg == mod || strings.HasPrefix(pkg, mod+"/")) && len(mod) > len(best) {
+			best = mod
+		}
+	}
+	return best, best != ""
 }
 
 // resolveFields fills consts with the offsets of fields, skipping those

@@ -396,6 +396,11 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 		}
 		points = append(points, pts...)
 	}
+	if s.Tune != nil {
+		for k, v := range s.Tune(bin) {
+			consts[k] = v
+		}
+	}
 	for f, fc := range s.FeatureConsts {
 		if m.features[f] {
 			for k, v := range fc {

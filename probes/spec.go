@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/probes/inspect"
 )
 
 // Reasons a probe is refused for a target; check with errors.Is.
@@ -100,6 +101,9 @@ type Spec struct {
 	Shared []string
 	// FeatureConsts are constants set when a feature is on.
 	FeatureConsts map[string]map[string]any
+	// Tune, when set, returns constants that depend on the target's
+	// library versions (layout switches the offsets alone cannot express).
+	Tune func(b *inspect.Binary) map[string]any
 	// Load returns a fresh copy of the compiled objects (bpf2go's loader).
 	Load func() (*ebpf.CollectionSpec, error)
 	// Decoders by event kind (enum event_kind in bpf/include/events.h).

@@ -106,6 +106,7 @@ const (
 	bpfVarOffTableGroupsData      = "off_table_groups_data"
 	bpfVarOffTableGroupsMask      = "off_table_groups_mask"
 	bpfVarOffTcpaddrPort          = "off_tcpaddr_port"
+	bpfVarStreamIndirect          = "stream_indirect"
 	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
@@ -189,6 +190,7 @@ type bpfVariableSpecs struct {
 	OffTableGroupsData *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask *ebpf.VariableSpec `ebpf:"off_table_groups_mask"`
 	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	StreamIndirect     *ebpf.VariableSpec `ebpf:"stream_indirect"`
 	UnusedGrpcEvent    *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
@@ -251,6 +253,7 @@ type bpfVariables struct {
 	OffTableGroupsData *ebpf.Variable `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask *ebpf.Variable `ebpf:"off_table_groups_mask"`
 	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	StreamIndirect     *ebpf.Variable `ebpf:"stream_indirect"`
 	UnusedGrpcEvent    *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 

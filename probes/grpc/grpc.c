@@ -37,6 +37,10 @@ volatile const __u64 off_status_s = 0;       /* internal/status.Status.s */
 volatile const __u64 off_spb_code = 0;       /* genproto status.Status.Code */
 volatile const __u64 off_cc_target = 0;      /* ClientConn.target */
 volatile const __u64 off_cs_ctx = 0;         /* clientStream.ctx */
+/* grpc-go 1.69 to 1.76: handleStream's *ServerStream embeds *Stream (a
+ * pointer, its first field); before, it was handed a *Stream, and from 1.77
+ * ServerStream embeds Stream by value at offset 0. */
+volatile const __u8 stream_indirect = 0;
 
 enum grpc_side {
 	GRPC_SERVER = 1,
@@ -143,11 +147,12 @@ int uprobe_grpc_server_entry(struct pt_regs *ctx)
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	__u64 transport = GO_ARG3(ctx);
 	__u64 stream = GO_ARG4(ctx);
+	__u64 base = stream_indirect ? go_word_at((void *)stream) : stream;
 	st->start_ns = bpf_ktime_get_ns();
-	st->ctx = go_word_at((void *)(stream + off_stream_ctx + 8));
+	st->ctx = go_word_at((void *)(base + off_stream_ctx + 8));
 
 	struct go_string m = {};
-	go_string_at(&m, (void *)(stream + off_stream_method));
+	go_string_at(&m, (void *)(base + off_stream_method));
 	st->ev.method_len = go_string_copy(st->ev.method, METHOD_MAX, m, &st->ev.cut);
 
 	if (off_server_peer) {

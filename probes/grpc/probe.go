@@ -5,10 +5,13 @@ package grpc
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/probes/inspect"
 )
 
 // eventGRPC mirrors EVENT_GRPC in bpf/include/events.h.
@@ -66,9 +69,33 @@ var Probe = probes.Spec{
 		{Const: "off_spb_code", Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Code"},
 	},
 	ReadsGoMaps: true,
+	Tune:        tune,
 	Shared:      []string{"ctx_spans"},
 	Load:        loadBpf,
 	Decoders:    map[uint32]probes.Decoder{eventGRPC: decode},
+}
+
+// tune sets the layout switch of grpc-go 1.69 to 1.76 (see grpc.c).
+func tune(b *inspect.Binary) map[string]any {
+	minor := moduleMinor(b.Modules["google.golang.org/grpc"])
+	if minor >= 69 && minor < 77 {
+		return map[string]any{"stream_indirect": uint8(1)}
+	}
+	return nil
+}
+
+// moduleMinor returns 76 for "v1.76.0"; -1 when unparsable.
+func moduleMinor(v string) int {
+	rest, ok := strings.CutPrefix(v, "v1.")
+	if !ok {
+		return -1
+	}
+	minor, _, _ := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(minor)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func decode(raw []byte, t *probes.Target) (event.Event, error) {

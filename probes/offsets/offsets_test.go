@@ -30,6 +30,7 @@ func TestLookup(t *testing.T) {
 			{Struct: "net/url.URL", Name: "Path"},
 			{Struct: "net/http.response", Name: "status"},
 			{Struct: "runtime.g", Name: "goid"},
+			{Struct: "net.TCPAddr", Name: "Port"},
 		} {
 			if _, ok := offsets.Lookup(v, f.Struct, f.Name); !ok {
 				t.Errorf("%s: no %s.%s", v, f.Struct, f.Name)

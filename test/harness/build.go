@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -94,6 +95,97 @@ func BuildAgent(dir string) (string, error) {
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build golens: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// appGoLine is the go line of a copy BuildAppAgainst builds: the oldest Go
+// golens supports, raised by the go command as far as the modules need.
+const appGoLine = "1.21"
+
+// BuildAppAgainst builds test/apps/<app> as variant into dir, as BuildApp
+// does, but against the given module versions, such as
+// "google.golang.org/grpc@v1.60.1". It builds a copy of the app whose go.mod
+// requires only those: every other module is at the least version they need
+// (the go command's minimal version selection), and the go line is as old as
+// they allow, so that older toolchains build it too. The app's own source
+// must build against each version asked for.
+func BuildAppAgainst(app string, v Variant, dir string, require ...string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	var versions []string
+	for _, r := range require {
+		_, version, ok := strings.Cut(r, "@")
+		if !ok {
+			return "", fmt.Errorf("build %s: requirement %q is not path@version", app, r)
+		}
+		versions = append(versions, version)
+	}
+	name := app + "-" + strings.Join(append(versions, v.String()), "-")
+	src := filepath.Join(dir, name+".src")
+	if err := os.RemoveAll(src); err != nil {
+		return "", err
+	}
+	if err := os.CopyFS(src, os.DirFS(filepath.Join(root, "test", "apps", app))); err != nil {
+		return "", fmt.Errorf("build %s: copy: %w", name, err)
+	}
+	toolchain := v.Go
+	if toolchain == "" {
+		toolchain = "local"
+	}
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off", "GOTOOLCHAIN="+toolchain)
+	goCmd := func(args ...string) ([]byte, error) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = src
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			return nil, fmt.Errorf("build %s: go %s: %v\n%s", name, strings.Join(args, " "), err, stderr)
+		}
+		return out, nil
+	}
+
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	js, err := goCmd("mod", "edit", "-json")
+	if err != nil {
+		return "", err
+	}
+	var mod struct{ Module struct{ Path string } }
+	if err := json.Unmarshal(js, &mod); err != nil {
+		return "", fmt.Errorf("build %s: go.mod: %w", name, err)
+	}
+	// A fresh go.mod: go get raises its go line to what the requirements
+	// need and tidy adds what they bring, at the versions they ask for.
+	gomod := fmt.Sprintf("module %s\n\ngo %s\n", mod.Module.Path, appGoLine)
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(gomod), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Remove(filepath.Join(src, "go.sum")); err != nil && !os.IsNotExist(err) {
+		return "", err
+	}
+	if _, err := goCmd(append([]string{"get"}, require...)...); err != nil {
+		return "", err
+	}
+	if _, err := goCmd("mod", "tidy"); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, name)
+	args := []string{"build", "-o", out, "-trimpath"}
+	if v.Stripped {
+		args = append(args, "-ldflags=-s -w")
+	}
+	if v.PIE {
+		args = append(args, "-buildmode=pie")
+	}
+	if _, err := goCmd(append(args, ".")...); err != nil {
+		return "", err
 	}
 	return out, nil
 }

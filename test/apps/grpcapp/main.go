@@ -1,7 +1,9 @@
 // Command grpcapp is the gRPC target of the end-to-end tests: a gRPC server
 // (the standard health service and a small hand-written test.Echo service,
 // no protoc needed) and an HTTP front whose /call route makes gRPC calls
-// with the request's context. It knows nothing of golens.
+// with the request's context. It knows nothing of golens. It uses only APIs
+// that every grpc-go release from v1.60 on has, so that the tests can build
+// it against each of them.
 package main
 
 import (
@@ -32,7 +34,9 @@ import (
 // (NOT_FOUND) and Count, a server stream of N messages.
 type echoServer struct{}
 
-func unary(fn func(context.Context) error) grpc.MethodHandler {
+// unary makes a MethodDesc handler; its type is spelled out because
+// grpc.MethodHandler names it only from grpc-go v1.6x on.
+func unary(fn func(context.Context) error) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
 	return func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 		if err := dec(new(emptypb.Empty)); err != nil {
 			return nil, err
@@ -122,7 +126,8 @@ func main() {
 		conn, ok := conns[target]
 		if !ok {
 			var err error
-			conn, err = grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			// grpc.Dial, not grpc.NewClient: that came in grpc-go v1.63.
+			conn, err = grpc.Dial(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				connsMu.Unlock()
 				http.Error(w, err.Error(), http.StatusBadRequest)

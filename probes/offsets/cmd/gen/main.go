@@ -1,11 +1,16 @@
-// Command gen writes the offsets table: for each Go release it builds a small
-// net/http server with that toolchain (GOTOOLCHAIN, which downloads it if
-// needed), reads the offsets of the fields the probes need from its DWARF
-// and writes them all as Go source.
+// Command gen writes the offsets tables. For each Go release it builds a
+// small net/http server with that toolchain (GOTOOLCHAIN, which downloads it
+// if needed) and reads the offsets of the standard library and runtime
+// fields the probes need from its DWARF: the Go table. For each grpc-go
+// release it builds a small gRPC server and client against that release and
+// reads the offsets of the grpc-go and genproto fields: the module table,
+// keyed by module version. Both are written as Go source.
 //
 // Usage, from probes/offsets:
 //
-//	go run ./cmd/gen [-o table_gen.go] [-go go1.21.13,go1.22.12,...]
+//	go run ./cmd/gen [-o table_gen.go] [-go go1.21.13,...] [-mo modules_gen.go] [-grpc v1.60.1,...] [-genproto v0.0.0-...,...]
+//
+// An empty -o or -mo leaves that table as it is.
 package main
 
 import (
@@ -47,19 +52,39 @@ var fields = []struct {
 	{"runtime.hmap", []string{"count", "B", "buckets", "oldbuckets", "noverflow"}},
 	{"net/http.Response", []string{"StatusCode"}},
 	{"runtime.g", []string{"goid", "parentGoid"}},
+	{"net.TCPAddr", []string{"Port"}},
 	{"internal/runtime/maps.Map", []string{"used", "dirPtr", "dirLen"}},
 	{"internal/runtime/maps.table", []string{"used", "capacity", "groups"}},
 	{"internal/runtime/maps.groupsReference", []string{"data", "lengthMask"}},
 }
 
 func main() {
-	out := flag.String("o", "table_gen.go", "file to write")
+	out := flag.String("o", "table_gen.go", "file to write the Go table to; empty for none")
 	gos := flag.String("go", strings.Join(toolchains, ","), "comma-separated Go toolchains to build with")
+	modOut := flag.String("mo", "modules_gen.go", "file to write the module table to; empty for none")
+	grpcs := flag.String("grpc", strings.Join(grpcVersions, ","), "comma-separated grpc-go versions to build against")
+	genprotos := flag.String("genproto", strings.Join(genprotoVersions, ","), "comma-separated further "+genprotoModule+" versions")
 	flag.Parse()
-	if err := run(*out, strings.Split(*gos, ",")); err != nil {
-		fmt.Fprintln(os.Stderr, "gen:", err)
-		os.Exit(1)
+	tcs := strings.Split(*gos, ",")
+	if *out != "" {
+		if err := run(*out, tcs); err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			os.Exit(1)
+		}
 	}
+	if *modOut != "" {
+		if err := runModules(*modOut, tcs, split(*grpcs), split(*genprotos)); err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 type release struct {
