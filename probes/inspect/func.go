@@ -334,3 +334,36 @@ func (b *Binary) code(addr, size uint64) ([]byte, error) {
 	}
 	return nil, errors.New("address is in no executable section")
 }
+
+// PushFrame returns the offset of the prologue's "PUSH RBP" in f, if the
+// function has one among its first instructions. Probing there rather than
+// at the entry: the kernel emulates a push, while the entry's stack-bound
+// check (CMP RSP, [R14+16]) must be single-stepped out of line, a second
+// trap. The argument registers and R14 are untouched up to that point.
+func (b *Binary) PushFrame(f Func) (uint64, bool) {
+	n := f.Size
+	if n > 32 {
+		n = 32
+	}
+	code, err := b.code(f.Addr, n)
+	if err != nil {
+		return 0, false
+	}
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			return 0, false
+		}
+		if inst.Op == x86asm.PUSH && inst.Args[0] == x86asm.RBP {
+			return uint64(off), true
+		}
+		switch inst.Op {
+		case x86asm.CMP, x86asm.JBE, x86asm.JB, x86asm.LEA:
+			// the stack-bound check and its branch to morestack
+		default:
+			return 0, false
+		}
+		off += inst.Len
+	}
+	return 0, false
+}

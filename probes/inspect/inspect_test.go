@@ -424,3 +424,24 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestPushFrame(t *testing.T) {
+	for name, path := range map[string]string{"plain": plainExe, "stripped": strippedExe, "pie": pieExe} {
+		b := open(t, path)
+		fn, err := b.Func("net/http.serverHandler.ServeHTTP")
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, ok := b.PushFrame(fn)
+		if !ok || off == 0 || off >= fn.Size {
+			t.Fatalf("%s: push at %d, %v", name, off, ok)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := raw[fn.FileOffset+off]; got != 0x55 {
+			t.Errorf("%s: byte at +%d is %#x, want 0x55 (push rbp)", name, off, got)
+		}
+	}
+}
