@@ -39,5 +39,19 @@ bench:
 demo:
 	./scripts/demo.sh
 
+# Installs golens for systemd (scripts/install.sh): binary, unit, environment
+# file, example config. PREFIX (/usr/local) and DESTDIR are respected; nothing
+# is enabled or started.
+.PHONY: install image
+install:
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" GO="$(GO)" ./scripts/install.sh
+
+# The container image, built without Docker (scripts/image, its own module):
+# bin/golens-image.tar, tagged golens:<version>, for `docker load`, `ctr
+# images import` or `kind load image-archive`.
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/golens-static ./cmd/golens
+	cd scripts/image && $(GO) run . build --binary ../../bin/golens-static --out ../../bin/golens-image.tar
+
 clean:
 	rm -rf bin

@@ -22,6 +22,11 @@ type DiscoverConfig struct {
 	Enabled     bool     `yaml:"enabled"`
 	Exe         []string `yaml:"exe"`          // executable path globs
 	SystemdUnit []string `yaml:"systemd_unit"` // systemd unit globs
+	// Kubernetes pod opt-in, the keys deploy/kubernetes and the chart set.
+	// Not implemented yet: golens refuses them with a clear error rather
+	// than run without selecting anything.
+	K8sOptInLabel string   `yaml:"k8s_opt_in_label"`
+	K8sNamespaces []string `yaml:"k8s_namespaces"`
 
 	ignored int // rules in the file left off because discovery is not enabled
 }
@@ -41,6 +46,9 @@ func (d DiscoverConfig) noTarget() error {
 // line's and checks them.
 func resolveDiscover(file DiscoverConfig, exe, units []string) (DiscoverConfig, error) {
 	d := DiscoverConfig{Enabled: file.Enabled}
+	if file.K8sOptInLabel != "" || len(file.K8sNamespaces) > 0 {
+		return d, errors.New("discover.k8s_opt_in_label / k8s_namespaces: Kubernetes pod opt-in is not implemented yet; select processes with discover.exe or discover.systemd_unit")
+	}
 	if file.Enabled {
 		d.Exe = append(d.Exe, file.Exe...)
 		d.SystemdUnit = append(d.SystemdUnit, file.SystemdUnit...)
