@@ -62,7 +62,7 @@ type window struct {
 	ready bool
 }
 
-const recomputeEvery = 32
+const recomputeEvery = 256
 
 func (w *window) add(d time.Duration, size int) {
 	if len(w.buf) < size {
