@@ -101,3 +101,87 @@ func UnitsOfPID(pid int) (Units, error) {
 	}
 	return UnitsOf(string(b)), nil
 }
+
+// containerPrefixes are the scope names container runtimes give a
+// container's cgroup with the systemd driver: containerd's CRI plugin,
+// CRI-O, and Docker (also dockershim's and cri-dockerd's pods).
+var containerPrefixes = []string{"cri-containerd-", "crio-", "docker-", "containerd-"}
+
+// ContainerIDOfPath returns the container ID in one cgroup path, or "".
+// Systemd driver: ".../kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope"
+// (crio-<id>.scope, docker-<id>.scope); cgroupfs driver:
+// "/kubepods/besteffort/pod<uid>/<id>" or "/docker/<id>". The innermost
+// one counts: a container may create cgroups below its own, and a path
+// seen from inside a cgroup namespace may start with "/..".
+func ContainerIDOfPath(path string) string {
+	els := strings.Split(path, "/")
+	for i := len(els) - 1; i >= 0; i-- {
+		el := els[i]
+		if name, ok := strings.CutSuffix(el, ".scope"); ok {
+			for _, p := range containerPrefixes {
+				if id, ok := strings.CutPrefix(name, p); ok && isContainerID(id) {
+					return id
+				}
+			}
+			continue
+		}
+		if isContainerID(el) {
+			return el
+		}
+	}
+	return ""
+}
+
+// isContainerID tells whether s looks like a runtime's container ID: 64
+// lowercase hex digits (containerd, CRI-O and Docker all use these).
+func isContainerID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ContainerIDOf parses /proc/PID/cgroup (as given in data) and returns the
+// ID of the container the process runs in, or "" for a process outside
+// containers. The unified (v2) line is read first, then every v1
+// hierarchy: on hybrid hosts the runtime may leave the v2 tree empty.
+func ContainerIDOf(data string) string {
+	var found string
+	for _, line := range strings.Split(data, "\n") {
+		id, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		ctrls, path, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		c := ContainerIDOfPath(path)
+		if c == "" {
+			continue
+		}
+		if id == "0" && ctrls == "" {
+			return c
+		}
+		if found == "" {
+			found = c
+		}
+	}
+	return found
+}
+
+// ContainerIDOfPID reads the container ID of a running process ("" when it
+// runs in none).
+func ContainerIDOfPID(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	return ContainerIDOf(string(b)), nil
+}

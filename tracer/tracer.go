@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +259,9 @@ func ProcessResource(p *event.Process, host string) *resource.Resource {
 	}
 	if host != "" {
 		attrs = append(attrs, attribute.String("host.name", host))
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Resource)) {
+		attrs = append(attrs, attribute.String(k, p.Resource[k]))
 	}
 	return resource.NewSchemaless(attrs...)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/golens/golens/discovery"
 	"gopkg.in/yaml.v3"
 )
 
@@ -84,7 +86,7 @@ changing the service.
 
 Usage:
   golens --pid PID [--pid PID...] [flags]
-  golens --exe GLOB | --systemd-unit GLOB | --discover --config FILE [flags]
+  golens --exe GLOB | --systemd-unit GLOB | --k8s-opt-in-label KEY=VALUE | --discover --config FILE [flags]
 
 Needs root, or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.
 
@@ -99,7 +101,11 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	pids := fs.IntSlice("pid", nil, "instrument the process with this pid (repeatable)")
 	exes := fs.StringArray("exe", nil, "instrument every Go process whose executable path (as /proc/PID/exe resolves it) matches this glob, those started later too; ** spans directories, a glob without / matches the base name (repeatable)")
 	units := fs.StringArray("systemd-unit", nil, "instrument every Go process of a systemd unit matching this glob, e.g. 'pay-*.service'; a name without a dot means .service (repeatable)")
-	discover := fs.Bool("discover", false, "also apply the discover: rules (exe, systemd_unit) of the --config file")
+	discover := fs.Bool("discover", false, "also apply the discover: rules (exe, systemd_unit, k8s_opt_in_label, k8s_namespaces) of the --config file")
+	k8sLabel := fs.String("k8s-opt-in-label", "", "instrument the Go processes of this node's Kubernetes pods carrying this label, key=value (default "+discovery.DefaultOptInLabel+" when a --k8s-namespace is given)")
+	k8sNamespaces := fs.StringArray("k8s-namespace", nil, "only pods in this Kubernetes namespace opt in (repeatable; default every namespace)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file of the API server to watch pods on (default: in-cluster service account)")
+	k8sNode := fs.String("k8s-node-name", "", "this node's Kubernetes name: pods bound to it are watched (default $NODE_NAME)")
 	service := fs.String("service-name", "", "service.name for every target (default: the target's OTEL_SERVICE_NAME, else its executable name)")
 	exporter := fs.String("exporter", "", "span exporter: otlp or console (default: otlp when an endpoint is set, else console)")
 	endpoint := fs.String("otlp-endpoint", "", "OTLP/gRPC collector, host:port or URL (env OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -210,7 +216,10 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("inject-context", func() { cfg.InjectContext = *inject })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
 	set("discover", func() { cfg.Discover.Enabled = *discover })
-	d, err := resolveDiscover(cfg.Discover, *exes, *units)
+	d, err := resolveDiscover(cfg.Discover, *exes, *units, k8sFlags{
+		label: *k8sLabel, labelSet: fs.Changed("k8s-opt-in-label"),
+		namespaces: *k8sNamespaces, kubeconfig: *kubeconfig, node: *k8sNode,
+	})
 	if err != nil {
 		return cfg, usageError{err}
 	}

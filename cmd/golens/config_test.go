@@ -8,15 +8,37 @@ import (
 	"testing"
 )
 
-// The Kubernetes opt-in keys the deploy manifests carry are refused with a
-// clear usage error until pod discovery exists, never silently ignored.
-func TestKubernetesOptInRefused(t *testing.T) {
+// The Kubernetes opt-in keys the deploy manifests carry turn pod opt-in
+// on; it needs the node's name (NODE_NAME from the Downward API).
+func TestKubernetesOptIn(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "config.yaml")
-	os.WriteFile(f, []byte("discover:\n  enabled: true\n  k8s_opt_in_label: golens.io/instrument=true\n"), 0o644)
+	os.WriteFile(f, []byte("discover:\n  enabled: true\n  k8s_opt_in_label: golens.io/instrument=true\n  k8s_namespaces: [shop]\n"), 0o644)
+	t.Setenv("NODE_NAME", "")
 	_, err := parseConfig([]string{"--config", f})
 	var u usageError
-	if !errors.As(err, &u) || !strings.Contains(err.Error(), "not implemented yet") {
-		t.Fatalf("err %v, want a usage error saying pod opt-in is not implemented", err)
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), "NODE_NAME") {
+		t.Fatalf("err %v, want a usage error asking for the node name", err)
+	}
+	t.Setenv("NODE_NAME", "node-a")
+	cfg, err := parseConfig([]string{"--config", f, "--k8s-namespace", "pay"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Discover
+	if !d.active() || d.K8sOptInLabel != "golens.io/instrument=true" || d.K8sNodeName != "node-a" || len(d.K8sNamespaces) != 1 || d.K8sNamespaces[0] != "pay" {
+		t.Errorf("discover %+v", d)
+	}
+	cfg, err = parseConfig([]string{"--k8s-opt-in-label", "team=web", "--k8s-node-name", "n2", "--kubeconfig", "/k"})
+	if err != nil || cfg.Discover.K8sOptInLabel != "team=web" || cfg.Discover.K8sNodeName != "n2" || cfg.Discover.Kubeconfig != "/k" {
+		t.Errorf("flags: %+v, %v", cfg.Discover, err)
+	}
+	if _, err := parseConfig([]string{"--k8s-opt-in-label", "novalue"}); err == nil {
+		t.Error("label without =value accepted")
+	}
+	// Off unless enabled, as the other discover rules.
+	os.WriteFile(f, []byte("discover:\n  k8s_opt_in_label: a=b\n"), 0o644)
+	if _, err := parseConfig([]string{"--config", f}); err == nil || !strings.Contains(err.Error(), "--discover") {
+		t.Errorf("disabled file rules: %v", err)
 	}
 }
 

@@ -23,6 +23,9 @@ type Process struct {
 	ExeName     string // base name of the executable
 	ExePath     string
 	GoVersion   string // e.g. "go1.26.8"
+	// Resource are further resource attributes, e.g. k8s.pod.name for a
+	// process in a Kubernetes pod.
+	Resource map[string]string
 }
 
 // TraceparentState tells what the probe made of an incoming traceparent.

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golens/golens/test/harness"
+	"github.com/golens/golens/test/k8s"
+)
+
+// Kubernetes pod opt-in against a real kube-apiserver and etcd, the test
+// playing the kubelet: pods bound to the node, their container IDs in the
+// status, Go targets in cgroups named as the kubelet's systemd driver and
+// containerd name them. Only labelled pods are instrumented, with exact
+// k8s.* resource attributes (the Deployment through its ReplicaSet);
+// labelling a running pod attaches it, unlabelling (or deleting) it
+// detaches it. The agent runs as deploy/kubernetes' ServiceAccount, so
+// its ClusterRole is proved enough, and kubectl auth can-i proves it
+// grants nothing more.
+func TestKubernetesOptIn(t *testing.T) {
+	if os.Getenv("GOLENS_SKIP_K8S") != "" {
+		t.Skip("GOLENS_SKIP_K8S set")
+	}
+	root, err := k8s.Cgroup2Root()
+	if err != nil {
+		t.Skip(err)
+	}
+	cl, err := k8s.Start(t.TempDir())
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	const node = "node-e2e"
+	suffix := fmt.Sprint(time.Now().UnixNano() % 1e9)
+	ns := "shop-" + suffix
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, cl.Logs())
+		}
+	}
+	must(cl.Do("POST", "/api/v1/namespaces", map[string]any{"metadata": map[string]any{"name": ns}}, nil))
+	var dep struct {
+		Metadata struct{ UID string } `json:"metadata"`
+	}
+	sel := map[string]any{"matchLabels": map[string]string{"app": "cart"}}
+	tmpl := map[string]any{"metadata": map[string]any{"labels": map[string]string{"app": "cart"}},
+		"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "cart:1"}}}}
+	must(cl.Do("POST", "/apis/apps/v1/namespaces/"+ns+"/deployments", map[string]any{
+		"metadata": map[string]any{"name": "cart"},
+		"spec":     map[string]any{"replicas": 1, "selector": sel, "template": tmpl},
+	}, &dep))
+	var rs struct {
+		Metadata struct{ UID string } `json:"metadata"`
+	}
+	must(cl.Do("POST", "/apis/apps/v1/namespaces/"+ns+"/replicasets", map[string]any{
+		"metadata": map[string]any{"name": "cart-5d8f7c9b4", "ownerReferences": []any{map[string]any{
+			"apiVersion": "apps/v1", "kind": "Deployment", "name": "cart", "uid": dep.Metadata.UID, "controller": true}}},
+		"spec": map[string]any{"replicas": 1, "selector": sel, "template": tmpl},
+	}, &rs))
+
+	type pod struct {
+		name, cid, uid string
+		labels         map[string]string
+		app            *harness.App
+	}
+	pods := []*pod{
+		{name: "cart-5d8f7c9b4-x2kq9", cid: strings.Repeat("a1", 32), labels: map[string]string{"app": "cart", "golens.io/instrument": "true"}},
+		{name: "cart-5d8f7c9b4-p7w4n", cid: strings.Repeat("b2", 32), labels: map[string]string{"app": "cart"}},
+	}
+	for _, p := range pods {
+		var created struct {
+			Metadata struct{ UID string } `json:"metadata"`
+		}
+		must(cl.Do("POST", "/api/v1/namespaces/"+ns+"/pods", map[string]any{
+			"metadata": map[string]any{"name": p.name, "labels": p.labels, "ownerReferences": []any{map[string]any{
+				"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cart-5d8f7c9b4", "uid": rs.Metadata.UID, "controller": true}}},
+			"spec": map[string]any{"nodeName": node, "containers": []any{map[string]any{"name": "app", "image": "cart:1"}}},
+		}, &created))
+		p.uid = created.Metadata.UID
+		must(cl.Do("PATCH", "/api/v1/namespaces/"+ns+"/pods/"+p.name+"/status", map[string]any{
+			"status": map[string]any{"phase": "Running", "containerStatuses": []any{map[string]any{
+				"name": "app", "image": "cart:1", "imageID": "sha256:" + strings.Repeat("c", 64), "ready": true,
+				"restartCount": 0, "started": true, "containerID": "containerd://" + p.cid,
+				"state": map[string]any{"running": map[string]any{"startedAt": time.Now().UTC().Format(time.RFC3339)}}}}},
+		}, nil))
+	}
+
+	// The agent's identity: the ServiceAccount and ClusterRole of
+	// deploy/kubernetes, applied as they ship; its token from the
+	// TokenRequest API, as the kubelet projects it.
+	admin, err := cl.Kubeconfig(cl.AdminToken)
+	must(err)
+	repo, err := harness.RepoRoot()
+	must(err)
+	args := []string{"apply"}
+	for _, f := range []string{"namespace", "serviceaccount", "clusterrole", "clusterrolebinding"} {
+		args = append(args, "-f", filepath.Join(repo, "deploy", "kubernetes", f+".yaml"))
+	}
+	if out, err := k8s.Kubectl(admin, args...); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	token, err := cl.ServiceAccountToken("golens", "golens")
+	must(err)
+	kc, err := cl.Kubeconfig(token)
+	must(err)
+	// What the grant allows, and nothing more.
+	for _, c := range []struct {
+		verb, resource string
+		allowed        bool
+	}{
+		{"get", "pods", true}, {"list", "pods", true}, {"watch", "pods", true}, {"get", "replicasets.apps", true},
+		{"list", "replicasets.apps", false}, {"create", "pods", false}, {"delete", "pods", false}, {"patch", "pods", false},
+		{"get", "pods --subresource=log", false}, {"create", "pods --subresource=exec", false}, {"get", "secrets", false}, {"get", "configmaps", false},
+		{"get", "nodes", false}, {"get", "deployments.apps", false}, {"update", "replicasets.apps", false},
+	} {
+		out, _ := k8s.Kubectl(kc, append([]string{"auth", "can-i", c.verb}, append(strings.Fields(c.resource), "--all-namespaces")...)...)
+		if got := out == "yes"; got != c.allowed {
+			t.Errorf("service account golens: can-i %s %s = %q, want allowed=%v", c.verb, c.resource, out, c.allowed)
+		}
+	}
+
+	bin := buildApp(t, "httpserver", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	must(err)
+	defer recv.Close()
+	agent, err := harness.StartAgent(agentBin, nil, "--k8s-opt-in-label", "golens.io/instrument=true",
+		"--k8s-namespace", ns, "--kubeconfig", kc, "--k8s-node-name", node,
+		"--otlp-endpoint", recv.Addr(), "--otlp-insecure", "--log-level", "debug")
+	must(err)
+	defer agent.Stop(5 * time.Second)
+	must(agent.WaitReady(30 * time.Second))
+
+	for _, p := range pods {
+		app, cleanup, err := k8s.StartInCgroup(root, k8s.ContainerCgroup(p.uid, p.cid), bin, nil)
+		must(err)
+		defer cleanup()
+		p.app = app
+	}
+	attached := func(p *pod) *regexp.Regexp {
+		return regexp.MustCompile(fmt.Sprintf(`msg=attached pid=%d .*pod=%s container=app`, p.app.PID(), p.name))
+	}
+	waitLog := func(what string, re *regexp.Regexp) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !re.MatchString(agent.Log()); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no %q in the agent's log\n%s", what, re, agent.Log())
+			}
+		}
+	}
+	waitLog("labelled pod", attached(pods[0]))
+	if n := targets(t, agent); n != 1 {
+		t.Fatalf("golens_targets %d, want 1 (only the labelled pod)\n%s", n, agent.Log())
+	}
+
+	get(t, pods[1].app.Addr, "/echo/unlabelled")
+	get(t, pods[0].app.Addr, "/echo/labelled")
+	s := waitPath(t, recv, "/echo/labelled")
+	want := map[string]any{
+		"service.name":        "cart", // no OTEL_SERVICE_NAME, no app.kubernetes.io/name: the owner
+		"k8s.namespace.name":  ns,
+		"k8s.pod.name":        pods[0].name,
+		"k8s.pod.uid":         pods[0].uid,
+		"k8s.container.name":  "app",
+		"k8s.node.name":       node,
+		"k8s.deployment.name": "cart",
+		"process.pid":         int64(pods[0].app.PID()),
+	}
+	for k, v := range want {
+		if s.Resource[k] != v {
+			t.Errorf("resource %s = %v, want %v", k, s.Resource[k], v)
+		}
+	}
+	for _, sp := range recv.Spans() {
+		if sp.Attrs["url.path"] == "/echo/unlabelled" {
+			t.Errorf("span from the unlabelled pod: %+v", sp)
+		}
+	}
+
+	// Label the running second pod: attached. Unlabel the first: detached.
+	must(cl.Do("PATCH", "/api/v1/namespaces/"+ns+"/pods/"+pods[1].name, map[string]any{
+		"metadata": map[string]any{"labels": map[string]any{"golens.io/instrument": "true"}}}, nil))
+	waitLog("label added", attached(pods[1]))
+	get(t, pods[1].app.Addr, "/echo/now-labelled")
+	if s := waitPath(t, recv, "/echo/now-labelled"); s.Resource["k8s.pod.name"] != pods[1].name {
+		t.Errorf("span of the relabelled pod: %+v", s.Resource)
+	}
+	must(cl.Do("PATCH", "/api/v1/namespaces/"+ns+"/pods/"+pods[0].name, map[string]any{
+		"metadata": map[string]any{"labels": map[string]any{"golens.io/instrument": nil}}}, nil))
+	waitLog("label removed", regexp.MustCompile(fmt.Sprintf(`msg=detached pid=%d reason="pod not selected"`, pods[0].app.PID())))
+	// Pod deleted: detached too.
+	must(cl.Do("DELETE", "/api/v1/namespaces/"+ns+"/pods/"+pods[1].name+"?gracePeriodSeconds=0", nil, nil))
+	waitLog("pod deleted", regexp.MustCompile(fmt.Sprintf(`msg=detached pid=%d reason="pod deleted"`, pods[1].app.PID())))
+	if n := targets(t, agent); n != 0 {
+		t.Errorf("golens_targets %d after unlabel and delete, want 0", n)
+	}
+	for _, l := range strings.Split(agent.Log(), "\n") {
+		if strings.Contains(l, "attached") || strings.Contains(l, "msg=detached") || strings.Contains(l, "discovery running") {
+			t.Log(l)
+		}
+	}
+}
