@@ -312,7 +312,12 @@ type Server struct {
 	srv   *http.Server
 	ln    net.Listener
 	ready atomic.Bool
+	note  atomic.Pointer[func() string]
 }
+
+// SetHealthNote adds fn's text, when not empty, to /healthz (which stays
+// 200: the agent runs on), e.g. "kubernetes API unreachable: ...".
+func (s *Server) SetHealthNote(fn func() string) { s.note.Store(&fn) }
 
 // Listen binds addr now, so a busy port is reported at start-up.
 func (m *Metrics) Listen(addr string) (*Server, error) {
@@ -324,7 +329,13 @@ func (m *Metrics) Listen(addr string) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: nil}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// Alive whatever its dependencies say; a degraded one is named.
 		w.Write([]byte("ok\n"))
+		if f := s.note.Load(); f != nil {
+			if n := (*f)(); n != "" {
+				w.Write([]byte(n + "\n"))
+			}
+		}
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.ready.Load() {

@@ -27,6 +27,10 @@ type SelfStats struct {
 
 	ContextInjected     uint64 // traceparent headers added on the wire
 	ContextInjectFailed uint64 // insertions the kernel refused
+
+	// KubernetesAPI is 1 while the API server answers, 0 while it does
+	// not, -1 when golens does not use it.
+	KubernetesAPI int
 }
 
 // SamplingRate is the root sampling in force for a service/operation.
@@ -66,11 +70,12 @@ var (
 	descReloads  = desc("golens_sampling_reloads_total", "Sampling strategies files applied.")
 	descInjected = desc("golens_context_injected_total", "traceparent headers added on the wire to targets' outgoing HTTP/1.x requests (--inject-context).")
 	descInjectKO = desc("golens_context_inject_failures_total", "traceparent insertions the kernel refused; those requests went out unchanged.")
+	descK8sAPI   = desc("golens_kubernetes_api_reachable", "1 while the Kubernetes API server answers golens' pod watch, 0 while it does not (the known pods stay instrumented).")
 	descReloadKO = desc("golens_sampling_reload_failures_total", "Changed sampling strategies files rejected (the previous strategies stay).")
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI} {
 		ch <- d
 	}
 }
@@ -111,4 +116,7 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReloadKO, s.SamplingReloadFailures)
 	counter(descInjected, s.ContextInjected)
 	counter(descInjectKO, s.ContextInjectFailed)
+	if s.KubernetesAPI >= 0 {
+		gauge(descK8sAPI, s.KubernetesAPI)
+	}
 }

@@ -143,6 +143,7 @@ func run(args []string) int {
 	defer mgr.Close()
 	targets = mgr.Targets
 	var injector *nethttp.Injector // with --inject-context
+	var disc *discoverer           // with selectors; set before serving
 	met.RegisterSelf(func() metrics.SelfStats {
 		ps, ts := mgr.Stats(), tr.Stats()
 		s := metrics.SelfStats{
@@ -154,6 +155,13 @@ func run(args []string) int {
 		}
 		if injector != nil {
 			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
+		}
+		s.KubernetesAPI = -1
+		if disc != nil && disc.pods != nil {
+			s.KubernetesAPI = 0
+			if ok, _ := disc.pods.Healthy(); ok {
+				s.KubernetesAPI = 1
+			}
 		}
 		st := smp.Stats()
 		s.SamplingDecisions = make(map[string]uint64, len(st.Decisions))
@@ -197,12 +205,19 @@ func run(args []string) int {
 			injector.Remove(pid)
 		}
 	}
-	var disc *discoverer
 	if cfg.Discover.active() {
 		// Ready once the initial scan's targets are attached.
 		if disc, err = newDiscovery(cfg, mgr, injector, release, srv.SetReady, log); err != nil {
 			log.Error("cannot discover processes", "err", err)
 			return 2
+		}
+		if disc.pods != nil {
+			srv.SetHealthNote(func() string {
+				if ok, why := disc.pods.Healthy(); !ok {
+					return "kubernetes API unreachable (known pods stay instrumented): " + why
+				}
+				return ""
+			})
 		}
 	} else {
 		srv.SetReady()

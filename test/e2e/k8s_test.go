@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -202,6 +204,31 @@ func TestKubernetesOptIn(t *testing.T) {
 	waitLog("pod deleted", regexp.MustCompile(fmt.Sprintf(`msg=detached pid=%d reason="pod deleted"`, pods[1].app.PID())))
 	if n := targets(t, agent); n != 0 {
 		t.Errorf("golens_targets %d after unlabel and delete, want 0", n)
+	}
+
+	// The API server goes away: the agent runs on and says so.
+	text, err := agent.Metrics()
+	must(err)
+	if v := scrapeValue(t, text, "golens_kubernetes_api_reachable"); v != 1 {
+		t.Errorf("golens_kubernetes_api_reachable %v while the API server runs, want 1", v)
+	}
+	cl.Stop()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		text, err := agent.Metrics()
+		must(err)
+		resp, err := http.Get("http://" + agent.MetricsAddr + "/healthz")
+		must(err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if scrapeValue(t, text, "golens_kubernetes_api_reachable") == 0 && resp.StatusCode == 200 &&
+			strings.Contains(string(body), "kubernetes API unreachable") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API server stopped 15 s ago: /healthz %d %q, metrics still say reachable\n%s", resp.StatusCode, body, agent.Log())
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 	for _, l := range strings.Split(agent.Log(), "\n") {
 		if strings.Contains(l, "attached") || strings.Contains(l, "msg=detached") || strings.Contains(l, "discovery running") {
