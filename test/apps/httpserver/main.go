@@ -83,16 +83,23 @@ func main() {
 	mux.HandleFunc("/fanout", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		bg := r.URL.Query().Get("bg") == "1"
+		// distinct=1: goroutine i calls URL + "-i", so the calls differ.
+		distinct := r.URL.Query().Get("distinct") == "1"
 		var wg sync.WaitGroup
 		for i := 0; i < n; i++ {
 			wg.Add(1)
+			i := i
 			go func() {
 				defer wg.Done()
 				ctx := r.Context()
 				if bg {
 					ctx = context.Background()
 				}
-				call(ctx, r.URL.Query().Get("to"))
+				to := r.URL.Query().Get("to")
+				if distinct {
+					to += "-" + strconv.Itoa(i)
+				}
+				call(ctx, to)
 			}()
 		}
 		wg.Wait()
