@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -641,11 +640,11 @@ type header struct {
 
 func (m *Manager) dispatch(raw []byte) {
 	m.eventsRead.Add(1)
-	if len(raw) < int(unsafe.Sizeof(header{})) {
+	h, err := View[header](raw)
+	if err != nil {
 		m.decodeErrors.Add(1)
 		return
 	}
-	h := (*header)(unsafe.Pointer(&raw[0]))
 	dec := m.decoders[h.Kind]
 	m.mu.Lock()
 	t := m.targets[int(h.PID)]

@@ -10,6 +10,8 @@ package probes
 
 import (
 	"errors"
+	"fmt"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -108,4 +110,15 @@ type Spec struct {
 	Load func() (*ebpf.CollectionSpec, error)
 	// Decoders by event kind (enum event_kind in bpf/include/events.h).
 	Decoders map[uint32]Decoder
+}
+
+// View reads raw, one event as the ring buffer delivered it, as a *T: a
+// fixed-size view with no copy and no reflection, after checking raw is
+// long enough. Decoders use it with their bpf2go event types.
+func View[T any](raw []byte) (*T, error) {
+	var zero T
+	if len(raw) < int(unsafe.Sizeof(zero)) {
+		return nil, fmt.Errorf("event of %d bytes, want %d", len(raw), unsafe.Sizeof(zero))
+	}
+	return (*T)(unsafe.Pointer(&raw[0])), nil
 }

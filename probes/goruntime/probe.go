@@ -4,7 +4,6 @@ package goruntime
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
@@ -41,11 +40,10 @@ var Probe = probes.Spec{
 }
 
 func decode(raw []byte, t *probes.Target) (event.Event, error) {
-	var e *bpfGcPauseEvent
-	if len(raw) < int(unsafe.Sizeof(*e)) {
-		return nil, fmt.Errorf("gc pause event of %d bytes, want %d", len(raw), unsafe.Sizeof(*e))
+	e, err := probes.View[bpfGcPauseEvent](raw)
+	if err != nil {
+		return nil, fmt.Errorf("gc pause %w", err)
 	}
-	e = (*bpfGcPauseEvent)(unsafe.Pointer(&raw[0]))
 	return &event.Pause{
 		Process:          t.Proc,
 		Start:            t.Clock.Time(e.StartNs),

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
@@ -99,11 +98,10 @@ func moduleMinor(v string) int {
 }
 
 func decode(raw []byte, t *probes.Target) (event.Event, error) {
-	var e *bpfGrpcEvent
-	if len(raw) < int(unsafe.Sizeof(*e)) {
-		return nil, fmt.Errorf("grpc event of %d bytes, want %d", len(raw), unsafe.Sizeof(*e))
+	e, err := probes.View[bpfGrpcEvent](raw)
+	if err != nil {
+		return nil, fmt.Errorf("grpc %w", err)
 	}
-	e = (*bpfGrpcEvent)(unsafe.Pointer(&raw[0]))
 	ev := &event.GRPC{
 		Process:    t.Proc,
 		Start:      t.Clock.Time(e.StartNs),

@@ -2,9 +2,6 @@
 package nethttp
 
 import (
-	"fmt"
-	"unsafe"
-
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
 )
@@ -74,17 +71,8 @@ var Probe = probes.Spec{
 // Bits of http_server_event.cut.
 var cutNames = []string{"method", "path", "route", "host", "remote"}
 
-// cast views raw as a *T after checking its size: a fixed-size read.
-func cast[T any](raw []byte) (*T, error) {
-	var zero T
-	if len(raw) < int(unsafe.Sizeof(zero)) {
-		return nil, fmt.Errorf("event of %d bytes, want %d", len(raw), unsafe.Sizeof(zero))
-	}
-	return (*T)(unsafe.Pointer(&raw[0])), nil
-}
-
 func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
-	e, err := cast[bpfHttpServerEvent](raw)
+	e, err := probes.View[bpfHttpServerEvent](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +110,7 @@ func truncated(cut uint8) []string {
 }
 
 func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
-	e, err := cast[bpfHttpClientEvent](raw)
+	e, err := probes.View[bpfHttpClientEvent](raw)
 	if err != nil {
 		return nil, err
 	}
