@@ -46,6 +46,23 @@ static __always_inline int go_string_at(struct go_string *s, const void *addr)
 	return bpf_probe_read_user(s, sizeof(*s), addr);
 }
 
+/*
+ * Copy the Go string whose header is at addr (an empty string when addr is
+ * 0) into dst, of cap bytes; when it was cut, set bit in *cuts. Returns the
+ * length copied.
+ */
+static __always_inline __u16 go_string_field(void *dst, __u32 cap, const void *addr, __u8 bit, __u8 *cuts)
+{
+	struct go_string s = {};
+	__u8 cut = 0;
+	if (addr)
+		go_string_at(&s, addr);
+	__u32 n = go_string_copy(dst, cap, s, &cut);
+	if (cut)
+		*cuts |= bit;
+	return n;
+}
+
 /* Read a pointer-sized word at addr; 0 when unreadable. */
 static __always_inline __u64 go_word_at(const void *addr)
 {

@@ -288,39 +288,12 @@ int uprobe_server_return(struct pt_regs *ctx)
 	e->cut = 0;
 
 	void *req = (void *)r->req;
-	struct go_string s = {};
-	__u8 cut = 0;
-
-	go_string_at(&s, req + off_req_method);
-	e->method_len = go_string_copy(e->method, METHOD_MAX, s, &cut);
-	e->cut |= cut ? CUT_METHOD : 0;
-
-	cut = 0;
-	s.len = 0;
 	__u64 url = go_word_at(req + off_req_url);
-	if (url)
-		go_string_at(&s, (void *)(url + off_url_path));
-	e->path_len = go_string_copy(e->path, PATH_MAX_, s, &cut);
-	e->cut |= cut ? CUT_PATH : 0;
-
-	cut = 0;
-	s.len = 0;
-	if (off_req_pattern)
-		go_string_at(&s, req + off_req_pattern);
-	e->route_len = go_string_copy(e->route, ROUTE_MAX, s, &cut);
-	e->cut |= cut ? CUT_ROUTE : 0;
-
-	cut = 0;
-	s.len = 0;
-	go_string_at(&s, req + off_req_host);
-	e->host_len = go_string_copy(e->host, HOST_MAX, s, &cut);
-	e->cut |= cut ? CUT_HOST : 0;
-
-	cut = 0;
-	s.len = 0;
-	go_string_at(&s, req + off_req_remote);
-	e->remote_len = go_string_copy(e->remote, REMOTE_MAX, s, &cut);
-	e->cut |= cut ? CUT_REMOTE : 0;
+	e->method_len = go_string_field(e->method, METHOD_MAX, req + off_req_method, CUT_METHOD, &e->cut);
+	e->path_len = go_string_field(e->path, PATH_MAX_, url ? (void *)(url + off_url_path) : 0, CUT_PATH, &e->cut);
+	e->route_len = go_string_field(e->route, ROUTE_MAX, off_req_pattern ? req + off_req_pattern : 0, CUT_ROUTE, &e->cut);
+	e->host_len = go_string_field(e->host, HOST_MAX, req + off_req_host, CUT_HOST, &e->cut);
+	e->remote_len = go_string_field(e->remote, REMOTE_MAX, req + off_req_remote, CUT_REMOTE, &e->cut);
 
 	e->proto_major = go_word_at(req + off_req_proto_major);
 	e->proto_minor = go_word_at(req + off_req_proto_minor);
@@ -469,32 +442,11 @@ int uprobe_client_return(struct pt_regs *ctx)
 	e->status = resp ? go_word_at((void *)(resp + off_response_status_code)) : 0;
 
 	void *req = (void *)r->req;
-	struct go_string s = {};
-	__u8 cut = 0;
-	go_string_at(&s, req + off_req_method);
-	e->method_len = go_string_copy(e->method, METHOD_MAX, s, &cut);
-	e->cut |= cut ? CUT_METHOD : 0;
-
 	__u64 url = go_word_at(req + off_req_url);
-	cut = 0;
-	s.len = 0;
-	if (url)
-		go_string_at(&s, (void *)(url + off_url_scheme));
-	e->scheme_len = go_string_copy(e->scheme, 16, s, &cut);
-
-	cut = 0;
-	s.len = 0;
-	if (url)
-		go_string_at(&s, (void *)(url + off_url_host));
-	e->host_len = go_string_copy(e->host, HOST_MAX, s, &cut);
-	e->cut |= cut ? CUT_HOST : 0;
-
-	cut = 0;
-	s.len = 0;
-	if (url)
-		go_string_at(&s, (void *)(url + off_url_path));
-	e->path_len = go_string_copy(e->path, PATH_MAX_, s, &cut);
-	e->cut |= cut ? CUT_PATH : 0;
+	e->method_len = go_string_field(e->method, METHOD_MAX, req + off_req_method, CUT_METHOD, &e->cut);
+	e->scheme_len = go_string_field(e->scheme, 16, url ? (void *)(url + off_url_scheme) : 0, 0, &e->cut);
+	e->host_len = go_string_field(e->host, HOST_MAX, url ? (void *)(url + off_url_host) : 0, CUT_HOST, &e->cut);
+	e->path_len = go_string_field(e->path, PATH_MAX_, url ? (void *)(url + off_url_path) : 0, CUT_PATH, &e->cut);
 
 	bpf_map_delete_elem(&client_reqs, &k);
 	event_submit(e);
