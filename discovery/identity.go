@@ -71,13 +71,13 @@ type goCache struct {
 // maxGoCache bounds the cache; past it, it starts over.
 const maxGoCache = 4096
 
-// goVersion tells whether the executable of pid is a Go program, and which
-// Go built it. The file is read through /proc/PID/exe, which works for
+// goVersion tells whether the executable of pid is a Go program, which
+// Go built it, and whether the file was read (not found in the cache). The file is read through /proc/PID/exe, which works for
 // processes in other mount namespaces and for deleted files.
-func (c *goCache) goVersion(pid int) (string, bool) {
+func (c *goCache) goVersion(pid int) (version string, isGo, read bool) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
-		return "", false
+		return "", false, false
 	}
 	defer f.Close()
 	var key fileKey
@@ -88,7 +88,7 @@ func (c *goCache) goVersion(pid int) (string, bool) {
 	}
 	if key.ino != 0 {
 		if v, ok := c.m[key]; ok {
-			return v, v != ""
+			return v, v != "", false
 		}
 	}
 	var v string
@@ -101,5 +101,5 @@ func (c *goCache) goVersion(pid int) (string, bool) {
 		}
 		c.m[key] = v
 	}
-	return v, v != ""
+	return v, v != "", true
 }

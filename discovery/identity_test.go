@@ -41,9 +41,9 @@ func TestStartTimeAndExe(t *testing.T) {
 // Replicas of one binary cost one read; a non-Go program is told apart.
 func TestGoCache(t *testing.T) {
 	var c goCache
-	v, ok := c.goVersion(os.Getpid())
-	if !ok || v != runtime.Version() {
-		t.Fatalf("this test binary: %q %v, want %s", v, ok, runtime.Version())
+	v, ok, read := c.goVersion(os.Getpid())
+	if !ok || !read || v != runtime.Version() {
+		t.Fatalf("this test binary: %q %v read=%v, want %s read", v, ok, read, runtime.Version())
 	}
 	if len(c.m) != 1 {
 		t.Fatalf("cache has %d entries", len(c.m))
@@ -53,8 +53,8 @@ func TestGoCache(t *testing.T) {
 	for k := range c.m {
 		c.m[k] = "go0.cached"
 	}
-	if v, _ := c.goVersion(os.Getpid()); v != "go0.cached" {
-		t.Errorf("not served from the cache: %q", v)
+	if v, _, read := c.goVersion(os.Getpid()); v != "go0.cached" || read {
+		t.Errorf("not served from the cache: %q read=%v", v, read)
 	}
 
 	sh, err := exec.LookPath("sleep")
@@ -66,13 +66,13 @@ func TestGoCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	if v, ok := c.goVersion(cmd.Process.Pid); ok {
+	if v, ok, _ := c.goVersion(cmd.Process.Pid); ok {
 		t.Errorf("%s taken for a Go program (%s)", filepath.Base(sh), v)
 	}
 	if len(c.m) != 2 {
 		t.Errorf("non-Go answer not cached: %d entries", len(c.m))
 	}
-	if _, ok := c.goVersion(1 << 30); ok {
+	if _, ok, _ := c.goVersion(1 << 30); ok {
 		t.Error("a pid that cannot exist is a Go program")
 	}
 }

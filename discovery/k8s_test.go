@@ -98,38 +98,46 @@ func TestPodSelector(t *testing.T) {
 func TestPodResource(t *testing.T) {
 	pod := &Pod{Namespace: "shop", Name: "cart-7d9f-x2", UID: "u1", Node: "n1", Labels: map[string]string{}}
 	pc := PodContainer{Pod: pod, Container: "app"}
-	attrs, svc := pc.Resource("Deployment", "cart")
+	attrs, svc := pc.Resource([]Owner{{"ReplicaSet", "cart-7d9f"}, {"Deployment", "cart"}})
 	want := map[string]string{"k8s.namespace.name": "shop", "k8s.pod.name": "cart-7d9f-x2", "k8s.pod.uid": "u1",
-		"k8s.container.name": "app", "k8s.node.name": "n1", "k8s.deployment.name": "cart"}
+		"k8s.container.name": "app", "k8s.node.name": "n1", "k8s.replicaset.name": "cart-7d9f", "k8s.deployment.name": "cart"}
 	if fmt.Sprint(attrs) != fmt.Sprint(want) || svc != "cart" {
 		t.Errorf("attrs %v service %q", attrs, svc)
 	}
+	attrs, svc = pc.Resource([]Owner{{"Job", "report-29321040"}, {"CronJob", "report"}})
+	if attrs["k8s.job.name"] != "report-29321040" || attrs["k8s.cronjob.name"] != "report" || svc != "report" {
+		t.Errorf("cron job: attrs %v service %q", attrs, svc)
+	}
+	if _, svc := pc.Resource([]Owner{{"Job", "once"}}); svc != "once" {
+		t.Errorf("bare job: service %q", svc)
+	}
 	pod.Labels["app.kubernetes.io/name"] = "shop-cart"
-	if _, svc := pc.Resource("StatefulSet", "db"); svc != "shop-cart" {
+	if _, svc := pc.Resource([]Owner{{"StatefulSet", "db"}}); svc != "shop-cart" {
 		t.Errorf("service %q, want the app.kubernetes.io/name label", svc)
 	}
-	if attrs, _ := pc.Resource("DaemonSet", "agent"); attrs["k8s.daemonset.name"] != "agent" {
+	if attrs, _ := pc.Resource([]Owner{{"DaemonSet", "agent"}}); attrs["k8s.daemonset.name"] != "agent" {
 		t.Errorf("daemonset: %v", attrs)
 	}
 	pod.Labels = nil
-	if _, svc := pc.Resource("", ""); svc != "cart-7d9f-x2" {
-		t.Errorf("bare pod service %q", svc)
+	if attrs, svc := pc.Resource(nil); svc != "cart-7d9f-x2" || len(attrs) != 5 {
+		t.Errorf("bare pod: service %q, attrs %v", svc, attrs)
 	}
 }
 
 // fakeAPI is an API server serving pods of one node from a list and a
 // watch stream the test feeds, and ReplicaSets.
 type fakeAPI struct {
-	t      *testing.T
-	mu     sync.Mutex
-	rv     int
-	pods   map[string]string // uid -> pod JSON
-	events chan string       // watch events, one JSON object each
-	down   bool              // answer 503
-	lists  int
-	rsGets int
-	gone   bool // the next watch answers 410
-	token  string
+	t       *testing.T
+	mu      sync.Mutex
+	rv      int
+	pods    map[string]string // uid -> pod JSON
+	events  chan string       // watch events, one JSON object each
+	down    bool              // answer 503
+	lists   int
+	rsGets  int
+	jobGets int
+	gone    bool // the next watch answers 410
+	token   string
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
@@ -199,6 +207,17 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		fmt.Fprint(w, `{"kind":"ReplicaSet","apiVersion":"apps/v1","metadata":{"name":"cart-7d9f8b6c5","namespace":"shop","uid":"rs1",
 			"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"cart","uid":"d1","controller":true,"blockOwnerDeletion":true}]},"spec":{"replicas":1}}`)
+	case r.URL.Path == "/apis/batch/v1/namespaces/shop/jobs/report-29321040":
+		f.mu.Lock()
+		f.jobGets++
+		f.mu.Unlock()
+		fmt.Fprint(w, `{"kind":"Job","apiVersion":"batch/v1","metadata":{"name":"report-29321040","namespace":"shop","uid":"j1",
+			"ownerReferences":[{"apiVersion":"batch/v1","kind":"CronJob","name":"report","uid":"cj1","controller":true,"blockOwnerDeletion":true}]},"spec":{"completions":1}}`)
+	case r.URL.Path == "/apis/batch/v1/namespaces/shop/jobs/once":
+		f.mu.Lock()
+		f.jobGets++
+		f.mu.Unlock()
+		fmt.Fprint(w, `{"kind":"Job","apiVersion":"batch/v1","metadata":{"name":"once","namespace":"shop","uid":"j2"},"spec":{"completions":1}}`)
 	default:
 		http.Error(w, `{"kind":"Status","code":404,"message":"not found"}`, 404)
 	}
@@ -291,12 +310,30 @@ func TestPodWatcher(t *testing.T) {
 		t.Error("listed pod not selected")
 	}
 	for range 2 {
-		if kind, name := w.Workload(ctx, pc.Pod); kind != "Deployment" || name != "cart" {
-			t.Errorf("workload %s %s", kind, name)
+		if o := w.Owners(ctx, pc.Pod); fmt.Sprint(o) != "[{ReplicaSet cart-7d9f8b6c5} {Deployment cart}]" {
+			t.Errorf("owners %v", o)
 		}
 	}
-	if api.mu.Lock(); api.rsGets != 1 {
-		t.Errorf("%d ReplicaSet GETs, want 1 (cached)", api.rsGets)
+	// A Job's CronJob; a Job without one; a StatefulSet's pod (no lookup);
+	// a controller the API server does not know (only the pod's own).
+	cron := &Pod{Namespace: "shop", Name: "report-29321040-abcde", OwnerKind: "Job", OwnerName: "report-29321040"}
+	once := &Pod{Namespace: "shop", Name: "once-fghij", OwnerKind: "Job", OwnerName: "once"}
+	for range 2 {
+		if o := w.Owners(ctx, cron); fmt.Sprint(o) != "[{Job report-29321040} {CronJob report}]" {
+			t.Errorf("cron job pod: owners %v", o)
+		}
+		if o := w.Owners(ctx, once); fmt.Sprint(o) != "[{Job once}]" {
+			t.Errorf("bare job pod: owners %v", o)
+		}
+	}
+	if o := w.Owners(ctx, &Pod{Namespace: "shop", OwnerKind: "StatefulSet", OwnerName: "db"}); fmt.Sprint(o) != "[{StatefulSet db}]" {
+		t.Errorf("statefulset pod: owners %v", o)
+	}
+	if o := w.Owners(ctx, &Pod{Namespace: "shop", OwnerKind: "ReplicaSet", OwnerName: "ghost"}); fmt.Sprint(o) != "[{ReplicaSet ghost}]" {
+		t.Errorf("unknown replicaset: owners %v", o)
+	}
+	if api.mu.Lock(); api.rsGets != 1 || api.jobGets != 2 {
+		t.Errorf("%d ReplicaSet and %d Job GETs, want 1 and 2 (cached)", api.rsGets, api.jobGets)
 	}
 	api.mu.Unlock()
 

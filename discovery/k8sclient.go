@@ -366,17 +366,27 @@ func (c *K8sClient) watchPods(ctx context.Context, node, rv string, timeout time
 	return resp.Body, nil
 }
 
-// replicaSetOwner returns the controller owner of a ReplicaSet (its
-// Deployment), or ok false when it has none.
-func (c *K8sClient) replicaSetOwner(ctx context.Context, namespace, name string) (k8sOwnerRef, bool, error) {
-	var rs struct {
+// controllerAPI is where the API server serves the controllers whose own
+// controller golens looks up.
+var controllerAPI = map[string]string{
+	"ReplicaSet": "/apis/apps/v1/namespaces/%s/replicasets/%s",
+	"Job":        "/apis/batch/v1/namespaces/%s/jobs/%s",
+}
+
+// controllerOwner returns the controller owner of a ReplicaSet (its
+// Deployment) or a Job (its CronJob), or ok false when it has none.
+func (c *K8sClient) controllerOwner(ctx context.Context, kind, namespace, name string) (k8sOwnerRef, bool, error) {
+	api, ok := controllerAPI[kind]
+	if !ok {
+		return k8sOwnerRef{}, false, fmt.Errorf("no owner lookup for kind %s", kind)
+	}
+	var obj struct {
 		Metadata k8sMeta `json:"metadata"`
 	}
-	path := "/apis/apps/v1/namespaces/" + url.PathEscape(namespace) + "/replicasets/" + url.PathEscape(name)
-	if err := c.getJSON(ctx, path, nil, &rs); err != nil {
+	if err := c.getJSON(ctx, fmt.Sprintf(api, url.PathEscape(namespace), url.PathEscape(name)), nil, &obj); err != nil {
 		return k8sOwnerRef{}, false, err
 	}
-	o, ok := controllerOf(rs.Metadata.OwnerReferences)
+	o, ok := controllerOf(obj.Metadata.OwnerReferences)
 	return o, ok, nil
 }
 

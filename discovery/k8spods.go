@@ -58,7 +58,7 @@ type PodWatcher struct {
 	pods       map[string]*Pod         // by uid
 	containers map[string]PodContainer // by container ID
 	byPod      map[string][]string     // uid -> its container IDs
-	owners     map[string]k8sOwnerRef  // "ns/replicaset" -> its Deployment
+	owners     map[string]k8sOwnerRef  // "kind/ns/name" of a ReplicaSet or Job -> its controller
 	rv         string                  // resourceVersion to watch from; "" lists anew
 	synced     atomic.Bool             // listed at least once
 	up         atomic.Bool             // the last request reached the API server
@@ -335,33 +335,41 @@ func (w *PodWatcher) Pods() int {
 	return len(w.pods)
 }
 
-// Workload returns the pod's workload: a ReplicaSet's Deployment (read
-// from the API server once per ReplicaSet), else the pod's own controller.
-// Without an answer from the API server the ReplicaSet itself is returned.
-func (w *PodWatcher) Workload(ctx context.Context, p *Pod) (kind, name string) {
-	if p.OwnerKind != "ReplicaSet" {
-		return p.OwnerKind, p.OwnerName
+// Owner is a workload controller of a pod.
+type Owner struct{ Kind, Name string }
+
+// Owners returns the pod's controllers, nearest first: its own controller
+// (ReplicaSet, StatefulSet, DaemonSet, Job, ...) and, for a ReplicaSet or a
+// Job, the one that manages it (a Deployment, a CronJob), read from the API
+// server once per ReplicaSet or Job. Without an answer from the API server
+// only the pod's own controller is returned. A bare pod has none.
+func (w *PodWatcher) Owners(ctx context.Context, p *Pod) []Owner {
+	if p.OwnerKind == "" {
+		return nil
 	}
-	key := p.Namespace + "/" + p.OwnerName
+	owners := []Owner{{p.OwnerKind, p.OwnerName}}
+	if p.OwnerKind != "ReplicaSet" && p.OwnerKind != "Job" {
+		return owners
+	}
+	key := p.OwnerKind + "/" + p.Namespace + "/" + p.OwnerName
 	w.mu.RLock()
 	o, ok := w.owners[key]
 	w.mu.RUnlock()
 	if !ok {
-		var found bool
 		var err error
-		o, found, err = w.cfg.Client.replicaSetOwner(ctx, p.Namespace, p.OwnerName)
+		o, _, err = w.cfg.Client.controllerOwner(ctx, p.OwnerKind, p.Namespace, p.OwnerName)
 		if err != nil {
-			w.log.Warn("cannot read the owner of a ReplicaSet", "namespace", p.Namespace, "replicaset", p.OwnerName, "err", err)
-			return p.OwnerKind, p.OwnerName
-		}
-		if !found {
-			o = k8sOwnerRef{Kind: p.OwnerKind, Name: p.OwnerName}
+			w.log.Warn("cannot read the owner of a pod's controller", "namespace", p.Namespace, "kind", p.OwnerKind, "name", p.OwnerName, "err", err)
+			return owners
 		}
 		w.mu.Lock()
-		w.owners[key] = o
+		w.owners[key] = o // a zero o (no controller) is remembered too
 		w.mu.Unlock()
 	}
-	return o.Kind, o.Name
+	if o.Kind != "" {
+		owners = append(owners, Owner{o.Kind, o.Name})
+	}
+	return owners
 }
 
 // workloadAttrs are the resource attribute keys of workload kinds.
@@ -374,11 +382,21 @@ var workloadAttrs = map[string]string{
 	"CronJob":     "k8s.cronjob.name",
 }
 
+// PodResourceKeys are the resource attributes a pod's processes may get.
+var PodResourceKeys = []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name",
+	"k8s.deployment.name", "k8s.replicaset.name", "k8s.statefulset.name", "k8s.daemonset.name", "k8s.job.name", "k8s.cronjob.name"}
+
+// BoundedPodResourceKeys are those of PodResourceKeys that stay the same
+// across pod restarts and rollouts: fit for metric labels. (ReplicaSets
+// change with each rollout, Jobs with each CronJob run, pods always.)
+var BoundedPodResourceKeys = []string{"k8s.namespace.name", "k8s.deployment.name", "k8s.statefulset.name", "k8s.daemonset.name", "k8s.cronjob.name"}
+
 // Resource returns the OpenTelemetry resource attributes of a container
-// of p whose workload is (kind, name), and the service name the pod gives
-// it: its app.kubernetes.io/name label, else the workload's name, else the
-// pod's.
-func (c PodContainer) Resource(kind, name string) (attrs map[string]string, service string) {
+// of p whose controllers are owners (nearest first, as Owners returns
+// them), and the service name the pod gives it: its app.kubernetes.io/name
+// label, else the outermost controller's name (the Deployment, not its
+// ReplicaSet; the CronJob, not its Job), else the pod's.
+func (c PodContainer) Resource(owners []Owner) (attrs map[string]string, service string) {
 	p := c.Pod
 	attrs = map[string]string{
 		"k8s.namespace.name": p.Namespace,
@@ -387,14 +405,16 @@ func (c PodContainer) Resource(kind, name string) (attrs map[string]string, serv
 		"k8s.container.name": c.Container,
 		"k8s.node.name":      p.Node,
 	}
-	if key, ok := workloadAttrs[kind]; ok && name != "" {
-		attrs[key] = name
+	for _, o := range owners {
+		if key, ok := workloadAttrs[o.Kind]; ok && o.Name != "" {
+			attrs[key] = o.Name
+		}
 	}
 	switch {
 	case p.Labels["app.kubernetes.io/name"] != "":
 		service = p.Labels["app.kubernetes.io/name"]
-	case name != "":
-		service = name
+	case len(owners) > 0 && owners[len(owners)-1].Name != "":
+		service = owners[len(owners)-1].Name
 	default:
 		service = p.Name
 	}

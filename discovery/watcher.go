@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,6 +63,48 @@ type Watcher struct {
 	stopRead  chan struct{}
 	lastLost  time.Time
 	connFails int
+
+	stats watchCounters
+}
+
+// Why /proc is scanned: at start, on the period, after the kernel dropped
+// process events, after the event socket failed.
+const (
+	RescanStart = iota
+	RescanPeriodic
+	RescanEventsLost
+	RescanEventsFailed
+	rescanReasons
+)
+
+// RescanReasons name the reasons of WatchStats.Rescans, by index.
+var RescanReasons = [rescanReasons]string{"start", "periodic", "events_lost", "events_failed"}
+
+// watchCounters are written by Run's goroutine and read by Stats from any.
+type watchCounters struct {
+	execs, losses, binaries atomic.Uint64
+	rescans                 [rescanReasons]atomic.Uint64
+}
+
+// WatchStats is what discovery did so far.
+type WatchStats struct {
+	Execs       uint64                // exec events received from the kernel
+	EventLosses uint64                // times the kernel dropped process events
+	Binaries    uint64                // executables read for Go build info (once per binary file)
+	Rescans     [rescanReasons]uint64 // scans of /proc, by reason (RescanReasons)
+}
+
+// Stats returns the counters; safe from any goroutine.
+func (w *Watcher) Stats() WatchStats {
+	s := WatchStats{
+		Execs:       w.stats.execs.Load(),
+		EventLosses: w.stats.losses.Load(),
+		Binaries:    w.stats.binaries.Load(),
+	}
+	for i := range s.Rescans {
+		s.Rescans[i] = w.stats.rescans[i].Load()
+	}
+	return s
 }
 
 // tracked is a process the watcher decided on.
@@ -109,7 +152,7 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 func (w *Watcher) Run(ctx context.Context) error {
 	w.connect()
 	defer w.disconnect()
-	w.rescan(ctx)
+	w.rescan(ctx, RescanStart)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -127,15 +170,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 			case b.err != nil:
 				w.log.Warn("process events failed, rescanning /proc", "err", b.err, "rescan", w.cfg.Rescan)
 				w.disconnect()
-				w.rescan(ctx)
+				w.rescan(ctx, RescanEventsFailed)
 			case b.lost:
 				// Log at most once a minute: a storm of execs can cause many.
 				if time.Since(w.lastLost) > time.Minute {
 					w.log.Warn("process events lost, rescanning /proc")
 					w.lastLost = time.Now()
 				}
+				w.stats.losses.Add(1)
 				w.drainBatches(ctx)
-				w.rescan(ctx)
+				w.rescan(ctx, RescanEventsLost)
 			default:
 				for _, ev := range b.events {
 					w.handle(ctx, ev)
@@ -145,7 +189,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if w.conn == nil {
 				w.connect()
 			}
-			w.rescan(ctx)
+			w.rescan(ctx, RescanPeriodic)
 		}
 	}
 }
@@ -268,6 +312,7 @@ func (w *Watcher) handle(ctx context.Context, ev procEvent) {
 	pid := ev.TGID
 	switch ev.What {
 	case procEventExec:
+		w.stats.execs.Add(1)
 		// After exec the pid and start time stay, the program does not.
 		// An exec from before the watcher looked at the process is one it
 		// has seen the result of (events queue up during the first scan).
@@ -345,7 +390,10 @@ func (w *Watcher) consider(ctx context.Context, pid int, exec time.Time) {
 		return
 	}
 	delete(w.failed, pid)
-	ver, isGo := w.goc.goVersion(pid)
+	ver, isGo, read := w.goc.goVersion(pid)
+	if read {
+		w.stats.binaries.Add(1)
+	}
 	if !isGo {
 		w.log.Debug("selected process is not a Go program", "pid", pid, "exe", exe)
 		w.failed[pid] = t
@@ -360,7 +408,8 @@ func (w *Watcher) consider(ctx context.Context, pid int, exec time.Time) {
 
 // rescan reconciles with /proc: processes gone or replaced are lost, new
 // selected ones are offered.
-func (w *Watcher) rescan(ctx context.Context) {
+func (w *Watcher) rescan(ctx context.Context, reason int) {
+	w.stats.rescans[reason].Add(1)
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		w.log.Warn("cannot scan /proc", "err", err)

@@ -210,17 +210,17 @@ func TestWatcherRescan(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startHelper(t, selPath)
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	n := next(t, notes, time.Second)
 	if n.found == nil || n.found.PID != p.Process.Pid {
 		t.Fatalf("got %+v", n.found)
 	}
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	quiet(t, notes, 50*time.Millisecond) // refused once: not offered again
 
 	refuse = false
 	q := startHelper(t, selPath)
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	n = next(t, notes, time.Second)
 	if n.found == nil || n.found.PID != q.Process.Pid {
 		t.Fatalf("got %+v", n.found)
@@ -230,19 +230,19 @@ func TestWatcherRescan(t *testing.T) {
 	// A process that exited while events were lost.
 	q.Process.Kill()
 	q.Wait()
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	if n = next(t, notes, time.Second); n.gone.PID != q.Process.Pid || n.reason != "exited" {
 		t.Fatalf("got %+v %v", n.found, n.gone)
 	}
 
 	// Pid reuse: the pid is known with another start time.
 	r := startHelper(t, selPath)
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	n = next(t, notes, time.Second)
 	stale := n.found.ID
 	stale.Start--
 	w.known[r.Process.Pid] = tracked{id: stale, exe: selPath}
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	if n = next(t, notes, time.Second); n.gone != stale || n.reason != "exited" {
 		t.Fatalf("reused pid: got gone %v %s", n.gone, n.reason)
 	}
@@ -252,7 +252,7 @@ func TestWatcherRescan(t *testing.T) {
 
 	// An exec we did not hear of: the same pid and start, another program.
 	w.known[r.Process.Pid] = tracked{id: n.found.ID, exe: "/usr/bin/before-exec"}
-	w.rescan(context.Background())
+	w.rescan(context.Background(), RescanPeriodic)
 	if n = next(t, notes, time.Second); n.gone.PID != r.Process.Pid || n.reason != "exec" {
 		t.Fatalf("exec: got gone %v %s", n.gone, n.reason)
 	}
@@ -260,6 +260,11 @@ func TestWatcherRescan(t *testing.T) {
 		t.Fatalf("exec: got %+v", n.found)
 	}
 	quiet(t, notes, 50*time.Millisecond)
+	// Every scan counted; the helper binary read once whatever the pids.
+	st := w.Stats()
+	if st.Rescans != [rescanReasons]uint64{RescanPeriodic: 7} || st.Binaries != 1 || st.Execs != 0 {
+		t.Errorf("stats %+v, want 7 periodic rescans, 1 binary read, 0 execs", st)
+	}
 }
 
 // Exec and exit events, fed directly: an exec of a tracked pid loses it
@@ -303,10 +308,13 @@ func TestWatcherHandle(t *testing.T) {
 	// event comes out of the queue, and is not news.
 	before := monoNow()
 	q := startHelper(t, selPath)
-	w.rescan(ctx)
+	w.rescan(ctx, RescanPeriodic)
 	if n = next(t, notes, time.Second); n.found == nil || n.found.PID != q.Process.Pid {
 		t.Fatalf("got %+v", n.found)
 	}
 	w.handle(ctx, procEvent{What: procEventExec, PID: q.Process.Pid, TGID: q.Process.Pid, Timestamp: before})
 	quiet(t, notes, 50*time.Millisecond)
+	if st := w.Stats(); st.Execs != 3 || st.Rescans[RescanPeriodic] != 1 {
+		t.Errorf("stats %+v, want 3 execs and 1 rescan", st)
+	}
 }

@@ -43,7 +43,16 @@ type Options struct {
 	Buckets      []float64     // request duration buckets in seconds; DefaultBuckets when nil
 	RoutesPerSvc int           // distinct route labels per service before "other"
 	IdleTTL      time.Duration // a label set not updated for this long is removed; default 10 min
+	// ResourceLabels are resource attributes of the target (e.g.
+	// k8s.namespace.name) added as labels to every go_app_ metric, named
+	// with underscores for dots (k8s_namespace_name); a target without the
+	// attribute has the label empty. Each must stay bounded.
+	ResourceLabels []string
 }
+
+// ResourceLabelName is the Prometheus label name of a resource attribute:
+// k8s.namespace.name → k8s_namespace_name.
+func ResourceLabelName(attr string) string { return strings.ReplaceAll(attr, ".", "_") }
 
 // Metrics records application metrics from events. Every event is counted,
 // whatever the sampler keeps.
@@ -51,6 +60,7 @@ type Metrics struct {
 	reg    *prometheus.Registry
 	routes *routeCap
 	ttl    time.Duration
+	extra  []string // Options.ResourceLabels
 
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -65,7 +75,7 @@ type Metrics struct {
 
 	mu      sync.Mutex
 	seen    map[*prometheus.MetricVec]map[string]series
-	goidgen map[string]uint64 // service -> last goroutine id counter seen
+	goidgen map[string]uint64 // label set (joined) -> last goroutine id counter seen
 	expired uint64
 }
 
@@ -86,13 +96,20 @@ func New(o Options) *Metrics {
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = 10 * time.Minute
 	}
-	server := []string{"service_name", "method", "route", "status_code"}
-	client := []string{"service_name", "method", "server_address", "status_code"}
-	svc := []string{"service_name"}
+	withResource := func(names ...string) []string {
+		for _, a := range o.ResourceLabels {
+			names = append(names, ResourceLabelName(a))
+		}
+		return names
+	}
+	server := withResource("service_name", "method", "route", "status_code")
+	client := withResource("service_name", "method", "server_address", "status_code")
+	svc := withResource("service_name")
 	m := &Metrics{
 		reg:     prometheus.NewRegistry(),
 		routes:  newRouteCap(o.RoutesPerSvc),
 		ttl:     o.IdleTTL,
+		extra:   o.ResourceLabels,
 		seen:    make(map[*prometheus.MetricVec]map[string]series),
 		goidgen: make(map[string]uint64),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -131,7 +148,7 @@ func New(o Options) *Metrics {
 			Help: "Goroutines created by the instrumented Go service since golens attached, sampled at each GC pause (needs the binary's symbol table).",
 		}, svc),
 	}
-	grpcLabels := []string{"service_name", "grpc_service", "grpc_method", "grpc_code"}
+	grpcLabels := withResource("service_name", "grpc_service", "grpc_method", "grpc_code")
 	for i, side := range []string{"server", "client"} {
 		verb := map[string]string{"server": "handled by", "client": "made by"}[side]
 		m.grpcHandled[i] = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -164,6 +181,14 @@ func New(o Options) *Metrics {
 // Registry is where further collectors (golens_ health) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// labels returns lv followed by the process's resource labels.
+func (m *Metrics) labels(p *event.Process, lv ...string) []string {
+	for _, a := range m.extra {
+		lv = append(lv, p.Resource[a])
+	}
+	return lv
+}
+
 // touch notes that the label set lv of vec was updated at now.
 func (m *Metrics) touch(vec *prometheus.MetricVec, lv []string, now time.Time) {
 	key := strings.Join(lv, "\xff")
@@ -192,9 +217,9 @@ func (m *Metrics) Expire(now time.Time) int {
 			}
 		}
 	}
-	for svc := range m.goidgen {
-		if _, live := m.seen[m.goroutines.MetricVec][svc]; !live {
-			delete(m.goidgen, svc)
+	for key := range m.goidgen {
+		if _, live := m.seen[m.goroutines.MetricVec][key]; !live {
+			delete(m.goidgen, key)
 		}
 	}
 	m.routes.expire(now, m.ttl)
@@ -225,7 +250,7 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 	case *event.HTTPServer:
 		svc := e.Process.ServiceName
 		route := m.routes.label(svc, routeLabel(e), now)
-		lv := []string{svc, event.NormalMethod(e.Method), route, statusLabel(e.Status)}
+		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), route, statusLabel(e.Status))
 		m.requests.WithLabelValues(lv...).Inc()
 		m.duration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.requests.MetricVec, lv, now)
@@ -239,7 +264,7 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 		if err != nil {
 			host = e.Host
 		}
-		lv := []string{e.Process.ServiceName, event.NormalMethod(e.Method), host, status}
+		lv := m.labels(e.Process, e.Process.ServiceName, event.NormalMethod(e.Method), host, status)
 		m.clientRequests.WithLabelValues(lv...).Inc()
 		m.clientDuration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.clientRequests.MetricVec, lv, now)
@@ -250,7 +275,7 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 			side = 1
 		}
 		svc, method := e.ServiceMethod()
-		lv := []string{e.Process.ServiceName, svc, method, e.CodeName()}
+		lv := m.labels(e.Process, e.Process.ServiceName, svc, method, e.CodeName())
 		m.grpcHandled[side].WithLabelValues(lv...).Inc()
 		m.grpcHandling[side].WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.grpcHandled[side].MetricVec, lv, now)
@@ -259,7 +284,7 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 		if !e.Reason.GC() {
 			return
 		}
-		lv := []string{e.Process.ServiceName}
+		lv := m.labels(e.Process, e.Process.ServiceName)
 		m.gcPause.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.gcPause.MetricVec, lv, now)
 		// Two pauses a cycle; the cycle is complete at mark termination.
@@ -280,9 +305,10 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 // countGoroutines turns the runtime's goroutine id counter into a counter
 // of goroutines created since golens first saw the service.
 func (m *Metrics) countGoroutines(lv []string, issued uint64, now time.Time) {
+	key := strings.Join(lv, "\xff") // as touch keys it, so Expire forgets both
 	m.mu.Lock()
-	last, seen := m.goidgen[lv[0]]
-	m.goidgen[lv[0]] = issued
+	last, seen := m.goidgen[key]
+	m.goidgen[key] = issued
 	m.mu.Unlock()
 	c := m.goroutines.WithLabelValues(lv...)
 	if seen && issued > last {

@@ -62,3 +62,46 @@ func TestPauses(t *testing.T) {
 		t.Errorf("%d GC pauses observed, want 4 (the non-GC one left out)", got)
 	}
 }
+
+// Resource labels: two services of one name in two namespaces are two
+// series; a target without the attribute gets the label empty; goroutine
+// counts are kept per label set.
+func TestResourceLabels(t *testing.T) {
+	m := New(Options{ResourceLabels: []string{"k8s.namespace.name", "k8s.deployment.name"}})
+	t0 := time.Unix(1700000000, 0)
+	shop := &event.Process{ServiceName: "cart", Resource: map[string]string{"k8s.namespace.name": "shop", "k8s.deployment.name": "cart", "k8s.pod.name": "cart-x"}}
+	test := &event.Process{ServiceName: "cart", Resource: map[string]string{"k8s.namespace.name": "test", "k8s.deployment.name": "cart"}}
+	vm := &event.Process{ServiceName: "cart"}
+	for i, p := range []*event.Process{shop, shop, test, vm} {
+		r := req("", "/x", t0)
+		r.Process = p
+		m.RecordAt(r, t0)
+		m.RecordAt(&event.Pause{Process: p, Reason: event.PauseGCMarkTermination, Start: t0, End: t0.Add(time.Microsecond), GoroutinesIssued: uint64(100 * (i + 1))}, t0)
+	}
+	for _, c := range []struct {
+		lv   []string
+		want float64
+	}{
+		{[]string{"cart", "GET", "/x", "200", "shop", "cart"}, 2},
+		{[]string{"cart", "GET", "/x", "200", "test", "cart"}, 1},
+		{[]string{"cart", "GET", "/x", "200", "", ""}, 1},
+	} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.lv...)); got != c.want {
+			t.Errorf("requests %v = %v, want %v", c.lv, got, c.want)
+		}
+	}
+	if got := testutil.CollectAndCount(m.requests); got != 3 {
+		t.Errorf("%d request series, want 3 (pod names are not labels)", got)
+	}
+	// shop's pauses carried ids 100 then 200: 100 created; the others one
+	// observation each, nothing created yet.
+	if got := testutil.ToFloat64(m.goroutines.WithLabelValues("cart", "shop", "cart")); got != 100 {
+		t.Errorf("shop's goroutines created %v, want 100", got)
+	}
+	if got := testutil.ToFloat64(m.goroutines.WithLabelValues("cart", "test", "cart")); got != 0 {
+		t.Errorf("test's goroutines created %v, want 0", got)
+	}
+	if n := m.Expire(t0.Add(time.Hour)); n == 0 || len(m.goidgen) != 0 {
+		t.Errorf("expired %d series, goroutine state left %v", n, m.goidgen)
+	}
+}

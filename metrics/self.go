@@ -30,7 +30,19 @@ type SelfStats struct {
 
 	// KubernetesAPI is 1 while the API server answers, 0 while it does
 	// not, -1 when golens does not use it.
-	KubernetesAPI int
+	KubernetesAPI  int
+	KubernetesPods int // pods of this node known, when KubernetesAPI ≥ 0
+
+	// Discovery is what process discovery did; nil when it is off.
+	Discovery *DiscoveryStats
+}
+
+// DiscoveryStats count discovery's work.
+type DiscoveryStats struct {
+	Execs       uint64            // exec events received from the kernel
+	EventLosses uint64            // times the kernel dropped process events
+	Binaries    uint64            // executables read for Go build info
+	Rescans     map[string]uint64 // scans of /proc, by reason
 }
 
 // SamplingRate is the root sampling in force for a service/operation.
@@ -71,11 +83,16 @@ var (
 	descInjected = desc("golens_context_injected_total", "traceparent headers added on the wire to targets' outgoing HTTP/1.x requests (--inject-context).")
 	descInjectKO = desc("golens_context_inject_failures_total", "traceparent insertions the kernel refused; those requests went out unchanged.")
 	descK8sAPI   = desc("golens_kubernetes_api_reachable", "1 while the Kubernetes API server answers golens' pod watch, 0 while it does not (the known pods stay instrumented).")
+	descK8sPods  = desc("golens_kubernetes_pods", "Pods bound to this node that golens knows from the API server.")
+	descExecs    = desc("golens_discovery_execs_total", "Program executions (exec) the kernel reported to discovery.")
+	descEvLost   = desc("golens_discovery_events_lost_total", "Times the kernel dropped process events because golens read them too slowly; each caused a rescan of /proc, so no process was missed.")
+	descBinaries = desc("golens_discovery_binaries_read_total", "Executables read to tell whether they are Go programs (each binary file once, however many processes run it).")
+	descRescans  = desc("golens_discovery_rescans_total", "Scans of /proc by reason: start, periodic (safety net), events_lost, events_failed.", "reason")
 	descReloadKO = desc("golens_sampling_reload_failures_total", "Changed sampling strategies files rejected (the previous strategies stay).")
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans} {
 		ch <- d
 	}
 }
@@ -118,5 +135,14 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descInjectKO, s.ContextInjectFailed)
 	if s.KubernetesAPI >= 0 {
 		gauge(descK8sAPI, s.KubernetesAPI)
+		gauge(descK8sPods, s.KubernetesPods)
+	}
+	if d := s.Discovery; d != nil {
+		counter(descExecs, d.Execs)
+		counter(descEvLost, d.EventLosses)
+		counter(descBinaries, d.Binaries)
+		for r, n := range d.Rescans {
+			counter(descRescans, n, r)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,10 @@ type Config struct {
 	DurationBuckets []float64 `yaml:"duration_buckets"`
 	// MetricsIdleTTL removes a label set not updated for this long.
 	MetricsIdleTTL time.Duration `yaml:"metrics_idle_ttl"`
+	// MetricsResourceLabels are resource attributes added as labels to the
+	// go_app_ metrics; nil: discovery.BoundedPodResourceKeys in Kubernetes
+	// mode, none otherwise.
+	MetricsResourceLabels []string `yaml:"metrics_resource_labels"`
 	// SamplingStrategies is a Jaeger strategies file, hot reloaded.
 	SamplingStrategies string `yaml:"sampling_strategies"`
 	// SamplingServerAddr serves Jaeger's remote sampling endpoint.
@@ -121,6 +126,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	trackG := fs.Bool("track-goroutines", false, "also link HTTP calls made from goroutines that dropped the request's context.Context (costs the target one probe hit, ~10 µs here, per go statement)")
 	buckets := fs.Float64Slice("duration-buckets", nil, "request duration histogram buckets in seconds, comma-separated (default exponential 0.0005 … 10)")
 	idleTTL := fs.Duration("metrics-idle-ttl", cfg.MetricsIdleTTL, "remove a metric label set (a route, a target that exited) not updated for this long")
+	resLabels := fs.StringSlice("metrics-resource-labels", nil, "resource attributes added as labels to every go_app_ metric, comma-separated, dots becoming underscores (default with --k8s-opt-in-label: "+strings.Join(discovery.BoundedPodResourceKeys, ",")+"; none otherwise). Also allowed: k8s.pod.name, k8s.pod.uid, k8s.container.name, k8s.node.name, k8s.replicaset.name, k8s.job.name — but pod, ReplicaSet and Job names change with every restart, rollout or run, and each makes new series. Empty for none")
 	strategies := fs.String("sampling-strategies", "", "Jaeger sampling strategies JSON file, reloaded on change (default: follow the parent's flag, else 1000 traces/s per service; errors and slow spans always kept)")
 	samplingAddr := fs.String("sampling-server-addr", "", "serve Jaeger's remote sampling endpoint (GET /sampling?service=NAME) on this address")
 	criticalTTL := fs.Duration("sampling-critical-ttl", cfg.SamplingCriticalTTL, "how long a trace stays kept once one of its spans was critical (error or slow)")
@@ -208,6 +214,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("track-goroutines", func() { cfg.TrackGoroutines = *trackG })
 	set("duration-buckets", func() { cfg.DurationBuckets = *buckets })
 	set("metrics-idle-ttl", func() { cfg.MetricsIdleTTL = *idleTTL })
+	set("metrics-resource-labels", func() { cfg.MetricsResourceLabels = *resLabels })
 	set("sampling-strategies", func() { cfg.SamplingStrategies = *strategies })
 	set("sampling-server-addr", func() { cfg.SamplingServerAddr = *samplingAddr })
 	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
@@ -236,6 +243,14 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	}
 	if !sort.Float64sAreSorted(cfg.DurationBuckets) {
 		return cfg, usageError{fmt.Errorf("duration buckets %v: must be increasing", cfg.DurationBuckets)}
+	}
+	if cfg.MetricsResourceLabels == nil && cfg.Discover.k8s {
+		cfg.MetricsResourceLabels = discovery.BoundedPodResourceKeys
+	}
+	for _, a := range cfg.MetricsResourceLabels {
+		if !slices.Contains(discovery.PodResourceKeys, a) {
+			return cfg, usageError{fmt.Errorf("metrics resource label %q: not one golens sets; use some of %s", a, strings.Join(discovery.PodResourceKeys, ","))}
+		}
 	}
 	if cfg.OTLPMetrics && cfg.OTLPEndpoint == "" {
 		return cfg, usageError{fmt.Errorf("--otlp-metrics needs --otlp-endpoint")}

@@ -61,3 +61,36 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Errorf("unknown config key: %v", err)
 	}
 }
+
+// Metric resource labels: the bounded Kubernetes ones by default in
+// Kubernetes mode, none otherwise; a flag or the file chooses; an
+// attribute golens never sets is a usage error.
+func TestMetricsResourceLabels(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-a")
+	cfg, err := parseConfig([]string{"--pid", "1"})
+	if err != nil || cfg.MetricsResourceLabels != nil {
+		t.Errorf("outside Kubernetes: %v, %v", cfg.MetricsResourceLabels, err)
+	}
+	cfg, err = parseConfig([]string{"--k8s-opt-in-label", "a=b"})
+	if err != nil || strings.Join(cfg.MetricsResourceLabels, ",") != "k8s.namespace.name,k8s.deployment.name,k8s.statefulset.name,k8s.daemonset.name,k8s.cronjob.name" {
+		t.Errorf("Kubernetes default: %v, %v", cfg.MetricsResourceLabels, err)
+	}
+	cfg, err = parseConfig([]string{"--k8s-opt-in-label", "a=b", "--metrics-resource-labels", "k8s.namespace.name,k8s.pod.name"})
+	if err != nil || strings.Join(cfg.MetricsResourceLabels, ",") != "k8s.namespace.name,k8s.pod.name" {
+		t.Errorf("flag: %v, %v", cfg.MetricsResourceLabels, err)
+	}
+	cfg, err = parseConfig([]string{"--k8s-opt-in-label", "a=b", "--metrics-resource-labels="})
+	if err != nil || len(cfg.MetricsResourceLabels) != 0 {
+		t.Errorf("empty flag: %v, %v", cfg.MetricsResourceLabels, err)
+	}
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(f, []byte("pids: [1]\nmetrics_resource_labels: [k8s.namespace.name]\n"), 0o644)
+	if cfg, err = parseConfig([]string{"--config", f}); err != nil || strings.Join(cfg.MetricsResourceLabels, ",") != "k8s.namespace.name" {
+		t.Errorf("file: %v, %v", cfg.MetricsResourceLabels, err)
+	}
+	_, err = parseConfig([]string{"--pid", "1", "--metrics-resource-labels", "k8s.namespace"})
+	var u usageError
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), `"k8s.namespace"`) {
+		t.Errorf("unknown attribute: %v", err)
+	}
+}

@@ -411,8 +411,7 @@ func (d *discoverer) attach(f discovery.Found, pod *discovery.PodContainer) {
 // --service-name or the container's OTEL_SERVICE_NAME names the service,
 // the pod's service name.
 func (d *discoverer) describePod(pid int, proc *event.Process, pc discovery.PodContainer) {
-	kind, name := d.pods.Workload(d.ctx, pc.Pod)
-	attrs, service := pc.Resource(kind, name)
+	attrs, service := pc.Resource(d.pods.Owners(d.ctx, pc.Pod))
 	proc.Resource = attrs
 	if d.service == "" && discovery.Environ(pid)["OTEL_SERVICE_NAME"] == "" {
 		proc.ServiceName = service

@@ -71,7 +71,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL})
+	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL, ResourceLabels: cfg.MetricsResourceLabels})
 	srv, err := met.Listen(cfg.MetricsAddr)
 	if err != nil {
 		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)
@@ -157,8 +157,16 @@ func run(args []string) int {
 			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
 		}
 		s.KubernetesAPI = -1
+		if disc != nil {
+			ws := disc.watcher.Stats()
+			s.Discovery = &metrics.DiscoveryStats{Execs: ws.Execs, EventLosses: ws.EventLosses, Binaries: ws.Binaries,
+				Rescans: make(map[string]uint64, len(ws.Rescans))}
+			for i, n := range ws.Rescans {
+				s.Discovery.Rescans[discovery.RescanReasons[i]] = n
+			}
+		}
 		if disc != nil && disc.pods != nil {
-			s.KubernetesAPI = 0
+			s.KubernetesAPI, s.KubernetesPods = 0, disc.pods.Pods()
 			if ok, _ := disc.pods.Healthy(); ok {
 				s.KubernetesAPI = 1
 			}

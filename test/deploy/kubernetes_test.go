@@ -221,7 +221,7 @@ type wantAgent struct {
 
 // rbacGrant is the whole of what golens may do on the API server:
 // apiGroup/resource:verb.
-var rbacGrant = []string{"/pods:get", "/pods:list", "/pods:watch", "apps/replicasets:get"}
+var rbacGrant = []string{"/pods:get", "/pods:list", "/pods:watch", "apps/replicasets:get", "batch/jobs:get"}
 
 // find returns the only object of kind, or fails.
 func find(t *testing.T, objs []object, kind string) object {

@@ -283,6 +283,22 @@ func TestDiscoveryReplicas(t *testing.T) {
 	if n := targets(t, agent); n != replicas {
 		t.Errorf("golens_targets %d, want %d", n, replicas)
 	}
+	// Discovery's own counters: the replicas' one binary read once, every
+	// exec on the machine (at least the replicas') heard of, one scan at
+	// start.
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, "golens_discovery_binaries_read_total"); v != 1 {
+		t.Errorf("golens_discovery_binaries_read_total %v, want 1 (%d replicas of one binary)", v, replicas)
+	}
+	if v := scrapeValue(t, text, "golens_discovery_execs_total"); v < replicas {
+		t.Errorf("golens_discovery_execs_total %v, want at least the %d replicas", v, replicas)
+	}
+	if v := scrapeValue(t, text, `golens_discovery_rescans_total{reason="start"}`); v != 1 {
+		t.Errorf(`golens_discovery_rescans_total{reason="start"} %v, want 1`, v)
+	}
 
 	// All stopped at once: each released, with one line.
 	for _, a := range apps {

@@ -19,7 +19,8 @@ import (
 // playing the kubelet: pods bound to the node, their container IDs in the
 // status, Go targets in cgroups named as the kubelet's systemd driver and
 // containerd name them. Only labelled pods are instrumented, with exact
-// k8s.* resource attributes (the Deployment through its ReplicaSet);
+// k8s.* resource attributes (the Deployment through its ReplicaSet, the
+// CronJob through its Job) and bounded metric labels;
 // labelling a running pod attaches it, unlabelling (or deleting) it
 // detaches it. The agent runs as deploy/kubernetes' ServiceAccount, so
 // its ClusterRole is proved enough, and kubectl auth can-i proves it
@@ -70,23 +71,42 @@ func TestKubernetesOptIn(t *testing.T) {
 		"spec": map[string]any{"replicas": 1, "selector": sel, "template": tmpl},
 	}, &rs))
 
+	// A CronJob's run: the Job it created, which owns the pod.
+	var cron, job struct {
+		Metadata struct{ UID string } `json:"metadata"`
+	}
+	jobTmpl := map[string]any{"spec": map[string]any{"restartPolicy": "Never",
+		"containers": []any{map[string]any{"name": "app", "image": "report:1"}}}}
+	must(cl.Do("POST", "/apis/batch/v1/namespaces/"+ns+"/cronjobs", map[string]any{
+		"metadata": map[string]any{"name": "report"},
+		"spec":     map[string]any{"schedule": "*/5 * * * *", "jobTemplate": map[string]any{"spec": map[string]any{"template": jobTmpl}}},
+	}, &cron))
+	must(cl.Do("POST", "/apis/batch/v1/namespaces/"+ns+"/jobs", map[string]any{
+		"metadata": map[string]any{"name": "report-29321040", "ownerReferences": []any{map[string]any{
+			"apiVersion": "batch/v1", "kind": "CronJob", "name": "report", "uid": cron.Metadata.UID, "controller": true}}},
+		"spec": map[string]any{"template": jobTmpl},
+	}, &job))
+
 	type pod struct {
 		name, cid, uid string
 		labels         map[string]string
+		owner          map[string]any
 		app            *harness.App
 	}
+	rsOwner := map[string]any{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cart-5d8f7c9b4", "uid": rs.Metadata.UID, "controller": true}
 	pods := []*pod{
-		{name: "cart-5d8f7c9b4-x2kq9", cid: strings.Repeat("a1", 32), labels: map[string]string{"app": "cart", "golens.io/instrument": "true"}},
-		{name: "cart-5d8f7c9b4-p7w4n", cid: strings.Repeat("b2", 32), labels: map[string]string{"app": "cart"}},
+		{name: "cart-5d8f7c9b4-x2kq9", cid: strings.Repeat("a1", 32), owner: rsOwner, labels: map[string]string{"app": "cart", "golens.io/instrument": "true"}},
+		{name: "cart-5d8f7c9b4-p7w4n", cid: strings.Repeat("b2", 32), owner: rsOwner, labels: map[string]string{"app": "cart"}},
+		{name: "report-29321040-q8z5m", cid: strings.Repeat("d4", 32), labels: map[string]string{"golens.io/instrument": "true"},
+			owner: map[string]any{"apiVersion": "batch/v1", "kind": "Job", "name": "report-29321040", "uid": job.Metadata.UID, "controller": true}},
 	}
 	for _, p := range pods {
 		var created struct {
 			Metadata struct{ UID string } `json:"metadata"`
 		}
 		must(cl.Do("POST", "/api/v1/namespaces/"+ns+"/pods", map[string]any{
-			"metadata": map[string]any{"name": p.name, "labels": p.labels, "ownerReferences": []any{map[string]any{
-				"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cart-5d8f7c9b4", "uid": rs.Metadata.UID, "controller": true}}},
-			"spec": map[string]any{"nodeName": node, "containers": []any{map[string]any{"name": "app", "image": "cart:1"}}},
+			"metadata": map[string]any{"name": p.name, "labels": p.labels, "ownerReferences": []any{p.owner}},
+			"spec":     map[string]any{"nodeName": node, "containers": []any{map[string]any{"name": "app", "image": "cart:1"}}},
 		}, &created))
 		p.uid = created.Metadata.UID
 		must(cl.Do("PATCH", "/api/v1/namespaces/"+ns+"/pods/"+p.name+"/status", map[string]any{
@@ -120,7 +140,8 @@ func TestKubernetesOptIn(t *testing.T) {
 		verb, resource string
 		allowed        bool
 	}{
-		{"get", "pods", true}, {"list", "pods", true}, {"watch", "pods", true}, {"get", "replicasets.apps", true},
+		{"get", "pods", true}, {"list", "pods", true}, {"watch", "pods", true}, {"get", "replicasets.apps", true}, {"get", "jobs.batch", true},
+		{"list", "jobs.batch", false}, {"watch", "jobs.batch", false}, {"get", "cronjobs.batch", false},
 		{"list", "replicasets.apps", false}, {"create", "pods", false}, {"delete", "pods", false}, {"patch", "pods", false},
 		{"get", "pods --subresource=log", false}, {"create", "pods --subresource=exec", false}, {"get", "secrets", false}, {"get", "configmaps", false},
 		{"get", "nodes", false}, {"get", "deployments.apps", false}, {"update", "replicasets.apps", false},
@@ -160,8 +181,9 @@ func TestKubernetesOptIn(t *testing.T) {
 		}
 	}
 	waitLog("labelled pod", attached(pods[0]))
-	if n := targets(t, agent); n != 1 {
-		t.Fatalf("golens_targets %d, want 1 (only the labelled pod)\n%s", n, agent.Log())
+	waitLog("labelled cron job pod", attached(pods[2]))
+	if n := targets(t, agent); n != 2 {
+		t.Fatalf("golens_targets %d, want 2 (only the labelled pods)\n%s", n, agent.Log())
 	}
 
 	get(t, pods[1].app.Addr, "/echo/unlabelled")
@@ -187,6 +209,33 @@ func TestKubernetesOptIn(t *testing.T) {
 			t.Errorf("span from the unlabelled pod: %+v", sp)
 		}
 	}
+	// The CronJob's pod: named by the CronJob, through its Job.
+	get(t, pods[2].app.Addr, "/echo/report")
+	s = waitPath(t, recv, "/echo/report")
+	for k, v := range map[string]any{"service.name": "report", "k8s.cronjob.name": "report", "k8s.job.name": "report-29321040",
+		"k8s.pod.name": pods[2].name, "k8s.namespace.name": ns} {
+		if s.Resource[k] != v {
+			t.Errorf("cron job pod: resource %s = %v, want %v", k, s.Resource[k], v)
+		}
+	}
+	// The metrics carry the namespace and the workload (bounded), not
+	// the pod, ReplicaSet or Job names.
+	text, err := agent.Metrics()
+	must(err)
+	for _, c := range []struct{ service, labels string }{
+		{"cart", `k8s_cronjob_name="",k8s_daemonset_name="",k8s_deployment_name="cart",k8s_namespace_name="` + ns + `",k8s_statefulset_name=""`},
+		{"report", `k8s_cronjob_name="report",k8s_daemonset_name="",k8s_deployment_name="",k8s_namespace_name="` + ns + `",k8s_statefulset_name=""`},
+	} {
+		re := regexp.MustCompile(`(?m)^go_app_http_server_requests_total\{` + regexp.QuoteMeta(c.labels) + `,method="GET",route="[^"]*",service_name="` + c.service + `",status_code="200"\} 1$`)
+		if !re.MatchString(text) {
+			t.Errorf("no series of %s with %s in\n%s", c.service, c.labels, grepLines(text, "go_app_http_server_requests_total"))
+		}
+	}
+	for _, unbounded := range []string{"k8s_pod_name", "k8s_replicaset_name", "k8s_job_name"} {
+		if strings.Contains(text, unbounded) {
+			t.Errorf("metrics labelled with %s", unbounded)
+		}
+	}
 
 	// Label the running second pod: attached. Unlabel the first: detached.
 	must(cl.Do("PATCH", "/api/v1/namespaces/"+ns+"/pods/"+pods[1].name, map[string]any{
@@ -202,13 +251,16 @@ func TestKubernetesOptIn(t *testing.T) {
 	// Pod deleted: detached too.
 	must(cl.Do("DELETE", "/api/v1/namespaces/"+ns+"/pods/"+pods[1].name+"?gracePeriodSeconds=0", nil, nil))
 	waitLog("pod deleted", regexp.MustCompile(fmt.Sprintf(`msg=detached pid=%d reason="pod deleted"`, pods[1].app.PID())))
-	if n := targets(t, agent); n != 0 {
-		t.Errorf("golens_targets %d after unlabel and delete, want 0", n)
+	if n := targets(t, agent); n != 1 {
+		t.Errorf("golens_targets %d after unlabel and delete, want 1 (the cron job's pod)", n)
 	}
 
 	// The API server goes away: the agent runs on and says so.
-	text, err := agent.Metrics()
+	text, err = agent.Metrics()
 	must(err)
+	if v := scrapeValue(t, text, "golens_kubernetes_pods"); v != 2 {
+		t.Errorf("golens_kubernetes_pods %v, want 2 (one of three deleted)", v)
+	}
 	if v := scrapeValue(t, text, "golens_kubernetes_api_reachable"); v != 1 {
 		t.Errorf("golens_kubernetes_api_reachable %v while the API server runs, want 1", v)
 	}
