@@ -463,8 +463,8 @@ func kubecheck(t *testing.T, files ...string) {
 // TestKubernetesManifests checks deploy/kubernetes. kubectl cannot check
 // them without an API server (even --dry-run=client asks one for its
 // resource types), so they are decoded strictly into the API's Go types and
-// held to what golens needs; the end-to-end Kubernetes test applies them to
-// a real API server.
+// held to what golens needs; TestServerDryRun gives them to a real API
+// server, and the end-to-end Kubernetes test applies its RBAC for real.
 func TestKubernetesManifests(t *testing.T) {
 	dir := filepath.Join(repoRoot(t), "deploy/kubernetes")
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
