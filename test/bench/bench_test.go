@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,248 @@ func TestWriteChain(t *testing.T) {
 			t.Fatalf("%q missing after offset %d in:\n%s", s, at, out)
 		}
 		at += i + len(s)
+	}
+}
+
+func TestParseStatState(t *testing.T) {
+	for _, tc := range []struct {
+		stat string
+		want byte
+		err  bool
+	}{
+		{"42 (sleep) S 1 42 42 0 -1", 'S', false},
+		{"42 (a) Z) Z 1 42", 'Z', false}, // the name's ") Z" is not the state
+		{"42 (x)", 0, true},
+		{"42 x S 1", 0, true},
+	} {
+		got, err := parseStatState(tc.stat)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%q: got %q, %v; want %q, error %v", tc.stat, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// Lines as golens writes them (slog's text handler).
+const agentLog = `time=2026-11-25T15:44:56.745Z level=INFO msg="discovery running" exe=[/b/httpserver] systemd_unit=[] selected=0 targets=0
+time=2026-11-25T15:44:58.855Z level=INFO msg=attached pid=259180 exe=/b/httpserver service=s go=go1.26.8 selected_by="exe=/b/httpserver" probes="[net/http runtime.gc]" uprobes=21 took=114ms since_exec=9s
+time=2026-11-25T15:44:58.900Z level=INFO msg=attached pid=25918 exe=/b/httpserver service=s go=go1.26.8 selected_by="exe=/b/httpserver" probes="[net/http runtime.gc]" uprobes=21 took=114ms since_exec=115ms
+time=2026-11-25T15:45:00.097Z level=INFO msg="target exited, releasing its probes" pid=25918
+time=2026-11-25T15:45:00.120Z level=INFO msg=detached pid=25918 reason=exited took=325ms
+`
+
+func TestParseLogLine(t *testing.T) {
+	r, err := parseLogLine(`time=2026-11-25T15:44:58.855Z level=INFO msg="a \"quoted\" b" selected_by="exe=/x y" n=21  empty="" last=x=y`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := logRecord{"time": "2026-11-25T15:44:58.855Z", "level": "INFO", "msg": `a "quoted" b`,
+		"selected_by": "exe=/x y", "n": "21", "empty": "", "last": "x=y"}
+	if len(r) != len(want) {
+		t.Fatalf("got %q, want %q", r, want)
+	}
+	for k, v := range want {
+		if r[k] != v {
+			t.Errorf("%s = %q, want %q", k, r[k], v)
+		}
+	}
+	for _, bad := range []string{`msg="unterminated`, `time=x oops`, `"k"=v`} {
+		if _, err := parseLogLine(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestFindLog(t *testing.T) {
+	r, ok := findLog(agentLog, 25918, attachedMsgs...)
+	if !ok {
+		t.Fatal("attached line of pid 25918 not found")
+	}
+	at, err := r.Time()
+	if err != nil || !at.Equal(time.Date(2026, 11, 25, 15, 44, 58, 900e6, time.UTC)) {
+		t.Errorf("time %v, %v", at, err)
+	}
+	if d, ok := r.Duration("since_exec"); !ok || d != 115*time.Millisecond {
+		t.Errorf("since_exec %v, %v", d, ok)
+	}
+	if _, ok := r.Duration("exe"); ok {
+		t.Error("exe read as a duration")
+	}
+	// The manager's exit watcher was first: its line counts as the release.
+	r, ok = findLog(agentLog, 25918, releasedMsgs...)
+	if !ok || r["time"] != "2026-11-25T15:45:00.097Z" {
+		t.Errorf("released: %v, %v", r, ok)
+	}
+	if _, ok := findLog(agentLog, 2591, attachedMsgs...); ok {
+		t.Error("pid 2591 found in lines of 25918 and 259180")
+	}
+	if _, ok := findLog(agentLog, 259180, releasedMsgs...); ok {
+		t.Error("pid 259180 released")
+	}
+}
+
+func TestSeries(t *testing.T) {
+	text := `# HELP golens_discovery_rescans_total Scans of /proc by reason.
+# TYPE golens_discovery_rescans_total counter
+golens_discovery_rescans_total{reason="periodic"} 2
+golens_discovery_rescans_total{reason="start"} 1
+golens_discovery_rescans_total{reason="a b}"} 4
+golens_discovery_execs_total 40
+golens_discovery_broken_total x
+golens_probe_hits_total 7
+`
+	got := seriesWithPrefix(text, "golens_discovery_")
+	want := map[string]float64{
+		`golens_discovery_rescans_total{reason="periodic"}`: 2,
+		`golens_discovery_rescans_total{reason="start"}`:    1,
+		`golens_discovery_rescans_total{reason="a b}"}`:     4,
+		`golens_discovery_execs_total`:                      40,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if n, ok := sumSeries(got, "golens_discovery_rescans_total"); !ok || n != 7 {
+		t.Errorf("rescans %v, %v", n, ok)
+	}
+	if _, ok := sumSeries(got, "golens_discovery_rescans"); ok {
+		t.Error("a name's prefix summed as the name")
+	}
+	d := seriesDelta(map[string]float64{"a": 1, "gone": 5}, map[string]float64{"a": 3, "new": 2})
+	if len(d) != 2 || d["a"] != 2 || d["new"] != 2 {
+		t.Errorf("delta %v", d)
+	}
+	if s := seriesSummary(map[string]float64{"golens_discovery_b_total": 0, "golens_discovery_execs_total": 3, `golens_discovery_rescans_total{reason="periodic"}`: 2}); s != `execs_total +3, rescans_total{reason="periodic"} +2` {
+		t.Errorf("summary %q", s)
+	}
+	if s := seriesSummary(nil); s != "not exported by this golens" {
+		t.Errorf("summary of nothing %q", s)
+	}
+}
+
+func TestIdleWindow(t *testing.T) {
+	w := idleWindow{Wall: 65 * time.Second, CPU: 130 * time.Millisecond}
+	if w.PerMinute() != 120*time.Millisecond || w.Core() != 0.2 {
+		t.Errorf("%v per minute, %v %% of a core", w.PerMinute(), w.Core())
+	}
+	if _, ok := w.Rescans(); ok {
+		t.Error("rescans without metrics")
+	}
+	w.Discovery = map[string]float64{`golens_discovery_rescans_total{reason="periodic"}`: 2, `golens_discovery_rescans_total{reason="start"}`: 0}
+	if n, ok := w.Rescans(); !ok || n != 2 {
+		t.Errorf("rescans %v, %v", n, ok)
+	}
+}
+
+func TestFirstSpanOf(t *testing.T) {
+	at := func(ms int) time.Time { return time.Unix(100, int64(ms)*1e6) }
+	span := func(path string, pid int64, start time.Time) harness.Span {
+		return harness.Span{Start: start, Attrs: map[string]any{"url.path": path}, Resource: map[string]any{"process.pid": pid}}
+	}
+	spans := []harness.Span{
+		span("/echo/run-1", 7, at(5)),  // an older run's
+		span("/echo/run-2", 8, at(30)), // same path, another process
+		span("/echo/run-2", 9, at(20)),
+		span("/echo/run-2", 9, at(10)),
+		span("/echo/run-20", 9, at(1)),
+	}
+	if got, ok := firstSpanOf(spans, "/echo/run-2", 9); !ok || !got.Equal(at(10)) {
+		t.Errorf("got %v, %v", got, ok)
+	}
+	if _, ok := firstSpanOf(spans, "/echo/run-3", 9); ok {
+		t.Error("found a span of run 3")
+	}
+}
+
+func TestDiscoveryChecks(t *testing.T) {
+	run := func(attached, since time.Duration) execRun { return execRun{Attached: attached, SinceExec: since} }
+	d := discoveryResult{Runs: []execRun{
+		run(120*time.Millisecond, 118*time.Millisecond),
+		run(1999*time.Millisecond, 0), // found by a scan: no since_exec
+		run(100*time.Millisecond, 99*time.Millisecond),
+	}}
+	c := d.checks()
+	if len(c) != 2 || !c[0].Pass || !c[1].Pass {
+		t.Fatalf("%+v", c)
+	}
+	if c[0].Value != "120 ms (golens' since_exec 108 ms)" || c[1].Value != "1999 ms (golens' since_exec 118 ms)" || c[1].Name != "new process instrumented, exec → attached, max of 3" {
+		t.Errorf("%+v", c)
+	}
+	d.Runs[1].Attached = 2 * time.Second
+	if c := d.checks(); !c[0].Pass || c[1].Pass {
+		t.Errorf("a start at 2 s: %+v", c)
+	}
+	d.Runs[0].Attached, d.Runs[2].Attached = 3*time.Second, 2500*time.Millisecond
+	if c := d.checks(); c[0].Pass {
+		t.Errorf("median 2.5 s: %+v", c)
+	}
+	if c := (discoveryResult{}).checks(); c[0].Pass || c[1].Pass || c[0].Value != "no start measured" {
+		t.Errorf("no runs: %+v", c)
+	}
+}
+
+func TestStatsOf(t *testing.T) {
+	runs := []execRun{{FirstSpan: 900 * time.Millisecond}, {FirstSpan: 0}, {FirstSpan: 700 * time.Millisecond}, {FirstSpan: 1200 * time.Millisecond}, {FirstSpan: 800 * time.Millisecond}}
+	s := statsOf(runs, func(r execRun) time.Duration { return r.FirstSpan })
+	if s != (durationStats{Median: 850 * time.Millisecond, Max: 1200 * time.Millisecond, N: 4}) {
+		t.Errorf("%+v", s)
+	}
+}
+
+// The discovery section comes last, with both windows, what the idle
+// processes add, the starts and the 2 s checks; a failure is said.
+func TestWriteDiscovery(t *testing.T) {
+	r := report{Load: load{Requests: 1000}, ChainLoad: load{Requests: 1000}, Discovery: discoveryResult{
+		Glob: "/b/httpserver",
+		Load: discoveryLoad{Window: 65 * time.Second, Idle: 500, Runs: 3},
+		Windows: []idleWindow{
+			{Procs: 70, Wall: 65 * time.Second, CPU: 130 * time.Millisecond},
+			{Idle: 500, Procs: 570, Wall: 65 * time.Second, CPU: 195 * time.Millisecond,
+				Discovery: map[string]float64{`golens_discovery_rescans_total{reason="periodic"}`: 2}},
+		},
+		Runs: []execRun{
+			{Listening: 3e6, Attached: 120e6, SinceExec: 118e6, FirstReq: 121e6, FirstSpan: 900e6, Released: 300e6, Requests: 150},
+			{Listening: 4e6, Attached: 140e6, SinceExec: 139e6, FirstReq: 141e6, FirstSpan: 1100e6, Released: 320e6, Requests: 190},
+			{Listening: 3e6, Attached: 130e6, SinceExec: 128e6, FirstReq: 131e6, FirstSpan: 700e6, Released: 310e6, Requests: 110},
+		},
+	}}
+	var b strings.Builder
+	r.write(&b)
+	out := b.String()
+	order := []string{"=== chained A → B ===", "chained targets", "=== discovery (--exe) ===", "golens --exe /b/httpserver",
+		"0        70  65.0 s     130 ms         120        0.200 %        -",
+		"500       570  65.0 s     195 ms         180        0.300 %        2",
+		"added by 500                                      +60       +0.100 %",
+		"±9.2 ms/min",
+		"with 0 idle processes: not exported by this golens",
+		`with 500 idle processes: rescans_total{reason="periodic"} +2`,
+		"started 3 times", "exec → attached (golens' log line)        130     140     3",
+		"exec → first span at the receiver        900    1100     3",
+		"per start, exec → attached | first span (ms): 120 140 130 | 900 1100 700; requests sent until the span came: median 150",
+		"discovery targets", "exec → attached, median    130 ms (golens' since_exec 128 ms)  < 2 s  PASS",
+		"max of 3  140 ms (golens' since_exec 139 ms)  < 2 s  PASS"}
+	at := 0
+	for _, s := range order {
+		i := strings.Index(out[at:], s)
+		if i < 0 {
+			t.Fatalf("%q missing after offset %d in:\n%s", s, at, out)
+		}
+		at += i + len(s)
+	}
+	if strings.Contains(out, "stopped early") {
+		t.Error("a failure reported")
+	}
+
+	r.Discovery.Runs = nil
+	r.DiscoveryErr = fmt.Errorf("start 1 of 3: no span\ngolens log...")
+	b.Reset()
+	r.write(&b)
+	out = b.String()
+	if !strings.Contains(out, "!!! discovery section stopped early: start 1 of 3: no span\n") || strings.Contains(out, "golens log...") ||
+		strings.Contains(out, "started 3 times") || !strings.Contains(out, "no start measured") {
+		t.Errorf("failed section:\n%s", out[strings.Index(out, "=== discovery"):])
 	}
 }

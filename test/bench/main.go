@@ -9,9 +9,16 @@
 // (chain-baseline) and with one golens watching both (chain-agent), and
 // reports what golens adds per chained request and per hop.
 //
+// Last, it runs golens in discovery mode (--exe selecting the bench's
+// httpserver by its path) and measures its CPU over an idle window, with no
+// extra processes and with -idle-procs idle non-Go ones, and how long a
+// newly started httpserver takes to be attached and to reach the receiver
+// as a span, -discovery-runs times.
+//
 // It attaches eBPF programs, so it must run as root:
 //
-//	sudo go run ./test/bench [-requests N] [-chain-requests N] [-rounds N] [-warmup N] [-out FILE]
+//	sudo go run ./test/bench [-requests N] [-chain-requests N] [-rounds N] [-warmup N]
+//		[-discovery-window D] [-idle-procs N] [-discovery-runs N] [-out FILE]
 package main
 
 import (
@@ -34,6 +41,7 @@ type config struct {
 	Requests, Warmup, Rounds int
 	ChainRequests            int
 	HitCalls, HitRuns        int
+	Discovery                discoveryLoad
 	Out                      string
 }
 
@@ -45,6 +53,9 @@ func main() {
 	flag.IntVar(&cfg.Rounds, "rounds", 7, "rounds per mode (at least 3), interleaved across modes")
 	flag.IntVar(&cfg.HitCalls, "calls", 200000, "calls of the probed function per hit-cost run")
 	flag.IntVar(&cfg.HitRuns, "hit-runs", 3, "hit-cost runs with and without the probe")
+	flag.DurationVar(&cfg.Discovery.Window, "discovery-window", 65*time.Second, "each idle window of the discovery section (65 s holds two of the 30 s rescans of /proc)")
+	flag.IntVar(&cfg.Discovery.Idle, "idle-procs", 500, "idle non-Go processes (sleep) on the machine in the second idle window")
+	flag.IntVar(&cfg.Discovery.Runs, "discovery-runs", 10, "starts of the target, each a fresh process, for exec → first span")
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
@@ -58,6 +69,9 @@ func main() {
 func run(cfg config) error {
 	if cfg.Rounds < 3 || cfg.Requests < 100 || cfg.ChainRequests < 100 || cfg.Warmup < 0 || cfg.HitCalls < 1000 || cfg.HitRuns < 1 {
 		return fmt.Errorf("need -rounds ≥ 3, -requests ≥ 100, -chain-requests ≥ 100, -warmup ≥ 0, -calls ≥ 1000, -hit-runs ≥ 1")
+	}
+	if d := cfg.Discovery; d.Window < time.Second || d.Idle < 1 || d.Runs < 1 {
+		return fmt.Errorf("need -discovery-window ≥ 1s, -idle-procs ≥ 1, -discovery-runs ≥ 1")
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root: it attaches eBPF uprobes (try: sudo go run ./test/bench)")
@@ -129,6 +143,13 @@ func run(cfg config) error {
 		}
 	}
 
+	// Last, so that a failure here does not lose the rounds: the report is
+	// written with what was measured, then the error is returned.
+	disc, discErr := runDiscovery(e, bins["httpserver"], cfg.Discovery)
+	if discErr != nil {
+		slog.Error("discovery section stopped early", "err", discErr)
+	}
+
 	rep := report{
 		GoVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
 		Kernel:    kernel(),
@@ -145,6 +166,9 @@ func run(cfg config) error {
 
 		ChainBaseline: summarize(modes[3], results[3]),
 		ChainAgent:    summarize(modes[4], results[4]),
+
+		Discovery:    disc,
+		DiscoveryErr: discErr,
 	}
 	var buf bytes.Buffer
 	rep.write(&buf)
@@ -154,6 +178,9 @@ func run(cfg config) error {
 		if err := os.WriteFile(cfg.Out, buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
+	}
+	if discErr != nil {
+		return fmt.Errorf("discovery: %w", discErr)
 	}
 	return nil
 }

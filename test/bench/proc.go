@@ -52,6 +52,20 @@ func parseStatTicks(stat string) (uint64, error) {
 	return utime + stime, nil
 }
 
+// parseStatState returns the state letter (field 3) of /proc/PID/stat:
+// R, S, D, Z for a zombie, and so on.
+func parseStatState(stat string) (byte, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("no command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) == 0 || len(f[0]) != 1 {
+		return 0, fmt.Errorf("no state after the command name")
+	}
+	return f[0][0], nil
+}
+
 // peakRSS is VmHWM from /proc/PID/status: the most resident memory the
 // process has had, in bytes.
 func peakRSS(pid int) (uint64, error) {
@@ -95,4 +109,60 @@ func metricValue(text, name string) (float64, error) {
 		return strconv.ParseFloat(strings.TrimSpace(v), 64)
 	}
 	return 0, fmt.Errorf("metric %s not exported", name)
+}
+
+// seriesWithPrefix returns every sample in Prometheus text exposition whose
+// metric name starts with prefix, keyed by the name and its labels as
+// written there (golens_x_total{reason="a"}).
+func seriesWithPrefix(text, prefix string) map[string]float64 {
+	m := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		end := strings.IndexAny(line, "{ ")
+		if end < 0 {
+			continue
+		}
+		if line[end] == '{' {
+			// Label values are quoted and may hold spaces.
+			rb := strings.LastIndexByte(line, '}')
+			if rb < end {
+				continue
+			}
+			end = rb + 1
+		}
+		f := strings.Fields(line[end:])
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		m[line[:end]] = v
+	}
+	return m
+}
+
+// seriesDelta is after less before, per series; a series new in after
+// counts from 0.
+func seriesDelta(before, after map[string]float64) map[string]float64 {
+	d := make(map[string]float64, len(after))
+	for k, v := range after {
+		d[k] = v - before[k]
+	}
+	return d
+}
+
+// sumSeries adds up the series of metric name, whatever their labels; ok
+// false when there is none.
+func sumSeries(series map[string]float64, name string) (sum float64, ok bool) {
+	for k, v := range series {
+		if n, _, _ := strings.Cut(k, "{"); n == name {
+			sum += v
+			ok = true
+		}
+	}
+	return sum, ok
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/golens/golens/discovery"
 )
 
 // summary is one mode over all its rounds: medians, except the agent's peak
@@ -83,6 +86,9 @@ type report struct {
 
 	ChainLoad                 load
 	ChainBaseline, ChainAgent summary
+
+	Discovery    discoveryResult
+	DiscoveryErr error // what stopped the discovery section early, if anything
 }
 
 // check is one target the benchmark judges.
@@ -256,6 +262,7 @@ func (r report) write(out io.Writer) {
 	writeChecks(out, r.checks())
 
 	r.writeChain(out)
+	r.writeDiscovery(out)
 
 	if w := r.spanWarnings(); len(w) > 0 {
 		fmt.Fprintf(out, "\n!!! WARNING: span counts differ from requests sent !!!\n")
@@ -333,6 +340,103 @@ func (r report) writeChain(out io.Writer) {
 
 	fmt.Fprintf(out, "chained targets\n")
 	writeChecks(out, r.chainChecks())
+}
+
+// writeDiscovery writes the discovery section: what golens costs, idle,
+// with and without many processes on the machine, and how soon a process
+// that starts is traced.
+func (r report) writeDiscovery(out io.Writer) {
+	d := r.Discovery
+	fmt.Fprintf(out, "\n=== discovery (--exe) ===\n")
+	fmt.Fprintf(out, "golens --exe %s (only the bench's httpserver, by its path), same sampling, OTLP to the receiver\n", d.Glob)
+	if len(d.Windows) > 0 {
+		fmt.Fprintf(out, "idle: nothing selected runs; golens follows the kernel's exec and exit events and rescans /proc every %s. "+
+			"Each window has a fresh agent, started after the idle processes; it begins %s after /readyz and lasts %s\n\n",
+			discovery.DefaultRescan, idleSettle, d.Load.Window)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "idle processes\tin /proc\twindow\tagent CPU\tCPU ms/min\t%% of one core\trescans\t\n")
+		for _, w := range d.Windows {
+			rescans := "-"
+			if n, ok := w.Rescans(); ok {
+				rescans = fmt.Sprintf("%.0f", n)
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%.1f s\t%s\t%s\t%.3f %%\t%s\t\n",
+				w.Idle, w.Procs, w.Wall.Seconds(), ms(w.CPU), msNum(w.PerMinute()), w.Core(), rescans)
+		}
+		if len(d.Windows) == 2 {
+			a, b := d.Windows[0], d.Windows[1]
+			fmt.Fprintf(tw, "added by %d\t\t\t\t%+.0f\t%+.3f %%\t\t\n",
+				b.Idle, float64(b.PerMinute()-a.PerMinute())/1e6, b.Core()-a.Core())
+		}
+		tw.Flush()
+		fmt.Fprintf(out, "idle processes: coreutils sleep (not Go), one process group, killed after. CPU from /proc/PID/stat in 10 ms ticks: ±%s per window, ±%.1f ms/min.\n",
+			ms(clockTick), float64(clockTick)*float64(time.Minute)/float64(d.Load.Window)/1e6)
+		if d.Load.Window < 2*discovery.DefaultRescan {
+			fmt.Fprintf(out, "the window is shorter than two rescan periods: the rescans' share of a minute may be off.\n")
+		}
+		for _, w := range d.Windows {
+			fmt.Fprintf(out, "golens_discovery_* over the window with %d idle processes: %s\n", w.Idle, seriesSummary(w.Discovery))
+		}
+	}
+
+	if len(d.Runs) > 0 {
+		fmt.Fprintf(out, "\nexec → first span: test/apps/httpserver started %d times, a fresh process each, under the agent of the %d-process window; "+
+			"GET /echo/run-N every %s from when it listens (new connection each) until the receiver has a span of that pid and path; "+
+			"then killed, and the next start waits for golens to release it. Times from just before the exec; golens' log time stamps are to the ms.\n\n",
+			len(d.Runs), d.Load.Idle, pollEvery)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "\tmedian ms\tmax ms\truns\t\n")
+		for _, row := range []struct {
+			name string
+			f    func(execRun) time.Duration
+		}{
+			{"exec → listening", func(r execRun) time.Duration { return r.Listening }},
+			{"exec → attached (golens' log line)", func(r execRun) time.Duration { return r.Attached }},
+			{"golens' since_exec (from the kernel's exec event)", func(r execRun) time.Duration { return r.SinceExec }},
+			{"exec → first instrumented request (its span's start)", func(r execRun) time.Duration { return r.FirstReq }},
+			{"exec → first span at the receiver", func(r execRun) time.Duration { return r.FirstSpan }},
+			{"kill → released (golens' log line)", func(r execRun) time.Duration { return r.Released }},
+		} {
+			s := statsOf(d.Runs, row.f)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t\n", row.name, msNum(s.Median), msNum(s.Max), s.N)
+		}
+		tw.Flush()
+		var attached, span []string
+		var requests []float64
+		for _, run := range d.Runs {
+			attached = append(attached, msNum(run.Attached))
+			span = append(span, msNum(run.FirstSpan))
+			requests = append(requests, float64(run.Requests))
+		}
+		fmt.Fprintf(out, "per start, exec → attached | first span (ms): %s | %s; requests sent until the span came: median %.0f\n",
+			strings.Join(attached, " "), strings.Join(span, " "), median(requests))
+	}
+	if r.DiscoveryErr != nil {
+		first, _, _ := strings.Cut(r.DiscoveryErr.Error(), "\n")
+		fmt.Fprintf(out, "\n!!! discovery section stopped early: %s\n", first)
+	}
+	fmt.Fprintln(out)
+
+	fmt.Fprintf(out, "discovery targets\n")
+	writeChecks(out, d.checks())
+}
+
+// seriesSummary lists the series that moved, by name; "not exported" when
+// there are none at all.
+func seriesSummary(series map[string]float64) string {
+	if series == nil {
+		return "not exported by this golens"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(series)) {
+		if v := series[k]; v != 0 {
+			parts = append(parts, fmt.Sprintf("%s %+g", strings.TrimPrefix(k, "golens_discovery_"), v))
+		}
+	}
+	if len(parts) == 0 {
+		return "none moved"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeChecks writes one line per check with its verdict.
