@@ -67,7 +67,7 @@ type Manager struct {
 type target struct {
 	Target
 	proc     *event.Process
-	pidfd    int
+	pidfd    *os.File // pollable: readable once the process exited
 	colls    []*ebpf.Collection
 	links    []link.Link
 	attached []string // probe names
@@ -131,13 +131,15 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		return res, fmt.Errorf("pid %d: already attached", pid)
 	}
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	pidfd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		return res, fmt.Errorf("pid %d: no such process: %w", pid, err)
 	}
+	// Non-blocking, so the runtime's poller waits for the exit.
+	pidfd := os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid))
 	bin, err := inspect.Open(exe)
 	if err != nil {
-		unix.Close(pidfd)
+		pidfd.Close()
 		if errors.Is(err, inspect.ErrNotGo) {
 			return res, fmt.Errorf("pid %d (%s): %w", pid, exeName(pid), ErrNotGo)
 		}
@@ -148,12 +150,12 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		proc.GoVersion = bin.GoVersion
 	}
 	if err := m.ensureShared(); err != nil {
-		unix.Close(pidfd)
+		pidfd.Close()
 		return res, err
 	}
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
-		unix.Close(pidfd)
+		pidfd.Close()
 		return res, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	t := &target{proc: proc, pidfd: pidfd}
@@ -176,13 +178,42 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 	}
 	res.Probes = t.attached
 	if len(t.attached) == 0 {
-		unix.Close(pidfd)
+		pidfd.Close()
 		return res, fmt.Errorf("pid %d (%s): no probe could be attached: %w", pid, exeName(pid), joinRefusals(res.Refused))
 	}
 	m.mu.Lock()
+	first := len(m.targets) == 0
 	m.targets[pid] = t
 	m.mu.Unlock()
+	go m.awaitExit(pid, t)
+	if first && m.reader != nil {
+		m.reader.Flush() // the reader waits without a deadline while there is no target
+	}
 	return res, nil
+}
+
+// awaitExit releases t once its process exits; it returns early when t is
+// released for another reason (its pidfd closed). It costs no wake-up
+// until then: the runtime's poller waits on the pidfd.
+func (m *Manager) awaitExit(pid int, t *target) {
+	rc, err := t.pidfd.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd is readable once its process exited; it stays bound to that
+	// process, so a reused pid cannot be mistaken for the target.
+	err = rc.Read(func(fd uintptr) bool {
+		return errors.Is(unix.PidfdSendSignal(int(fd), 0, nil, 0), unix.ESRCH)
+	})
+	if err != nil || !m.forget(pid, t) {
+		return // released meanwhile (detached, shut down, or discovery saw the exit first)
+	}
+	m.log.Info("target exited, releasing its probes", "pid", pid)
+	t.release()
+	select {
+	case m.exited <- pid:
+	default:
+	}
 }
 
 // errorTypes resolves error itab addresses of a running process to type
@@ -550,7 +581,7 @@ func (t *target) close() error {
 	for _, c := range t.colls {
 		c.Close()
 	}
-	unix.Close(t.pidfd)
+	t.pidfd.Close()
 	return errors.Join(errs...)
 }
 
@@ -575,7 +606,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.watchExits(ctx)
+		m.resyncClock(ctx)
 	}()
 	err := m.readLoop(ctx)
 	wg.Wait()
@@ -596,18 +627,35 @@ func (m *Manager) Run(ctx context.Context) error {
 	return err
 }
 
-// pollInterval bounds how long an event may wait in the ring buffer: the
-// programs do not wake the reader per event (see event_submit in C).
-const pollInterval = 100 * time.Millisecond
+// The reader is not woken per event (see event_submit in C: only a ring
+// filling up wakes it), so it polls: every pollInterval while events come,
+// backing off to idlePoll while none do, and not at all without targets.
+// An event waits in the ring at most idlePoll; an idle agent wakes once a
+// second.
+const (
+	pollInterval = 100 * time.Millisecond
+	idlePoll     = time.Second
+)
 
 func (m *Manager) readLoop(ctx context.Context) error {
 	var rec ringbuf.Record
+	stop := context.AfterFunc(ctx, func() { m.reader.Flush() })
+	defer stop()
+	wait := pollInterval
 	for ctx.Err() == nil {
-		m.reader.SetDeadline(time.Now().Add(pollInterval))
+		m.mu.Lock()
+		idle := len(m.targets) == 0
+		m.mu.Unlock()
+		deadline := time.Now().Add(wait)
+		if idle {
+			deadline = time.Time{} // until Attach or shutdown flushes
+		}
+		m.reader.SetDeadline(deadline)
+		n := 0
 		for {
 			err := m.reader.ReadInto(&rec)
 			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
+				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 					break
 				}
 				if errors.Is(err, ringbuf.ErrClosed) {
@@ -615,7 +663,13 @@ func (m *Manager) readLoop(ctx context.Context) error {
 				}
 				return fmt.Errorf("read ring buffer: %w", err)
 			}
+			n++
 			m.dispatch(rec.RawSample)
+		}
+		if n > 0 {
+			wait = pollInterval
+		} else {
+			wait = min(2*wait, idlePoll)
 		}
 	}
 	return nil
@@ -675,10 +729,8 @@ func (m *Manager) handle(ev event.Event) {
 	m.handler(ev)
 }
 
-// watchExits releases targets whose process has exited.
-func (m *Manager) watchExits(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
+// resyncClock keeps the kernel-to-wall clock offset fresh until ctx is done.
+func (m *Manager) resyncClock(ctx context.Context) {
 	resync := time.NewTicker(time.Minute)
 	defer resync.Stop()
 	for {
@@ -687,28 +739,6 @@ func (m *Manager) watchExits(ctx context.Context) {
 			return
 		case <-resync.C:
 			m.clock.Sync()
-		case <-tick.C:
-			m.mu.Lock()
-			gone := make(map[int]*target)
-			for pid, t := range m.targets {
-				// A pidfd stays bound to its process, so a reused pid
-				// cannot be mistaken for the target.
-				if err := unix.PidfdSendSignal(t.pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
-					gone[pid] = t
-				}
-			}
-			m.mu.Unlock()
-			for pid, t := range gone {
-				if !m.forget(pid, t) {
-					continue // released meanwhile (discovery saw the exit first)
-				}
-				m.log.Info("target exited, releasing its probes", "pid", pid)
-				t.release()
-				select {
-				case m.exited <- pid:
-				default:
-				}
-			}
 		}
 	}
 }

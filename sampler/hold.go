@@ -41,6 +41,10 @@ type Hold[T any] struct {
 	byTrace map[TraceID][]*list.Element // each trace's held spans, oldest first
 	marked  map[TraceID]time.Time       // traces turned critical, until when
 	stats   HoldStats
+	// idle is set while Run waits for work rather than ticking; whoever
+	// gives it work clears it and wakes Run through kick.
+	idle bool
+	kick chan struct{}
 }
 
 type held[T any] struct {
@@ -74,6 +78,18 @@ func NewHold[T any](cfg HoldConfig, release func(item T, d Decision)) *Hold[T] {
 		release: release,
 		byTrace: make(map[TraceID][]*list.Element),
 		marked:  make(map[TraceID]time.Time),
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// wake tells an idle Run there is work again; h.mu is held.
+func (h *Hold[T]) wake() {
+	if h.idle {
+		h.idle = false
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -108,6 +124,7 @@ func (h *Hold[T]) Add(id TraceID, item T, d Decision) {
 	default:
 		e := h.queue.PushBack(&held[T]{id: id, item: item, d: d, until: now.Add(h.cfg.Window)})
 		h.byTrace[id] = append(h.byTrace[id], e)
+		h.wake()
 		for h.queue.Len() > h.cfg.Max {
 			out = append(out, h.pop())
 			h.stats.Overflow++
@@ -159,9 +176,10 @@ func (h *Hold[T]) Drain() {
 }
 
 // Run flushes expired spans a few times per window until ctx is done, then
-// drains the rest.
+// drains the rest. While nothing is held it waits without waking.
 func (h *Hold[T]) Run(ctx context.Context) error {
-	t := time.NewTicker(max(h.cfg.Window/4, 10*time.Millisecond))
+	period := max(h.cfg.Window/4, 10*time.Millisecond)
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -171,7 +189,26 @@ func (h *Hold[T]) Run(ctx context.Context) error {
 		case <-t.C:
 			h.Flush()
 		}
+		if h.goIdle() {
+			t.Stop()
+			select {
+			case <-ctx.Done():
+				h.Drain()
+				return nil
+			case <-h.kick:
+			}
+			t.Reset(period)
+		}
 	}
+}
+
+// goIdle tells whether nothing is held or marked, and if so marks the Hold
+// idle, so the next Add or mark wakes Run.
+func (h *Hold[T]) goIdle() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.idle = h.queue.Len() == 0 && len(h.marked) == 0
+	return h.idle
 }
 
 // Stats returns the Hold's counters.
@@ -188,6 +225,7 @@ func (h *Hold[T]) Stats() HoldStats {
 func (h *Hold[T]) mark(now time.Time, id TraceID, out []released[T]) []released[T] {
 	if _, ok := h.marked[id]; ok || len(h.marked) < h.cfg.Max {
 		h.marked[id] = now.Add(h.cfg.Window)
+		h.wake()
 	}
 	for _, e := range h.byTrace[id] {
 		out = append(out, released[T]{h.queue.Remove(e).(*held[T]).item, promoted()})

@@ -154,3 +154,42 @@ func TestHoldReleaseMayCallBack(t *testing.T) {
 		t.Errorf("released %v, want [1 2]", got)
 	}
 }
+
+// With nothing held Run stops ticking; an Add wakes it, and the span still
+// leaves at the end of its window.
+func TestHoldRunIdles(t *testing.T) {
+	var r releases
+	h := NewHold(HoldConfig{Window: 40 * time.Millisecond}, r.release)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	idle := func() bool { h.mu.Lock(); defer h.mu.Unlock(); return h.idle }
+	for deadline := time.Now().Add(time.Second); !idle(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run never went idle with nothing held")
+		}
+	}
+	for round, item := range []string{"a", "b"} {
+		added := time.Now()
+		h.Add(TraceID{byte(round + 1)}, item, dropProb)
+		var got []string
+		for deadline := time.Now().Add(2 * time.Second); len(got) == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %s not released 2 s after its 40 ms window", round, item)
+			}
+			got = r.take()
+		}
+		if waited := time.Since(added); waited < 40*time.Millisecond {
+			t.Errorf("round %d: released after %s, before its window", round, waited)
+		}
+		if want := []string{item + ":drop:dropped_probabilistic"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("round %d: released %q, want %q", round, got, want)
+		}
+		for deadline := time.Now().Add(time.Second); !idle(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: Run did not go idle again", round)
+			}
+		}
+	}
+}

@@ -346,6 +346,10 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 	return append(out, l.bound()...)
 }
 
+// Empty tells whether the linker holds nothing and remembers no call: its
+// Flush has nothing to do until the next Add.
+func (l *Linker) Empty() bool { return len(l.groups) == 0 && len(l.recent) == 0 }
+
 // Flush releases what is due at now; with all set, everything held.
 func (l *Linker) Flush(now time.Time, all bool) []*tracetest.SpanStub {
 	if !all {

@@ -78,7 +78,9 @@ type Tracer struct {
 	resources map[*event.Process]*resource.Resource
 	pauses    *pauseLog
 
-	linkMu      sync.Mutex // guards opts.Linker
+	linkMu      sync.Mutex    // guards opts.Linker and linkIdle
+	linkIdle    bool          // the flusher waits for linkKick rather than ticking
+	linkKick    chan struct{} // wakes an idle flusher
 	stop        chan struct{}
 	flusherDone chan struct{}
 
@@ -103,6 +105,7 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
+		linkKick:    make(chan struct{}, 1),
 		resources:   make(map[*event.Process]*resource.Resource),
 		pauses:      newPauseLog(),
 		holdDone:    make(chan struct{}),
@@ -127,10 +130,15 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 	return t
 }
 
-// flushLinker releases held spans whose wait is over.
+// linkFlushEvery is how often the linker's held spans are looked at while
+// it holds any.
+const linkFlushEvery = 100 * time.Millisecond
+
+// flushLinker releases held spans whose wait is over. While the linker is
+// empty it waits for the next span rather than ticking.
 func (t *Tracer) flushLinker() {
 	defer close(t.flusherDone)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(linkFlushEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -139,8 +147,20 @@ func (t *Tracer) flushLinker() {
 		case now := <-tick.C:
 			t.linkMu.Lock()
 			out := t.opts.Linker.Flush(now, false)
+			t.linkIdle = t.opts.Linker.Empty()
+			idle := t.linkIdle
 			t.linkMu.Unlock()
 			t.enqueueAll(out)
+			if !idle {
+				continue
+			}
+			tick.Stop()
+			select {
+			case <-t.stop:
+				return
+			case <-t.linkKick:
+			}
+			tick.Reset(linkFlushEvery)
 		}
 	}
 }
@@ -208,6 +228,13 @@ func (t *Tracer) Record(ev event.Event) {
 	}
 	t.linkMu.Lock()
 	out := t.opts.Linker.Add(ev, &stub, time.Now())
+	if t.linkIdle && !t.opts.Linker.Empty() {
+		t.linkIdle = false
+		select {
+		case t.linkKick <- struct{}{}:
+		default:
+		}
+	}
 	t.linkMu.Unlock()
 	t.enqueueAll(out)
 }
@@ -269,8 +296,12 @@ func ProcessResource(p *event.Process, host string) *resource.Resource {
 func (t *Tracer) run() {
 	defer close(t.done)
 	batch := make([]sdktrace.ReadOnlySpan, 0, t.opts.BatchSize)
-	tick := time.NewTicker(t.opts.FlushInterval)
-	defer tick.Stop()
+	// A batch goes out when full or FlushInterval after its first span;
+	// with nothing to send, nothing wakes.
+	timer := time.NewTimer(t.opts.FlushInterval)
+	timer.Stop()
+	defer timer.Stop()
+	var due <-chan time.Time
 	for {
 		select {
 		case s, ok := <-t.queue:
@@ -279,15 +310,20 @@ func (t *Tracer) run() {
 				return
 			}
 			batch = append(batch, s)
-			if len(batch) >= t.opts.BatchSize {
+			switch {
+			case len(batch) >= t.opts.BatchSize:
 				t.export(batch)
 				batch = batch[:0]
+				timer.Stop()
+				due = nil
+			case len(batch) == 1:
+				timer.Reset(t.opts.FlushInterval)
+				due = timer.C
 			}
-		case <-tick.C:
-			if len(batch) > 0 {
-				t.export(batch)
-				batch = batch[:0]
-			}
+		case <-due:
+			t.export(batch)
+			batch = batch[:0]
+			due = nil
 		}
 	}
 }

@@ -1,0 +1,53 @@
+package tracer
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/golens/golens/probes/event"
+)
+
+// An idle tracer does not tick: its linker flusher waits for a span, and
+// a span recorded then is still released when its wait is over, and
+// exported FlushInterval later.
+func TestTracerIdleWakes(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	l := NewLinker(func(netip.AddrPort) (int, bool) { return 0, true }) // callers on this node, gone
+	l.Window = 150 * time.Millisecond
+	tr := New(exp, Options{Linker: l, FlushInterval: 50 * time.Millisecond})
+	defer tr.Shutdown(context.Background())
+	idle := func() bool { tr.linkMu.Lock(); defer tr.linkMu.Unlock(); return tr.linkIdle }
+	waitIdle := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Second); !idle(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the linker flusher never went idle", what)
+			}
+		}
+	}
+	waitIdle("at start")
+	for round := range 2 {
+		recorded := time.Now()
+		tr.Record(&event.HTTPServer{Process: procB, Start: recorded, End: recorded.Add(time.Millisecond), Method: "GET", Path: "/x",
+			Status: 200, ProtoMajor: 1, RemoteAddr: "127.0.0.1:5000",
+			SpanContext: event.SpanContext{TraceID: event.TraceID{byte(round + 1)}, SpanID: event.SpanID{1}}})
+		for deadline := time.Now().Add(2 * time.Second); len(exp.GetSpans()) == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: span not exported 2 s after it was recorded", round)
+			}
+		}
+		spans := exp.GetSpans()
+		if waited := time.Since(recorded); waited < l.Window {
+			t.Errorf("round %d: exported after %s, before its caller's window (%s) was over", round, waited, l.Window)
+		}
+		if len(spans) != 1 || spans[0].SpanContext.TraceID()[0] != byte(round+1) {
+			t.Errorf("round %d: exported %d spans, trace %v", round, len(spans), spans[0].SpanContext.TraceID())
+		}
+		exp.Reset()
+		waitIdle("after a span")
+	}
+}
