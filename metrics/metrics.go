@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,8 +346,9 @@ type Server struct {
 // 200: the agent runs on), e.g. "kubernetes API unreachable: ...".
 func (s *Server) SetHealthNote(fn func() string) { s.note.Store(&fn) }
 
-// Listen binds addr now, so a busy port is reported at start-up.
-func (m *Metrics) Listen(addr string) (*Server, error) {
+// Listen binds addr now, so a busy port is reported at start-up. With
+// pprof, Go's profiles of golens itself are served at /debug/pprof/.
+func (m *Metrics) Listen(addr string, pprofOn bool) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -354,6 +356,12 @@ func (m *Metrics) Listen(addr string) (*Server, error) {
 	s := &Server{ln: ln}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: nil}))
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		// Alive whatever its dependencies say; a degraded one is named.
 		w.Write([]byte("ok\n"))

@@ -1,6 +1,11 @@
 package metrics
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +108,27 @@ func TestResourceLabels(t *testing.T) {
 	}
 	if n := m.Expire(t0.Add(time.Hour)); n == 0 || len(m.goidgen) != 0 {
 		t.Errorf("expired %d series, goroutine state left %v", n, m.goidgen)
+	}
+}
+
+// /debug/pprof/ is served only when asked for.
+func TestListenPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s, err := New(Options{}).Listen("127.0.0.1:0", on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go s.Serve(ctx, slog.Default())
+		resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if got := resp.StatusCode == 200 && strings.Contains(string(body), "heap profile"); got != on {
+			t.Errorf("pprof %v: GET /debug/pprof/heap answered %d %.40q", on, resp.StatusCode, body)
+		}
 	}
 }

@@ -58,6 +58,9 @@ type Config struct {
 	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
 	// InjectContext adds traceparent to outgoing HTTP/1.x requests on the wire.
 	InjectContext bool `yaml:"inject_context"`
+	// Pprof serves Go's profiles of golens itself at /debug/pprof/ on the
+	// metrics address.
+	Pprof bool `yaml:"pprof"`
 	// Discover selects processes to instrument as they start (discover.go).
 	Discover DiscoverConfig `yaml:"discover"`
 }
@@ -134,6 +137,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
 	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
 	inject := fs.Bool("inject-context", false, "add a W3C traceparent to targets' outgoing HTTP/1.x requests on the wire (sk_msg), so services on other nodes continue the trace")
+	pprofOn := fs.Bool("pprof", false, "serve golens' own Go profiles at /debug/pprof/ on --metrics-addr (for debugging golens; keep the address private)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -221,6 +225,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("sampling-critical-ttl", func() { cfg.SamplingCriticalTTL = *criticalTTL })
 	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
 	set("inject-context", func() { cfg.InjectContext = *inject })
+	set("pprof", func() { cfg.Pprof = *pprofOn })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
 	set("discover", func() { cfg.Discover.Enabled = *discover })
 	d, err := resolveDiscover(cfg.Discover, *exes, *units, k8sFlags{

@@ -72,7 +72,7 @@ func run(args []string) int {
 	defer stop()
 
 	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL, ResourceLabels: cfg.MetricsResourceLabels})
-	srv, err := met.Listen(cfg.MetricsAddr)
+	srv, err := met.Listen(cfg.MetricsAddr, cfg.Pprof)
 	if err != nil {
 		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)
 		return 1
