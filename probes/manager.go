@@ -96,7 +96,7 @@ func NewManager(specs []Spec, features []string, h Handler, log *slog.Logger) *M
 		targets:  make(map[int]*target),
 		refused:  make(map[string]int),
 		decoders: make(map[uint32]Decoder),
-		exited:   make(chan int, 16),
+		exited:   make(chan int, 1024),
 	}
 	for _, f := range features {
 		m.features[f] = true
@@ -213,6 +213,7 @@ func (m *Manager) awaitExit(pid int, t *target) {
 	select {
 	case m.exited <- pid:
 	default:
+		m.log.Warn("exit not passed on: too many targets exited at once; their tracer state stays until shutdown", "pid", pid)
 	}
 }
 
