@@ -2,18 +2,13 @@ package tracer
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"google.golang.org/grpc/credentials"
 )
 
 // ExportConfig selects and configures the span exporter.
@@ -29,7 +24,7 @@ type ExportConfig struct {
 // NewExporter builds the exporter the config asks for. The OTLP exporter
 // connects lazily: an unreachable collector is reported per export, never
 // at start-up, so the agent keeps serving metrics meanwhile.
-func NewExporter(ctx context.Context, c ExportConfig, console io.Writer) (sdktrace.SpanExporter, error) {
+func NewExporter(_ context.Context, c ExportConfig, console io.Writer) (sdktrace.SpanExporter, error) {
 	switch c.Exporter {
 	case "console":
 		return NewConsoleExporter(console), nil
@@ -40,37 +35,9 @@ func NewExporter(ctx context.Context, c ExportConfig, console io.Writer) (sdktra
 	if c.Endpoint == "" {
 		return nil, fmt.Errorf("otlp exporter needs an endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
 	}
-	var opts []otlptracegrpc.Option
-	if strings.Contains(c.Endpoint, "://") {
-		opts = append(opts, otlptracegrpc.WithEndpointURL(c.Endpoint))
-		if strings.HasPrefix(c.Endpoint, "http://") {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-	} else {
-		opts = append(opts, otlptracegrpc.WithEndpoint(c.Endpoint))
-	}
-	if c.Insecure {
-		opts = append(opts, otlptracegrpc.WithInsecure())
-	} else if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
-		}
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	}
-	if len(c.Headers) > 0 {
-		opts = append(opts, otlptracegrpc.WithHeaders(c.Headers))
-	}
-	if c.Timeout > 0 {
-		opts = append(opts, otlptracegrpc.WithTimeout(c.Timeout))
-	}
-	exp, err := otlptracegrpc.New(ctx, opts...)
+	exp, err := newOTLPExporter(c)
 	if err != nil {
-		return nil, fmt.Errorf("otlp exporter: %w", err)
+		return nil, err
 	}
 	return exp, nil
 }
