@@ -66,7 +66,8 @@ type bpfHttpServerEvent struct {
 	HostLen    uint16
 	RemoteLen  uint16
 	Cut        uint8
-	Pad        [5]uint8
+	StatusRead uint8
+	Pad        [4]uint8
 	Method     [16]uint8
 	Path       [128]uint8
 	Route      [128]uint8
@@ -150,6 +151,8 @@ const (
 	bpfVarMapSwiss              = "map_swiss"
 	bpfVarOffG_goid             = "off_g_goid"
 	bpfVarOffG_parentGoid       = "off_g_parent_goid"
+	bpfVarOffH2rwsReq           = "off_h2rws_req"
+	bpfVarOffH2rwsStatus        = "off_h2rws_status"
 	bpfVarOffHmapB              = "off_hmap_b"
 	bpfVarOffHmapBuckets        = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets     = "off_hmap_oldbuckets"
@@ -249,6 +252,8 @@ type bpfVariableSpecs struct {
 	MapSwiss              *ebpf.VariableSpec `ebpf:"map_swiss"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffH2rwsReq           *ebpf.VariableSpec `ebpf:"off_h2rws_req"`
+	OffH2rwsStatus        *ebpf.VariableSpec `ebpf:"off_h2rws_status"`
 	OffHmapB              *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
@@ -330,6 +335,8 @@ type bpfVariables struct {
 	MapSwiss              *ebpf.Variable `ebpf:"map_swiss"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffH2rwsReq           *ebpf.Variable `ebpf:"off_h2rws_req"`
+	OffH2rwsStatus        *ebpf.Variable `ebpf:"off_h2rws_status"`
 	OffHmapB              *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`

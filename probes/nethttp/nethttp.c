@@ -10,7 +10,9 @@
  *
  * ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request) receives, in
  * Go's register ABI: sh.srv in RAX, rw's itab in RBX, rw's data in RCX and req
- * in RDI. For HTTP/1.x rw is a *response.
+ * in RDI. For HTTP/1.x rw is a *response; for HTTP/2 served by net/http's
+ * own server it is a *http2responseWriter, whose one field points to the
+ * writer's state.
  */
 #include "types.h"
 #include "go_abi.h"
@@ -44,7 +46,7 @@ struct http_server_event {
 	__u64 start_ns; /* CLOCK_MONOTONIC */
 	__u64 end_ns;
 	struct span_context sc;
-	__u64 status; /* HTTP/1.x: 0 when the handler wrote nothing (net/http then sends 200); HTTP/2: 0, not read */
+	__u64 status; /* with status_read, 0 when the handler wrote nothing (net/http then sends 200) */
 	__u64 proto_major;
 	__u64 proto_minor;
 	__u16 method_len;
@@ -53,7 +55,8 @@ struct http_server_event {
 	__u16 host_len;
 	__u16 remote_len;
 	__u8 cut;
-	__u8 _pad[5];
+	__u8 status_read; /* 1: status comes from the writer (0 there means 200) */
+	__u8 _pad[4];
 	__u8 method[METHOD_MAX];
 	__u8 path[PATH_MAX_];
 	__u8 route[ROUTE_MAX];
@@ -72,6 +75,8 @@ volatile const __u64 off_req_remote = 176;
 volatile const __u64 off_req_pattern = 0; /* 0: this Go has no Request.Pattern */
 volatile const __u64 off_url_path = 56;
 volatile const __u64 off_resp_status = 0; /* 0: unknown, status not read */
+volatile const __u64 off_h2rws_req = 0;    /* http2responseWriterState.req */
+volatile const __u64 off_h2rws_status = 0; /* http2responseWriterState.status; 0: unknown */
 volatile const __u64 off_req_ctx = 232;         /* Request.ctx, an interface */
 volatile const __u64 off_url_scheme = 0;
 volatile const __u64 off_url_host = 40;
@@ -298,10 +303,22 @@ int uprobe_server_return(struct pt_regs *ctx)
 	e->proto_major = go_word_at(req + off_req_proto_major);
 	e->proto_minor = go_word_at(req + off_req_proto_minor);
 	e->status = 0;
+	e->status_read = 0;
 	/* rw is a *response only for HTTP/1.x; HTTP/2 passes its own writer
-	 * type through the same function, whose status lives elsewhere. */
-	if (e->proto_major == 1 && off_resp_status && r->resp)
+	 * type through the same function. The handler has returned but the
+	 * writer is not released yet: its state still holds the status. Only
+	 * a state that points back to this request is net/http's own (an
+	 * HTTP/2 server of another package may pass another writer type). */
+	if (e->proto_major == 1 && off_resp_status && r->resp) {
 		e->status = go_word_at((void *)(r->resp + off_resp_status));
+		e->status_read = 1;
+	} else if (e->proto_major == 2 && off_h2rws_status && r->resp) {
+		__u64 rws = go_word_at((void *)r->resp);
+		if (rws && go_word_at((void *)(rws + off_h2rws_req)) == r->req) {
+			e->status = go_word_at((void *)(rws + off_h2rws_status));
+			e->status_read = 1;
+		}
+	}
 
 	bpf_map_delete_elem(&server_reqs, &k);
 	event_submit(e);

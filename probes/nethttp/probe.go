@@ -57,6 +57,8 @@ var Probe = probes.Spec{
 		{Const: "off_req_pattern", Struct: "net/http.Request", Field: "Pattern", MinGo: 23},
 		{Const: "off_url_path", Struct: "net/url.URL", Field: "Path"},
 		{Const: "off_resp_status", Struct: "net/http.response", Field: "status"},
+		{Const: "off_h2rws_req", Struct: "net/http.http2responseWriterState", Field: "req"},
+		{Const: "off_h2rws_status", Struct: "net/http.http2responseWriterState", Field: "status"},
 		{Const: "off_req_ctx", Struct: "net/http.Request", Field: "ctx"},
 	},
 	ReadsGoMaps: true,
@@ -90,9 +92,10 @@ func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
 		ProtoMinor: int(e.ProtoMinor),
 	}
 	ev.SpanContext = spanContext(&e.Sc)
-	// An HTTP/1.x handler that writes nothing gets a 200 from net/http after
-	// it returns. For HTTP/2 the status is not read yet: it stays 0, unknown.
-	if ev.Status == 0 && ev.ProtoMajor == 1 {
+	// A handler that writes nothing gets a 200 from net/http after it
+	// returns, over HTTP/1.x and HTTP/2 alike. An HTTP/2 request whose
+	// writer was not net/http's own keeps 0: unknown.
+	if ev.Status == 0 && e.StatusRead != 0 {
 		ev.Status = 200
 	}
 	ev.Truncated = truncated(e.Cut)

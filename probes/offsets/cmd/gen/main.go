@@ -49,6 +49,7 @@ var fields = []struct {
 	{"net/http.Request", []string{"Method", "URL", "Proto", "ProtoMajor", "ProtoMinor", "Header", "Host", "RemoteAddr", "RequestURI", "Pattern", "ctx"}},
 	{"net/url.URL", []string{"Scheme", "Host", "Path", "RawQuery"}},
 	{"net/http.response", []string{"status", "req", "conn", "wroteHeader"}},
+	{"net/http.http2responseWriterState", []string{"req", "status"}},
 	{"runtime.hmap", []string{"count", "B", "buckets", "oldbuckets", "noverflow"}},
 	{"net/http.Response", []string{"StatusCode"}},
 	{"runtime.g", []string{"goid", "parentGoid"}},

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/golens/golens/test/harness"
+)
+
+// HTTP/2 (net/http's own server over TLS): spans and metrics carry the
+// status the handler wrote, and the 200 net/http sends for a handler that
+// wrote nothing, on the oldest and newest Go, with and without symbols.
+func TestHTTP2ServerStatus(t *testing.T) {
+	for _, v := range []harness.Variant{{Go: "go1.21.13"}, {}, {Stripped: true}} {
+		t.Run(v.String(), func(t *testing.T) { testHTTP2Status(t, v) })
+	}
+}
+
+func testHTTP2Status(t *testing.T, v harness.Variant) {
+	bin := buildApp(t, "httpserver", v)
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	app, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=h2svc"}, "-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Stop()
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(app.PID()), "--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the app's throwaway certificate
+		ForceAttemptHTTP2: true,
+	}}
+	tag := strings.ReplaceAll(v.String(), ".", "_")
+	cases := []struct {
+		path   string
+		status int
+	}{
+		{"/echo/h2-" + tag, 200}, // the handler writes nothing
+		{"/hello", 200},          // written by Write
+		{"/status/404", 404},
+		{"/status/503", 503},
+	}
+	for _, c2 := range cases {
+		resp, err := c.Get("https://" + app.Addr + c2.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != c2.status {
+			t.Fatalf("GET %s: %s %d, want HTTP/2 and %d", c2.path, resp.Proto, resp.StatusCode, c2.status)
+		}
+	}
+	spans, err := recv.WaitFor(len(cases), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c2 := range cases {
+		var found bool
+		for _, s := range spans {
+			if s.Attrs["url.path"] != c2.path {
+				continue
+			}
+			found = true
+			if got := s.Attrs["http.response.status_code"]; got != int64(c2.status) {
+				t.Errorf("%s: http.response.status_code %v, want %d", c2.path, got, c2.status)
+			}
+			if got := s.Attrs["network.protocol.version"]; got != "2" {
+				t.Errorf("%s: network.protocol.version %v, want 2", c2.path, got)
+			}
+			want := tracepb.Status_STATUS_CODE_UNSET
+			if c2.status >= 500 {
+				want = tracepb.Status_STATUS_CODE_ERROR
+			}
+			if s.StatusCode != want {
+				t.Errorf("%s: span status %v, want %v", c2.path, s.StatusCode, want)
+			}
+		}
+		if !found {
+			t.Errorf("no span for %s", c2.path)
+		}
+	}
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, `go_app_http_server_requests_total{method="GET",route="/status/{id}",service_name="h2svc",status_code="404"}`); v != 1 {
+		t.Errorf("404s counted %v, want 1", v)
+	}
+	if strings.Contains(text, `status_code="unknown"`) {
+		t.Errorf("a request with an unknown status:\n%s", grepLines(text, "go_app_http_server_requests_total"))
+	}
+}
