@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -53,11 +54,16 @@ func (m *Metrics) PushOTLP(ctx context.Context, c OTLPConfig) (func(context.Cont
 		return nil, fmt.Errorf("otlp metric exporter: %w", err)
 	}
 	// The application metrics carry service_name as a label: one pipeline
-	// serves every target, and the resource names golens itself.
-	res := resource.NewSchemaless(
+	// serves every target, and the resource names golens itself, one
+	// instance per node.
+	attrs := []attribute.KeyValue{
 		attribute.String("service.name", "golens"),
 		attribute.String("service.version", c.Version),
-	)
+	}
+	if host, err := os.Hostname(); err == nil {
+		attrs = append(attrs, attribute.String("service.instance.id", host), attribute.String("host.name", host))
+	}
+	res := resource.NewSchemaless(attrs...)
 	reader := sdkmetric.NewPeriodicReader(exp,
 		sdkmetric.WithInterval(c.Interval),
 		sdkmetric.WithProducer(prombridge.NewMetricProducer(prombridge.WithGatherer(m.reg))),

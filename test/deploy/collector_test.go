@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,14 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/golens/golens/test/harness"
 )
@@ -86,9 +77,10 @@ exporters:
 `
 
 // TestCollectorPipeline runs deploy/collector/collector.yaml in a real
-// Collector between an OTLP sender and a real Jaeger: a span sent to the
-// Collector must be found through Jaeger's query API, and a metric on the
-// Collector's Prometheus endpoint, labelled with its service.
+// Collector between the real agent and a real Jaeger: the span of a
+// request golens saw must be found, exactly, through Jaeger's query API,
+// and golens' pushed request count on the Collector's Prometheus endpoint,
+// labelled with its service.
 func TestCollectorPipeline(t *testing.T) {
 	j := jaeger(t)
 	addrs := make([]string, 6)
@@ -120,71 +112,87 @@ func TestCollectorPipeline(t *testing.T) {
 	)
 	waitHTTP(t, "http://"+collProm+"/metrics")
 
-	// What golens sends: spans and metrics over OTLP/gRPC, with its resource.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// What golens sends: the real agent, watching a real target, exports
+	// its spans and pushes its metrics over OTLP/gRPC to the Collector.
+	if why := harness.EBPFUnavailable(); why != "" {
+		unavailable(t, "the agent cannot attach here: %s", why)
+	}
+	work := t.TempDir()
+	appBin, err := harness.BuildApp("httpserver", harness.Variant{}, work)
+	if err != nil {
+		t.Fatal(err)
+	}
 	service := fmt.Sprintf("deploy-test-%d", time.Now().UnixNano())
-	res := resource.NewSchemaless(attribute.String("service.name", service), attribute.String("host.name", "node-1"))
-	texp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(collGRPC), otlptracegrpc.WithInsecure())
+	app, err := harness.StartApp(appBin, []string{"OTEL_SERVICE_NAME=" + service})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSyncer(texp))
-	_, span := tp.Tracer("golens").Start(ctx, "GET /checkout")
-	traceID := span.SpanContext().TraceID().String()
-	span.End()
-	if err := tp.Shutdown(ctx); err != nil {
-		t.Fatalf("export span to the Collector: %v", err)
-	}
-	mexp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(collGRPC), otlpmetricgrpc.WithInsecure())
+	defer app.Stop()
+	agent, err := harness.StartAgent(buildAgent(t, work), nil, "--pid", fmt.Sprint(app.PID()),
+		"--otlp-endpoint", collGRPC, "--otlp-insecure", "--otlp-metrics", "--otlp-metrics-interval", "1s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	rm := metricdata.ResourceMetrics{
-		Resource: res,
-		ScopeMetrics: []metricdata.ScopeMetrics{{
-			Scope: instrumentation.Scope{Name: "golens"},
-			Metrics: []metricdata.Metrics{{
-				Name: "go_app_http_server_requests",
-				Data: metricdata.Sum[int64]{
-					Temporality: metricdata.CumulativeTemporality,
-					IsMonotonic: true,
-					DataPoints: []metricdata.DataPoint[int64]{{
-						Attributes: attribute.NewSet(attribute.String("method", "GET"), attribute.String("route", "/checkout"), attribute.String("status_code", "200")),
-						StartTime:  now.Add(-time.Minute),
-						Time:       now,
-						Value:      3,
-					}},
-				},
-			}},
-		}},
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", agent.Log())
+		}
+		agent.Stop(5 * time.Second)
+	}()
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
 	}
-	if err := mexp.Export(ctx, &rm); err != nil {
-		t.Fatalf("export metrics to the Collector: %v", err)
+	// A request that continues a known trace, so Jaeger's copy can be
+	// checked exactly: same trace, the server span under the caller's.
+	const traceID, callerID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("GET", "http://"+app.Addr+"/status/201", nil)
+		if i == 0 {
+			req.Header.Set("traceparent", "00-"+traceID+"-"+callerID+"-01")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	mexp.Shutdown(ctx)
 
-	// The span, through the batch processor, in Jaeger.
-	var found bool
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !found; time.Sleep(250 * time.Millisecond) {
+	// The span, through the Collector's batch processor, in Jaeger.
+	type jaegerSpan struct {
+		OperationName string `json:"operationName"`
+		References    []struct {
+			RefType string `json:"refType"`
+			SpanID  string `json:"spanID"`
+		} `json:"references"`
+		Tags []struct {
+			Key   string `json:"key"`
+			Value any    `json:"value"`
+		} `json:"tags"`
+	}
+	var span *jaegerSpan
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && span == nil; time.Sleep(250 * time.Millisecond) {
 		var got struct {
 			Data []struct {
-				TraceID string `json:"traceID"`
-				Spans   []struct {
-					OperationName string `json:"operationName"`
-				} `json:"spans"`
+				Spans []jaegerSpan `json:"spans"`
 			} `json:"data"`
 		}
-		if getJSON("http://"+jaegerQuery+"/api/traces?service="+service, &got) != nil {
+		if getJSON("http://"+jaegerQuery+"/api/traces/"+traceID, &got) != nil || len(got.Data) != 1 || len(got.Data[0].Spans) != 1 {
 			continue
 		}
-		for _, tr := range got.Data {
-			found = found || (tr.TraceID == traceID && len(tr.Spans) == 1 && tr.Spans[0].OperationName == "GET /checkout")
-		}
+		span = &got.Data[0].Spans[0]
 	}
-	if !found {
-		t.Errorf("trace %s (service %s) never reached Jaeger through the Collector", traceID, service)
+	if span == nil {
+		t.Fatalf("trace %s (service %s) never reached Jaeger through the Collector", traceID, service)
+	}
+	if len(span.References) != 1 || span.References[0].RefType != "CHILD_OF" || span.References[0].SpanID != callerID {
+		t.Errorf("span %q references %+v, want CHILD_OF %s", span.OperationName, span.References, callerID)
+	}
+	tags := map[string]string{}
+	for _, tg := range span.Tags {
+		tags[tg.Key] = fmt.Sprint(tg.Value)
+	}
+	if tags["http.response.status_code"] != "201" || tags["url.path"] != "/status/201" || tags["span.kind"] != "server" {
+		t.Errorf("span %q tags %v, want a server span of GET /status/201 answered 201", span.OperationName, tags)
 	}
 
 	// The metric, on the Collector's Prometheus endpoint.
@@ -192,9 +200,9 @@ func TestCollectorPipeline(t *testing.T) {
 	var text string
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		text = getText("http://" + collProm + "/metrics")
-		if line := findLine(text, want, `service_name="`+service+`"`); line != "" {
-			if !strings.HasSuffix(line, " 3") || !strings.Contains(line, `route="/checkout"`) {
-				t.Errorf("metric line %q, want route=/checkout and value 3", line)
+		if line := findLine(text, want, `service_name="`+service+`"`, `status_code="201"`); line != "" {
+			if !strings.HasSuffix(line, " 3") || !strings.Contains(line, `job="golens"`) {
+				t.Errorf("metric line %q, want the 3 requests, from job golens", line)
 			}
 			return
 		}
