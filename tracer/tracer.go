@@ -335,11 +335,18 @@ func (t *Tracer) export(batch []sdktrace.ReadOnlySpan) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.ExportTimeout)
 	defer cancel()
 	if err := t.exp.ExportSpans(ctx, batch); err != nil {
-		t.failed.Add(uint64(len(batch)))
+		lost := uint64(len(batch))
+		// A partial success: only the rejected spans are lost.
+		var rej *RejectedError
+		if errors.As(err, &rej) && rej.Rejected >= 0 && rej.Rejected < int64(len(batch)) {
+			lost = uint64(rej.Rejected)
+			t.exported.Add(uint64(len(batch)) - lost)
+		}
+		t.failed.Add(lost)
 		// One line per 10 s at most: a collector outage must not flood logs.
 		now := time.Now().Unix()
 		if last := t.lastErrLog.Load(); now-last >= 10 && t.lastErrLog.CompareAndSwap(last, now) {
-			t.opts.Log.Error("export spans failed; dropped and counted in golens_spans_failed_total", "spans", len(batch), "err", err)
+			t.opts.Log.Error("export spans failed; dropped and counted in golens_spans_failed_total", "spans", lost, "err", err)
 		}
 		return
 	}

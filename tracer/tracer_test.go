@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/golens/golens/probes/event"
@@ -49,5 +50,31 @@ func TestTracerIdleWakes(t *testing.T) {
 		}
 		exp.Reset()
 		waitIdle("after a span")
+	}
+}
+
+// rejecting is an exporter whose collector rejects some spans of each batch.
+type rejecting struct{ n int64 }
+
+func (r rejecting) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	return &RejectedError{Rejected: r.n, Sent: len(spans), Reason: "too old"}
+}
+func (rejecting) Shutdown(context.Context) error { return nil }
+
+// A partial success loses only the rejected spans; a plain error the batch.
+func TestExportCountsRejected(t *testing.T) {
+	for _, c := range []struct {
+		rejected           int64
+		exported, failures uint64
+	}{{2, 3, 2}, {5, 0, 5}} {
+		tr := New(rejecting{c.rejected}, Options{BatchSize: 5, FlushInterval: time.Hour})
+		for i := range 5 {
+			tr.Record(&event.HTTPServer{Process: procA, Start: t0, End: t0.Add(time.Millisecond), Method: "GET", Path: "/x",
+				Status: 200, ProtoMajor: 1, SpanContext: event.SpanContext{TraceID: event.TraceID{byte(i + 1)}, SpanID: event.SpanID{1}}})
+		}
+		tr.Shutdown(context.Background())
+		if st := tr.Stats(); st.Exported != c.exported || st.Failed != c.failures {
+			t.Errorf("%d of 5 rejected: exported %d, failed %d; want %d and %d", c.rejected, st.Exported, st.Failed, c.exported, c.failures)
+		}
 	}
 }
