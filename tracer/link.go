@@ -157,9 +157,13 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 		// The trace came from outside: nothing here can change it.
 		return []*tracetest.SpanStub{stub}
 	}
+	caller, onNode := l.callerOf(remote, now)
+	if !onNode && l.groups[e.sc.TraceID] == nil {
+		// Called from off the node, nothing of its trace held: out at once.
+		return []*tracetest.SpanStub{stub}
+	}
 	g := l.hold(e.sc.TraceID, stub, now)
 	g.root, g.rootStub = &e, stub
-	caller, onNode := l.callerOf(remote, now)
 	if !onNode {
 		return append(l.release(g), l.bound()...)
 	}

@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"context"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -16,6 +17,24 @@ import (
 type sampling struct {
 	s    *sampler.Sampler
 	hold *sampler.Hold[*tracetest.SpanStub]
+	// lastTS caches the last trace state parsed: a service's decisions
+	// carry the same one, span after span.
+	lastTS atomic.Pointer[parsedTS]
+}
+
+type parsedTS struct {
+	raw string
+	ts  trace.TraceState
+}
+
+// traceState parses raw, or returns the cached parse of the same string.
+func (p *sampling) traceState(raw string) trace.TraceState {
+	if c := p.lastTS.Load(); c != nil && c.raw == raw {
+		return c.ts
+	}
+	ts, _ := trace.ParseTraceState(raw)
+	p.lastTS.Store(&parsedTS{raw: raw, ts: ts})
+	return ts
 }
 
 func newSampling(s *sampler.Sampler, keep func(*tracetest.SpanStub)) *sampling {
@@ -54,46 +73,59 @@ func spanInfo(st *tracetest.SpanStub) sampler.Span {
 // span whose parent is not among them) by its strategy or its parent's
 // flag, the others follow it, and a critical span anywhere keeps them all.
 func (p *sampling) decide(stubs []*tracetest.SpanStub) {
+	if len(stubs) == 1 {
+		// Most releases are one span (a server span whose caller is not
+		// watched): no grouping to do.
+		p.decideGroup(stubs)
+		return
+	}
 	for _, group := range byTrace(stubs) {
+		p.decideGroup(group)
+	}
+}
+
+// decideGroup decides the spans of one trace.
+func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
+	root := group[0]
+	if len(group) > 1 {
 		ids := make(map[trace.SpanID]bool, len(group))
 		for _, st := range group {
 			ids[st.SpanContext.SpanID()] = true
 		}
-		var root *tracetest.SpanStub
 		for _, st := range group {
 			if !st.Parent.IsValid() || !ids[st.Parent.SpanID()] {
 				root = st
 				break
 			}
 		}
-		rootD := p.s.Decide(spanInfo(root))
-		decisions := make([]sampler.Decision, len(group))
-		critical := rootD.Reason.Critical()
-		for i, st := range group {
-			if st == root {
-				decisions[i] = rootD
-				continue
-			}
-			info := spanInfo(st)
-			info.Parent, info.ParentSampled = true, rootD.Keep
-			decisions[i] = p.s.Decide(info)
-			critical = critical || decisions[i].Reason.Critical()
+	}
+	rootD := p.s.Decide(spanInfo(root))
+	decisions := make([]sampler.Decision, len(group))
+	critical := rootD.Reason.Critical()
+	for i, st := range group {
+		if st == root {
+			decisions[i] = rootD
+			continue
 		}
-		var ts trace.TraceState
-		if rootD.TraceState != "" {
-			ts, _ = trace.ParseTraceState(rootD.TraceState)
+		info := spanInfo(st)
+		info.Parent, info.ParentSampled = true, rootD.Keep
+		decisions[i] = p.s.Decide(info)
+		critical = critical || decisions[i].Reason.Critical()
+	}
+	var ts trace.TraceState
+	if rootD.TraceState != "" {
+		ts = p.traceState(rootD.TraceState)
+	}
+	for i, st := range group {
+		d := decisions[i]
+		if critical && !d.Keep {
+			// On the path of an error or a slow span: keep it.
+			d = sampler.Decision{Keep: true, Reason: sampler.ReasonCriticalTrace}
 		}
-		for i, st := range group {
-			d := decisions[i]
-			if critical && !d.Keep {
-				// On the path of an error or a slow span: keep it.
-				d = sampler.Decision{Keep: true, Reason: sampler.ReasonCriticalTrace}
-			}
-			if d.Keep && ts.Len() > 0 {
-				st.SpanContext = st.SpanContext.WithTraceState(ts)
-			}
-			p.hold.Add(sampler.TraceID(st.SpanContext.TraceID()), st, d)
+		if d.Keep && ts.Len() > 0 {
+			st.SpanContext = st.SpanContext.WithTraceState(ts)
 		}
+		p.hold.Add(sampler.TraceID(st.SpanContext.TraceID()), st, d)
 	}
 }
 

@@ -40,10 +40,11 @@ func HTTPServerSpan(e *event.HTTPServer) tracetest.SpanStub {
 	if route != "" {
 		name = method + " " + route
 	}
-	attrs := []attribute.KeyValue{
+	attrs := make([]attribute.KeyValue, 0, 12) // every attribute below fits: one allocation
+	attrs = append(attrs,
 		attribute.String("http.request.method", method),
 		attribute.String("url.path", e.Path),
-	}
+	)
 	if e.Status != 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
 	}
@@ -92,6 +93,8 @@ func HTTPServerSpan(e *event.HTTPServer) tracetest.SpanStub {
 
 func protocolVersion(major, minor int) string {
 	switch {
+	case major == 1 && minor == 1:
+		return "1.1" // nearly every HTTP/1 request: no allocation
 	case major == 1:
 		return "1." + strconv.Itoa(minor)
 	case major >= 2:
