@@ -182,12 +182,14 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		return res, fmt.Errorf("pid %d (%s): no probe could be attached: %w", pid, exeName(pid), joinRefusals(res.Refused))
 	}
 	m.mu.Lock()
-	first := len(m.targets) == 0
 	m.targets[pid] = t
 	m.mu.Unlock()
 	go m.awaitExit(pid, t)
-	if first && m.reader != nil {
-		m.reader.Flush() // the reader waits without a deadline while there is no target
+	if m.reader != nil {
+		// Wake the reader: it waits without a deadline while there is no
+		// target, and a new target's first events should not wait for a
+		// quiet reader's longest poll.
+		m.reader.Flush()
 	}
 	return res, nil
 }
@@ -630,7 +632,8 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // The reader is not woken per event (see event_submit in C: only a ring
 // filling up wakes it), so it polls: every pollInterval while events come,
-// backing off to idlePoll while none do, and not at all without targets.
+// backing off to idlePoll while none do (a new target resets it), and not
+// at all without targets.
 // An event waits in the ring at most idlePoll; an idle agent wakes once a
 // second.
 const (
@@ -652,11 +655,15 @@ func (m *Manager) readLoop(ctx context.Context) error {
 			deadline = time.Time{} // until Attach or shutdown flushes
 		}
 		m.reader.SetDeadline(deadline)
-		n := 0
+		n, flushed := 0, false
 		for {
 			err := m.reader.ReadInto(&rec)
 			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				if errors.Is(err, ringbuf.ErrFlushed) {
+					flushed = true
 					break
 				}
 				if errors.Is(err, ringbuf.ErrClosed) {
@@ -667,7 +674,7 @@ func (m *Manager) readLoop(ctx context.Context) error {
 			n++
 			m.dispatch(rec.RawSample)
 		}
-		if n > 0 {
+		if n > 0 || flushed {
 			wait = pollInterval
 		} else {
 			wait = min(2*wait, idlePoll)
