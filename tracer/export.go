@@ -13,12 +13,16 @@ import (
 
 // ExportConfig selects and configures the span exporter.
 type ExportConfig struct {
-	Exporter string            // "otlp" or "console"
-	Endpoint string            // host:port, or a URL (http:// means insecure)
-	Insecure bool              // plaintext gRPC
-	CAFile   string            // PEM roots to verify the collector
-	Headers  map[string]string // e.g. authentication
-	Timeout  time.Duration
+	Exporter string // "otlp" or "console"
+	Endpoint string // host:port, or a URL (http:// means insecure)
+	Insecure bool   // plaintext gRPC
+	CAFile   string // PEM roots to verify the collector
+	// ClientCert and ClientKey are PEM files of the certificate golens
+	// presents to a collector that asks for one (mutual TLS).
+	ClientCert, ClientKey string
+	Headers               map[string]string // e.g. authentication
+	Timeout               time.Duration
+	Compression           string // "gzip", or "" / "none"
 }
 
 // NewExporter builds the exporter the config asks for. The OTLP exporter

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -91,24 +92,45 @@ func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
 	// Precedence as with otlptracegrpc's options before: --otlp-insecure
 	// wins, a CA file means TLS (even with an http:// endpoint), then the
 	// URL's scheme.
+	if (c.ClientCert == "") != (c.ClientKey == "") {
+		return nil, fmt.Errorf("otlp client certificate: need both the certificate and its key")
+	}
 	var creds credentials.TransportCredentials
 	switch {
 	case c.Insecure:
 		creds = insecure.NewCredentials()
-	case c.CAFile != "":
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
+	case c.CAFile != "" || c.ClientCert != "":
+		cfg := &tls.Config{} // without a CA file: the host's roots
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read CA file: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+			}
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+		if c.ClientCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
+			if err != nil {
+				return nil, fmt.Errorf("otlp client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
 		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool})
+		creds = credentials.NewTLS(cfg)
 	case plaintext:
 		creds = insecure.NewCredentials()
 	default:
 		creds = credentials.NewTLS(nil) // the host's roots
+	}
+	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
+	switch c.Compression {
+	case "", "none":
+	case "gzip":
+		callOpts = append(callOpts, grpc.UseCompressor(gzip.Name))
+	default:
+		return nil, fmt.Errorf("otlp compression %q: want gzip or none", c.Compression)
 	}
 	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(creds),
@@ -121,7 +143,7 @@ func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
 		conn:    conn,
 		timeout: c.Timeout,
 		sem:     make(chan struct{}, 1),
-		options: []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})},
+		options: callOpts,
 	}
 	if len(c.Headers) > 0 {
 		e.md = metadata.New(c.Headers)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -400,4 +401,125 @@ func TestOTLPTarget(t *testing.T) {
 			t.Errorf("otlpTarget(%q) = %q, %v, %v; want %q, %v, error %v", tc.endpoint, target, plaintext, err, tc.target, tc.plaintext, tc.err)
 		}
 	}
+}
+
+// With gzip the request travels compressed (the collector sees the
+// encoding) and arrives whole; an unknown compression is refused.
+func TestOTLPExporterGzip(t *testing.T) {
+	h := &encodingSeen{}
+	c := startCollector(t, nil, grpc.StatsHandler(h))
+	exp := newTestExporter(t, ExportConfig{Endpoint: c.addr, Insecure: true, Compression: "gzip", Timeout: 5 * time.Second})
+	if err := exp.ExportSpans(context.Background(), benchSpans(50)); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	got := h.enc
+	h.mu.Unlock()
+	if got != "gzip" {
+		t.Errorf("grpc-encoding %q, want gzip", got)
+	}
+	c.mu.Lock()
+	var n int
+	for _, rs := range c.reqs[0].ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			n += len(ss.Spans)
+		}
+	}
+	c.mu.Unlock()
+	if n != 50 {
+		t.Errorf("collector decoded %d spans, want 50", n)
+	}
+	if _, err := NewExporter(context.Background(), ExportConfig{Exporter: "otlp", Endpoint: c.addr, Compression: "zstd"}, nil); err == nil {
+		t.Error("an unknown compression was accepted")
+	}
+}
+
+// A collector that requires a client certificate takes golens' when given
+// one, and refuses the export without it.
+func TestOTLPExporterClientCert(t *testing.T) {
+	serverCert, caFile := writeSelfSigned(t)
+	clientCert, clientPEM := writeClientCert(t) // self-signed: it is its own CA
+	pool := x509.NewCertPool()
+	pool.AddCert(mustParse(t, clientCert.Certificate[0]))
+	c := startCollector(t, nil, grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+	})))
+	keyPEM := filepath.Join(t.TempDir(), "client.key")
+	der, err := x509.MarshalPKCS8PrivateKey(clientCert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(keyPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+
+	with := newTestExporter(t, ExportConfig{Endpoint: c.addr, CAFile: caFile, ClientCert: clientPEM, ClientKey: keyPEM, Timeout: 2 * time.Second})
+	if err := with.ExportSpans(context.Background(), benchSpans(1)); err != nil {
+		t.Errorf("with the client certificate: %v", err)
+	}
+	without := newTestExporter(t, ExportConfig{Endpoint: c.addr, CAFile: caFile, Timeout: 2 * time.Second})
+	if err := without.ExportSpans(context.Background(), benchSpans(1)); err == nil {
+		t.Error("export without a client certificate succeeded")
+	}
+	if _, err := NewExporter(context.Background(), ExportConfig{Exporter: "otlp", Endpoint: c.addr, ClientCert: clientPEM}, nil); err == nil {
+		t.Error("a client certificate without its key was accepted")
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// encodingSeen is a server stats handler noting the compression of the
+// requests' headers.
+type encodingSeen struct {
+	mu  sync.Mutex
+	enc string
+}
+
+func (h *encodingSeen) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (h *encodingSeen) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (h *encodingSeen) HandleConn(context.Context, stats.ConnStats) {}
+func (h *encodingSeen) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if in, ok := s.(*stats.InHeader); ok {
+		h.mu.Lock()
+		h.enc = in.Compression
+		h.mu.Unlock()
+	}
+}
+
+// writeClientCert makes a self-signed client certificate and returns it
+// and its PEM file.
+func writeClientCert(t *testing.T) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(2),
+		Subject:               pkix.Name{CommonName: "golens test agent"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "client.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, path
 }

@@ -19,19 +19,23 @@ import (
 // The config file uses the yaml names; flags win over the environment, which
 // wins over the file.
 type Config struct {
-	PIDs          []int             `yaml:"pids"`
-	ServiceName   string            `yaml:"service_name"`
-	Exporter      string            `yaml:"exporter"`
-	OTLPEndpoint  string            `yaml:"otlp_endpoint"`
-	OTLPInsecure  bool              `yaml:"otlp_insecure"`
-	OTLPCAFile    string            `yaml:"otlp_ca_file"`
-	OTLPHeaders   map[string]string `yaml:"otlp_headers"`
-	OTLPTimeout   time.Duration     `yaml:"otlp_timeout"`
-	MetricsAddr   string            `yaml:"metrics_addr"`
-	ExportQueue   int               `yaml:"export_queue_size"`
-	LogLevel      string            `yaml:"log_level"`
-	LogFormat     string            `yaml:"log_format"`
-	ShutdownGrace time.Duration     `yaml:"shutdown_timeout"`
+	PIDs         []int  `yaml:"pids"`
+	ServiceName  string `yaml:"service_name"`
+	Exporter     string `yaml:"exporter"`
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	OTLPInsecure bool   `yaml:"otlp_insecure"`
+	OTLPCAFile   string `yaml:"otlp_ca_file"`
+	// OTLPClientCert and OTLPClientKey are PEM files for mutual TLS.
+	OTLPClientCert  string            `yaml:"otlp_client_cert"`
+	OTLPClientKey   string            `yaml:"otlp_client_key"`
+	OTLPCompression string            `yaml:"otlp_compression"`
+	OTLPHeaders     map[string]string `yaml:"otlp_headers"`
+	OTLPTimeout     time.Duration     `yaml:"otlp_timeout"`
+	MetricsAddr     string            `yaml:"metrics_addr"`
+	ExportQueue     int               `yaml:"export_queue_size"`
+	LogLevel        string            `yaml:"log_level"`
+	LogFormat       string            `yaml:"log_format"`
+	ShutdownGrace   time.Duration     `yaml:"shutdown_timeout"`
 	// TrackGoroutines links calls made from goroutines that dropped the
 	// request's context, at one probe hit per go statement in the target.
 	TrackGoroutines bool `yaml:"track_goroutines"`
@@ -118,7 +122,10 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	exporter := fs.String("exporter", "", "span exporter: otlp or console (default: otlp when an endpoint is set, else console)")
 	endpoint := fs.String("otlp-endpoint", "", "OTLP/gRPC collector, host:port or URL (env OTEL_EXPORTER_OTLP_ENDPOINT)")
 	insecure := fs.Bool("otlp-insecure", false, "use plaintext gRPC to the collector (env OTEL_EXPORTER_OTLP_INSECURE)")
-	caFile := fs.String("otlp-ca-file", "", "PEM file of CAs that verify the collector's TLS certificate")
+	caFile := fs.String("otlp-ca-file", "", "PEM file of CAs that verify the collector's TLS certificate (env OTEL_EXPORTER_OTLP_CERTIFICATE)")
+	clientCert := fs.String("otlp-client-cert", "", "PEM certificate golens presents to a collector that requires one, mutual TLS (env OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)")
+	clientKey := fs.String("otlp-client-key", "", "PEM private key of --otlp-client-cert (env OTEL_EXPORTER_OTLP_CLIENT_KEY)")
+	compression := fs.String("otlp-compression", "", "compress span exports: gzip or none (env OTEL_EXPORTER_OTLP_COMPRESSION; default none)")
 	headers := fs.StringToString("otlp-header", nil, "header sent with every export, e.g. authorization=Bearer... (repeatable)")
 	timeout := fs.Duration("otlp-timeout", cfg.OTLPTimeout, "timeout of one export call")
 	metricsAddr := fs.String("metrics-addr", cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz")
@@ -186,6 +193,26 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 			cfg.OTLPHeaders[strings.TrimSpace(k)] = strings.TrimSpace(val)
 		}
 	}
+	for _, e := range []struct {
+		to    *string
+		names []string
+	}{
+		{&cfg.OTLPCAFile, []string{"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"}},
+		{&cfg.OTLPClientCert, []string{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"}},
+		{&cfg.OTLPClientKey, []string{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"}},
+		{&cfg.OTLPCompression, []string{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"}},
+	} {
+		if v := firstEnv(e.names...); v != "" {
+			*e.to = v
+		}
+	}
+	if v := firstEnv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil || ms <= 0 {
+			return cfg, usageError{fmt.Errorf("OTEL_EXPORTER_OTLP_TIMEOUT=%q: want milliseconds", v)}
+		}
+		cfg.OTLPTimeout = time.Duration(ms) * time.Millisecond
+	}
 	if v := os.Getenv("OTEL_TRACES_EXPORTER"); v != "" {
 		cfg.Exporter = v
 	}
@@ -201,6 +228,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("otlp-endpoint", func() { cfg.OTLPEndpoint = *endpoint })
 	set("otlp-insecure", func() { cfg.OTLPInsecure = *insecure })
 	set("otlp-ca-file", func() { cfg.OTLPCAFile = *caFile })
+	set("otlp-client-cert", func() { cfg.OTLPClientCert = *clientCert })
+	set("otlp-client-key", func() { cfg.OTLPClientKey = *clientKey })
+	set("otlp-compression", func() { cfg.OTLPCompression = *compression })
 	set("otlp-header", func() {
 		if cfg.OTLPHeaders == nil {
 			cfg.OTLPHeaders = make(map[string]string)
@@ -256,6 +286,12 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 		if !slices.Contains(discovery.PodResourceKeys, a) {
 			return cfg, usageError{fmt.Errorf("metrics resource label %q: not one golens sets; use some of %s", a, strings.Join(discovery.PodResourceKeys, ","))}
 		}
+	}
+	if c := cfg.OTLPCompression; c != "" && c != "none" && c != "gzip" {
+		return cfg, usageError{fmt.Errorf("otlp compression %q: want gzip or none", c)}
+	}
+	if (cfg.OTLPClientCert == "") != (cfg.OTLPClientKey == "") {
+		return cfg, usageError{fmt.Errorf("--otlp-client-cert and --otlp-client-key go together")}
 	}
 	if cfg.OTLPMetrics && cfg.OTLPEndpoint == "" {
 		return cfg, usageError{fmt.Errorf("--otlp-metrics needs --otlp-endpoint")}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The Kubernetes opt-in keys the deploy manifests carry turn pod opt-in
@@ -92,5 +93,42 @@ func TestMetricsResourceLabels(t *testing.T) {
 	var u usageError
 	if !errors.As(err, &u) || !strings.Contains(err.Error(), `"k8s.namespace"`) {
 		t.Errorf("unknown attribute: %v", err)
+	}
+}
+
+// The OTLP exporter's TLS, compression and timeout settings come from the
+// OpenTelemetry environment variables, the traces-specific one first, and
+// flags win; bad values are usage errors.
+func TestOTLPEnvironment(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem")
+	t.Setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem")
+	t.Setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/client.key")
+	t.Setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")
+	cfg, err := parseConfig([]string{"--pid", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OTLPCAFile != "/etc/ca.pem" || cfg.OTLPClientCert != "/etc/client.pem" || cfg.OTLPClientKey != "/etc/client.key" ||
+		cfg.OTLPCompression != "gzip" || cfg.OTLPTimeout != 2500*time.Millisecond {
+		t.Errorf("from the environment: %+v", cfg)
+	}
+	cfg, err = parseConfig([]string{"--pid", "1", "--otlp-compression", "none", "--otlp-client-cert", "/a.pem", "--otlp-client-key", "/a.key"})
+	if err != nil || cfg.OTLPCompression != "none" || cfg.OTLPClientCert != "/a.pem" || cfg.OTLPClientKey != "/a.key" {
+		t.Errorf("flags: %+v, %v", cfg, err)
+	}
+	var u usageError
+	for _, bad := range [][]string{
+		{"--otlp-compression", "zstd"},
+		{"--otlp-client-key", ""},
+	} {
+		if _, err := parseConfig(append([]string{"--pid", "1"}, bad...)); !errors.As(err, &u) {
+			t.Errorf("%q: %v, want a usage error", bad, err)
+		}
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")
+	if _, err := parseConfig([]string{"--pid", "1"}); !errors.As(err, &u) {
+		t.Errorf("timeout 10s (not milliseconds): %v, want a usage error", err)
 	}
 }

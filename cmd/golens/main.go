@@ -78,12 +78,13 @@ func run(args []string) int {
 		return 1
 	}
 	exp, err := tracer.NewExporter(ctx, tracer.ExportConfig{
-		Exporter: cfg.Exporter,
-		Endpoint: cfg.OTLPEndpoint,
-		Insecure: cfg.OTLPInsecure,
-		CAFile:   cfg.OTLPCAFile,
-		Headers:  cfg.OTLPHeaders,
-		Timeout:  cfg.OTLPTimeout,
+		Exporter:   cfg.Exporter,
+		Endpoint:   cfg.OTLPEndpoint,
+		Insecure:   cfg.OTLPInsecure,
+		CAFile:     cfg.OTLPCAFile,
+		ClientCert: cfg.OTLPClientCert, ClientKey: cfg.OTLPClientKey, Compression: cfg.OTLPCompression,
+		Headers: cfg.OTLPHeaders,
+		Timeout: cfg.OTLPTimeout,
 	}, os.Stdout)
 	if err != nil {
 		log.Error("cannot set up span export", "err", err)

@@ -113,7 +113,8 @@ func TestCollectorPipeline(t *testing.T) {
 	waitHTTP(t, "http://"+collProm+"/metrics")
 
 	// What golens sends: the real agent, watching a real target, exports
-	// its spans and pushes its metrics over OTLP/gRPC to the Collector.
+	// its spans (gzip-compressed, as across a WAN) and pushes its metrics
+	// over OTLP/gRPC to the Collector.
 	if why := harness.EBPFUnavailable(); why != "" {
 		unavailable(t, "the agent cannot attach here: %s", why)
 	}
@@ -129,7 +130,7 @@ func TestCollectorPipeline(t *testing.T) {
 	}
 	defer app.Stop()
 	agent, err := harness.StartAgent(buildAgent(t, work), nil, "--pid", fmt.Sprint(app.PID()),
-		"--otlp-endpoint", collGRPC, "--otlp-insecure", "--otlp-metrics", "--otlp-metrics-interval", "1s")
+		"--otlp-endpoint", collGRPC, "--otlp-insecure", "--otlp-compression", "gzip", "--otlp-metrics", "--otlp-metrics-interval", "1s")
 	if err != nil {
 		t.Fatal(err)
 	}
