@@ -132,3 +132,15 @@ func TestListenPprof(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRecord is the metrics' cost per server request event.
+func BenchmarkRecord(b *testing.B) {
+	m := New(Options{})
+	p := &event.Process{ServiceName: "svc"}
+	now := time.Now()
+	e := &event.HTTPServer{Process: p, Method: "GET", Path: "/hello", Route: "/hello", Status: 200, ProtoMajor: 1, Start: now, End: now.Add(time.Millisecond)}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.RecordAt(e, now)
+	}
+}
