@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ type ExportConfig struct {
 	Headers               map[string]string // e.g. authentication
 	Timeout               time.Duration
 	Compression           string // "gzip", or "" / "none"
+	// Log receives the collector's warnings; nil is slog.Default().
+	Log *slog.Logger
 }
 
 // NewExporter builds the exporter the config asks for. The OTLP exporter

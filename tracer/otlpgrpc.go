@@ -63,6 +63,7 @@ func (e *RejectedError) Error() string {
 // otlpExporter sends spans to an OTLP/gRPC collector. It encodes each batch
 // itself (see spanEncoder) and hands gRPC the finished bytes.
 type otlpExporter struct {
+	log     *slog.Logger
 	target  string
 	conn    *grpc.ClientConn
 	md      metadata.MD
@@ -139,11 +140,15 @@ func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
 		return nil, fmt.Errorf("otlp exporter for %s: %w", target, err)
 	}
 	e := &otlpExporter{
+		log:     c.Log,
 		target:  target,
 		conn:    conn,
 		timeout: c.Timeout,
 		sem:     make(chan struct{}, 1),
 		options: callOpts,
+	}
+	if e.log == nil {
+		e.log = slog.Default()
 	}
 	if len(c.Headers) > 0 {
 		e.md = metadata.New(c.Headers)
@@ -258,7 +263,7 @@ func (e *otlpExporter) partial(resp *collectortrace.ExportTraceServiceResponse, 
 	if msg := ps.GetErrorMessage(); msg != "" {
 		now := time.Now().Unix()
 		if last := e.warned.Load(); now-last >= 60 && e.warned.CompareAndSwap(last, now) {
-			slog.Warn("collector accepted spans with a warning", "collector", e.target, "warning", msg)
+			e.log.Warn("collector accepted spans with a warning", "collector", e.target, "warning", msg)
 		}
 	}
 	return nil

@@ -83,6 +83,7 @@ func run(args []string) int {
 		Insecure:   cfg.OTLPInsecure,
 		CAFile:     cfg.OTLPCAFile,
 		ClientCert: cfg.OTLPClientCert, ClientKey: cfg.OTLPClientKey, Compression: cfg.OTLPCompression,
+		Log:     log,
 		Headers: cfg.OTLPHeaders,
 		Timeout: cfg.OTLPTimeout,
 	}, os.Stdout)
