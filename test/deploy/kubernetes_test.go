@@ -566,7 +566,7 @@ func TestHelmChart(t *testing.T) {
 	custom := writeValues(t, map[string]any{
 		"createNamespace": true,
 		"image":           map[string]any{"repository": "registry.example/golens", "tag": "1.2.3"},
-		"otlp":            map[string]any{"endpoint": "collector.obs:4317", "insecure": false, "headers": map[string]any{"x-api-key": "k1", "x-tenant": "shop"}},
+		"otlp":            map[string]any{"endpoint": "collector.obs:4317", "insecure": false, "headers": map[string]any{"x-api-key": "k1", "x-tenant": "shop"}, "compression": "gzip"},
 		"optInLabel":      "example.com/trace=yes",
 		"namespaces":      []string{"shop", "pay"},
 		"injectContext":   true,
@@ -640,13 +640,14 @@ func TestHelmChart(t *testing.T) {
 		Discover struct {
 			K8sNamespaces []string `yaml:"k8s_namespaces"`
 		} `yaml:"discover"`
-		InjectContext bool `yaml:"inject_context"`
+		InjectContext   bool   `yaml:"inject_context"`
+		OTLPCompression string `yaml:"otlp_compression"`
 	}
 	if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.Discover.K8sNamespaces, []string{"shop", "pay"}) || !cfg.InjectContext {
-		t.Errorf("config.yaml: namespaces %q, inject_context %v", cfg.Discover.K8sNamespaces, cfg.InjectContext)
+	if !slices.Equal(cfg.Discover.K8sNamespaces, []string{"shop", "pay"}) || !cfg.InjectContext || cfg.OTLPCompression != "gzip" {
+		t.Errorf("config.yaml: namespaces %q, inject_context %v, otlp_compression %q", cfg.Discover.K8sNamespaces, cfg.InjectContext, cfg.OTLPCompression)
 	}
 	if cm.Data["otlp-endpoint"] != "collector.obs:4317" || cm.Data["otlp-insecure"] != "false" {
 		t.Errorf("OTLP settings in the ConfigMap: %q, %q", cm.Data["otlp-endpoint"], cm.Data["otlp-insecure"])

@@ -59,4 +59,7 @@ inject_context: {{ .Values.injectContext }}
 track_goroutines: {{ .Values.trackGoroutines }}
 log_level: {{ .Values.logLevel }}
 log_format: {{ .Values.logFormat }}
+{{- with .Values.otlp.compression }}
+otlp_compression: {{ . | quote }}
+{{- end }}
 {{- end -}}
