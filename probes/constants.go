@@ -86,6 +86,9 @@ func resolveFields(consts map[string]any, fields []Field, b *inspect.Binary) err
 		}
 		off, err := fieldOffset(b, f.Struct, f.Field)
 		if err != nil {
+			if f.Optional {
+				continue
+			}
 			return err
 		}
 		consts[f.Const] = off

@@ -60,3 +60,40 @@ func TestUnknownGRPCWithoutDWARFRefused(t *testing.T) {
 		t.Fatalf("grpc-go v1.99.0 without DWARF: %v, want ErrNoOffsets naming the version", err)
 	}
 }
+
+// The HTTP/2 writer's fields are optional: each Go release resolves the
+// layout it has (bundled into net/http up to 1.26, net/http/internal/http2
+// from 1.27), from DWARF or, stripped, from the table, and the other
+// layout's constants stay 0 rather than refusing the probe.
+func TestHTTP2FieldsPerRelease(t *testing.T) {
+	for _, c := range []struct {
+		toolchain string
+		old       bool
+	}{{"", true}, {"go1.27.3", false}} {
+		for _, stripped := range []bool{false, true} {
+			opts := inspecttest.Options{Toolchain: c.toolchain}
+			if stripped {
+				opts.Flags = []string{"-ldflags=-s -w"}
+			}
+			exe, err := inspecttest.Build(t.TempDir(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := inspect.Open(exe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			consts, err := probes.ResolveConstants(nethttp.Probe, b)
+			b.Close()
+			if err != nil {
+				t.Fatalf("%s stripped=%v: refused: %v", b.GoVersion, stripped, err)
+			}
+			_, hasOld := consts["off_h2rws_status"]
+			_, hasNew := consts["off_h2rws2_status"]
+			_, hasURL := consts["off_h2sreq_url"]
+			if hasOld != c.old || hasNew == c.old || hasURL == c.old {
+				t.Errorf("%s stripped=%v: old layout %v, new layout %v/%v; want old=%v", b.GoVersion, stripped, hasOld, hasNew, hasURL, c.old)
+			}
+		}
+	}
+}

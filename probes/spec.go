@@ -60,6 +60,9 @@ type Field struct {
 	// MinGo is the first Go 1.x minor release with this field; for older
 	// targets the constant stays 0, which the C code reads as "absent".
 	MinGo int
+	// Optional fields the target's Go may lack (a type renamed or moved
+	// between releases) leave the constant 0 rather than refuse the probe.
+	Optional bool
 }
 
 // Global is a runtime global a program reads: its address in the running

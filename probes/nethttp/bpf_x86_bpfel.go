@@ -151,8 +151,11 @@ const (
 	bpfVarMapSwiss              = "map_swiss"
 	bpfVarOffG_goid             = "off_g_goid"
 	bpfVarOffG_parentGoid       = "off_g_parent_goid"
+	bpfVarOffH2rws2Req          = "off_h2rws2_req"
+	bpfVarOffH2rws2Status       = "off_h2rws2_status"
 	bpfVarOffH2rwsReq           = "off_h2rws_req"
 	bpfVarOffH2rwsStatus        = "off_h2rws_status"
+	bpfVarOffH2sreqUrl          = "off_h2sreq_url"
 	bpfVarOffHmapB              = "off_hmap_b"
 	bpfVarOffHmapBuckets        = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets     = "off_hmap_oldbuckets"
@@ -252,8 +255,11 @@ type bpfVariableSpecs struct {
 	MapSwiss              *ebpf.VariableSpec `ebpf:"map_swiss"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffH2rws2Req          *ebpf.VariableSpec `ebpf:"off_h2rws2_req"`
+	OffH2rws2Status       *ebpf.VariableSpec `ebpf:"off_h2rws2_status"`
 	OffH2rwsReq           *ebpf.VariableSpec `ebpf:"off_h2rws_req"`
 	OffH2rwsStatus        *ebpf.VariableSpec `ebpf:"off_h2rws_status"`
+	OffH2sreqUrl          *ebpf.VariableSpec `ebpf:"off_h2sreq_url"`
 	OffHmapB              *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
@@ -335,8 +341,11 @@ type bpfVariables struct {
 	MapSwiss              *ebpf.Variable `ebpf:"map_swiss"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffH2rws2Req          *ebpf.Variable `ebpf:"off_h2rws2_req"`
+	OffH2rws2Status       *ebpf.Variable `ebpf:"off_h2rws2_status"`
 	OffH2rwsReq           *ebpf.Variable `ebpf:"off_h2rws_req"`
 	OffH2rwsStatus        *ebpf.Variable `ebpf:"off_h2rws_status"`
+	OffH2sreqUrl          *ebpf.Variable `ebpf:"off_h2sreq_url"`
 	OffHmapB              *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`

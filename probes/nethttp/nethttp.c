@@ -11,8 +11,10 @@
  * ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request) receives, in
  * Go's register ABI: sh.srv in RAX, rw's itab in RBX, rw's data in RCX and req
  * in RDI. For HTTP/1.x rw is a *response; for HTTP/2 served by net/http's
- * own server it is a *http2responseWriter, whose one field points to the
- * writer's state.
+ * own server its data word points to a struct whose one field points to the
+ * writer's state (http2responseWriter up to Go 1.26; from 1.27 a wrapper
+ * holding one pointer, stored in the interface directly, to
+ * internal/http2's responseWriter).
  */
 #include "types.h"
 #include "go_abi.h"
@@ -75,8 +77,11 @@ volatile const __u64 off_req_remote = 176;
 volatile const __u64 off_req_pattern = 0; /* 0: this Go has no Request.Pattern */
 volatile const __u64 off_url_path = 56;
 volatile const __u64 off_resp_status = 0; /* 0: unknown, status not read */
-volatile const __u64 off_h2rws_req = 0;    /* http2responseWriterState.req */
-volatile const __u64 off_h2rws_status = 0; /* http2responseWriterState.status; 0: unknown */
+volatile const __u64 off_h2rws_req = 0;     /* Go ≤ 1.26: http2responseWriterState.req, a *Request */
+volatile const __u64 off_h2rws_status = 0;  /* Go ≤ 1.26: http2responseWriterState.status; 0: unknown */
+volatile const __u64 off_h2rws2_req = 0;    /* Go ≥ 1.27: internal/http2.responseWriterState.req, a ServerRequest */
+volatile const __u64 off_h2rws2_status = 0; /* Go ≥ 1.27: internal/http2.responseWriterState.status; 0: unknown */
+volatile const __u64 off_h2sreq_url = 0;    /* Go ≥ 1.27: internal/http2.ServerRequest.URL */
 volatile const __u64 off_req_ctx = 232;         /* Request.ctx, an interface */
 volatile const __u64 off_url_scheme = 0;
 volatile const __u64 off_url_host = 40;
@@ -312,10 +317,16 @@ int uprobe_server_return(struct pt_regs *ctx)
 	if (e->proto_major == 1 && off_resp_status && r->resp) {
 		e->status = go_word_at((void *)(r->resp + off_resp_status));
 		e->status_read = 1;
-	} else if (e->proto_major == 2 && off_h2rws_status && r->resp) {
+	} else if (e->proto_major == 2 && r->resp) {
+		/* Up to Go 1.26 the state holds the *Request itself; from 1.27 a
+		 * ServerRequest whose URL pointer the Request shares. */
 		__u64 rws = go_word_at((void *)r->resp);
-		if (rws && go_word_at((void *)(rws + off_h2rws_req)) == r->req) {
+		if (rws && off_h2rws_status && go_word_at((void *)(rws + off_h2rws_req)) == r->req) {
 			e->status = go_word_at((void *)(rws + off_h2rws_status));
+			e->status_read = 1;
+		} else if (rws && off_h2rws2_status && off_h2sreq_url && url &&
+			   go_word_at((void *)(rws + off_h2rws2_req + off_h2sreq_url)) == url) {
+			e->status = go_word_at((void *)(rws + off_h2rws2_status));
 			e->status_read = 1;
 		}
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 func TestVersions(t *testing.T) {
-	want := []string{"go1.21", "go1.22", "go1.23", "go1.24", "go1.25", "go1.26"}
+	want := []string{"go1.21", "go1.22", "go1.23", "go1.24", "go1.25", "go1.26", "go1.27"}
 	if got := offsets.Versions(); !slices.Equal(got, want) {
 		t.Errorf("Versions() = %v, want %v", got, want)
 	}

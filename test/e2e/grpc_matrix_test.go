@@ -18,7 +18,7 @@ import (
 // grpcMatrixVersions pairs grpc-go releases from v1.60, the oldest the gRPC
 // probes support, to the newest, with a Go toolchain each accepts (grpc-go
 // v1.68 needs Go 1.22, v1.77 and v1.80 Go 1.24, v1.85 Go 1.26), so that
-// every Go release from 1.22 to 1.26 builds one of them. v1.72 and v1.76
+// every Go release from 1.22 to 1.27 builds one of them. v1.72 and v1.76
 // cover grpc-go 1.69 to 1.76, whose handleStream gets a ServerStream that
 // embeds *Stream by pointer (the probe's stream_indirect switch); up to
 // v1.68 it gets the *Stream itself, from v1.77 on ServerStream embeds the
@@ -31,6 +31,7 @@ var grpcMatrixVersions = []struct{ grpc, goVersion string }{
 	{"v1.77.0", "go1.24.13"},
 	{"v1.80.0", "go1.25.14"},
 	{"v1.85.0", "go1.26.8"},
+	{"v1.85.0", "go1.27.3"},
 }
 
 // grpcMatrixTarget is one build of test/apps/grpcapp, running.

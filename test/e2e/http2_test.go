@@ -18,7 +18,7 @@ import (
 // status the handler wrote, and the 200 net/http sends for a handler that
 // wrote nothing, on the oldest and newest Go, with and without symbols.
 func TestHTTP2ServerStatus(t *testing.T) {
-	for _, v := range []harness.Variant{{Go: "go1.21.13"}, {}, {Stripped: true}} {
+	for _, v := range []harness.Variant{{Go: "go1.21.13"}, {}, {Stripped: true}, {Go: "go1.27.3"}, {Go: "go1.27.3", Stripped: true}} {
 		t.Run(v.String(), func(t *testing.T) { testHTTP2Status(t, v) })
 	}
 }

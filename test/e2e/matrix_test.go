@@ -24,7 +24,7 @@ import (
 
 // matrixGo are the toolchains the matrix builds the target with: the last
 // patch release of every Go release golens supports.
-var matrixGo = []string{"go1.21.13", "go1.22.12", "go1.23.12", "go1.24.13", "go1.25.14", "go1.26.8"}
+var matrixGo = []string{"go1.21.13", "go1.22.12", "go1.23.12", "go1.24.13", "go1.25.14", "go1.26.8", "go1.27.3"}
 
 // matrixTarget is one variant of the target, built and running.
 type matrixTarget struct {

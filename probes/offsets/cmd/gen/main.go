@@ -37,6 +37,7 @@ var toolchains = []string{
 	"go1.24.13",
 	"go1.25.14",
 	"go1.26.8",
+	"go1.27.3",
 }
 
 // fields are the struct fields the probes read, by struct. A release that
@@ -50,6 +51,8 @@ var fields = []struct {
 	{"net/url.URL", []string{"Scheme", "Host", "Path", "RawQuery"}},
 	{"net/http.response", []string{"status", "req", "conn", "wroteHeader"}},
 	{"net/http.http2responseWriterState", []string{"req", "status"}},
+	{"net/http/internal/http2.responseWriterState", []string{"req", "status"}},
+	{"net/http/internal/http2.ServerRequest", []string{"URL"}},
 	{"runtime.hmap", []string{"count", "B", "buckets", "oldbuckets", "noverflow"}},
 	{"net/http.Response", []string{"StatusCode"}},
 	{"runtime.g", []string{"goid", "parentGoid"}},
