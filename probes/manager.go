@@ -210,8 +210,11 @@ func (m *Manager) awaitExit(pid int, t *target) {
 	if err != nil || !m.forget(pid, t) {
 		return // released meanwhile (detached, shut down, or discovery saw the exit first)
 	}
-	m.log.Info("target exited, releasing its probes", "pid", pid)
+	// Said once done, as discovery's "detached" is: the line means the
+	// kernel holds nothing of the target any more.
+	start := time.Now()
 	t.release()
+	m.log.Info("target exited, probes released", "pid", pid, "took", time.Since(start).Round(time.Millisecond))
 	select {
 	case m.exited <- pid:
 	default:

@@ -78,5 +78,5 @@ func (r logRecord) Duration(key string) (time.Duration, bool) {
 // was first, it is the only one to say anything.
 var (
 	attachedMsgs = []string{"attached"}
-	releasedMsgs = []string{"detached", "target exited, releasing its probes"}
+	releasedMsgs = []string{"detached", "target exited, probes released"}
 )

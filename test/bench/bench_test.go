@@ -237,7 +237,7 @@ func TestParseStatState(t *testing.T) {
 const agentLog = `time=2026-11-25T15:44:56.745Z level=INFO msg="discovery running" exe=[/b/httpserver] systemd_unit=[] selected=0 targets=0
 time=2026-11-25T15:44:58.855Z level=INFO msg=attached pid=259180 exe=/b/httpserver service=s go=go1.26.8 selected_by="exe=/b/httpserver" probes="[net/http runtime.gc]" uprobes=21 took=114ms since_exec=9s
 time=2026-11-25T15:44:58.900Z level=INFO msg=attached pid=25918 exe=/b/httpserver service=s go=go1.26.8 selected_by="exe=/b/httpserver" probes="[net/http runtime.gc]" uprobes=21 took=114ms since_exec=115ms
-time=2026-11-25T15:45:00.097Z level=INFO msg="target exited, releasing its probes" pid=25918
+time=2026-11-25T15:45:00.097Z level=INFO msg="target exited, probes released" pid=25918 took=251ms
 time=2026-11-25T15:45:00.120Z level=INFO msg=detached pid=25918 reason=exited took=325ms
 `
 

@@ -138,11 +138,11 @@ func TestDiscovery(t *testing.T) {
 	app.Cmd.Wait()
 	// Released by discovery (the kernel's exit event) or by the manager
 	// (the target's pidfd), whichever comes first.
-	detachedRe := regexp.MustCompile(fmt.Sprintf(`msg=detached pid=%d reason=exited took=(\S+)|msg="target exited, releasing its probes" pid=%d\b`, oldPID, oldPID))
+	detachedRe := regexp.MustCompile(fmt.Sprintf(`msg=detached pid=%d reason=exited took=(\S+)|msg="target exited, probes released" pid=%d took=(\S+)`, oldPID, oldPID))
 	var detachTook string
 	for {
 		if m := detachedRe.FindStringSubmatch(agent.Log()); m != nil {
-			detachTook = m[1]
+			detachTook = m[1] + m[2] // one of the two is empty
 			break
 		}
 		if time.Since(killed) > 2*time.Second {
