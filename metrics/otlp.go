@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"google.golang.org/grpc/credentials"
 )
 
 // OTLPConfig says where to push metrics over OTLP/gRPC.
@@ -19,8 +21,12 @@ type OTLPConfig struct {
 	Endpoint string // host:port or URL (http:// means plaintext)
 	Insecure bool
 	Headers  map[string]string
-	Interval time.Duration // between pushes; 15 s when zero
-	Version  string        // golens version, for the resource
+	// TLS verifies the collector and may carry a client certificate
+	// (nil: the host's roots, or plaintext for http:// endpoints).
+	TLS         *tls.Config
+	Compression string        // "gzip", or "" / "none"
+	Interval    time.Duration // between pushes; 15 s when zero
+	Version     string        // golens version, for the resource
 }
 
 // PushOTLP sends the same metrics /metrics serves to an OTLP/gRPC
@@ -34,17 +40,29 @@ func (m *Metrics) PushOTLP(ctx context.Context, c OTLPConfig) (func(context.Cont
 	if c.Interval <= 0 {
 		c.Interval = 15 * time.Second
 	}
+	// The same choice as the span exporter's: --otlp-insecure, else the
+	// CA file or client certificate given, else an http:// URL means
+	// plaintext, else the host's roots.
 	var opts []otlpmetricgrpc.Option
 	if strings.Contains(c.Endpoint, "://") {
 		opts = append(opts, otlpmetricgrpc.WithEndpointURL(c.Endpoint))
-		if strings.HasPrefix(c.Endpoint, "http://") {
-			opts = append(opts, otlpmetricgrpc.WithInsecure())
-		}
 	} else {
 		opts = append(opts, otlpmetricgrpc.WithEndpoint(c.Endpoint))
 	}
-	if c.Insecure {
+	switch {
+	case c.Insecure:
 		opts = append(opts, otlpmetricgrpc.WithInsecure())
+	case c.TLS != nil:
+		opts = append(opts, otlpmetricgrpc.WithTLSCredentials(credentials.NewTLS(c.TLS)))
+	case strings.HasPrefix(c.Endpoint, "http://"):
+		opts = append(opts, otlpmetricgrpc.WithInsecure())
+	}
+	switch c.Compression {
+	case "", "none":
+	case "gzip":
+		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
+	default:
+		return nil, fmt.Errorf("otlp compression %q: want gzip or none", c.Compression)
 	}
 	if len(c.Headers) > 0 {
 		opts = append(opts, otlpmetricgrpc.WithHeaders(c.Headers))

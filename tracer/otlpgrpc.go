@@ -2,14 +2,11 @@ package tracer
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -93,33 +90,16 @@ func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
 	// Precedence as with otlptracegrpc's options before: --otlp-insecure
 	// wins, a CA file means TLS (even with an http:// endpoint), then the
 	// URL's scheme.
-	if (c.ClientCert == "") != (c.ClientKey == "") {
-		return nil, fmt.Errorf("otlp client certificate: need both the certificate and its key")
+	tlsCfg, err := ClientTLS(c.CAFile, c.ClientCert, c.ClientKey)
+	if err != nil {
+		return nil, err
 	}
 	var creds credentials.TransportCredentials
 	switch {
 	case c.Insecure:
 		creds = insecure.NewCredentials()
-	case c.CAFile != "" || c.ClientCert != "":
-		cfg := &tls.Config{} // without a CA file: the host's roots
-		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("read CA file: %w", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
-			}
-		}
-		if c.ClientCert != "" {
-			cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
-			if err != nil {
-				return nil, fmt.Errorf("otlp client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		creds = credentials.NewTLS(cfg)
+	case tlsCfg != nil:
+		creds = credentials.NewTLS(tlsCfg)
 	case plaintext:
 		creds = insecure.NewCredentials()
 	default:

@@ -120,8 +120,14 @@ func run(args []string) int {
 	}
 	stopMetricsPush := func(context.Context) error { return nil }
 	if cfg.OTLPMetrics {
+		tlsCfg, err := tracer.ClientTLS(cfg.OTLPCAFile, cfg.OTLPClientCert, cfg.OTLPClientKey)
+		if err != nil {
+			log.Error("cannot set up metric export", "err", err)
+			return 2
+		}
 		stopMetricsPush, err = met.PushOTLP(ctx, metrics.OTLPConfig{
 			Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure, Headers: cfg.OTLPHeaders,
+			TLS: tlsCfg, Compression: cfg.OTLPCompression,
 			Interval: cfg.OTLPMetricsInterval, Version: buildVersion(),
 		})
 		if err != nil {
