@@ -144,3 +144,33 @@ func BenchmarkRecord(b *testing.B) {
 		m.RecordAt(e, now)
 	}
 }
+
+// golens' own counters reach the registry under their names.
+func TestSelfMetrics(t *testing.T) {
+	m := New(Options{})
+	m.RegisterSelf(func() SelfStats {
+		return SelfStats{SpansLinked: 7, SpansUnlinked: 3, LinkOverflow: 1, KubernetesAPI: -1}
+	})
+	for name, want := range map[string]float64{
+		"golens_spans_linked_total":   7,
+		"golens_spans_unlinked_total": 3,
+		"golens_link_overflow_total":  1,
+	} {
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				found = true
+				if got := mf.GetMetric()[0].GetCounter().GetValue(); got != want {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no %s", name)
+		}
+	}
+}

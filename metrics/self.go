@@ -17,6 +17,8 @@ type SelfStats struct {
 	SpansDropped   uint64
 	SpansFailed    uint64
 	SpansLinked    uint64 // server spans joined to a caller's trace on this node
+	SpansUnlinked  uint64 // server spans of a watched caller whose client span was not found
+	LinkOverflow   uint64 // traces released early: the linker held too many spans
 	SpansHeld      int    // spans waiting for their trace to settle
 
 	SamplingDecisions      map[string]uint64 // reason -> count
@@ -76,6 +78,8 @@ var (
 	descDropped  = desc("golens_spans_dropped_total", "Spans dropped because the export queue was full.")
 	descFailed   = desc("golens_spans_failed_total", "Spans lost because the exporter returned an error.")
 	descLinked   = desc("golens_spans_linked_total", "Server spans joined to their caller's trace by TCP connection on this node.")
+	descUnlinked = desc("golens_spans_unlinked_total", "Server spans called by a watched process on this node whose caller's client span was not found in time; they were exported as their own trace.")
+	descLinkOver = desc("golens_link_overflow_total", "Traces released before their caller was found because the linker held too many spans.")
 	descHeld     = desc("golens_spans_held", "Spans waiting for their trace to settle (linking, sampling window).")
 	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
 	descRate     = desc("golens_sampling_probability", "Effective root sampling probability per service and operation (empty operation: the service default), after SLA scaling.", "service_name", "operation")
@@ -92,7 +96,7 @@ var (
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans} {
 		ch <- d
 	}
 }
@@ -122,6 +126,8 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDropped, s.SpansDropped)
 	counter(descFailed, s.SpansFailed)
 	counter(descLinked, s.SpansLinked)
+	counter(descUnlinked, s.SpansUnlinked)
+	counter(descLinkOver, s.LinkOverflow)
 	gauge(descHeld, s.SpansHeld+s.SamplingHeld)
 	for r, n := range s.SamplingDecisions {
 		counter(descDecision, n, r)

@@ -59,7 +59,12 @@ type Stats struct {
 	Dropped  uint64 // queue full: never exported
 	Failed   uint64 // the exporter returned an error for them
 	Linked   uint64 // server spans joined to a caller's trace on this node
-	Held     int    // spans waiting for their trace to settle
+	// Unlinked are server spans whose caller was a watched process on this
+	// node but whose client span was not found in time (exported as
+	// their own trace); Overflow are traces released early because the
+	// linker held too many spans.
+	Unlinked, Overflow uint64
+	Held               int // spans waiting for their trace to settle
 	// SamplingHeld are spans in the sampler's critical-path window.
 	SamplingHeld int
 }
@@ -363,7 +368,7 @@ func (t *Tracer) Stats() Stats {
 	}
 	if l := t.opts.Linker; l != nil {
 		t.linkMu.Lock()
-		s.Linked, s.Held = l.Linked, l.held
+		s.Linked, s.Held, s.Unlinked, s.Overflow = l.Linked, l.held, l.Unmatched, l.Overflow
 		t.linkMu.Unlock()
 	}
 	if t.sampling != nil {

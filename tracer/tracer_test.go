@@ -51,6 +51,10 @@ func TestTracerIdleWakes(t *testing.T) {
 		exp.Reset()
 		waitIdle("after a span")
 	}
+	// Both waited for a caller on this node that never showed: counted.
+	if st := tr.Stats(); st.Unlinked != 2 || st.Linked != 0 {
+		t.Errorf("unlinked %d, linked %d; want 2 and 0", st.Unlinked, st.Linked)
+	}
 }
 
 // rejecting is an exporter whose collector rejects some spans of each batch.

@@ -159,7 +159,8 @@ func run(args []string) int {
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
 			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansFailed: ts.Failed,
-			SpansLinked: ts.Linked, SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
+			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, LinkOverflow: ts.Overflow,
+			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
 		if injector != nil {
 			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
