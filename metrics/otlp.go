@@ -2,10 +2,8 @@ package metrics
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	prombridge "go.opentelemetry.io/contrib/bridges/prometheus"
@@ -18,12 +16,9 @@ import (
 
 // OTLPConfig says where to push metrics over OTLP/gRPC.
 type OTLPConfig struct {
-	Endpoint string // host:port or URL (http:// means plaintext)
-	Insecure bool
-	Headers  map[string]string
-	// TLS verifies the collector and may carry a client certificate
-	// (nil: the host's roots, or plaintext for http:// endpoints).
-	TLS         *tls.Config
+	Target      string                           // gRPC target, host:port (tracer.OTLPConnection)
+	Credentials credentials.TransportCredentials // plaintext or TLS (tracer.OTLPConnection)
+	Headers     map[string]string
 	Compression string        // "gzip", or "" / "none"
 	Interval    time.Duration // between pushes; 15 s when zero
 	Version     string        // golens version, for the resource
@@ -34,28 +29,17 @@ type OTLPConfig struct {
 // otlp → prometheusremotewrite receives them. The returned function
 // flushes once more and stops.
 func (m *Metrics) PushOTLP(ctx context.Context, c OTLPConfig) (func(context.Context) error, error) {
-	if c.Endpoint == "" {
-		return nil, fmt.Errorf("otlp metrics need an endpoint (--otlp-endpoint)")
+	if c.Target == "" || c.Credentials == nil {
+		return nil, fmt.Errorf("otlp metrics need a collector (--otlp-endpoint)")
 	}
 	if c.Interval <= 0 {
 		c.Interval = 15 * time.Second
 	}
-	// The same choice as the span exporter's: --otlp-insecure, else the
-	// CA file or client certificate given, else an http:// URL means
-	// plaintext, else the host's roots.
-	var opts []otlpmetricgrpc.Option
-	if strings.Contains(c.Endpoint, "://") {
-		opts = append(opts, otlpmetricgrpc.WithEndpointURL(c.Endpoint))
-	} else {
-		opts = append(opts, otlpmetricgrpc.WithEndpoint(c.Endpoint))
-	}
-	switch {
-	case c.Insecure:
-		opts = append(opts, otlpmetricgrpc.WithInsecure())
-	case c.TLS != nil:
-		opts = append(opts, otlpmetricgrpc.WithTLSCredentials(credentials.NewTLS(c.TLS)))
-	case strings.HasPrefix(c.Endpoint, "http://"):
-		opts = append(opts, otlpmetricgrpc.WithInsecure())
+	// Reached as the span exporter reaches it: the same target and
+	// credentials.
+	opts := []otlpmetricgrpc.Option{
+		otlpmetricgrpc.WithEndpoint(c.Target),
+		otlpmetricgrpc.WithTLSCredentials(c.Credentials),
 	}
 	switch c.Compression {
 	case "", "none":

@@ -105,8 +105,8 @@ func TestPushOTLPMutualTLSGzip(t *testing.T) {
 	roots.AddCert(serverCA)
 	m := New(Options{})
 	stop, err := m.PushOTLP(context.Background(), OTLPConfig{
-		Endpoint: ln.Addr().String(), Interval: 50 * time.Millisecond, Compression: "gzip",
-		TLS: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}},
+		Target: ln.Addr().String(), Interval: 50 * time.Millisecond, Compression: "gzip",
+		Credentials: credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestPushOTLPMutualTLSGzip(t *testing.T) {
 			t.Fatal("no metrics pushed over mutual TLS within 5 s")
 		}
 	}
-	if _, err := m.PushOTLP(context.Background(), OTLPConfig{Endpoint: ln.Addr().String(), Compression: "zstd"}); err == nil {
+	if _, err := m.PushOTLP(context.Background(), OTLPConfig{Target: ln.Addr().String(), Credentials: credentials.NewTLS(nil), Compression: "zstd"}); err == nil {
 		t.Error("an unknown compression was accepted")
 	}
 }

@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
+	grpcinsecure "google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
@@ -83,27 +84,13 @@ type otlpExporter struct {
 // newOTLPExporter makes the client connection, which connects lazily: an
 // unreachable collector fails exports, not this.
 func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
-	target, plaintext, err := otlpTarget(c.Endpoint)
-	if err != nil {
-		return nil, err
-	}
-	// Precedence as with otlptracegrpc's options before: --otlp-insecure
-	// wins, a CA file means TLS (even with an http:// endpoint), then the
-	// URL's scheme.
 	tlsCfg, err := ClientTLS(c.CAFile, c.ClientCert, c.ClientKey)
 	if err != nil {
 		return nil, err
 	}
-	var creds credentials.TransportCredentials
-	switch {
-	case c.Insecure:
-		creds = insecure.NewCredentials()
-	case tlsCfg != nil:
-		creds = credentials.NewTLS(tlsCfg)
-	case plaintext:
-		creds = insecure.NewCredentials()
-	default:
-		creds = credentials.NewTLS(nil) // the host's roots
+	target, creds, err := OTLPConnection(c.Endpoint, c.Insecure, tlsCfg)
+	if err != nil {
+		return nil, err
 	}
 	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
 	switch c.Compression {
@@ -135,6 +122,29 @@ func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
 	}
 	e.stop, e.abort = context.WithCancel(context.Background())
 	return e, nil
+}
+
+// OTLPConnection is how golens reaches a collector at endpoint (host:port
+// or a URL): the gRPC target and its transport credentials. The precedence
+// is otlptracegrpc's, which golens used before: insecure wins, then TLS
+// files given (tlsCfg, from ClientTLS; TLS even with an http:// URL), then
+// a URL's scheme (anything but https is plaintext), else TLS with the
+// host's roots. The span exporter and the metric push both use it.
+func OTLPConnection(endpoint string, insecure bool, tlsCfg *tls.Config) (string, credentials.TransportCredentials, error) {
+	target, plaintext, err := otlpTarget(endpoint)
+	if err != nil {
+		return "", nil, err
+	}
+	switch {
+	case insecure:
+		return target, grpcinsecure.NewCredentials(), nil
+	case tlsCfg != nil:
+		return target, credentials.NewTLS(tlsCfg), nil
+	case plaintext:
+		return target, grpcinsecure.NewCredentials(), nil
+	default:
+		return target, credentials.NewTLS(nil), nil // the host's roots
+	}
 }
 
 // otlpTarget turns an endpoint, host:port or a URL, into a gRPC target, and

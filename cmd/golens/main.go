@@ -125,9 +125,13 @@ func run(args []string) int {
 			log.Error("cannot set up metric export", "err", err)
 			return 2
 		}
+		target, creds, err := tracer.OTLPConnection(cfg.OTLPEndpoint, cfg.OTLPInsecure, tlsCfg)
+		if err != nil {
+			log.Error("cannot set up metric export", "err", err)
+			return 2
+		}
 		stopMetricsPush, err = met.PushOTLP(ctx, metrics.OTLPConfig{
-			Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure, Headers: cfg.OTLPHeaders,
-			TLS: tlsCfg, Compression: cfg.OTLPCompression,
+			Target: target, Credentials: creds, Headers: cfg.OTLPHeaders, Compression: cfg.OTLPCompression,
 			Interval: cfg.OTLPMetricsInterval, Version: buildVersion(),
 		})
 		if err != nil {
