@@ -431,8 +431,7 @@ func (e *spanEncoder) value(num protowire.Number, v attribute.Value) {
 	m := e.open(num, lenSmall)
 	switch v.Type() {
 	case attribute.BOOL:
-		e.buf = protowire.AppendTag(e.buf, fAnyBool, protowire.VarintType)
-		e.buf = protowire.AppendVarint(e.buf, protowire.EncodeBool(v.AsBool()))
+		e.anyBool(v.AsBool())
 	case attribute.INT64:
 		e.anyInt(v.AsInt64())
 	case attribute.FLOAT64:
@@ -440,38 +439,13 @@ func (e *spanEncoder) value(num protowire.Number, v attribute.Value) {
 	case attribute.STRING:
 		e.anyString(v.AsString())
 	case attribute.BOOLSLICE:
-		a := e.open(fAnyArray, lenSmall)
-		for _, b := range v.AsBoolSlice() {
-			item := e.open(fListItem, lenSmall)
-			e.buf = protowire.AppendTag(e.buf, fAnyBool, protowire.VarintType)
-			e.buf = protowire.AppendVarint(e.buf, protowire.EncodeBool(b))
-			e.close(item, lenSmall)
-		}
-		e.close(a, lenSmall)
+		encodeArray(e, v.AsBoolSlice(), e.anyBool)
 	case attribute.INT64SLICE:
-		a := e.open(fAnyArray, lenSmall)
-		for _, n := range v.AsInt64Slice() {
-			item := e.open(fListItem, lenSmall)
-			e.anyInt(n)
-			e.close(item, lenSmall)
-		}
-		e.close(a, lenSmall)
+		encodeArray(e, v.AsInt64Slice(), e.anyInt)
 	case attribute.FLOAT64SLICE:
-		a := e.open(fAnyArray, lenSmall)
-		for _, f := range v.AsFloat64Slice() {
-			item := e.open(fListItem, lenSmall)
-			e.anyDouble(f)
-			e.close(item, lenSmall)
-		}
-		e.close(a, lenSmall)
+		encodeArray(e, v.AsFloat64Slice(), e.anyDouble)
 	case attribute.STRINGSLICE:
-		a := e.open(fAnyArray, lenSmall)
-		for _, s := range v.AsStringSlice() {
-			item := e.open(fListItem, lenSmall)
-			e.anyString(s)
-			e.close(item, lenSmall)
-		}
-		e.close(a, lenSmall)
+		encodeArray(e, v.AsStringSlice(), e.anyString)
 	case attribute.BYTESLICE:
 		e.buf = protowire.AppendTag(e.buf, fAnyBytes, protowire.BytesType)
 		e.buf = protowire.AppendBytes(e.buf, v.AsByteSlice())
@@ -495,6 +469,23 @@ func (e *spanEncoder) value(num protowire.Number, v attribute.Value) {
 		e.anyString("INVALID")
 	}
 	e.close(m, lenSmall)
+}
+
+// encodeArray writes an ArrayValue of items, each an AnyValue written by
+// put.
+func encodeArray[T any](e *spanEncoder, items []T, put func(T)) {
+	a := e.open(fAnyArray, lenSmall)
+	for _, x := range items {
+		item := e.open(fListItem, lenSmall)
+		put(x)
+		e.close(item, lenSmall)
+	}
+	e.close(a, lenSmall)
+}
+
+func (e *spanEncoder) anyBool(b bool) {
+	e.buf = protowire.AppendTag(e.buf, fAnyBool, protowire.VarintType)
+	e.buf = protowire.AppendVarint(e.buf, protowire.EncodeBool(b))
 }
 
 func (e *spanEncoder) anyInt(n int64) {
