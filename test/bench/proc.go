@@ -28,16 +28,24 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * clockTick, nil
 }
 
-// parseStatTicks returns utime+stime from the text of /proc/PID/stat. The
-// command name (field 2) may hold spaces and parentheses, so fields are
+// statFields returns the fields of /proc/PID/stat from field 3 (state) on.
+// The command name (field 2) may hold spaces and parentheses, so fields are
 // counted from its closing parenthesis.
-func parseStatTicks(stat string) (uint64, error) {
+func statFields(stat string) ([]string, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("no command name")
+		return nil, fmt.Errorf("no command name")
 	}
-	// After ")" come field 3 (state) onwards; utime and stime are 14 and 15.
-	f := strings.Fields(stat[i+1:])
+	return strings.Fields(stat[i+1:]), nil
+}
+
+// parseStatTicks returns utime+stime (fields 14 and 15) from the text of
+// /proc/PID/stat.
+func parseStatTicks(stat string) (uint64, error) {
+	f, err := statFields(stat)
+	if err != nil {
+		return 0, err
+	}
 	if len(f) < 13 {
 		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
 	}
@@ -55,11 +63,10 @@ func parseStatTicks(stat string) (uint64, error) {
 // parseStatState returns the state letter (field 3) of /proc/PID/stat:
 // R, S, D, Z for a zombie, and so on.
 func parseStatState(stat string) (byte, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("no command name")
+	f, err := statFields(stat)
+	if err != nil {
+		return 0, err
 	}
-	f := strings.Fields(stat[i+1:])
 	if len(f) == 0 || len(f[0]) != 1 {
 		return 0, fmt.Errorf("no state after the command name")
 	}
