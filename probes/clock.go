@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -8,8 +9,10 @@ import (
 
 // Clock converts the kernel's CLOCK_MONOTONIC timestamps (bpf_ktime_get_ns)
 // to wall-clock time.
+// Sync runs on the manager's resync goroutine while decoders call Time on
+// the reader goroutine, so the offset is atomic.
 type Clock struct {
-	offset int64 // wall ns minus monotonic ns
+	offset atomic.Int64 // wall ns minus monotonic ns
 }
 
 // NewClock measures the current offset between the two clocks.
@@ -26,10 +29,10 @@ func (c *Clock) Sync() {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	after := time.Now()
 	wall := before.UnixNano() + after.Sub(before).Nanoseconds()/2
-	c.offset = wall - ts.Nano()
+	c.offset.Store(wall - ts.Nano())
 }
 
 // Time returns the wall-clock time of a monotonic timestamp in ns.
 func (c *Clock) Time(mono uint64) time.Time {
-	return time.Unix(0, int64(mono)+c.offset)
+	return time.Unix(0, int64(mono)+c.offset.Load())
 }
