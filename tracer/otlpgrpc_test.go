@@ -198,13 +198,19 @@ func TestOTLPExporterPartialSuccess(t *testing.T) {
 
 func TestOTLPExporterTimeout(t *testing.T) {
 	t.Run("collector hangs", func(t *testing.T) {
-		c := startCollector(t, func(ctx context.Context, _ int) (*collectortrace.ExportTraceServiceResponse, error) {
+		// The handler ignores its own deadline: gRPC passes the client's
+		// timeout on, and a handler answering when it expires could beat
+		// the client's timer on a loaded machine (the answer would then be
+		// this error, not the deadline).
+		release := make(chan struct{})
+		c := startCollector(t, func(context.Context, int) (*collectortrace.ExportTraceServiceResponse, error) {
 			select {
-			case <-ctx.Done():
+			case <-release:
 			case <-time.After(10 * time.Second):
 			}
 			return nil, status.Error(codes.Unavailable, "too late")
 		})
+		t.Cleanup(func() { close(release) }) // before the collector stops
 		exp := newTestExporter(t, ExportConfig{Endpoint: c.addr, Insecure: true, Timeout: 300 * time.Millisecond})
 		start := time.Now()
 		err := exp.ExportSpans(context.Background(), benchSpans(1))
