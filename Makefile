@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/golens
 
-.PHONY: all build generate generate-check test unit e2e bench demo lint clean
+.PHONY: all build generate generate-check test unit e2e deps fuzz bench demo lint clean
 
 all: build
 
@@ -23,18 +23,39 @@ lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" >&2 && exit 1)
 	$(GO) vet ./...
 
+UNIT = $$($(GO) list ./... | grep -v /test/)
+
 unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+	$(GO) test -count=1 -race $(UNIT)
 
 # End-to-end tests need root (or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH).
 e2e:
 	$(GO) test -count=1 -timeout 20m ./test/...
 
-test: lint
+# Installs the tools the tests use (root with apt-get) or fails naming them.
+deps:
+	./scripts/test-deps.sh
+
+# Short coverage-guided runs of every fuzz target (package:Name), beyond the
+# seed corpora every `go test` runs anyway.
+FUZZ_TIME ?= 10s
+FUZZ :=
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $$t ($(FUZZ_TIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZ_TIME) "./$${t%%:*}"; \
+	done
+
+# The README's test command. CI=true unless set: a test whose tool or kernel
+# feature is missing fails instead of skipping, so a green run tested all
+# it claims. Unit packages run under the race detector.
+test: deps lint
 	# -p 1: the end-to-end packages measure time windows (attach within 2 s,
 	# release within 3 s); they must not share the 2 cores with the deploy
 	# tests building helm and Jaeger on a cold machine.
-	$(GO) test -p 1 -count=1 -timeout 28m ./...
+	CI=$${CI:-true} $(GO) test -p 1 -count=1 -race -timeout 20m $(UNIT)
+	CI=$${CI:-true} $(GO) test -p 1 -count=1 -timeout 28m ./test/...
+	$(MAKE) fuzz
 
 bench:
 	$(GO) run ./test/bench

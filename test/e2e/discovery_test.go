@@ -333,14 +333,14 @@ func TestDiscoverySystemdUnit(t *testing.T) {
 	bin := buildApp(t, "httpserver", harness.Variant{})
 	root, err := cgroup2Mount()
 	if err != nil {
-		t.Skip(err)
+		unavailable(t, "no cgroup v2 hierarchy: %v", err)
 	}
 	slice := filepath.Join(root, fmt.Sprintf("golens-e2e-%d.slice", os.Getpid()))
 	payUnit := fmt.Sprintf("golens-e2e-pay-%d.service", os.Getpid())
 	otherUnit := fmt.Sprintf("golens-e2e-other-%d.service", os.Getpid())
 	for _, u := range []string{payUnit, otherUnit} {
 		if err := os.MkdirAll(filepath.Join(slice, u), 0o755); err != nil {
-			t.Skipf("cannot create a cgroup: %v", err)
+			unavailable(t, "cannot create a cgroup: %v", err)
 		}
 	}
 	defer removeCgroups(t, slice, payUnit, otherUnit)

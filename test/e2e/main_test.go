@@ -57,3 +57,14 @@ func buildApp(t *testing.T, app string, v harness.Variant) string {
 	built[key] = p
 	return p
 }
+
+// unavailable fails the test in CI (and under make test, which sets CI)
+// and skips it elsewhere: a missing tool or kernel feature never passes a
+// run that claims to test everything.
+func unavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
