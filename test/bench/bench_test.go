@@ -457,3 +457,28 @@ func TestWriteDiscovery(t *testing.T) {
 		t.Errorf("failed section:\n%s", out[strings.Index(out, "=== discovery"):])
 	}
 }
+
+// make bench fails on a missed target or a lost span, naming each.
+func TestMissed(t *testing.T) {
+	r := report{
+		Hit:        hitCost{Without: 1, With: 10001},
+		Baseline:   summary{P50: 50 * time.Microsecond, TargetCPU: 30 * time.Microsecond},
+		Agent:      summary{P50: 70 * time.Microsecond, TargetCPU: 50 * time.Microsecond, HitsPerReq: 2, AgentCPU: 10 * time.Microsecond},
+		OTel:       summary{P50: 60 * time.Microsecond, TargetCPU: 80 * time.Microsecond},
+		ChainAgent: summary{HitsPerReq: 6},
+	}
+	base := len(r.missed())
+	r.Agent.HitsPerReq = 3
+	got := r.missed()
+	if len(got) <= base {
+		t.Fatalf("3 hits per request missed nothing more than %d: %q", base, got)
+	}
+	if !strings.Contains(strings.Join(got, "\n"), "target ≤ 2") {
+		t.Errorf("the missed hits target is not named: %q", got)
+	}
+	r.Agent.HitsPerReq = 2
+	r.Agent.Rounds = []round{{Spans: 99, SpansWanted: 100}}
+	if got := r.missed(); len(got) != base+1 || !strings.Contains(got[len(got)-1], "99 spans received") {
+		t.Errorf("a lost span is not a miss: %q", got)
+	}
+}

@@ -2,7 +2,8 @@
 // uprobe hit costs on this machine, then serves the same HTTP routes three
 // ways — plain (baseline), with golens attached (agent), and instrumented by
 // hand with otelhttp — in interleaved rounds, and reports latency, throughput
-// and CPU per request for each, with the targets golens must meet.
+// and CPU per request for each, with the targets golens must meet; it exits
+// non-zero when one is missed or a span is lost.
 //
 // In the same rounds it measures the chained case: service A answers each
 // request by calling service B (another process of the same server), plain
@@ -181,6 +182,9 @@ func run(cfg config) error {
 	}
 	if discErr != nil {
 		return fmt.Errorf("discovery: %w", discErr)
+	}
+	if missed := rep.missed(); len(missed) > 0 {
+		return fmt.Errorf("%d targets missed:\n  %s", len(missed), strings.Join(missed, "\n  "))
 	}
 	return nil
 }

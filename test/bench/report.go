@@ -488,3 +488,17 @@ func joinNs(v []float64) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// missed lists every target the run did not meet and every span the agent
+// lost, each as one line: make bench fails on any of them.
+func (r report) missed() []string {
+	var out []string
+	for _, cs := range [][]check{r.checks(), r.chainChecks(), r.Discovery.checks()} {
+		for _, c := range cs {
+			if !c.Pass {
+				out = append(out, fmt.Sprintf("%s: %s, target %s", c.Name, c.Value, c.Target))
+			}
+		}
+	}
+	return append(out, r.spanWarnings()...)
+}
