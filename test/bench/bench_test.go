@@ -113,11 +113,11 @@ func TestChecks(t *testing.T) {
 }
 
 func TestFdinfoProgID(t *testing.T) {
-	id, ok := fdinfoProgID("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nprog_type:\t2\nprog_jited:\t1\nprog_tag:\tabc\nmemlock:\t4096\nprog_id:\t567\n")
+	id, ok := harness.FdinfoProgID("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nprog_type:\t2\nprog_jited:\t1\nprog_tag:\tabc\nmemlock:\t4096\nprog_id:\t567\n")
 	if !ok || id != 567 {
 		t.Fatalf("got %d, %v", id, ok)
 	}
-	if _, ok := fdinfoProgID("pos:\t0\nflags:\t02\n"); ok {
+	if _, ok := harness.FdinfoProgID("pos:\t0\nflags:\t02\n"); ok {
 		t.Fatal("prog_id found in a plain file's fdinfo")
 	}
 }

@@ -3,14 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/golens/golens/test/harness"
 )
 
 // progTime totals the kernel's run statistics of a set of eBPF programs.
@@ -61,7 +60,7 @@ type progStats struct {
 // startProgStats turns run statistics on and notes where the programs that
 // process pid holds stand.
 func startProgStats(pid int) (*progStats, error) {
-	ids, err := progIDs(pid)
+	ids, err := harness.ProgramIDs(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -128,43 +127,4 @@ func (s *progStats) close() {
 	for _, p := range s.progs {
 		p.Close()
 	}
-}
-
-// progIDs lists the eBPF programs process pid holds open, from the prog_id
-// lines of its /proc/PID/fdinfo.
-func progIDs(pid int) ([]ebpf.ProgramID, error) {
-	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
-	if err != nil {
-		return nil, err
-	}
-	seen := map[ebpf.ProgramID]bool{}
-	var ids []ebpf.ProgramID
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the descriptor was closed meanwhile
-		}
-		id, ok := fdinfoProgID(string(b))
-		if ok && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
-
-// fdinfoProgID finds "prog_id:" in the text of one /proc/PID/fdinfo file.
-func fdinfoProgID(text string) (ebpf.ProgramID, bool) {
-	for _, line := range strings.Split(text, "\n") {
-		v, ok := strings.CutPrefix(line, "prog_id:")
-		if !ok {
-			continue
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-		if err != nil {
-			return 0, false
-		}
-		return ebpf.ProgramID(n), true
-	}
-	return 0, false
 }
