@@ -108,6 +108,11 @@ func FreeAddr() (string, error) {
 // StartAgent runs golens with args plus a free --metrics-addr. It does not
 // wait for readiness; see WaitReady.
 func StartAgent(bin string, stdout io.Writer, args ...string) (*Agent, error) {
+	return StartAgentEnv(bin, nil, stdout, args...)
+}
+
+// StartAgentEnv is StartAgent with env added to the agent's environment.
+func StartAgentEnv(bin string, env []string, stdout io.Writer, args ...string) (*Agent, error) {
 	maddr, err := FreeAddr()
 	if err != nil {
 		return nil, err
@@ -115,6 +120,9 @@ func StartAgent(bin string, stdout io.Writer, args ...string) (*Agent, error) {
 	a := &Agent{MetricsAddr: maddr, log: &syncBuffer{}, done: make(chan struct{})}
 	a.Cmd = exec.Command(bin, append(args, "--metrics-addr", maddr)...)
 	a.Cmd.Stderr = a.log
+	if env != nil {
+		a.Cmd.Env = append(os.Environ(), env...)
+	}
 	if stdout == nil {
 		stdout = io.Discard
 	}

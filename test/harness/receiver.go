@@ -5,6 +5,7 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -17,6 +18,10 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/encoding/gzip" // golens may compress its exports
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 )
 
 // Span is one received span, flattened for assertions.
@@ -43,23 +48,85 @@ type Receiver struct {
 
 	mu           sync.Mutex
 	spans        []Span
+	exports      []Export
 	changed      chan struct{}
 	points       map[string]float64 // metric data points by name and attributes
 	metricPushes int
 }
 
-// NewReceiver listens on 127.0.0.1 on a free port.
-func NewReceiver() (*Receiver, error) {
+// NewReceiver listens on 127.0.0.1 on a free port, in plaintext.
+func NewReceiver() (*Receiver, error) { return NewReceiverWith(ReceiverOptions{}) }
+
+// ReceiverOptions shape what the receiver demands of its clients.
+type ReceiverOptions struct {
+	TLS *tls.Config // serve TLS; with ClientAuth set, mutual TLS
+}
+
+// Export is what one trace export call brought besides its spans.
+type Export struct {
+	Spans       int
+	Headers     metadata.MD // the request's headers, as the server saw them
+	Compression string      // grpc-encoding of the request ("" for none)
+	WireBytes   int         // the request's size on the wire
+	Bytes       int         // and decompressed
+}
+
+// NewReceiverWith listens on 127.0.0.1 on a free port with o.
+func NewReceiverWith(o ReceiverOptions) (*Receiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	r := &Receiver{srv: grpc.NewServer(), ln: ln, changed: make(chan struct{}), points: make(map[string]float64)}
+	r := &Receiver{ln: ln, changed: make(chan struct{}), points: make(map[string]float64)}
+	opts := []grpc.ServerOption{grpc.StatsHandler(wireStats{r})}
+	if o.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
+	}
+	r.srv = grpc.NewServer(opts...)
 	collectortrace.RegisterTraceServiceServer(r.srv, r)
 	collectormetrics.RegisterMetricsServiceServer(r.srv, &metricsService{r: r})
 	go r.srv.Serve(ln)
 	return r, nil
 }
+
+// Exports returns what each trace export call so far brought.
+func (r *Receiver) Exports() []Export {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Export(nil), r.exports...)
+}
+
+// wireStats notes each trace export's encoding and sizes on the wire, which
+// the service handler does not see.
+type wireStats struct{ r *Receiver }
+
+type wireKey struct{}
+
+type wireInfo struct {
+	method      string
+	compression string
+	wire, size  int
+}
+
+func (wireStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, wireKey{}, &wireInfo{method: info.FullMethodName})
+}
+
+func (wireStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	w, _ := ctx.Value(wireKey{}).(*wireInfo)
+	if w == nil {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.InHeader:
+		w.compression = s.Compression
+	case *stats.InPayload:
+		w.wire, w.size = s.WireLength, s.Length
+	}
+}
+
+func (wireStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (wireStats) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // Addr is host:port to give golens as --otlp-endpoint.
 func (r *Receiver) Addr() string { return r.ln.Addr().String() }
@@ -68,7 +135,7 @@ func (r *Receiver) Addr() string { return r.ln.Addr().String() }
 func (r *Receiver) Close() { r.srv.Stop() }
 
 // Export implements the OTLP trace service.
-func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+func (r *Receiver) Export(ctx context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
 	var got []Span
 	for _, rs := range req.ResourceSpans {
 		res := attrMap(rs.GetResource().GetAttributes())
@@ -94,7 +161,14 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 			}
 		}
 	}
+	ex := Export{Spans: len(got)}
+	ex.Headers, _ = metadata.FromIncomingContext(ctx)
+	// The payload is read before the handler runs, so its sizes are known.
+	if w, _ := ctx.Value(wireKey{}).(*wireInfo); w != nil {
+		ex.Compression, ex.WireBytes, ex.Bytes = w.compression, w.wire, w.size
+	}
 	r.mu.Lock()
+	r.exports = append(r.exports, ex)
 	r.spans = append(r.spans, got...)
 	close(r.changed)
 	r.changed = make(chan struct{})
