@@ -115,7 +115,12 @@ func send(t *testing.T, base string, r request) {
 }
 
 func TestHTTPServerSpans(t *testing.T) {
-	variants := []harness.Variant{{}, {Stripped: true}, {PIE: true}}
+	variants := []harness.Variant{{}, {Stripped: true}, {PIE: true},
+		// The classic map layout the header walk also reads, where it
+		// is still an option; and a program linked by the C toolchain
+		// (anything using cgo), dynamically against libc.
+		{Go: "go1.25.14", Experiment: "noswissmap"}, {Go: "go1.25.14", Experiment: "noswissmap", Stripped: true},
+		{External: true}, {External: true, PIE: true, Stripped: true}}
 	for _, v := range variants {
 		t.Run(v.String(), func(t *testing.T) { testServerSpans(t, v) })
 	}

@@ -16,6 +16,11 @@ type Variant struct {
 	Go       string // toolchain, e.g. "go1.22.12"; empty for the installed one
 	Stripped bool   // -ldflags=-s -w
 	PIE      bool   // -buildmode=pie
+	// Experiment is GOEXPERIMENT, e.g. "noswissmap" (Go 1.24 and 1.25).
+	Experiment string
+	// External links with the C toolchain (cgo on, -linkmode=external), as
+	// every program using cgo is.
+	External bool
 }
 
 // String names the variant, e.g. "go1.22.12-stripped".
@@ -29,6 +34,12 @@ func (v Variant) String() string {
 	}
 	if v.PIE {
 		s += "-pie"
+	}
+	if v.Experiment != "" {
+		s += "-" + v.Experiment
+	}
+	if v.External {
+		s += "-external"
 	}
 	return s
 }
@@ -61,8 +72,15 @@ func BuildApp(app string, v Variant, dir string) (string, error) {
 	}
 	out := filepath.Join(dir, app+"-"+v.String())
 	args := []string{"build", "-o", out, "-trimpath"}
+	var ldflags []string
 	if v.Stripped {
-		args = append(args, "-ldflags=-s -w")
+		ldflags = append(ldflags, "-s", "-w")
+	}
+	if v.External {
+		ldflags = append(ldflags, "-linkmode=external")
+	}
+	if len(ldflags) > 0 {
+		args = append(args, "-ldflags="+strings.Join(ldflags, " "))
 	}
 	if v.PIE {
 		args = append(args, "-buildmode=pie")
@@ -70,7 +88,14 @@ func BuildApp(app string, v Variant, dir string) (string, error) {
 	args = append(args, ".")
 	cmd := exec.Command("go", args...)
 	cmd.Dir = filepath.Join(root, "test", "apps", app)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+	cgo := "CGO_ENABLED=0"
+	if v.External {
+		cgo = "CGO_ENABLED=1"
+	}
+	cmd.Env = append(os.Environ(), cgo, "GOFLAGS=-mod=mod")
+	if v.Experiment != "" {
+		cmd.Env = append(cmd.Env, "GOEXPERIMENT="+v.Experiment)
+	}
 	if v.Go != "" {
 		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+v.Go)
 	} else {

@@ -126,6 +126,8 @@ type Options struct {
 	// layout an external linker gives is what most binaries in the wild
 	// have, since importing any C code makes the go command use one.
 	Cgo bool
+	// Experiment is GOEXPERIMENT, such as "noswissmap"; empty for none.
+	Experiment string
 	// GRPC, when set, makes the target the gRPC program (GRPCSource) built
 	// against this grpc-go version, such as "v1.64.1". The other modules
 	// are at the versions that grpc-go release requires, the least the go
@@ -166,6 +168,7 @@ func Build(dir string, opts Options) (string, error) {
 		"CGO_ENABLED="+cgo,
 		"GOOS=linux",
 		"GOARCH=amd64",
+		"GOEXPERIMENT="+opts.Experiment,
 	)
 	goCmd := func(args ...string) error {
 		cmd := exec.Command("go", args...)

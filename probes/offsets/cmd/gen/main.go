@@ -41,8 +41,8 @@ var toolchains = []string{
 }
 
 // fields are the struct fields the probes read, by struct. A release that
-// lacks one (Request.Pattern before Go 1.23, runtime.hmap after the switch
-// to Swiss tables in Go 1.24) simply has no entry for it.
+// lacks one (Request.Pattern before Go 1.23, runtime.hmap from Go 1.26, when
+// GOEXPERIMENT=noswissmap went away) simply has no entry for it.
 var fields = []struct {
 	strct string
 	names []string
@@ -123,15 +123,47 @@ func run(out string, toolchains []string) error {
 }
 
 // read builds the target with toolchain and reads the offsets of fields
-// from its DWARF.
+// from its DWARF. Releases whose maps are Swiss tables but which still offer
+// the classic layout (GOEXPERIMENT=noswissmap, Go 1.24 and 1.25) are built
+// a second time that way for runtime.hmap: a stripped noswissmap binary
+// needs those offsets as much as an old release's does.
 func read(toolchain string) (map[[2]string]uint64, error) {
+	offs, err := readBuild(toolchain, "")
+	if err != nil {
+		return nil, err
+	}
+	if _, classic := offs[[2]string{"runtime.hmap", "buckets"}]; classic {
+		return offs, nil
+	}
+	old, err := readBuild(toolchain, "noswissmap")
+	if errors.Is(err, errNoExperiment) {
+		return offs, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range old {
+		if k[0] == "runtime.hmap" {
+			offs[k] = v
+		}
+	}
+	return offs, nil
+}
+
+// errNoExperiment: the toolchain does not know the GOEXPERIMENT asked for.
+var errNoExperiment = errors.New("unknown GOEXPERIMENT")
+
+func readBuild(toolchain, experiment string) (map[[2]string]uint64, error) {
 	dir, err := os.MkdirTemp("", "offsets-gen-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	exe, err := inspecttest.Build(dir, inspecttest.Options{Toolchain: toolchain})
+	exe, err := inspecttest.Build(dir, inspecttest.Options{Toolchain: toolchain, Experiment: experiment})
 	if err != nil {
+		if experiment != "" && strings.Contains(err.Error(), "unknown GOEXPERIMENT") {
+			return nil, errNoExperiment
+		}
 		return nil, err
 	}
 	b, err := inspect.Open(exe)
@@ -141,7 +173,7 @@ func read(toolchain string) (map[[2]string]uint64, error) {
 	defer b.Close()
 	// A go.mod or GOTOOLCHAIN setting elsewhere must not have swapped the
 	// toolchain: the table would be filed under the wrong release.
-	if b.GoVersion != toolchain {
+	if v, _, _ := strings.Cut(b.GoVersion, " "); v != toolchain {
 		return nil, fmt.Errorf("built with GOTOOLCHAIN=%s, got a binary of %s", toolchain, b.GoVersion)
 	}
 	offs := make(map[[2]string]uint64)
