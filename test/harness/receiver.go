@@ -59,7 +59,8 @@ func NewReceiver() (*Receiver, error) { return NewReceiverWith(ReceiverOptions{}
 
 // ReceiverOptions shape what the receiver demands of its clients.
 type ReceiverOptions struct {
-	TLS *tls.Config // serve TLS; with ClientAuth set, mutual TLS
+	TLS  *tls.Config // serve TLS; with ClientAuth set, mutual TLS
+	Addr string      // where to listen; empty for a free loopback port
 }
 
 // Export is what one trace export call brought besides its spans.
@@ -73,7 +74,11 @@ type Export struct {
 
 // NewReceiverWith listens on 127.0.0.1 on a free port with o.
 func NewReceiverWith(o ReceiverOptions) (*Receiver, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := o.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
