@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,83 @@ func testHTTP2Status(t *testing.T, v harness.Variant) {
 	}
 	if strings.Contains(text, `status_code="unknown"`) {
 		t.Errorf("a request with an unknown status:\n%s", grepLines(text, "go_app_http_server_requests_total"))
+	}
+}
+
+// An HTTP/2 client call (net/http's Transport over TLS, as any https call
+// to an HTTP/2 server is): A's client span has the status B answered and
+// A's server span as parent, and B's HTTP/2 server span joins A's trace
+// under it (same node, both watched).
+func TestHTTP2Client(t *testing.T) {
+	bin := buildApp(t, "httpserver", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	b, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=h2-b"}, "-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	a, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=h2-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(a.PID()), "--pid", fmt.Sprint(b.PID()),
+		"--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []int{201, 503} {
+		before := len(recv.Spans())
+		tid, parent := randHex(16), randHex(8)
+		target := fmt.Sprintf("https://%s/status/%d", b.Addr, status)
+		req, _ := http.NewRequest("GET", "http://"+a.Addr+"/chain?to="+url.QueryEscape(target), nil)
+		req.Header.Set("traceparent", "00-"+tid+"-"+parent+"-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			t.Fatalf("A answered %d, want B's %d", resp.StatusCode, status)
+		}
+		spans, err := recv.WaitFor(before+3, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, agent.Log())
+		}
+		got := byTrace(spans[before:])[tid]
+		srv, cli := kindOf(got, tracepb.Span_SPAN_KIND_SERVER), kindOf(got, tracepb.Span_SPAN_KIND_CLIENT)
+		if len(srv) != 2 || len(cli) != 1 {
+			t.Fatalf("%d: trace %s has %d server and %d client spans, want 2 and 1: %+v", status, tid, len(srv), len(cli), got)
+		}
+		var aSrv, bSrv harness.Span
+		for _, s := range srv {
+			if s.Resource["service.name"] == "h2-a" {
+				aSrv = s
+			} else {
+				bSrv = s
+			}
+		}
+		c := cli[0]
+		if aSrv.ParentSpanID != parent || c.ParentSpanID != aSrv.SpanID || bSrv.ParentSpanID != c.SpanID {
+			t.Errorf("%d: parents A server %s (want %s), A client %s (want %s), B server %s (want %s)",
+				status, aSrv.ParentSpanID, parent, c.ParentSpanID, aSrv.SpanID, bSrv.ParentSpanID, c.SpanID)
+		}
+		if c.Attrs["url.full"] != target || c.Attrs["http.response.status_code"] != int64(status) {
+			t.Errorf("%d: client span url.full=%v status=%v", status, c.Attrs["url.full"], c.Attrs["http.response.status_code"])
+		}
+		if got := c.StatusCode == tracepb.Status_STATUS_CODE_ERROR; got != (status >= 400) {
+			t.Errorf("%d: client span error=%v", status, got)
+		}
+		if bSrv.Attrs["network.protocol.version"] != "2" || bSrv.Attrs["http.response.status_code"] != int64(status) {
+			t.Errorf("%d: B's server span protocol %v status %v, want 2 and %d", status, bSrv.Attrs["network.protocol.version"], bSrv.Attrs["http.response.status_code"], status)
+		}
 	}
 }

@@ -31,6 +31,12 @@ import (
 
 var client = &http.Client{Timeout: 10 * time.Second}
 
+// h2Client speaks HTTP/2 to HTTPS servers (the tests' self-signed ones).
+var h2Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+	ForceAttemptHTTP2: true,
+}}
+
 // call GETs url and returns the status, or 502 when the request failed.
 func call(ctx context.Context, url string) int { return callWith(ctx, url, "") }
 
@@ -42,7 +48,11 @@ func callWith(ctx context.Context, url, traceparent string) int {
 	if traceparent != "" {
 		req.Header.Set("traceparent", traceparent)
 	}
-	resp, err := client.Do(req)
+	c := client
+	if strings.HasPrefix(url, "https://") {
+		c = h2Client
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return http.StatusBadGateway
 	}
@@ -79,7 +89,8 @@ func main() {
 	})
 
 	// /chain?to=URL calls URL with the request's context and answers with
-	// the status it got (502 on a transport error).
+	// the status it got (502 on a transport error); an https URL is called
+	// over HTTP/2.
 	// With own=VALUE the outgoing request carries that traceparent, set by
 	// the application itself.
 	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
