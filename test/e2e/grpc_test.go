@@ -165,3 +165,97 @@ func lastPart(s string) string {
 	}
 	return s
 }
+
+// Client streaming and bidirectional streams get one client and one server
+// span each, linked; and every status code is what the README says: the
+// client span is an error for any non-OK code, the server span only for
+// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and
+// DATA_LOSS; the code itself is rpc.grpc.status_code on both.
+func TestGRPCStreamsAndCodes(t *testing.T) {
+	bin := buildApp(t, "grpcapp", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	bGRPC, _ := harness.FreeAddr()
+	b, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=grpc-b"}, "-grpc-addr", bGRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	a, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=grpc-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(a.PID()), "--pid", fmt.Sprint(b.PID()),
+		"--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	serverErr := map[int64]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+	type rpcCase struct {
+		query, name string
+		code        int64
+	}
+	cases := []rpcCase{
+		{"method=Sum&n=4", "test.Echo/Sum", 0},
+		{"method=Chat&n=3", "test.Echo/Chat", 0},
+	}
+	for code := int64(0); code <= 16; code++ {
+		cases = append(cases, rpcCase{fmt.Sprintf("method=Status&n=%d", code), "test.Echo/Status", code})
+	}
+	for _, c := range cases {
+		before := len(recv.Spans())
+		tid := randHex(16)
+		req, _ := http.NewRequest("GET", "http://"+a.Addr+"/call?target="+url.QueryEscape(bGRPC)+"&"+c.query, nil)
+		req.Header.Set("traceparent", "00-"+tid+"-"+randHex(8)+"-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 200, false: 502}[c.code == 0]; resp.StatusCode != want {
+			t.Fatalf("%s: A answered %d, want %d", c.query, resp.StatusCode, want)
+		}
+		spans, err := recv.WaitFor(before+3, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c.query, err, agent.Log())
+		}
+		got := byTrace(spans[before:])[tid]
+		var httpSrv, cli, srv []harness.Span
+		for _, s := range got {
+			switch {
+			case s.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+				cli = append(cli, s)
+			case s.Attrs["rpc.system"] == "grpc":
+				srv = append(srv, s)
+			default:
+				httpSrv = append(httpSrv, s)
+			}
+		}
+		if len(httpSrv) != 1 || len(cli) != 1 || len(srv) != 1 {
+			t.Errorf("%s: %d HTTP server, %d client, %d gRPC server spans in the trace, want one each", c.query, len(httpSrv), len(cli), len(srv))
+			continue
+		}
+		if cli[0].ParentSpanID != httpSrv[0].SpanID || srv[0].ParentSpanID != cli[0].SpanID {
+			t.Errorf("%s: client's parent %s (want %s), server's %s (want %s)", c.query, cli[0].ParentSpanID, httpSrv[0].SpanID, srv[0].ParentSpanID, cli[0].SpanID)
+		}
+		for _, s := range []harness.Span{cli[0], srv[0]} {
+			if s.Name != c.name || s.Attrs["rpc.grpc.status_code"] != c.code {
+				t.Errorf("%s: span %q code %v, want %q %d", c.query, s.Name, s.Attrs["rpc.grpc.status_code"], c.name, c.code)
+			}
+		}
+		if got := cli[0].StatusCode == tracepb.Status_STATUS_CODE_ERROR; got != (c.code != 0) {
+			t.Errorf("%s: client span error=%v", c.query, got)
+		}
+		if got := srv[0].StatusCode == tracepb.Status_STATUS_CODE_ERROR; got != serverErr[c.code] {
+			t.Errorf("%s: server span error=%v, want %v", c.query, got, serverErr[c.code])
+		}
+	}
+}

@@ -31,7 +31,9 @@ import (
 )
 
 // echoServer implements test.Echo by hand: Ok, Fail (INTERNAL), Missing
-// (NOT_FOUND) and Count, a server stream of N messages.
+// (NOT_FOUND), Status (answers with the code it is sent), Count (a server
+// stream of N messages), Sum (a client stream, answered with its total)
+// and Chat (bidirectional: each message echoed).
 type echoServer struct{}
 
 // unary makes a MethodDesc handler; its type is spelled out because
@@ -52,6 +54,16 @@ var echoDesc = grpc.ServiceDesc{
 		{MethodName: "Ok", Handler: unary(func(context.Context) error { return nil })},
 		{MethodName: "Fail", Handler: unary(func(context.Context) error { return status.Error(codes.Internal, "boom") })},
 		{MethodName: "Missing", Handler: unary(func(context.Context) error { return status.Error(codes.NotFound, "no such thing") })},
+		{MethodName: "Status", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			c := new(wrapperspb.Int32Value)
+			if err := dec(c); err != nil {
+				return nil, err
+			}
+			if c.Value == 0 {
+				return new(emptypb.Empty), nil
+			}
+			return nil, status.Error(codes.Code(c.Value), "as asked")
+		}},
 	},
 	Streams: []grpc.StreamDesc{{
 		StreamName:    "Count",
@@ -67,6 +79,42 @@ var echoDesc = grpc.ServiceDesc{
 				}
 			}
 			return nil
+		},
+	}, {
+		StreamName:    "Sum",
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			var sum int32
+			for {
+				v := new(wrapperspb.Int32Value)
+				err := stream.RecvMsg(v)
+				if err == io.EOF {
+					return stream.SendMsg(wrapperspb.Int32(sum))
+				}
+				if err != nil {
+					return err
+				}
+				sum += v.Value
+			}
+		},
+	}, {
+		StreamName:    "Chat",
+		ClientStreams: true,
+		ServerStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			for {
+				v := new(wrapperspb.Int32Value)
+				err := stream.RecvMsg(v)
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if err := stream.SendMsg(v); err != nil {
+					return err
+				}
+			}
 		},
 	}},
 }
@@ -93,6 +141,34 @@ func call(ctx context.Context, conn *grpc.ClientConn, method string, n int) code
 				}
 			}
 		}
+	case "Status":
+		err = conn.Invoke(ctx, "/test.Echo/Status", wrapperspb.Int32(int32(n)), new(emptypb.Empty))
+	case "Sum":
+		var s grpc.ClientStream
+		s, err = conn.NewStream(ctx, &echoDesc.Streams[1], "/test.Echo/Sum")
+		for i := 0; err == nil && i < n; i++ {
+			err = s.SendMsg(wrapperspb.Int32(int32(i)))
+		}
+		if err == nil {
+			err = s.CloseSend()
+		}
+		if err == nil {
+			err = s.RecvMsg(new(wrapperspb.Int32Value))
+		}
+	case "Chat":
+		var s grpc.ClientStream
+		s, err = conn.NewStream(ctx, &echoDesc.Streams[2], "/test.Echo/Chat")
+		for i := 0; err == nil && i < n; i++ {
+			if err = s.SendMsg(wrapperspb.Int32(int32(i))); err == nil {
+				err = s.RecvMsg(new(wrapperspb.Int32Value))
+			}
+		}
+		if err == nil {
+			s.CloseSend()
+			if err = s.RecvMsg(new(wrapperspb.Int32Value)); err == io.EOF {
+				err = nil
+			}
+		}
 	default:
 		err = conn.Invoke(ctx, "/test.Echo/"+method, new(emptypb.Empty), new(emptypb.Empty))
 	}
@@ -117,7 +193,7 @@ func main() {
 	var connsMu sync.Mutex
 	conns := map[string]*grpc.ClientConn{}
 	mux := http.NewServeMux()
-	// /call?target=ADDR&method=Ok|Fail|Missing|Count|Health[&n=N] makes the
+	// /call?target=ADDR&method=Ok|Fail|Missing|Status|Count|Sum|Chat|Health[&n=N] makes the
 	// call with the request's context; 200 when it returned OK, else 502
 	// with the code in the body.
 	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
