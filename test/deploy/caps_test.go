@@ -132,10 +132,18 @@ func TestLeastCapabilities(t *testing.T) {
 			cmd, _, log, done := runAgent(less)
 			select {
 			case <-done:
-				if code := cmd.ProcessState.ExitCode(); code == 0 {
-					t.Errorf("golens without %s exited 0", c)
+				// Refused for the right reason, said in one line, with
+				// the exit status of "no --pid target instrumented".
+				line := lastLine(log.String())
+				if code := cmd.ProcessState.ExitCode(); code != 2 {
+					t.Errorf("golens without %s exited %d, want 2", c, code)
 				}
-				t.Logf("without %s: %s", c, lastLine(log.String()))
+				for _, want := range capRefusal[c] {
+					if !strings.Contains(line, want) {
+						t.Errorf("without %s, the error does not say %q: %s", c, want, line)
+					}
+				}
+				t.Logf("without %s: %s", c, line)
 			case <-time.After(15 * time.Second):
 				cmd.Process.Kill()
 				<-done
@@ -143,6 +151,15 @@ func TestLeastCapabilities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// capRefusal is what golens' error says when one capability is missing:
+// the kernel's refusal, at the step that needs it.
+var capRefusal = map[string][]string{
+	"bpf":             {"msg=\"cannot instrument\"", "map", "operation not permitted"},          // creating the shared maps
+	"perfmon":         {"msg=\"cannot instrument\"", "load program", "operation not permitted"}, // loading a uprobe program
+	"sys_ptrace":      {"msg=\"cannot instrument\"", "/exe: permission denied"},                 // another user's /proc/PID/exe
+	"dac_read_search": {"msg=\"cannot instrument\"", "/exe: permission denied"},                 // a binary only its user may read
 }
 
 // startTarget runs a test app as uid and waits for its address.
