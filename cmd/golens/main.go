@@ -72,10 +72,20 @@ func run(args []string) int {
 	defer stop()
 
 	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL, ResourceLabels: cfg.MetricsResourceLabels})
-	srv, err := met.Listen(cfg.MetricsAddr, cfg.Pprof)
+	srv, err := met.Listen(cfg.MetricsAddr)
 	if err != nil {
 		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)
 		return 1
+	}
+	var pprofLn net.Listener
+	if cfg.Pprof {
+		if pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			log.Error("cannot serve pprof", "addr", cfg.PprofAddr, "err", err)
+			return 1
+		}
+		if !loopback(pprofLn.Addr()) {
+			log.Warn("pprof served beyond loopback: whoever reaches it reads golens' goroutine stacks and memory profile", "addr", pprofLn.Addr().String())
+		}
 	}
 	exp, err := tracer.NewExporter(ctx, tracer.ExportConfig{
 		Exporter:   cfg.Exporter,
@@ -116,7 +126,7 @@ func run(args []string) int {
 		mux := http.NewServeMux()
 		mux.Handle("/sampling", smp.Handler())
 		mux.Handle("/", smp.Handler())
-		samplingSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		samplingSrv = metrics.NewHTTPServer(mux)
 	}
 	stopMetricsPush := func(context.Context) error { return nil }
 	if cfg.OTLPMetrics {
@@ -247,7 +257,7 @@ func run(args []string) int {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
-	g.Go(func() error { return srv.Serve(gctx, log) })
+	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { return met.Run(gctx) })
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
@@ -256,16 +266,10 @@ func run(args []string) int {
 		g.Go(func() error { return disc.Run(gctx) })
 	}
 	if samplingSrv != nil {
-		g.Go(func() error {
-			go func() {
-				<-gctx.Done()
-				samplingSrv.Close()
-			}()
-			if err := samplingSrv.Serve(samplingLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return metrics.Serve(gctx, samplingSrv, samplingLn) })
+	}
+	if pprofLn != nil {
+		g.Go(func() error { return metrics.Serve(gctx, metrics.NewPprofServer(), pprofLn) })
 	}
 	g.Go(func() error {
 		for {
@@ -306,6 +310,12 @@ func run(args []string) int {
 	}
 	log.Info("golens stopped")
 	return 0
+}
+
+// loopback reports whether a is reachable from this host only.
+func loopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // attach instruments one pid and says so in one log line either way.
