@@ -85,7 +85,7 @@ func defaultConfig() Config {
 	}
 }
 
-// usageError is a mistake in how golens was invoked: exit status 2.
+// usageError is a mistake in how golens was invoked: exit status exitUsage.
 type usageError struct{ error }
 
 func parseConfig(args []string) (Config, error) {

@@ -55,18 +55,24 @@ func newLogger(cfg Config) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 }
 
-// run returns the exit status: 0 after a clean shutdown, 2 for bad usage or
-// when no target could be instrumented, 1 for other failures.
+// exitUsage (sysexits' EX_USAGE) is bad usage, or no --pid target that can
+// be instrumented: restarting cannot fix it. Not 2, which is what the Go
+// runtime exits with on a fatal error or an unrecovered panic, a crash a
+// restart does fix.
+const exitUsage = 64
+
+// run returns the exit status: 0 after a clean shutdown, exitUsage for bad
+// usage or when no target could be instrumented, 1 for other failures.
 func run(args []string) int {
 	cfg, err := parseConfig(args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "golens:", err)
-		return 2
+		return exitUsage
 	}
 	log, err := newLogger(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "golens:", err)
-		return 2
+		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -99,7 +105,7 @@ func run(args []string) int {
 	}, os.Stdout)
 	if err != nil {
 		log.Error("cannot set up span export", "err", err)
-		return 2
+		return exitUsage
 	}
 	// Set once the manager exists: the linker asks it for the targets.
 	var targets func() []int
@@ -112,7 +118,7 @@ func run(args []string) int {
 		watcher, err = sampler.NewWatcher(cfg.SamplingStrategies, smp, sampler.WatchConfig{Logger: log})
 		if err != nil {
 			log.Error("cannot use sampling strategies", "file", cfg.SamplingStrategies, "err", err)
-			return 2
+			return exitUsage
 		}
 	}
 	var samplingSrv *http.Server
@@ -133,12 +139,12 @@ func run(args []string) int {
 		tlsCfg, err := tracer.ClientTLS(cfg.OTLPCAFile, cfg.OTLPClientCert, cfg.OTLPClientKey)
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
-			return 2
+			return exitUsage
 		}
 		target, creds, err := tracer.OTLPConnection(cfg.OTLPEndpoint, cfg.OTLPInsecure, tlsCfg)
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
-			return 2
+			return exitUsage
 		}
 		stopMetricsPush, err = met.PushOTLP(ctx, metrics.OTLPConfig{
 			Target: target, Credentials: creds, Headers: cfg.OTLPHeaders, Compression: cfg.OTLPCompression,
@@ -146,7 +152,7 @@ func run(args []string) int {
 		})
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
-			return 2
+			return exitUsage
 		}
 	}
 	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker, Sampler: smp})
@@ -227,7 +233,7 @@ func run(args []string) int {
 	}
 	if attached == 0 && !cfg.Discover.active() {
 		tr.Shutdown(context.Background())
-		return 2
+		return exitUsage
 	}
 	// What is left of a target released after it exited.
 	release := func(pid int) {
@@ -240,7 +246,7 @@ func run(args []string) int {
 		// Ready once the initial scan's targets are attached.
 		if disc, err = newDiscovery(cfg, mgr, injector, release, srv.SetReady, log); err != nil {
 			log.Error("cannot discover processes", "err", err)
-			return 2
+			return exitUsage
 		}
 		if disc.pods != nil {
 			srv.SetHealthNote(func() string {

@@ -250,7 +250,7 @@ func envFile(t *testing.T, path string) map[string]string {
 
 // TestSystemdConfigAccepted runs the agent the way the unit does, with the
 // example config and environment file: golens must accept both (a rejected
-// flag or config key is exit status 2 at once), serve /healthz, and stop
+// flag or config key is exit status 64 at once), serve /healthz, and stop
 // cleanly on SIGTERM.
 func TestSystemdConfigAccepted(t *testing.T) {
 	root := repoRoot(t)
@@ -294,8 +294,8 @@ func TestSystemdConfigAccepted(t *testing.T) {
 		select {
 		case <-done:
 			code := cmd.ProcessState.ExitCode()
-			if code == 2 {
-				t.Fatalf("golens rejected the example config or environment (exit 2):\n%s", log.String())
+			if code == 64 {
+				t.Fatalf("golens rejected the example config or environment (exit 64):\n%s", log.String())
 			}
 			if why := harness.EBPFUnavailable(); why != "" && !inCI() {
 				t.Skipf("config accepted, but golens cannot run here (%s): exit %d", why, code)
