@@ -109,7 +109,8 @@ func TestSystemdUnit(t *testing.T) {
 	want := map[string]string{
 		"Type":                     "simple",
 		"Restart":                  "on-failure",
-		"RestartPreventExitStatus": "2",
+		"RestartPreventExitStatus": "64",
+		"RestartSec":               "5s",
 		"NoNewPrivileges":          "yes",
 		"ProtectSystem":            "strict",
 		"ProtectHome":              "read-only",
@@ -128,6 +129,10 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	if got := strings.Fields(u.one(t, "RestrictAddressFamilies")); !sameSet(got, []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}) {
 		t.Errorf("RestrictAddressFamilies = %q", got)
+	}
+	// Crash loops end: at most StartLimitBurst starts in the interval.
+	if b, i := u["Unit"]["StartLimitBurst"], u["Unit"]["StartLimitIntervalSec"]; len(b) != 1 || len(i) != 1 {
+		t.Errorf("[Unit] StartLimitBurst %q, StartLimitIntervalSec %q: want one of each", b, i)
 	}
 	if user := u["Service"]["User"]; len(user) > 0 && user[0] != "root" {
 		t.Errorf("User = %q: golens runs as root with reduced capabilities", user)

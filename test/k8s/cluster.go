@@ -167,6 +167,9 @@ func (c *Cluster) run(bin string, args ...string) error {
 	return nil
 }
 
+// APIServerPID is the running kube-apiserver's process id.
+func (c *Cluster) APIServerPID() int { return c.procs[len(c.procs)-1].Process.Pid }
+
 // Logs is the tail of what etcd and kube-apiserver said.
 func (c *Cluster) Logs() string {
 	var b strings.Builder
