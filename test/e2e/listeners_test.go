@@ -18,8 +18,9 @@ import (
 // golens' own listeners (metrics, remote sampling, pprof) cut off clients
 // that hold a connection without finishing their request: headers trickled
 // in (slowloris) within ReadHeaderTimeout, a body that never comes within
-// ReadTimeout. The agent keeps serving scrapes and tracing meanwhile, and
-// pprof is on its own listener only.
+// ReadTimeout; headers over MaxHeaderBytes are refused. The agent keeps
+// serving scrapes and tracing meanwhile, and pprof is on its own listener
+// only.
 func TestListenerLimits(t *testing.T) {
 	bin := buildApp(t, "httpserver", harness.Variant{})
 	recv, err := harness.NewReceiver()
@@ -73,6 +74,23 @@ func TestListenerLimits(t *testing.T) {
 		}
 		if c.want == http.StatusOK && !strings.Contains(string(body), "goroutine ") {
 			t.Errorf("GET %s%s: no goroutine dump: %.80q", c.addr, c.path, body)
+		}
+	}
+
+	// Headers over MaxHeaderBytes are refused, on every listener.
+	for _, addr := range []string{agent.MetricsAddr, samplingAddr, pprofAddr} {
+		req, err := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Big", strings.Repeat("a", 2*metrics.MaxHeaderBytes))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("%s: %d KiB of headers answered %d, want 431", addr, 2*metrics.MaxHeaderBytes>>10, resp.StatusCode)
 		}
 	}
 
