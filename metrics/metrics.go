@@ -5,11 +5,8 @@ package metrics
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -346,9 +343,8 @@ type Server struct {
 // 200: the agent runs on), e.g. "kubernetes API unreachable: ...".
 func (s *Server) SetHealthNote(fn func() string) { s.note.Store(&fn) }
 
-// Listen binds addr now, so a busy port is reported at start-up. With
-// pprof, Go's profiles of golens itself are served at /debug/pprof/.
-func (m *Metrics) Listen(addr string, pprofOn bool) (*Server, error) {
+// Listen binds addr now, so a busy port is reported at start-up.
+func (m *Metrics) Listen(addr string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -356,12 +352,6 @@ func (m *Metrics) Listen(addr string, pprofOn bool) (*Server, error) {
 	s := &Server{ln: ln}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: nil}))
-	if pprofOn {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		// Alive whatever its dependencies say; a degraded one is named.
 		w.Write([]byte("ok\n"))
@@ -378,7 +368,7 @@ func (m *Metrics) Listen(addr string, pprofOn bool) (*Server, error) {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = NewHTTPServer(mux)
 	return s, nil
 }
 
@@ -389,15 +379,4 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) SetReady() { s.ready.Store(true) }
 
 // Serve runs until ctx is cancelled.
-func (s *Server) Serve(ctx context.Context, log *slog.Logger) error {
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s.srv.Shutdown(sctx)
-	}()
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
+func (s *Server) Serve(ctx context.Context) error { return Serve(ctx, s.srv, s.ln) }

@@ -3,7 +3,7 @@ package metrics
 import (
 	"context"
 	"io"
-	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,24 +111,32 @@ func TestResourceLabels(t *testing.T) {
 	}
 }
 
-// /debug/pprof/ is served only when asked for.
+// /debug/pprof/ is never on the metrics listener, only on its own.
 func TestListenPprof(t *testing.T) {
-	for _, on := range []bool{false, true} {
-		s, err := New(Options{}).Listen("127.0.0.1:0", on)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go s.Serve(ctx, slog.Default())
-		resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/heap?debug=1")
+	s, err := New(Options{}).Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx)
+	go Serve(ctx, NewPprofServer(), ln)
+	for _, c := range []struct {
+		addr string
+		want bool
+	}{{s.Addr(), false}, {ln.Addr().String(), true}} {
+		resp, err := http.Get("http://" + c.addr + "/debug/pprof/heap?debug=1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		cancel()
-		if got := resp.StatusCode == 200 && strings.Contains(string(body), "heap profile"); got != on {
-			t.Errorf("pprof %v: GET /debug/pprof/heap answered %d %.40q", on, resp.StatusCode, body)
+		if got := resp.StatusCode == 200 && strings.Contains(string(body), "heap profile"); got != c.want {
+			t.Errorf("%s: GET /debug/pprof/heap answered %d %.40q, want a profile: %v", c.addr, resp.StatusCode, body, c.want)
 		}
 	}
 }

@@ -62,9 +62,10 @@ type Config struct {
 	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
 	// InjectContext adds traceparent to outgoing HTTP/1.x requests on the wire.
 	InjectContext bool `yaml:"inject_context"`
-	// Pprof serves Go's profiles of golens itself at /debug/pprof/ on the
-	// metrics address.
-	Pprof bool `yaml:"pprof"`
+	// Pprof serves Go's profiles of golens itself at /debug/pprof/ on
+	// PprofAddr, a listener of its own (never the metrics one).
+	Pprof     bool   `yaml:"pprof"`
+	PprofAddr string `yaml:"pprof_addr"`
 	// Discover selects processes to instrument as they start (discover.go).
 	Discover DiscoverConfig `yaml:"discover"`
 }
@@ -72,6 +73,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		MetricsAddr:         "127.0.0.1:9464",
+		PprofAddr:           "127.0.0.1:6060",
 		OTLPTimeout:         10 * time.Second,
 		ExportQueue:         8192,
 		LogLevel:            "info",
@@ -83,7 +85,7 @@ func defaultConfig() Config {
 	}
 }
 
-// usageError is a mistake in how golens was invoked: exit status 2.
+// usageError is a mistake in how golens was invoked: exit status exitUsage.
 type usageError struct{ error }
 
 func parseConfig(args []string) (Config, error) {
@@ -144,7 +146,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
 	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
 	inject := fs.Bool("inject-context", false, "add a W3C traceparent to targets' outgoing HTTP/1.x requests on the wire (sk_msg), so services on other nodes continue the trace")
-	pprofOn := fs.Bool("pprof", false, "serve golens' own Go profiles at /debug/pprof/ on --metrics-addr (for debugging golens; keep the address private)")
+	pprofOn := fs.Bool("pprof", false, "serve golens' own Go profiles at /debug/pprof/ on --pprof-addr (for debugging golens)")
+	pprofAddr := fs.String("pprof-addr", cfg.PprofAddr, "address of --pprof's listener; keep it on loopback: goroutine stacks show the targets' requests in flight")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -256,6 +259,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
 	set("inject-context", func() { cfg.InjectContext = *inject })
 	set("pprof", func() { cfg.Pprof = *pprofOn })
+	set("pprof-addr", func() { cfg.PprofAddr = *pprofAddr })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
 	set("discover", func() { cfg.Discover.Enabled = *discover })
 	d, err := resolveDiscover(cfg.Discover, *exes, *units, k8sFlags{

@@ -55,27 +55,43 @@ func newLogger(cfg Config) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 }
 
-// run returns the exit status: 0 after a clean shutdown, 2 for bad usage or
-// when no target could be instrumented, 1 for other failures.
+// exitUsage (sysexits' EX_USAGE) is bad usage, or no --pid target that can
+// be instrumented: restarting cannot fix it. Not 2, which is what the Go
+// runtime exits with on a fatal error or an unrecovered panic, a crash a
+// restart does fix.
+const exitUsage = 64
+
+// run returns the exit status: 0 after a clean shutdown, exitUsage for bad
+// usage or when no target could be instrumented, 1 for other failures.
 func run(args []string) int {
 	cfg, err := parseConfig(args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "golens:", err)
-		return 2
+		return exitUsage
 	}
 	log, err := newLogger(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "golens:", err)
-		return 2
+		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
 	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL, ResourceLabels: cfg.MetricsResourceLabels})
-	srv, err := met.Listen(cfg.MetricsAddr, cfg.Pprof)
+	srv, err := met.Listen(cfg.MetricsAddr)
 	if err != nil {
 		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)
 		return 1
+	}
+	var pprofLn net.Listener
+	if cfg.Pprof {
+		if pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			log.Error("cannot serve pprof", "addr", cfg.PprofAddr, "err", err)
+			return 1
+		}
+		if !loopback(pprofLn.Addr()) {
+			log.Warn("pprof served beyond loopback: whoever reaches it reads golens' goroutine stacks and memory profile", "addr", pprofLn.Addr().String())
+		}
 	}
 	exp, err := tracer.NewExporter(ctx, tracer.ExportConfig{
 		Exporter:   cfg.Exporter,
@@ -89,7 +105,7 @@ func run(args []string) int {
 	}, os.Stdout)
 	if err != nil {
 		log.Error("cannot set up span export", "err", err)
-		return 2
+		return exitUsage
 	}
 	// Set once the manager exists: the linker asks it for the targets.
 	var targets func() []int
@@ -102,7 +118,7 @@ func run(args []string) int {
 		watcher, err = sampler.NewWatcher(cfg.SamplingStrategies, smp, sampler.WatchConfig{Logger: log})
 		if err != nil {
 			log.Error("cannot use sampling strategies", "file", cfg.SamplingStrategies, "err", err)
-			return 2
+			return exitUsage
 		}
 	}
 	var samplingSrv *http.Server
@@ -116,19 +132,19 @@ func run(args []string) int {
 		mux := http.NewServeMux()
 		mux.Handle("/sampling", smp.Handler())
 		mux.Handle("/", smp.Handler())
-		samplingSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		samplingSrv = metrics.NewHTTPServer(mux)
 	}
 	stopMetricsPush := func(context.Context) error { return nil }
 	if cfg.OTLPMetrics {
 		tlsCfg, err := tracer.ClientTLS(cfg.OTLPCAFile, cfg.OTLPClientCert, cfg.OTLPClientKey)
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
-			return 2
+			return exitUsage
 		}
 		target, creds, err := tracer.OTLPConnection(cfg.OTLPEndpoint, cfg.OTLPInsecure, tlsCfg)
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
-			return 2
+			return exitUsage
 		}
 		stopMetricsPush, err = met.PushOTLP(ctx, metrics.OTLPConfig{
 			Target: target, Credentials: creds, Headers: cfg.OTLPHeaders, Compression: cfg.OTLPCompression,
@@ -136,7 +152,7 @@ func run(args []string) int {
 		})
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
-			return 2
+			return exitUsage
 		}
 	}
 	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker, Sampler: smp})
@@ -217,7 +233,7 @@ func run(args []string) int {
 	}
 	if attached == 0 && !cfg.Discover.active() {
 		tr.Shutdown(context.Background())
-		return 2
+		return exitUsage
 	}
 	// What is left of a target released after it exited.
 	release := func(pid int) {
@@ -230,7 +246,7 @@ func run(args []string) int {
 		// Ready once the initial scan's targets are attached.
 		if disc, err = newDiscovery(cfg, mgr, injector, release, srv.SetReady, log); err != nil {
 			log.Error("cannot discover processes", "err", err)
-			return 2
+			return exitUsage
 		}
 		if disc.pods != nil {
 			srv.SetHealthNote(func() string {
@@ -247,7 +263,7 @@ func run(args []string) int {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
-	g.Go(func() error { return srv.Serve(gctx, log) })
+	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { return met.Run(gctx) })
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
@@ -256,16 +272,10 @@ func run(args []string) int {
 		g.Go(func() error { return disc.Run(gctx) })
 	}
 	if samplingSrv != nil {
-		g.Go(func() error {
-			go func() {
-				<-gctx.Done()
-				samplingSrv.Close()
-			}()
-			if err := samplingSrv.Serve(samplingLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return metrics.Serve(gctx, samplingSrv, samplingLn) })
+	}
+	if pprofLn != nil {
+		g.Go(func() error { return metrics.Serve(gctx, metrics.NewPprofServer(), pprofLn) })
 	}
 	g.Go(func() error {
 		for {
@@ -306,6 +316,12 @@ func run(args []string) int {
 	}
 	log.Info("golens stopped")
 	return 0
+}
+
+// loopback reports whether a is reachable from this host only.
+func loopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // attach instruments one pid and says so in one log line either way.

@@ -20,6 +20,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -28,12 +29,13 @@ import (
 
 // kinds maps apiVersion/kind to a new object of its type.
 var kinds = map[string]func() any{
-	"v1/Namespace":      func() any { return new(corev1.Namespace) },
-	"v1/ServiceAccount": func() any { return new(corev1.ServiceAccount) },
-	"v1/ConfigMap":      func() any { return new(corev1.ConfigMap) },
-	"v1/Secret":         func() any { return new(corev1.Secret) },
-	"v1/Service":        func() any { return new(corev1.Service) },
-	"apps/v1/DaemonSet": func() any { return new(appsv1.DaemonSet) },
+	"v1/Namespace":                       func() any { return new(corev1.Namespace) },
+	"v1/ServiceAccount":                  func() any { return new(corev1.ServiceAccount) },
+	"v1/ConfigMap":                       func() any { return new(corev1.ConfigMap) },
+	"v1/Secret":                          func() any { return new(corev1.Secret) },
+	"v1/Service":                         func() any { return new(corev1.Service) },
+	"apps/v1/DaemonSet":                  func() any { return new(appsv1.DaemonSet) },
+	"networking.k8s.io/v1/NetworkPolicy": func() any { return new(networkingv1.NetworkPolicy) },
 	"rbac.authorization.k8s.io/v1/ClusterRole":        func() any { return new(rbacv1.ClusterRole) },
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": func() any { return new(rbacv1.ClusterRoleBinding) },
 	"rbac.authorization.k8s.io/v1/Role":               func() any { return new(rbacv1.Role) },

@@ -219,8 +219,57 @@ func TestSystemdBoot(t *testing.T) {
 		}
 	}
 
-	// Power off: systemd stops golens with SIGTERM and waits for it.
+	// The unit's restart and memory settings, as this systemd took them.
 	pid1 := childOf(t, cmd.Process.Pid)
+	u := parseUnit(t, filepath.Join(repoRoot(t), "deploy/systemd/golens.service"))
+	show := map[string]string{}
+	for _, line := range strings.Split(systemctl(t, pid1, "show", "golens.service",
+		"-p", "Restart,RestartUSec,RestartPreventExitStatus,StartLimitBurst,StartLimitIntervalUSec,MemoryHigh,MemoryMax,Environment"), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			show[k] = v
+		}
+	}
+	for k, want := range map[string]string{
+		"Restart":                  "on-failure",
+		"RestartUSec":              u.one(t, "RestartSec"),
+		"RestartPreventExitStatus": "64",
+		"StartLimitBurst":          strings.Join(u["Unit"]["StartLimitBurst"], " "),
+		"StartLimitIntervalUSec":   strings.Join(u["Unit"]["StartLimitIntervalSec"], " "),
+		"MemoryHigh":               strconv.FormatInt(systemdBytes(t, u.one(t, "MemoryHigh")), 10),
+		"MemoryMax":                strconv.FormatInt(systemdBytes(t, u.one(t, "MemoryMax")), 10),
+		"Environment":              u.one(t, "Environment"),
+	} {
+		if show[k] != want {
+			t.Errorf("systemctl show golens.service: %s=%q, want %q", k, show[k], want)
+		}
+	}
+
+	// A crash is restarted: SIGQUIT makes the Go runtime dump its
+	// goroutines and exit 2, as a fatal error does.
+	systemctl(t, pid1, "kill", "--signal=SIGQUIT", "golens.service")
+	exit := ""
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && exit != "exit-code exited 2"; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(work, "out", "golens.exit"))
+		exit = strings.TrimSpace(string(b))
+	}
+	if exit != "exit-code exited 2" {
+		t.Fatalf("after SIGQUIT golens.service stopped with %q, want \"exit-code exited 2\"", exit)
+	}
+	crashed := time.Now()
+	ready = false
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + metricsAddr + "/readyz"); err == nil {
+			resp.Body.Close()
+			ready = resp.StatusCode == http.StatusOK
+		}
+	}
+	restarts := strings.TrimSpace(systemctl(t, pid1, "show", "golens.service", "-p", "NRestarts", "--value"))
+	if !ready || restarts != "1" {
+		t.Fatalf("golens.service not back after a crash: ready %v, NRestarts %q", ready, restarts)
+	}
+	t.Logf("crashed (exit 2), restarted and ready again %s later", time.Since(crashed).Round(100*time.Millisecond))
+
+	// Power off: systemd stops golens with SIGTERM and waits for it.
 	if err := syscall.Kill(pid1, syscall.Signal(38)); err != nil { // SIGRTMIN+4: poweroff
 		t.Fatal(err)
 	}
@@ -232,6 +281,13 @@ func TestSystemdBoot(t *testing.T) {
 	if got := strings.TrimSpace(readFile(t, filepath.Join(work, "out", "golens.exit"))); got != "success exited 0" {
 		t.Errorf("golens.service stopped with %q, want \"success exited 0\"", got)
 	}
+}
+
+// systemctl runs systemctl against the test's systemd (pid1, as the host
+// numbers it): in its mount and PID namespaces and under its root.
+func systemctl(t *testing.T, pid1 int, args ...string) string {
+	t.Helper()
+	return run(t, "", nil, "nsenter", append([]string{"-t", strconv.Itoa(pid1), "-m", "-p", "-r", "-w", "systemctl", "--no-pager"}, args...)...)
 }
 
 // processStatus returns /proc/PID/status of the process named comm in the

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -193,6 +192,39 @@ type roleBinding struct {
 	} `yaml:"subjects"`
 }
 
+type networkPolicy struct {
+	Spec struct {
+		PodSelector struct {
+			MatchLabels      map[string]string `yaml:"matchLabels"`
+			MatchExpressions []any             `yaml:"matchExpressions"`
+		} `yaml:"podSelector"`
+		PolicyTypes []string `yaml:"policyTypes"`
+		Ingress     []struct {
+			From []struct {
+				NamespaceSelector *labelSelector `yaml:"namespaceSelector"`
+				PodSelector       *labelSelector `yaml:"podSelector"`
+				IPBlock           *struct {
+					CIDR string `yaml:"cidr"`
+				} `yaml:"ipBlock"`
+			} `yaml:"from"`
+			Ports []struct {
+				Port     string `yaml:"port"`
+				Protocol string `yaml:"protocol"`
+			} `yaml:"ports"`
+		} `yaml:"ingress"`
+	} `yaml:"spec"`
+}
+
+type labelSelector struct {
+	MatchLabels      map[string]string `yaml:"matchLabels"`
+	MatchExpressions []any             `yaml:"matchExpressions"`
+}
+
+// empty: the selector matches everything.
+func (s *labelSelector) empty() bool {
+	return s != nil && len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0
+}
+
 type configMap struct {
 	Data map[string]string `yaml:"data"`
 }
@@ -207,6 +239,9 @@ type agentConfig struct {
 		SystemdUnit   []string `yaml:"systemd_unit"`
 	} `yaml:"discover"`
 	MetricsAddr        string `yaml:"metrics_addr"`
+	SamplingServerAddr string `yaml:"sampling_server_addr"`
+	Pprof              bool   `yaml:"pprof"`
+	PprofAddr          string `yaml:"pprof_addr"`
 	SamplingStrategies string `yaml:"sampling_strategies"`
 }
 
@@ -367,14 +402,58 @@ func checkAgent(t *testing.T, objs []object, w wantAgent) daemonSet {
 		}
 	}
 
-	// Environment: NODE_NAME from the Downward API, the OTLP endpoint from
-	// the ConfigMap.
+	// Environment: NODE_NAME and POD_IP from the Downward API, the OTLP
+	// endpoint from the ConfigMap.
 	env := map[string]envVar{}
 	for _, e := range c.Env {
 		env[e.Name] = e
 	}
-	if e := env["NODE_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
-		t.Errorf("NODE_NAME is not the Downward API's spec.nodeName: %+v", e)
+	for name, field := range map[string]string{"NODE_NAME": "spec.nodeName", "POD_IP": "status.podIP"} {
+		if e := env[name]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != field {
+			t.Errorf("%s is not the Downward API's %s: %+v", name, field, e)
+		}
+	}
+
+	// Exposure: /metrics, /healthz and /readyz on the pod IP only (the
+	// kubelet's probes reach it there), never a wildcard; pprof off; who
+	// may connect is a NetworkPolicy's opt-in.
+	wantAddr := fmt.Sprintf("--metrics-addr=[$(POD_IP)]:%d", port["metrics"])
+	var addrArgs []string
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--metrics-addr") || strings.HasPrefix(a, "--sampling-server-addr") || strings.HasPrefix(a, "--pprof") {
+			addrArgs = append(addrArgs, a)
+		}
+	}
+	if !slices.Equal(addrArgs, []string{wantAddr}) {
+		t.Errorf("listener flags %q, want only %q", addrArgs, wantAddr)
+	}
+	var np networkPolicy
+	npo := find(t, objs, "NetworkPolicy")
+	npo.decode(t, &np)
+	if len(np.Spec.PodSelector.MatchLabels) == 0 || len(np.Spec.PodSelector.MatchExpressions) > 0 {
+		t.Errorf("NetworkPolicy %s podSelector %+v: want the agent's labels", npo.Metadata.Name, np.Spec.PodSelector)
+	}
+	for k, v := range np.Spec.PodSelector.MatchLabels {
+		if ds.Spec.Template.Metadata.Labels[k] != v {
+			t.Errorf("NetworkPolicy %s selects %s=%s, not on the agent's pods", npo.Metadata.Name, k, v)
+		}
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []string{"Ingress"}) {
+		t.Errorf("NetworkPolicy policyTypes %q, want [Ingress]", np.Spec.PolicyTypes)
+	}
+	for i, r := range np.Spec.Ingress {
+		if len(r.Ports) != 1 || r.Ports[0].Port != "metrics" || r.Ports[0].Protocol != "TCP" {
+			t.Errorf("NetworkPolicy ingress rule %d: ports %+v, want the metrics port only", i, r.Ports)
+		}
+		if len(r.From) == 0 {
+			t.Errorf("NetworkPolicy ingress rule %d admits every peer", i)
+		}
+		for _, p := range r.From {
+			if p.IPBlock != nil || (p.NamespaceSelector == nil && p.PodSelector == nil) ||
+				(p.NamespaceSelector.empty() && p.PodSelector == nil) || (p.NamespaceSelector == nil && p.PodSelector.empty()) {
+				t.Errorf("NetworkPolicy ingress rule %d: peer %+v is not a labelled opt-in", i, p)
+			}
+		}
 	}
 	var cm configMap
 	cmo := find(t, objs, "ConfigMap")
@@ -439,8 +518,9 @@ func checkAgent(t *testing.T, objs []object, w wantAgent) daemonSet {
 	if len(cfg.Discover.Exe)+len(cfg.Discover.SystemdUnit) > 0 {
 		t.Errorf("config.yaml selects processes by exe or unit too: %+v", cfg.Discover)
 	}
-	if cfg.MetricsAddr != "0.0.0.0:"+strconv.Itoa(port["metrics"]) {
-		t.Errorf("metrics_addr %q, want 0.0.0.0:%d (the probes' port, on the pod IP)", cfg.MetricsAddr, port["metrics"])
+	if cfg.MetricsAddr != "" || cfg.SamplingServerAddr != "" || cfg.Pprof || cfg.PprofAddr != "" {
+		t.Errorf("config.yaml sets listeners (metrics_addr %q, sampling_server_addr %q, pprof %v %q): the pod IP comes from the Downward API in the args",
+			cfg.MetricsAddr, cfg.SamplingServerAddr, cfg.Pprof, cfg.PprofAddr)
 	}
 	if cfg.SamplingStrategies != configDir+"/sampling.json" {
 		t.Errorf("sampling_strategies %q, want %s/sampling.json", cfg.SamplingStrategies, configDir)
@@ -489,7 +569,7 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.Kind]++
 	}
-	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"} {
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "NetworkPolicy"} {
 		if kinds[k] != 1 {
 			t.Errorf("want one %s in %s, have %d", k, dir, kinds[k])
 		}

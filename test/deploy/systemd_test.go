@@ -109,7 +109,8 @@ func TestSystemdUnit(t *testing.T) {
 	want := map[string]string{
 		"Type":                     "simple",
 		"Restart":                  "on-failure",
-		"RestartPreventExitStatus": "2",
+		"RestartPreventExitStatus": "64",
+		"RestartSec":               "5s",
 		"NoNewPrivileges":          "yes",
 		"ProtectSystem":            "strict",
 		"ProtectHome":              "read-only",
@@ -128,6 +129,10 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	if got := strings.Fields(u.one(t, "RestrictAddressFamilies")); !sameSet(got, []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}) {
 		t.Errorf("RestrictAddressFamilies = %q", got)
+	}
+	// Crash loops end: at most StartLimitBurst starts in the interval.
+	if b, i := u["Unit"]["StartLimitBurst"], u["Unit"]["StartLimitIntervalSec"]; len(b) != 1 || len(i) != 1 {
+		t.Errorf("[Unit] StartLimitBurst %q, StartLimitIntervalSec %q: want one of each", b, i)
 	}
 	if user := u["Service"]["User"]; len(user) > 0 && user[0] != "root" {
 		t.Errorf("User = %q: golens runs as root with reduced capabilities", user)
@@ -250,7 +255,7 @@ func envFile(t *testing.T, path string) map[string]string {
 
 // TestSystemdConfigAccepted runs the agent the way the unit does, with the
 // example config and environment file: golens must accept both (a rejected
-// flag or config key is exit status 2 at once), serve /healthz, and stop
+// flag or config key is exit status 64 at once), serve /healthz, and stop
 // cleanly on SIGTERM.
 func TestSystemdConfigAccepted(t *testing.T) {
 	root := repoRoot(t)
@@ -294,8 +299,8 @@ func TestSystemdConfigAccepted(t *testing.T) {
 		select {
 		case <-done:
 			code := cmd.ProcessState.ExitCode()
-			if code == 2 {
-				t.Fatalf("golens rejected the example config or environment (exit 2):\n%s", log.String())
+			if code == 64 {
+				t.Fatalf("golens rejected the example config or environment (exit 64):\n%s", log.String())
 			}
 			if why := harness.EBPFUnavailable(); why != "" && !inCI() {
 				t.Skipf("config accepted, but golens cannot run here (%s): exit %d", why, code)

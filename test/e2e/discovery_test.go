@@ -366,7 +366,7 @@ func TestDiscoverySystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, err := off.Wait(10 * time.Second); err != nil || code != 2 || !strings.Contains(off.Log(), "only with --discover") {
+	if code, err := off.Wait(10 * time.Second); err != nil || code != 64 || !strings.Contains(off.Log(), "only with --discover") {
 		t.Errorf("file rules without --discover: exit %d %v\n%s", code, err, off.Log())
 	}
 
@@ -457,7 +457,7 @@ func removeCgroups(t *testing.T, slice string, units ...string) {
 	}
 }
 
-// Bad selectors are bad usage: exit 2 with one line saying why.
+// Bad selectors are bad usage: exit 64 (EX_USAGE) with one line saying why.
 func TestDiscoveryUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -476,8 +476,8 @@ func TestDiscoveryUsage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code != 2 || !strings.Contains(agent.Log(), tc.want) || strings.Count(strings.TrimSpace(agent.Log()), "\n") > 0 {
-			t.Errorf("%q: exit %d, log:\n%s\nwant 2 and one line with %q", tc.args, code, agent.Log(), tc.want)
+		if code != 64 || !strings.Contains(agent.Log(), tc.want) || strings.Count(strings.TrimSpace(agent.Log()), "\n") > 0 {
+			t.Errorf("%q: exit %d, log:\n%s\nwant 64 and one line with %q", tc.args, code, agent.Log(), tc.want)
 		}
 	}
 }

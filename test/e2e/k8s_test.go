@@ -118,7 +118,7 @@ func TestKubernetesOptIn(t *testing.T) {
 	repo, err := harness.RepoRoot()
 	must(err)
 	args := []string{"apply"}
-	for _, f := range []string{"namespace", "serviceaccount", "clusterrole", "clusterrolebinding"} {
+	for _, f := range []string{"00-namespace", "serviceaccount", "clusterrole", "clusterrolebinding"} {
 		args = append(args, "-f", filepath.Join(repo, "deploy", "kubernetes", f+".yaml"))
 	}
 	if out, err := k8s.Kubectl(admin, args...); err != nil {

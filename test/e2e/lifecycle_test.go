@@ -12,7 +12,7 @@ import (
 	"github.com/golens/golens/test/harness"
 )
 
-// A --pid that cannot be instrumented is the only target: exit 2 with one
+// A --pid that cannot be instrumented is the only target: exit 64 with one
 // line naming the reason.
 func TestBadPID(t *testing.T) {
 	// A pid that existed and is gone.
@@ -42,8 +42,8 @@ func TestBadPID(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if code != 2 {
-				t.Errorf("exit code %d, want 2\n%s", code, agent.Log())
+			if code != 64 {
+				t.Errorf("exit code %d, want 64 (EX_USAGE)\n%s", code, agent.Log())
 			}
 			if !strings.Contains(agent.Log(), tc.want) {
 				t.Errorf("log does not say %q:\n%s", tc.want, agent.Log())

@@ -53,7 +53,6 @@ discover:
   enabled: true
   k8s_opt_in_label: {{ required "optInLabel is required (key=value)" .Values.optInLabel | quote }}
   k8s_namespaces: {{ .Values.namespaces | toJson }}
-metrics_addr: {{ printf "0.0.0.0:%d" (int .Values.metricsPort) | quote }}
 sampling_strategies: /etc/golens/sampling.json
 inject_context: {{ .Values.injectContext }}
 track_goroutines: {{ .Values.trackGoroutines }}
