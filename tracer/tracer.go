@@ -220,7 +220,7 @@ func (t *Tracer) Record(ev event.Event) {
 		// The service's health, from every request, sampled or not.
 		switch e := ev.(type) {
 		case *event.HTTPServer:
-			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Status >= 500)
+			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Failed())
 		case *event.GRPC:
 			if e.Server {
 				t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), grpcServerErrors[e.Code])

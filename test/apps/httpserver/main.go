@@ -82,8 +82,16 @@ func main() {
 	// the status it got (502 on a transport error).
 	// With own=VALUE the outgoing request carries that traceparent, set by
 	// the application itself.
+	// With bg=1 the call gets a fresh context of its own instead, not
+	// derived from the request's: nothing links it to a request.
 	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(callWith(r.Context(), r.URL.Query().Get("to"), r.URL.Query().Get("own")))
+		ctx := r.Context()
+		if r.URL.Query().Get("bg") == "1" {
+			c, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ctx = c
+		}
+		w.WriteHeader(callWith(ctx, r.URL.Query().Get("to"), r.URL.Query().Get("own")))
 	})
 	// /fanout?to=URL&n=N calls URL from N goroutines at once, each passing
 	// the request's context (or none with bg=1: only goroutine ancestry can
@@ -112,6 +120,26 @@ func main() {
 		}
 		wg.Wait()
 	})
+
+	// /panic panics; net/http recovers it and closes the connection
+	// (HTTP/1) or resets the stream (HTTP/2) without a response. With
+	// to=URL it first calls URL with the request's context; with sent=CODE
+	// it first writes and flushes that status, which the client then sees.
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		if to := r.URL.Query().Get("to"); to != "" {
+			call(r.Context(), to)
+		}
+		if code, err := strconv.Atoi(r.URL.Query().Get("sent")); err == nil {
+			w.WriteHeader(code)
+			w.(http.Flusher).Flush()
+		}
+		panic("handler panicked on purpose")
+	})
+	// /recovered panics inside middleware that recovers it and answers 500:
+	// the request goes on in the handler, as with gin's Recovery.
+	mux.Handle("/recovered", recoverer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic("recovered by the handler's middleware")
+	})))
 
 	// /gc?n=N forces N garbage collections while serving the request.
 	mux.HandleFunc("/gc", func(w http.ResponseWriter, r *http.Request) {
@@ -183,4 +211,16 @@ func selfSigned() (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// recoverer turns a panic of next into a 500, as recovery middleware does.
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if recover() != nil {
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
