@@ -3,6 +3,7 @@ package tracer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -25,7 +26,7 @@ type Options struct {
 	QueueSize     int           // spans waiting for export; beyond it they are dropped and counted
 	BatchSize     int           // spans per export call
 	FlushInterval time.Duration // longest a span waits for its batch
-	ExportTimeout time.Duration // per export call
+	ExportTimeout time.Duration // per export call (--otlp-timeout), honoured as given
 	Log           *slog.Logger
 	// Linker, when set, joins traces of services on this node (see Linker).
 	Linker *Linker
@@ -58,7 +59,10 @@ type Stats struct {
 	Exported uint64 // spans the exporter accepted
 	Dropped  uint64 // queue full: never exported
 	Failed   uint64 // the exporter returned an error for them
-	Linked   uint64 // server spans joined to a caller's trace on this node
+	// Unexported are spans Shutdown ran out of time for: queued, or in a
+	// batch the exporter was still sending (aborted).
+	Unexported uint64
+	Linked     uint64 // server spans joined to a caller's trace on this node
 	// Unlinked are server spans whose caller was a watched process on this
 	// node but whose client span was not found in time (exported as
 	// their own trace); Overflow are traces released early because the
@@ -96,6 +100,10 @@ type Tracer struct {
 	exported, dropped, failed atomic.Uint64
 	lastErrLog                atomic.Int64 // unix seconds of the last logged export error
 	closeOnce                 sync.Once
+	// abandoned is set when Shutdown's time ran out: from then on, what
+	// the export loop holds is counted as unexported, not sent.
+	abandoned  atomic.Bool
+	unexported atomic.Uint64
 }
 
 // New starts a tracer exporting through exp.
@@ -337,9 +345,19 @@ func (t *Tracer) export(batch []sdktrace.ReadOnlySpan) {
 	if len(batch) == 0 {
 		return
 	}
+	if t.abandoned.Load() {
+		t.unexported.Add(uint64(len(batch)))
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.ExportTimeout)
 	defer cancel()
 	if err := t.exp.ExportSpans(ctx, batch); err != nil {
+		if t.abandoned.Load() {
+			// Shutdown aborted this export: lost to the shutdown, not
+			// refused by the collector.
+			t.unexported.Add(uint64(len(batch)))
+			return
+		}
 		lost := uint64(len(batch))
 		// A partial success: only the rejected spans are lost.
 		var rej *RejectedError
@@ -365,6 +383,9 @@ func (t *Tracer) Stats() Stats {
 		Exported: t.exported.Load(),
 		Dropped:  t.dropped.Load(),
 		Failed:   t.failed.Load(),
+		// Spans still queued are not counted: Shutdown counts them once
+		// it gives up on them.
+		Unexported: t.unexported.Load(),
 	}
 	if l := t.opts.Linker; l != nil {
 		t.linkMu.Lock()
@@ -377,7 +398,22 @@ func (t *Tracer) Stats() Stats {
 	return s
 }
 
-// Shutdown exports what is queued and closes the exporter, within ctx.
+// ShutdownError says how many spans Shutdown could not export in time.
+type ShutdownError struct {
+	Unexported uint64 // spans queued or being sent when time ran out
+	Err        error
+}
+
+func (e *ShutdownError) Error() string {
+	return fmt.Sprintf("%d spans not exported at shutdown: %v", e.Unexported, e.Err)
+}
+
+func (e *ShutdownError) Unwrap() error { return e.Err }
+
+// Shutdown exports what is queued and closes the exporter, within ctx. When
+// ctx ends first, the export in flight is aborted and every span not
+// exported (in that batch or still queued) is counted in Stats.Unexported
+// and reported in a *ShutdownError.
 func (t *Tracer) Shutdown(ctx context.Context) error {
 	t.closeOnce.Do(func() {
 		close(t.stop)
@@ -397,8 +433,14 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 	})
 	select {
 	case <-t.done:
+		return t.exp.Shutdown(ctx)
 	case <-ctx.Done():
-		return errors.Join(ctx.Err(), t.exp.Shutdown(ctx))
 	}
-	return t.exp.Shutdown(ctx)
+	// Out of time. Closing the exporter with ctx done aborts the export
+	// in flight; the loop then counts that batch and the rest of the
+	// queue without sending, so its end is near.
+	t.abandoned.Store(true)
+	err := t.exp.Shutdown(ctx)
+	<-t.done
+	return &ShutdownError{Unexported: t.unexported.Load(), Err: errors.Join(ctx.Err(), err)}
 }

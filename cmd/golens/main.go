@@ -139,7 +139,7 @@ func run(args []string) int {
 			return 2
 		}
 	}
-	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker, Sampler: smp})
+	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, ExportTimeout: cfg.OTLPTimeout, Log: log, Linker: linker, Sampler: smp})
 
 	var features []string
 	if cfg.TrackGoroutines {
@@ -162,7 +162,7 @@ func run(args []string) int {
 			ProbeHits: ps.ProbeHits, EventsRead: ps.EventsRead, EventsLost: ps.EventsLost,
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
-			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansFailed: ts.Failed,
+			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansUnexported: ts.Unexported, SpansFailed: ts.Failed,
 			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, LinkOverflow: ts.Overflow,
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
@@ -295,7 +295,8 @@ func run(args []string) int {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := tr.Shutdown(sctx); err != nil {
-		log.Warn("span flush incomplete", "err", err, "unexported", tr.Stats().Queued)
+		log.Warn("span flush incomplete; counted in golens_spans_dropped_total{reason=\"shutdown\"}",
+			"err", err, "unexported", tr.Stats().Unexported, "shutdown_timeout", cfg.ShutdownGrace)
 	}
 	if err := stopMetricsPush(sctx); err != nil {
 		log.Warn("metric push flush incomplete", "err", err)
