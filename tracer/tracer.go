@@ -65,10 +65,11 @@ type Stats struct {
 	Linked     uint64 // server spans joined to a caller's trace on this node
 	// Unlinked are server spans whose caller was a watched process on this
 	// node but whose client span was not found in time (exported as
-	// their own trace); Overflow are traces released early because the
-	// linker held too many spans.
-	Unlinked, Overflow uint64
-	Held               int // spans waiting for their trace to settle
+	// their own trace); LookupBusy are server spans exported unlinked
+	// because their peer's owner could not be looked up in time; Overflow
+	// are traces released early because the linker held too many spans.
+	Unlinked, LookupBusy, Overflow uint64
+	Held                           int // spans waiting for their trace to settle
 	// SamplingHeld are spans in the sampler's critical-path window.
 	SamplingHeld int
 }
@@ -92,6 +93,7 @@ type Tracer struct {
 	linkKick    chan struct{} // wakes an idle flusher
 	stop        chan struct{}
 	flusherDone chan struct{}
+	lookupDone  chan struct{}
 
 	sampling   *sampling
 	holdCancel context.CancelFunc
@@ -118,6 +120,7 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
+		lookupDone:  make(chan struct{}),
 		linkKick:    make(chan struct{}, 1),
 		resources:   make(map[*event.Process]*resource.Resource),
 		pauses:      newPauseLog(),
@@ -137,10 +140,32 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 	go t.run()
 	if opts.Linker != nil {
 		go t.flushLinker()
+		go t.lookupOwners()
 	} else {
 		close(t.flusherDone)
+		close(t.lookupDone)
 	}
 	return t
+}
+
+// lookupOwners answers the linker's socket-owner lookups, one at a time,
+// off the event reader: a lookup reads every open file of the watched
+// processes, which takes long with thousands of sockets.
+func (t *Tracer) lookupOwners() {
+	defer close(t.lookupDone)
+	l := t.opts.Linker
+	for {
+		select {
+		case <-t.stop:
+			return
+		case peer := <-l.Lookups():
+			pid, onNode := l.Owner(peer)
+			t.linkMu.Lock()
+			out := l.Resolve(peer, pid, onNode, time.Now())
+			t.linkMu.Unlock()
+			t.enqueueAll(out)
+		}
+	}
 }
 
 // linkFlushEvery is how often the linker's held spans are looked at while
@@ -389,7 +414,7 @@ func (t *Tracer) Stats() Stats {
 	}
 	if l := t.opts.Linker; l != nil {
 		t.linkMu.Lock()
-		s.Linked, s.Held, s.Unlinked, s.Overflow = l.Linked, l.held, l.Unmatched, l.Overflow
+		s.Linked, s.Held, s.Unlinked, s.LookupBusy, s.Overflow = l.Linked, l.held, l.Unmatched, l.LookupBusy, l.Overflow
 		t.linkMu.Unlock()
 	}
 	if t.sampling != nil {
@@ -418,6 +443,7 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 	t.closeOnce.Do(func() {
 		close(t.stop)
 		<-t.flusherDone
+		<-t.lookupDone
 		if l := t.opts.Linker; l != nil {
 			t.linkMu.Lock()
 			out := l.Flush(time.Now(), true)

@@ -54,7 +54,14 @@ func callWith(ctx context.Context, url, traceparent string) int {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a throwaway self-signed certificate: clients that offer it get HTTP/2")
+	hold := flag.Int("hold", 0, "open and keep this many TCP sockets (loopback connections to itself, two sockets each) before serving")
 	flag.Parse()
+	if *hold > 0 {
+		if err := holdSockets(*hold); err != nil {
+			fmt.Fprintln(os.Stderr, "hold sockets:", err)
+			os.Exit(1)
+		}
+	}
 
 	mux := http.NewServeMux()
 	// /hello answers with a body: the status (200) is written by Write.
@@ -223,4 +230,51 @@ func recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// held keeps the sockets of holdSockets open for the process's lifetime.
+var held []net.Conn
+
+// holdSockets opens n TCP sockets, raising the open-files limit to its
+// hard maximum first: a service with many connections, whose socket
+// tables and file descriptors are long to search.
+func holdSockets(n int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	accepted := make(chan error, 1)
+	go func() {
+		for i := 0; i < n/2; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				accepted <- err
+				return
+			}
+			held = append(held, c)
+		}
+		accepted <- nil
+	}()
+	dialed := make([]net.Conn, 0, n/2)
+	for i := 0; i < n/2; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return fmt.Errorf("after %d sockets: %w", 2*i, err)
+		}
+		dialed = append(dialed, c)
+	}
+	if err := <-accepted; err != nil {
+		return err
+	}
+	held = append(held, dialed...)
+	return nil
 }
