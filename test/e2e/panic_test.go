@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -183,5 +185,89 @@ func testHTTPServerPanic(t *testing.T, v harness.Variant) {
 	}
 	if got := scrapeValue(t, text, series("/recovered", "500")); got != 10+rounds {
 		t.Errorf("recovered requests counted %v, want %d", got, 10+rounds)
+	}
+}
+
+// Over HTTP/2 net/http resets a panicked handler's stream: the same span,
+// the status only when the header frame had gone out.
+func TestHTTP2ServerPanic(t *testing.T) {
+	for _, v := range []harness.Variant{{Go: "go1.21.13"}, {}, {Go: "go1.27.3", Stripped: true}} {
+		t.Run(v.String(), func(t *testing.T) { testHTTP2Panic(t, v) })
+	}
+}
+
+func testHTTP2Panic(t *testing.T, v harness.Variant) {
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	app, err := harness.StartApp(buildApp(t, "httpserver", v), []string{"OTEL_SERVICE_NAME=h2panic"}, "-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Stop()
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(app.PID()), "--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the app's throwaway certificate
+		ForceAttemptHTTP2: true,
+	}}
+	cases := []struct {
+		path   string
+		panics bool
+		status int // on the span; 0 none
+		answer int // the client's; 0 no response
+	}{
+		{"/panic", true, 0, 0},
+		{"/panic?sent=202", true, 202, 202},
+		{"/recovered", false, 500, 500},
+		{"/hello", false, 200, 200},
+	}
+	for _, c := range cases {
+		got := 0
+		if resp, err := client.Get("https://" + app.Addr + c.path); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("GET %s: %s, want HTTP/2", c.path, resp.Proto)
+			}
+			got = resp.StatusCode
+		}
+		if got != c.answer {
+			t.Fatalf("GET %s: answer %d, want %d", c.path, got, c.answer)
+		}
+	}
+	if _, err := recv.WaitFor(len(cases), 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, agent.Log())
+	}
+	time.Sleep(1500 * time.Millisecond)
+	spans := recv.Spans()
+	// The requests were sequential: by start time, the spans follow the cases.
+	slices.SortFunc(spans, func(a, b harness.Span) int { return a.Start.Compare(b.Start) })
+	if len(spans) != len(cases) {
+		t.Errorf("%d spans, want %d", len(spans), len(cases))
+	}
+	for i, c := range cases {
+		if i >= len(spans) {
+			break
+		}
+		s := spans[i]
+		status, _ := s.Attrs["http.response.status_code"].(int64)
+		errType, _ := s.Attrs["error.type"].(string)
+		if int(status) != c.status || c.panics != (errType == "panic") || s.Attrs["network.protocol.version"] != "2" {
+			t.Errorf("%s: status_code %v, error.type %q, protocol %v; want %d, panic %v, 2", c.path,
+				s.Attrs["http.response.status_code"], errType, s.Attrs["network.protocol.version"], c.status, c.panics)
+		}
+		wantErr := c.panics || c.status >= 500
+		if (s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) != wantErr {
+			t.Errorf("%s: span status %v", c.path, s.StatusCode)
+		}
 	}
 }
