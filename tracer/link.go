@@ -10,12 +10,19 @@ import (
 	"github.com/golens/golens/probes/event"
 )
 
-// OwnerFunc names the watched process holding the TCP socket whose local
-// address is peer: the process on this node that made a connection a
-// server accepted. When the socket is on this node but its owner is gone
-// from it (the client closed the connection before the lookup) it returns
-// pid 0 and onNode true.
-type OwnerFunc func(peer netip.AddrPort) (pid int, onNode bool)
+// OwnerFunc names, for each peer in order, the watched process holding the
+// TCP socket whose local address is that peer: the process on this node
+// that made a connection a server accepted. When the socket is on this
+// node but its owner is gone from it (the client closed the connection
+// before the lookup) its Caller is pid 0 and OnNode true. Peers come in
+// batches: one read of the socket tables serves them all.
+type OwnerFunc func(peers []netip.AddrPort) []Caller
+
+// Caller is who made a connection, as an OwnerFunc found it.
+type Caller struct {
+	PID    int  // the watched process; 0 when unknown
+	OnNode bool // the caller is on this node
+}
 
 // Linker joins traces of services on this node without touching the wire.
 //
@@ -36,7 +43,8 @@ type OwnerFunc func(peer netip.AddrPort) (pid int, onNode bool)
 // the watched processes: milliseconds with thousands of sockets, too slow
 // for the event reader. So the linker only asks: a root whose peer is not
 // in the cache waits (in its Window) while a worker the tracer runs takes
-// the peer from Lookups, calls Owner and hands the answer to Resolve. One
+// the peers from Lookups, calls Owner for all it has and hands each answer
+// to Resolve. One
 // lookup per peer is in flight at a time; when LookupQueue peers already
 // wait for one, the root goes out unlinked and counts in LookupBusy, as
 // does a root whose lookup did not answer within its Window.

@@ -27,20 +27,31 @@ func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*
 	for {
 		select {
 		case peer := <-l.Lookups():
-			pid, ok := l.Owner(peer)
-			out = append(out, l.Resolve(peer, pid, ok, now)...)
+			c := l.Owner([]netip.AddrPort{peer})[0]
+			out = append(out, l.Resolve(peer, c.PID, c.OnNode, now)...)
 		default:
 			return out
 		}
 	}
 }
 
+// owners answers every peer with f.
+func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
+	return func(peers []netip.AddrPort) []Caller {
+		out := make([]Caller, len(peers))
+		for i, p := range peers {
+			out[i].PID, out[i].OnNode = f(p)
+		}
+		return out
+	}
+}
+
 // fixedOwner says every peer port in m belongs to that pid.
 func fixedOwner(m map[uint16]int) OwnerFunc {
-	return func(peer netip.AddrPort) (int, bool) {
+	return owners(func(peer netip.AddrPort) (int, bool) {
 		pid, ok := m[peer.Port()]
 		return pid, ok
-	}
+	})
 }
 
 func server(p *event.Process, trace, span, parent byte, tp event.TraceparentState, remote string, start, end time.Duration) (*event.HTTPServer, *tracetest.SpanStub) {
@@ -175,7 +186,7 @@ func TestLinkerBounded(t *testing.T) {
 // on this node (TIME_WAIT) without an owner, and any watched caller whose
 // call fits may claim the root.
 func TestLinkerOwnerGone(t *testing.T) {
-	l := NewLinker(func(netip.AddrPort) (int, bool) { return 0, true })
+	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, true }))
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	if got := add(l, be, bs, t0); len(got) != 0 {
 		t.Fatal("root released before the window")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -148,7 +149,7 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 	return t
 }
 
-// lookupOwners answers the linker's socket-owner lookups, one at a time,
+// lookupOwners answers the linker's socket-owner lookups, in batches,
 // off the event reader: a lookup reads every open file of the watched
 // processes, which takes long with thousands of sockets.
 func (t *Tracer) lookupOwners() {
@@ -159,9 +160,24 @@ func (t *Tracer) lookupOwners() {
 		case <-t.stop:
 			return
 		case peer := <-l.Lookups():
-			pid, onNode := l.Owner(peer)
+			// Every peer queued meanwhile goes in the same lookup.
+			batch := []netip.AddrPort{peer}
+		more:
+			for len(batch) < LookupQueue {
+				select {
+				case p := <-l.Lookups():
+					batch = append(batch, p)
+				default:
+					break more
+				}
+			}
+			callers := l.Owner(batch)
+			var out []*tracetest.SpanStub
 			t.linkMu.Lock()
-			out := l.Resolve(peer, pid, onNode, time.Now())
+			now := time.Now()
+			for i, p := range batch {
+				out = append(out, l.Resolve(p, callers[i].PID, callers[i].OnNode, now)...)
+			}
 			t.linkMu.Unlock()
 			t.enqueueAll(out)
 		}

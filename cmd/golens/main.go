@@ -93,8 +93,12 @@ func run(args []string) int {
 	}
 	// Set once the manager exists: the linker asks it for the targets.
 	var targets func() []int
-	linker := tracer.NewLinker(func(peer netip.AddrPort) (int, bool) {
-		return discovery.SocketOwner(peer, targets())
+	linker := tracer.NewLinker(func(peers []netip.AddrPort) []tracer.Caller {
+		callers := make([]tracer.Caller, len(peers))
+		for i, h := range discovery.SocketOwners(peers, targets()) {
+			callers[i] = tracer.Caller{PID: h.PID, OnNode: h.OnNode}
+		}
+		return callers
 	})
 	smp := sampler.New(sampler.Config{CriticalTTL: cfg.SamplingCriticalTTL, SLA: sampler.SLAConfig{P95: cfg.SamplingSLAP95}}, nil)
 	var watcher *sampler.Watcher
