@@ -11,6 +11,12 @@ import (
 	"syscall"
 )
 
+// SocketHolder is who holds a TCP socket, as SocketOwners found it.
+type SocketHolder struct {
+	PID    int  // the watched process holding it; 0 when none does
+	OnNode bool // the socket is on this node (PID, or closed: TIME_WAIT)
+}
+
 // SocketOwner finds which of pids holds a TCP socket whose local address is
 // addr: given the peer address a server saw, it names the client process on
 // this node. Each pid's own network namespace is searched (pods have their
@@ -20,29 +26,67 @@ import (
 // caller was on this node but cannot be named. An open socket that no
 // given pid holds belongs to a process golens does not watch: 0, false.
 func SocketOwner(addr netip.AddrPort, pids []int) (pid int, onNode bool) {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	type found struct {
-		ino     uint64
-		present bool
+	o := SocketOwners([]netip.AddrPort{addr}, pids)[0]
+	return o.PID, o.OnNode
+}
+
+// SocketOwners is SocketOwner for several addresses at once, in the same
+// order: each namespace's socket tables and each process's open files are
+// read once for all of them, so a batch costs about what one lookup does
+// (with thousands of sockets, a read of every open file is the cost).
+func SocketOwners(addrs []netip.AddrPort, pids []int) []SocketHolder {
+	out := make([]SocketHolder, len(addrs))
+	norm := make([]netip.AddrPort, len(addrs))
+	want := make(map[netip.AddrPort]bool, len(addrs))
+	for i, a := range addrs {
+		norm[i] = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		want[norm[i]] = true
 	}
-	byNS := make(map[uint64]found) // netns inode -> the socket there
-	for _, p := range pids {
+	// The sockets found, per network namespace (by its inode), and the
+	// namespace of each pid, in the order given: the first holder wins.
+	tables := make(map[uint64]map[netip.AddrPort]socket)
+	nsOf := make([]uint64, len(pids))
+	for i, p := range pids {
 		ns, err := nsInode(p)
 		if err != nil {
 			continue
 		}
-		f, seen := byNS[ns]
-		if !seen {
-			f.ino, f.present = findSocket(p, addr)
-			byNS[ns] = f
-		}
-		onNode = onNode || (f.present && f.ino == 0)
-		if f.ino != 0 && holdsSocket(p, f.ino) {
-			return p, true
+		nsOf[i] = ns
+		if _, seen := tables[ns]; !seen {
+			tables[ns] = findSockets(p, want)
 		}
 	}
-	return 0, onNode
+	// Which of the open sockets each pid holds: one read of its files.
+	holds := make([]map[uint64]bool, len(pids))
+	for i, p := range pids {
+		inodes := make(map[uint64]bool)
+		for _, sk := range tables[nsOf[i]] {
+			if sk.ino != 0 {
+				inodes[sk.ino] = true
+			}
+		}
+		if nsOf[i] != 0 && len(inodes) > 0 {
+			holds[i] = heldSockets(p, inodes)
+		}
+	}
+	for j, a := range norm {
+		for i := range pids {
+			sk, ok := tables[nsOf[i]][a]
+			if !ok {
+				continue
+			}
+			out[j].OnNode = out[j].OnNode || sk.ino == 0
+			if sk.ino != 0 && holds[i][sk.ino] {
+				out[j] = SocketHolder{PID: pids[i], OnNode: true}
+				break
+			}
+		}
+	}
+	return out
 }
+
+// socket is a TCP socket of a namespace's table: its inode, 0 once closed.
+type socket struct{ ino uint64 }
 
 func nsInode(pid int) (uint64, error) {
 	fi, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
@@ -56,10 +100,11 @@ func nsInode(pid int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// findSocket looks for a socket bound locally to addr in the network
-// namespace of pid, in /proc/PID/net/tcp{,6}: its inode (0 once closed) and
-// whether it is there at all.
-func findSocket(pid int, addr netip.AddrPort) (ino uint64, present bool) {
+// findSockets looks for sockets bound locally to the addresses in want in
+// the network namespace of pid, in /proc/PID/net/tcp{,6}: an open socket
+// (its inode) wins over a closed one at the same address.
+func findSockets(pid int, want map[netip.AddrPort]bool) map[netip.AddrPort]socket {
+	found := make(map[netip.AddrPort]socket)
 	for _, file := range []string{"tcp", "tcp6"} {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, file))
 		if err != nil {
@@ -73,18 +118,20 @@ func findSocket(pid int, addr netip.AddrPort) (ino uint64, present bool) {
 				continue
 			}
 			local, ok := parseProcAddr(fields[1])
-			if !ok || local != addr {
+			if !ok || !want[local] {
 				continue
 			}
-			present = true
-			if n, err := strconv.ParseUint(fields[9], 10, 64); err == nil && n != 0 {
-				f.Close()
-				return n, true
+			n, err := strconv.ParseUint(fields[9], 10, 64)
+			if err != nil {
+				n = 0
+			}
+			if found[local].ino == 0 {
+				found[local] = socket{ino: n}
 			}
 		}
 		f.Close()
 	}
-	return 0, present
+	return found
 }
 
 // parseProcAddr decodes "0100007F:1F90" (IPv4) or a 32-hex-digit IPv6
@@ -109,17 +156,29 @@ func parseProcAddr(s string) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
 }
 
-func holdsSocket(pid int, inode uint64) bool {
+// heldSockets says which of inodes pid holds among its open files.
+func heldSockets(pid int, inodes map[uint64]bool) map[uint64]bool {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return false
+		return nil
 	}
-	want := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+	held := make(map[uint64]bool)
 	for _, e := range ents {
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == want {
-			return true
+		l, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue
+		}
+		num, ok := strings.CutPrefix(l, "socket:[")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSuffix(num, "]"), 10, 64); err == nil && inodes[n] {
+			held[n] = true
+			if len(held) == len(inodes) {
+				break
+			}
 		}
 	}
-	return false
+	return held
 }

@@ -44,3 +44,30 @@ func TestSocketOwner(t *testing.T) {
 		t.Error("owner found for an address nobody holds")
 	}
 }
+
+// Several addresses in one lookup: each answered in order, from one read
+// of the tables and of the files.
+func TestSocketOwners(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var addrs []netip.AddrPort
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		addrs = append(addrs, netip.MustParseAddrPort(c.LocalAddr().String()))
+	}
+	addrs = append(addrs[:1], append([]netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}, addrs[1:]...)...)
+	got := SocketOwners(addrs, []int{os.Getppid(), os.Getpid()})
+	want := []SocketHolder{{os.Getpid(), true}, {0, false}, {os.Getpid(), true}, {os.Getpid(), true}}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("owner of %s = %+v, want %+v", addrs[i], got[i], want[i])
+		}
+	}
+}

@@ -248,7 +248,11 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 	case *event.HTTPServer:
 		svc := e.Process.ServiceName
 		route := m.routes.label(svc, routeLabel(e), now)
-		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), route, statusLabel(e.Status))
+		status := statusLabel(e.Status)
+		if e.Panicked {
+			status = "error" // as for a client call that got no answer
+		}
+		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), route, status)
 		m.requests.WithLabelValues(lv...).Inc()
 		m.duration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.requests.MetricVec, lv, now)

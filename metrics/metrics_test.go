@@ -153,32 +153,37 @@ func BenchmarkRecord(b *testing.B) {
 	}
 }
 
-// golens' own counters reach the registry under their names.
+// golens' own counters reach the registry under their names and reasons.
 func TestSelfMetrics(t *testing.T) {
 	m := New(Options{})
 	m.RegisterSelf(func() SelfStats {
-		return SelfStats{SpansLinked: 7, SpansUnlinked: 3, LinkOverflow: 1, KubernetesAPI: -1}
+		return SelfStats{SpansLinked: 7, SpansUnlinked: 3, SpansLookupBusy: 4, LinkOverflow: 1,
+			SpansDropped: 5, SpansUnexported: 6, KubernetesAPI: -1}
 	})
-	for name, want := range map[string]float64{
-		"golens_spans_linked_total":   7,
-		"golens_spans_unlinked_total": 3,
-		"golens_link_overflow_total":  1,
-	} {
-		mfs, err := m.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, mf := range mfs {
-			if mf.GetName() == name {
-				found = true
-				if got := mf.GetMetric()[0].GetCounter().GetValue(); got != want {
-					t.Errorf("%s = %v, want %v", name, got, want)
-				}
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, lp := range mt.GetLabel() {
+				key += "/" + lp.GetValue()
 			}
+			got[key] = mt.GetCounter().GetValue()
 		}
-		if !found {
-			t.Errorf("no %s", name)
+	}
+	for key, want := range map[string]float64{
+		"golens_spans_linked_total":                  7,
+		"golens_spans_unlinked_total/no_client_span": 3,
+		"golens_spans_unlinked_total/lookup_busy":    4,
+		"golens_link_overflow_total":                 1,
+		"golens_spans_dropped_total/queue_full":      5,
+		"golens_spans_dropped_total/shutdown":        6,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
 		}
 	}
 }

@@ -14,12 +14,18 @@ type SelfStats struct {
 	ProbesRefused  map[string]int // reason -> count
 	QueueLength    int
 	SpansExported  uint64
-	SpansDropped   uint64
-	SpansFailed    uint64
-	SpansLinked    uint64 // server spans joined to a caller's trace on this node
-	SpansUnlinked  uint64 // server spans of a watched caller whose client span was not found
-	LinkOverflow   uint64 // traces released early: the linker held too many spans
-	SpansHeld      int    // spans waiting for their trace to settle
+	SpansDropped   uint64 // the export queue was full
+	// SpansUnexported were queued or being sent when the shutdown
+	// timeout ran out.
+	SpansUnexported uint64
+	SpansFailed     uint64
+	SpansLinked     uint64 // server spans joined to a caller's trace on this node
+	SpansUnlinked   uint64 // server spans of a watched caller whose client span was not found
+	// SpansLookupBusy are server spans exported unlinked because the
+	// owner of their peer's socket could not be looked up in time.
+	SpansLookupBusy uint64
+	LinkOverflow    uint64 // traces released early: the linker held too many spans
+	SpansHeld       int    // spans waiting for their trace to settle
 
 	SamplingDecisions      map[string]uint64 // reason -> count
 	SamplingRates          []SamplingRate
@@ -75,10 +81,10 @@ var (
 	descRefused  = desc("golens_probes_refused_total", "Probe families refused for a target, by reason.", "reason")
 	descQueue    = desc("golens_export_queue_length", "Spans waiting for export.")
 	descExported = desc("golens_spans_exported_total", "Spans accepted by the exporter.")
-	descDropped  = desc("golens_spans_dropped_total", "Spans dropped because the export queue was full.")
+	descDropped  = desc("golens_spans_dropped_total", "Spans never exported, by reason: queue_full (the export queue was full), shutdown (not exported within --shutdown-timeout).", "reason")
 	descFailed   = desc("golens_spans_failed_total", "Spans lost because the exporter returned an error.")
 	descLinked   = desc("golens_spans_linked_total", "Server spans joined to their caller's trace by TCP connection on this node.")
-	descUnlinked = desc("golens_spans_unlinked_total", "Server spans called by a watched process on this node whose caller's client span was not found in time; they were exported as their own trace.")
+	descUnlinked = desc("golens_spans_unlinked_total", "Server spans exported as their own trace though their caller may be a watched process on this node, by reason: no_client_span (the caller's client span was not found in time), lookup_busy (the socket owner lookup could not answer in time).", "reason")
 	descLinkOver = desc("golens_link_overflow_total", "Traces released before their caller was found because the linker held too many spans.")
 	descHeld     = desc("golens_spans_held", "Spans waiting for their trace to settle (linking, sampling window).")
 	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
@@ -123,10 +129,12 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descQueue, s.QueueLength)
 	counter(descExported, s.SpansExported)
-	counter(descDropped, s.SpansDropped)
+	counter(descDropped, s.SpansDropped, "queue_full")
+	counter(descDropped, s.SpansUnexported, "shutdown")
 	counter(descFailed, s.SpansFailed)
 	counter(descLinked, s.SpansLinked)
-	counter(descUnlinked, s.SpansUnlinked)
+	counter(descUnlinked, s.SpansUnlinked, "no_client_span")
+	counter(descUnlinked, s.SpansLookupBusy, "lookup_busy")
 	counter(descLinkOver, s.LinkOverflow)
 	gauge(descHeld, s.SpansHeld+s.SamplingHeld)
 	for r, n := range s.SamplingDecisions {

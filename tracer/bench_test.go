@@ -22,7 +22,7 @@ func (discard) Shutdown(context.Context) error                             { ret
 func BenchmarkRecord(b *testing.B) {
 	strat, _ := sampler.Parse([]byte(`{"default_strategy": {"type": "probabilistic", "param": 1}}`))
 	tr := New(discard{}, Options{
-		Linker:  NewLinker(func(netip.AddrPort) (int, bool) { return 0, false }),
+		Linker:  NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, false })),
 		Sampler: sampler.New(sampler.Config{}, strat),
 	})
 	defer tr.Shutdown(context.Background())

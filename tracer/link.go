@@ -10,12 +10,19 @@ import (
 	"github.com/golens/golens/probes/event"
 )
 
-// OwnerFunc names the watched process holding the TCP socket whose local
-// address is peer: the process on this node that made a connection a
-// server accepted. When the socket is on this node but its owner is gone
-// from it (the client closed the connection before the lookup) it returns
-// pid 0 and onNode true.
-type OwnerFunc func(peer netip.AddrPort) (pid int, onNode bool)
+// OwnerFunc names, for each peer in order, the watched process holding the
+// TCP socket whose local address is that peer: the process on this node
+// that made a connection a server accepted. When the socket is on this
+// node but its owner is gone from it (the client closed the connection
+// before the lookup) its Caller is pid 0 and OnNode true. Peers come in
+// batches: one read of the socket tables serves them all.
+type OwnerFunc func(peers []netip.AddrPort) []Caller
+
+// Caller is who made a connection, as an OwnerFunc found it.
+type Caller struct {
+	PID    int  // the watched process; 0 when unknown
+	OnNode bool // the caller is on this node
+}
 
 // Linker joins traces of services on this node without touching the wire.
 //
@@ -32,6 +39,16 @@ type OwnerFunc func(peer netip.AddrPort) (pid int, onNode bool)
 // The linker then moves the server span, and every span under it, into
 // the caller's trace with the client span as parent.
 //
+// Looking up a peer's owner reads the socket tables and the open files of
+// the watched processes: milliseconds with thousands of sockets, too slow
+// for the event reader. So the linker only asks: a root whose peer is not
+// in the cache waits (in its Window) while a worker the tracer runs takes
+// the peers from Lookups, calls Owner for all it has and hands each answer
+// to Resolve. One
+// lookup per peer is in flight at a time; when LookupQueue peers already
+// wait for one, the root goes out unlinked and counts in LookupBusy, as
+// does a root whose lookup did not answer within its Window.
+//
 // Spans of a trace started here are held until its root server span is
 // settled: children finish before their root, and the root's caller span
 // finishes after it. A root waits for its caller at most Window; spans
@@ -40,7 +57,9 @@ type Linker struct {
 	Window  time.Duration // how long a root waits for its caller's client span
 	MaxHold time.Duration // how long children wait for their root
 	MaxHeld int           // spans held at most; beyond, the oldest trace is released
-	Owner   OwnerFunc
+	// Owner answers the lookups (see Lookups); it runs on the tracer's
+	// lookup worker, never on the event reader.
+	Owner OwnerFunc
 
 	groups map[event.TraceID]*group
 	// Roots waiting for their caller, and client calls seen lately (a root
@@ -49,12 +68,19 @@ type Linker struct {
 	waiting map[string][]*group
 	recent  map[string][]*clientRef
 	owners  map[netip.AddrPort]owner // cache: a keep-alive connection asks once
+	// Roots waiting for the owner of their peer, by peer: the peers in
+	// flight, each asked once.
+	pending map[netip.AddrPort][]*group
+	lookups chan netip.AddrPort
 	held    int
 
 	// Linked counts server spans joined to a caller's trace; Unmatched
 	// counts roots whose caller was a watched process but whose client
-	// span was not found within Window; Overflow counts forced releases.
-	Linked, Unmatched, Overflow uint64
+	// span was not found within Window; Overflow counts forced releases;
+	// LookupBusy counts roots released unlinked because their peer's
+	// owner could not be looked up in time (the lookup queue was full, or
+	// the answer came after the Window).
+	Linked, Unmatched, Overflow, LookupBusy uint64
 }
 
 // call is what the linker needs of a server request or a client call,
@@ -73,7 +99,8 @@ type group struct {
 	spans    []*tracetest.SpanStub
 	root     *call
 	rootStub *tracetest.SpanStub
-	caller   int // pid the root waits for
+	caller   int            // pid the root waits for
+	peer     netip.AddrPort // while the root waits for its peer's owner
 	created  time.Time
 	deadline time.Time
 }
@@ -94,10 +121,15 @@ type clientRef struct {
 	used       bool
 }
 
+// LookupQueue is how many peers may wait for an owner lookup.
+const LookupQueue = 256
+
 // NewLinker returns a linker with the given caller lookup and defaults:
 // a 1 s window, 30 s max hold, 10000 held spans.
 func NewLinker(find OwnerFunc) *Linker {
 	return &Linker{
+		pending: make(map[netip.AddrPort][]*group),
+		lookups: make(chan netip.AddrPort, LookupQueue),
 		Window:  time.Second,
 		MaxHold: 30 * time.Second,
 		MaxHeld: 10000,
@@ -157,21 +189,47 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 		// The trace came from outside: nothing here can change it.
 		return []*tracetest.SpanStub{stub}
 	}
-	caller, onNode := l.callerOf(remote, now)
-	if !onNode && l.groups[e.sc.TraceID] == nil {
+	peer, err := netip.ParseAddrPort(remote)
+	known := l.Owner == nil || err != nil
+	var o owner
+	if !known {
+		o, known = l.owners[peer]
+		known = known && now.Before(o.expires)
+	}
+	if known && !o.ok && l.groups[e.sc.TraceID] == nil {
 		// Called from off the node, nothing of its trace held: out at once.
 		return []*tracetest.SpanStub{stub}
 	}
 	g := l.hold(e.sc.TraceID, stub, now)
 	g.root, g.rootStub = &e, stub
+	g.deadline = now.Add(l.Window)
+	if known {
+		return l.place(g, o.pid, o.ok)
+	}
+	if _, asked := l.pending[peer]; !asked {
+		select {
+		case l.lookups <- peer:
+		default:
+			l.LookupBusy++
+			return append(l.release(g), l.bound()...)
+		}
+	}
+	g.peer = peer
+	l.pending[peer] = append(l.pending[peer], g)
+	return l.bound()
+}
+
+// place settles root group g once its caller is known: released when the
+// caller is not on this node, else joined to the caller's client span if
+// it came already, or waiting for it until g's deadline.
+func (l *Linker) place(g *group, caller int, onNode bool) []*tracetest.SpanStub {
 	if !onNode {
 		return append(l.release(g), l.bound()...)
 	}
-	// The caller's client span usually comes next; it may already be here.
-	key := requestKey(e.method, e.path)
+	key := requestKey(g.root.method, g.root.path)
 	var best *clientRef
 	for _, c := range l.recent[key] {
-		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, &e) && (best == nil || slack(*c, &e) < slack(*best, &e)) {
+		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, g.root) && (best == nil || slack(*c, g.root) < slack(*best, g.root)) {
 			best = c
 		}
 	}
@@ -181,7 +239,6 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 	}
 	g.caller = caller
 	g.key = key
-	g.deadline = now.Add(l.Window)
 	l.waiting[key] = append(l.waiting[key], g)
 	return l.bound()
 }
@@ -190,24 +247,25 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 // process: a port can be reused by another process after a close.
 const ownerTTL = 5 * time.Second
 
-// callerOf finds the watched process that made the server's connection.
-func (l *Linker) callerOf(remote string, now time.Time) (int, bool) {
-	if l.Owner == nil {
-		return 0, false
-	}
-	peer, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return 0, false
-	}
-	if o, hit := l.owners[peer]; hit && now.Before(o.expires) {
-		return o.pid, o.ok
-	}
+// Lookups delivers the peers whose owner the linker needs; the answer for
+// each goes to Resolve.
+func (l *Linker) Lookups() <-chan netip.AddrPort { return l.lookups }
+
+// Resolve takes the owner of peer, as Owner found it, and settles the
+// roots that waited for it; it returns the spans ready for export.
+func (l *Linker) Resolve(peer netip.AddrPort, pid int, onNode bool, now time.Time) []*tracetest.SpanStub {
 	if len(l.owners) >= 4096 {
 		clear(l.owners)
 	}
-	pid, ok := l.Owner(peer)
-	l.owners[peer] = owner{pid: pid, ok: ok, expires: now.Add(ownerTTL)}
-	return pid, ok
+	l.owners[peer] = owner{pid: pid, ok: onNode, expires: now.Add(ownerTTL)}
+	gs := l.pending[peer]
+	delete(l.pending, peer)
+	var out []*tracetest.SpanStub
+	for _, g := range gs {
+		g.peer = netip.AddrPort{}
+		out = append(out, l.place(g, pid, onNode)...)
+	}
+	return out
 }
 
 // fits tells whether server request e can be the far end of client call
@@ -282,6 +340,18 @@ func (l *Linker) release(g *group) []*tracetest.SpanStub {
 }
 
 func (l *Linker) unwait(g *group) {
+	if g.peer.IsValid() {
+		ps := l.pending[g.peer]
+		for i, p := range ps {
+			if p == g {
+				ps = append(ps[:i], ps[i+1:]...)
+				break
+			}
+		}
+		// The lookup stays in flight; its answer is still cached.
+		l.pending[g.peer] = ps
+		g.peer = netip.AddrPort{}
+	}
 	if g.key == "" {
 		return
 	}
@@ -325,6 +395,14 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 		for _, g := range append([]*group(nil), ws...) {
 			if now.After(g.deadline) {
 				l.Unmatched++
+				out = append(out, l.release(g)...)
+			}
+		}
+	}
+	for _, gs := range l.pending {
+		for _, g := range append([]*group(nil), gs...) {
+			if now.After(g.deadline) {
+				l.LookupBusy++
 				out = append(out, l.release(g)...)
 			}
 		}

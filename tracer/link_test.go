@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -19,12 +20,38 @@ var (
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
+// add is Add followed by the owner lookups it asked for, answered at once
+// (the tracer's worker answers them in the background).
+func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+	out := l.Add(ev, stub, now)
+	for {
+		select {
+		case peer := <-l.Lookups():
+			c := l.Owner([]netip.AddrPort{peer})[0]
+			out = append(out, l.Resolve(peer, c.PID, c.OnNode, now)...)
+		default:
+			return out
+		}
+	}
+}
+
+// owners answers every peer with f.
+func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
+	return func(peers []netip.AddrPort) []Caller {
+		out := make([]Caller, len(peers))
+		for i, p := range peers {
+			out[i].PID, out[i].OnNode = f(p)
+		}
+		return out
+	}
+}
+
 // fixedOwner says every peer port in m belongs to that pid.
 func fixedOwner(m map[uint16]int) OwnerFunc {
-	return func(peer netip.AddrPort) (int, bool) {
+	return owners(func(peer netip.AddrPort) (int, bool) {
 		pid, ok := m[peer.Port()]
 		return pid, ok
-	}
+	})
 }
 
 func server(p *event.Process, trace, span, parent byte, tp event.TraceparentState, remote string, start, end time.Duration) (*event.HTTPServer, *tracetest.SpanStub) {
@@ -56,16 +83,16 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 	var out []*tracetest.SpanStub
 	// B's own downstream call (child of B's root) finishes first: held.
 	ce, cs := client(procB, 9, 0x21, 0x20, event.LinkContext, event.TraceparentNone, ms(3), ms(4))
-	if got := l.Add(ce, cs, now); len(got) != 0 {
+	if got := add(l, ce, cs, now); len(got) != 0 {
 		t.Fatalf("child of an unsettled local root released: %d", len(got))
 	}
 	// A's client span arrives after B's root: B waits for it.
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
-	if got := l.Add(be, bs, now); len(got) != 0 {
+	if got := add(l, be, bs, now); len(got) != 0 {
 		t.Fatalf("root with a watched caller released before its caller's span: %d", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	out = l.Add(ae, as, now)
+	out = add(l, ae, as, now)
 	if len(out) != 3 {
 		t.Fatalf("released %d spans, want A's client and B's two", len(out))
 	}
@@ -95,11 +122,11 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 func TestLinkerReleases(t *testing.T) {
 	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
 	e, s := server(procB, 7, 0x70, 0, event.TraceparentNone, "10.0.0.9:4444", 0, ms(1))
-	if got := l.Add(e, s, t0); len(got) != 1 {
+	if got := add(l, e, s, t0); len(got) != 1 {
 		t.Fatalf("foreign caller: released %d, want 1", len(got))
 	}
 	e, s = server(procB, 8, 0x80, 0, event.TraceparentNone, "127.0.0.1:5000", 0, ms(1))
-	if got := l.Add(e, s, t0); len(got) != 0 {
+	if got := add(l, e, s, t0); len(got) != 0 {
 		t.Fatal("released before the window")
 	}
 	if got := l.Flush(t0.Add(ms(500)), false); len(got) != 0 {
@@ -114,7 +141,7 @@ func TestLinkerReleases(t *testing.T) {
 	}
 	// Valid traceparent: never held.
 	e, s = server(procB, 6, 0x60, 0x61, event.TraceparentValid, "127.0.0.1:5000", 0, ms(1))
-	if got := l.Add(e, s, t0); len(got) != 1 {
+	if got := add(l, e, s, t0); len(got) != 1 {
 		t.Fatal("span with an outside trace held")
 	}
 }
@@ -125,11 +152,11 @@ func TestLinkerConcurrentCalls(t *testing.T) {
 	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
 	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(2), ms(10))
 	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(6), ms(14))
-	l.Add(b1, s1, t0)
-	l.Add(b2, s2, t0)
+	add(l, b1, s1, t0)
+	add(l, b2, s2, t0)
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(5), ms(15))
-	out := append(l.Add(c1, cs1, t0), l.Add(c2, cs2, t0)...)
+	out := append(add(l, c1, cs1, t0), add(l, c2, cs2, t0)...)
 	if len(out) != 4 {
 		t.Fatalf("released %d, want 4", len(out))
 	}
@@ -144,7 +171,7 @@ func TestLinkerBounded(t *testing.T) {
 	released := 0
 	for i := 0; i < 20; i++ {
 		e, s := client(procB, byte(i+1), byte(i+1), 0x99, event.LinkContext, event.TraceparentNone, 0, ms(1))
-		released += len(l.Add(e, s, t0))
+		released += len(add(l, e, s, t0))
 	}
 	if l.held > 5 || released != 15 || l.Overflow != 15 {
 		t.Errorf("held %d released %d overflow %d", l.held, released, l.Overflow)
@@ -159,13 +186,65 @@ func TestLinkerBounded(t *testing.T) {
 // on this node (TIME_WAIT) without an owner, and any watched caller whose
 // call fits may claim the root.
 func TestLinkerOwnerGone(t *testing.T) {
-	l := NewLinker(func(netip.AddrPort) (int, bool) { return 0, true })
+	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, true }))
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
-	if got := l.Add(be, bs, t0); len(got) != 0 {
+	if got := add(l, be, bs, t0); len(got) != 0 {
 		t.Fatal("root released before the window")
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := l.Add(ae, as, t0); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	if got := add(l, ae, as, t0); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+}
+
+// Owner lookups run off the caller of Add: a root whose peer is unknown
+// waits for the answer, one lookup per peer however many roots wait for
+// it; past LookupQueue peers in flight, and for an answer that comes after
+// the window, the root goes out unlinked and counted.
+func TestLinkerLookupsAsync(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
+	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	if got := l.Add(be, bs, t0); len(got) != 0 {
+		t.Fatal("root released before its owner lookup")
+	}
+	b2, s2 := server(procB, 10, 0x30, 0, event.TraceparentNone, "127.0.0.1:5000", ms(7), ms(8))
+	l.Add(b2, s2, t0)
+	if n := len(l.Lookups()); n != 1 {
+		t.Fatalf("%d lookups queued for one peer, want 1", n)
+	}
+	// The caller's span comes while the lookup is in flight.
+	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	if got := l.Add(ae, as, t0); len(got) != 1 {
+		t.Fatalf("client span: released %d, want 1", len(got))
+	}
+	<-l.Lookups()
+	got := l.Resolve(netip.MustParseAddrPort("127.0.0.1:5000"), procA.PID, true, t0)
+	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+	// The second root found no call that contains it: it waits, then goes.
+	if got := l.Flush(t0.Add(2*time.Second), false); len(got) != 1 || l.Unmatched != 1 {
+		t.Fatalf("after the window: released %d, unmatched %d", len(got), l.Unmatched)
+	}
+
+	// A full queue: roots of further peers go out at once, counted.
+	l = NewLinker(fixedOwner(nil))
+	released := 0
+	for i := 0; i < LookupQueue+3; i++ {
+		e, s := server(procB, byte(i), byte(i), 0, event.TraceparentNone, fmt.Sprintf("127.0.0.1:%d", 6000+i), 0, ms(1))
+		e.TraceID[1] = byte(i>>8) + 1 // a trace of its own each
+		released += len(l.Add(e, s, t0))
+	}
+	if released != 3 || l.LookupBusy != 3 {
+		t.Fatalf("queue full: released %d, busy %d; want 3 and 3", released, l.LookupBusy)
+	}
+	// No answer within the window: released, counted.
+	got = l.Flush(t0.Add(2*time.Second), false)
+	if len(got) != LookupQueue || l.LookupBusy != 3+LookupQueue || l.held != 0 {
+		t.Fatalf("lookups too slow: released %d, busy %d, held %d", len(got), l.LookupBusy, l.held)
+	}
+	// A late answer only fills the cache.
+	if got := l.Resolve(netip.MustParseAddrPort("127.0.0.1:6000"), 0, false, t0.Add(2*time.Second)); len(got) != 0 {
+		t.Fatalf("late answer released %d", len(got))
 	}
 }

@@ -69,6 +69,9 @@ func HTTPServerSpan(e *event.HTTPServer) tracetest.SpanStub {
 	if v := protocolVersion(e.ProtoMajor, e.ProtoMinor); v != "" {
 		attrs = append(attrs, attribute.String("network.protocol.version", v))
 	}
+	if e.Panicked {
+		attrs = append(attrs, attribute.String("error.type", "panic"))
+	}
 	if e.Traceparent == event.TraceparentMalformed {
 		attrs = append(attrs, attribute.Bool("golens.traceparent.malformed", true))
 	}
@@ -84,8 +87,10 @@ func HTTPServerSpan(e *event.HTTPServer) tracetest.SpanStub {
 		InstrumentationScope: Scope,
 	}
 	stub.SpanContext, stub.Parent = spanContexts(e.SpanContext)
-	// Server spans are errors only for 5xx: a 4xx is the client's failure.
-	if e.Status >= 500 {
+	switch {
+	case e.Panicked:
+		stub.Status = sdktrace.Status{Code: codes.Error, Description: "handler panicked"}
+	case e.Failed():
 		stub.Status = sdktrace.Status{Code: codes.Error}
 	}
 	return stub

@@ -58,6 +58,18 @@ func TestHTTPServerSpan(t *testing.T) {
 				}
 			}},
 		{name: "5xx is an error", edit: func(e *event.HTTPServer) { e.Status = 502 }, wantName: "GET", wantStatus: codes.Error},
+		{name: "panicked without a response", edit: func(e *event.HTTPServer) { e.Status, e.Panicked = 0, true }, wantName: "GET", wantStatus: codes.Error,
+			check: func(t *testing.T, a map[attribute.Key]attribute.Value) {
+				if _, ok := a["http.response.status_code"]; ok || a["error.type"].AsString() != "panic" {
+					t.Errorf("status %v error.type %v", a["http.response.status_code"], a["error.type"])
+				}
+			}},
+		{name: "panicked after the header", edit: func(e *event.HTTPServer) { e.Status, e.Panicked = 202, true }, wantName: "GET", wantStatus: codes.Error,
+			check: func(t *testing.T, a map[attribute.Key]attribute.Value) {
+				if a["http.response.status_code"].AsInt64() != 202 || a["error.type"].AsString() != "panic" {
+					t.Errorf("status %v error.type %v", a["http.response.status_code"], a["error.type"])
+				}
+			}},
 		{name: "4xx is not", edit: func(e *event.HTTPServer) { e.Status = 404 }, wantName: "GET"},
 		{name: "unknown method", edit: func(e *event.HTTPServer) { e.Method = "BREW" }, wantName: "_OTHER",
 			check: func(t *testing.T, a map[attribute.Key]attribute.Value) {

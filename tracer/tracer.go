@@ -3,8 +3,10 @@ package tracer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -25,7 +27,7 @@ type Options struct {
 	QueueSize     int           // spans waiting for export; beyond it they are dropped and counted
 	BatchSize     int           // spans per export call
 	FlushInterval time.Duration // longest a span waits for its batch
-	ExportTimeout time.Duration // per export call
+	ExportTimeout time.Duration // per export call (--otlp-timeout), honoured as given
 	Log           *slog.Logger
 	// Linker, when set, joins traces of services on this node (see Linker).
 	Linker *Linker
@@ -58,13 +60,17 @@ type Stats struct {
 	Exported uint64 // spans the exporter accepted
 	Dropped  uint64 // queue full: never exported
 	Failed   uint64 // the exporter returned an error for them
-	Linked   uint64 // server spans joined to a caller's trace on this node
+	// Unexported are spans Shutdown ran out of time for: queued, or in a
+	// batch the exporter was still sending (aborted).
+	Unexported uint64
+	Linked     uint64 // server spans joined to a caller's trace on this node
 	// Unlinked are server spans whose caller was a watched process on this
 	// node but whose client span was not found in time (exported as
-	// their own trace); Overflow are traces released early because the
-	// linker held too many spans.
-	Unlinked, Overflow uint64
-	Held               int // spans waiting for their trace to settle
+	// their own trace); LookupBusy are server spans exported unlinked
+	// because their peer's owner could not be looked up in time; Overflow
+	// are traces released early because the linker held too many spans.
+	Unlinked, LookupBusy, Overflow uint64
+	Held                           int // spans waiting for their trace to settle
 	// SamplingHeld are spans in the sampler's critical-path window.
 	SamplingHeld int
 }
@@ -88,6 +94,7 @@ type Tracer struct {
 	linkKick    chan struct{} // wakes an idle flusher
 	stop        chan struct{}
 	flusherDone chan struct{}
+	lookupDone  chan struct{}
 
 	sampling   *sampling
 	holdCancel context.CancelFunc
@@ -96,6 +103,10 @@ type Tracer struct {
 	exported, dropped, failed atomic.Uint64
 	lastErrLog                atomic.Int64 // unix seconds of the last logged export error
 	closeOnce                 sync.Once
+	// abandoned is set when Shutdown's time ran out: from then on, what
+	// the export loop holds is counted as unexported, not sent.
+	abandoned  atomic.Bool
+	unexported atomic.Uint64
 }
 
 // New starts a tracer exporting through exp.
@@ -110,6 +121,7 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
+		lookupDone:  make(chan struct{}),
 		linkKick:    make(chan struct{}, 1),
 		resources:   make(map[*event.Process]*resource.Resource),
 		pauses:      newPauseLog(),
@@ -129,10 +141,47 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 	go t.run()
 	if opts.Linker != nil {
 		go t.flushLinker()
+		go t.lookupOwners()
 	} else {
 		close(t.flusherDone)
+		close(t.lookupDone)
 	}
 	return t
+}
+
+// lookupOwners answers the linker's socket-owner lookups, in batches,
+// off the event reader: a lookup reads every open file of the watched
+// processes, which takes long with thousands of sockets.
+func (t *Tracer) lookupOwners() {
+	defer close(t.lookupDone)
+	l := t.opts.Linker
+	for {
+		select {
+		case <-t.stop:
+			return
+		case peer := <-l.Lookups():
+			// Every peer queued meanwhile goes in the same lookup.
+			batch := []netip.AddrPort{peer}
+		more:
+			for len(batch) < LookupQueue {
+				select {
+				case p := <-l.Lookups():
+					batch = append(batch, p)
+				default:
+					break more
+				}
+			}
+			callers := l.Owner(batch)
+			var out []*tracetest.SpanStub
+			t.linkMu.Lock()
+			now := time.Now()
+			for i, p := range batch {
+				out = append(out, l.Resolve(p, callers[i].PID, callers[i].OnNode, now)...)
+			}
+			t.linkMu.Unlock()
+			t.enqueueAll(out)
+		}
+	}
 }
 
 // linkFlushEvery is how often the linker's held spans are looked at while
@@ -220,7 +269,7 @@ func (t *Tracer) Record(ev event.Event) {
 		// The service's health, from every request, sampled or not.
 		switch e := ev.(type) {
 		case *event.HTTPServer:
-			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Status >= 500)
+			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Failed())
 		case *event.GRPC:
 			if e.Server {
 				t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), grpcServerErrors[e.Code])
@@ -337,9 +386,19 @@ func (t *Tracer) export(batch []sdktrace.ReadOnlySpan) {
 	if len(batch) == 0 {
 		return
 	}
+	if t.abandoned.Load() {
+		t.unexported.Add(uint64(len(batch)))
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.ExportTimeout)
 	defer cancel()
 	if err := t.exp.ExportSpans(ctx, batch); err != nil {
+		if t.abandoned.Load() {
+			// Shutdown aborted this export: lost to the shutdown, not
+			// refused by the collector.
+			t.unexported.Add(uint64(len(batch)))
+			return
+		}
 		lost := uint64(len(batch))
 		// A partial success: only the rejected spans are lost.
 		var rej *RejectedError
@@ -365,10 +424,13 @@ func (t *Tracer) Stats() Stats {
 		Exported: t.exported.Load(),
 		Dropped:  t.dropped.Load(),
 		Failed:   t.failed.Load(),
+		// Spans still queued are not counted: Shutdown counts them once
+		// it gives up on them.
+		Unexported: t.unexported.Load(),
 	}
 	if l := t.opts.Linker; l != nil {
 		t.linkMu.Lock()
-		s.Linked, s.Held, s.Unlinked, s.Overflow = l.Linked, l.held, l.Unmatched, l.Overflow
+		s.Linked, s.Held, s.Unlinked, s.LookupBusy, s.Overflow = l.Linked, l.held, l.Unmatched, l.LookupBusy, l.Overflow
 		t.linkMu.Unlock()
 	}
 	if t.sampling != nil {
@@ -377,11 +439,27 @@ func (t *Tracer) Stats() Stats {
 	return s
 }
 
-// Shutdown exports what is queued and closes the exporter, within ctx.
+// ShutdownError says how many spans Shutdown could not export in time.
+type ShutdownError struct {
+	Unexported uint64 // spans queued or being sent when time ran out
+	Err        error
+}
+
+func (e *ShutdownError) Error() string {
+	return fmt.Sprintf("%d spans not exported at shutdown: %v", e.Unexported, e.Err)
+}
+
+func (e *ShutdownError) Unwrap() error { return e.Err }
+
+// Shutdown exports what is queued and closes the exporter, within ctx. When
+// ctx ends first, the export in flight is aborted and every span not
+// exported (in that batch or still queued) is counted in Stats.Unexported
+// and reported in a *ShutdownError.
 func (t *Tracer) Shutdown(ctx context.Context) error {
 	t.closeOnce.Do(func() {
 		close(t.stop)
 		<-t.flusherDone
+		<-t.lookupDone
 		if l := t.opts.Linker; l != nil {
 			t.linkMu.Lock()
 			out := l.Flush(time.Now(), true)
@@ -397,8 +475,14 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 	})
 	select {
 	case <-t.done:
+		return t.exp.Shutdown(ctx)
 	case <-ctx.Done():
-		return errors.Join(ctx.Err(), t.exp.Shutdown(ctx))
 	}
-	return t.exp.Shutdown(ctx)
+	// Out of time. Closing the exporter with ctx done aborts the export
+	// in flight; the loop then counts that batch and the rest of the
+	// queue without sending, so its end is near.
+	t.abandoned.Store(true)
+	err := t.exp.Shutdown(ctx)
+	<-t.done
+	return &ShutdownError{Unexported: t.unexported.Load(), Err: errors.Join(ctx.Err(), err)}
 }

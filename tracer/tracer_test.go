@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 // exported FlushInterval later.
 func TestTracerIdleWakes(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
-	l := NewLinker(func(netip.AddrPort) (int, bool) { return 0, true }) // callers on this node, gone
+	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, true })) // callers on this node, gone
 	l.Window = 150 * time.Millisecond
 	tr := New(exp, Options{Linker: l, FlushInterval: 50 * time.Millisecond})
 	defer tr.Shutdown(context.Background())
@@ -82,3 +83,76 @@ func TestExportCountsRejected(t *testing.T) {
 		}
 	}
 }
+
+// hanging is an exporter whose collector never answers: an export ends
+// only when its context does or Shutdown aborts it.
+type hanging struct {
+	started chan struct{}
+	abort   chan struct{}
+}
+
+func (h *hanging) ExportSpans(ctx context.Context, _ []sdktrace.ReadOnlySpan) error {
+	select {
+	case h.started <- struct{}{}:
+	default:
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.abort:
+		return context.Canceled
+	}
+}
+func (h *hanging) Shutdown(context.Context) error { close(h.abort); return nil }
+
+// Out of time at shutdown, the batch being sent and the spans still queued
+// are counted as unexported, not lost silently nor counted as failures.
+func TestShutdownCountsUnexported(t *testing.T) {
+	h := &hanging{started: make(chan struct{}, 1), abort: make(chan struct{})}
+	tr := New(h, Options{BatchSize: 4, FlushInterval: time.Hour, ExportTimeout: time.Hour})
+	record := func(i int) {
+		tr.Record(&event.HTTPServer{Process: procA, Start: t0, End: t0.Add(time.Millisecond), Method: "GET", Path: "/x",
+			Status: 200, ProtoMajor: 1, SpanContext: event.SpanContext{TraceID: event.TraceID{byte(i + 1)}, SpanID: event.SpanID{1}}})
+	}
+	for i := range 4 { // a full batch: sent at once, and hangs
+		record(i)
+	}
+	<-h.started
+	for i := range 3 {
+		record(4 + i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := tr.Shutdown(ctx)
+	var se *ShutdownError
+	if !errors.As(err, &se) || se.Unexported != 7 {
+		t.Fatalf("Shutdown: %v, want 7 spans unexported", err)
+	}
+	if st := tr.Stats(); st.Unexported != 7 || st.Failed != 0 || st.Exported != 0 || st.Queued != 0 {
+		t.Errorf("stats %+v, want 7 unexported and nothing else", st)
+	}
+}
+
+// The export timeout is honoured as given, above the 10 s default too.
+func TestExportTimeoutAsGiven(t *testing.T) {
+	var got time.Duration
+	exp := exportFunc(func(ctx context.Context) {
+		d, _ := ctx.Deadline()
+		got = time.Until(d)
+	})
+	tr := New(exp, Options{ExportTimeout: time.Minute, BatchSize: 1})
+	tr.Record(&event.HTTPServer{Process: procA, Start: t0, End: t0.Add(time.Millisecond), Method: "GET", Path: "/x",
+		Status: 200, ProtoMajor: 1, SpanContext: event.SpanContext{TraceID: event.TraceID{1}, SpanID: event.SpanID{1}}})
+	tr.Shutdown(context.Background())
+	if got < 59*time.Second || got > time.Minute {
+		t.Errorf("export had %s, want a minute", got)
+	}
+}
+
+type exportFunc func(ctx context.Context)
+
+func (f exportFunc) ExportSpans(ctx context.Context, _ []sdktrace.ReadOnlySpan) error {
+	f(ctx)
+	return nil
+}
+func (exportFunc) Shutdown(context.Context) error { return nil }

@@ -109,8 +109,12 @@ func run(args []string) int {
 	}
 	// Set once the manager exists: the linker asks it for the targets.
 	var targets func() []int
-	linker := tracer.NewLinker(func(peer netip.AddrPort) (int, bool) {
-		return discovery.SocketOwner(peer, targets())
+	linker := tracer.NewLinker(func(peers []netip.AddrPort) []tracer.Caller {
+		callers := make([]tracer.Caller, len(peers))
+		for i, h := range discovery.SocketOwners(peers, targets()) {
+			callers[i] = tracer.Caller{PID: h.PID, OnNode: h.OnNode}
+		}
+		return callers
 	})
 	smp := sampler.New(sampler.Config{CriticalTTL: cfg.SamplingCriticalTTL, SLA: sampler.SLAConfig{P95: cfg.SamplingSLAP95}}, nil)
 	var watcher *sampler.Watcher
@@ -155,7 +159,7 @@ func run(args []string) int {
 			return exitUsage
 		}
 	}
-	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, Log: log, Linker: linker, Sampler: smp})
+	tr := tracer.New(exp, tracer.Options{QueueSize: cfg.ExportQueue, ExportTimeout: cfg.OTLPTimeout, Log: log, Linker: linker, Sampler: smp})
 
 	var features []string
 	if cfg.TrackGoroutines {
@@ -178,8 +182,8 @@ func run(args []string) int {
 			ProbeHits: ps.ProbeHits, EventsRead: ps.EventsRead, EventsLost: ps.EventsLost,
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
-			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansFailed: ts.Failed,
-			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, LinkOverflow: ts.Overflow,
+			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansUnexported: ts.Unexported, SpansFailed: ts.Failed,
+			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, LinkOverflow: ts.Overflow,
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
 		if injector != nil {
@@ -305,7 +309,8 @@ func run(args []string) int {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := tr.Shutdown(sctx); err != nil {
-		log.Warn("span flush incomplete", "err", err, "unexported", tr.Stats().Queued)
+		log.Warn("span flush incomplete; counted in golens_spans_dropped_total{reason=\"shutdown\"}",
+			"err", err, "unexported", tr.Stats().Unexported, "shutdown_timeout", cfg.ShutdownGrace)
 	}
 	if err := stopMetricsPush(sctx); err != nil {
 		log.Warn("metric push flush incomplete", "err", err)

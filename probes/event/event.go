@@ -75,11 +75,20 @@ type HTTPServer struct {
 	Status     int    // response status (an implicit 200 included); 0 when unknown
 	ProtoMajor int
 	ProtoMinor int
-	Truncated  []string // names of fields cut to fit the probe's buffers
+	// Panicked says the handler panicked and net/http recovered it: the
+	// request ended there (a panic the handler recovered itself does not
+	// count). Status is then what the client saw: 0 unless the header
+	// block had been sent before the panic.
+	Panicked  bool
+	Truncated []string // names of fields cut to fit the probe's buffers
 }
 
 // Target implements Event.
 func (e *HTTPServer) Target() *Process { return e.Process }
+
+// Failed tells whether the request is an error on the server's side: a
+// 5xx, or a handler that panicked. A 4xx is the client's failure.
+func (e *HTTPServer) Failed() bool { return e.Panicked || e.Status >= 500 }
 
 // RouteTemplate is the path template of the ServeMux pattern that matched
 // ("[METHOD ][HOST]/PATH"): "GET example.com/items/{id}" gives "/items/{id}".

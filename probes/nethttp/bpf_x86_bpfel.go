@@ -67,7 +67,8 @@ type bpfHttpServerEvent struct {
 	RemoteLen  uint16
 	Cut        uint8
 	StatusRead uint8
-	Pad        [4]uint8
+	Panicked   uint8
+	Pad        [3]uint8
 	Method     [16]uint8
 	Path       [128]uint8
 	Route      [128]uint8
@@ -115,6 +116,7 @@ type bpfServerReq struct {
 	Resp    uint64
 	Ctx     uint64
 	Goid    uint64
+	Depth   uint64
 	Sc      bpfSpanContext
 }
 
@@ -145,20 +147,28 @@ const (
 	bpfProgUprobeClientEntry    = "uprobe_client_entry"
 	bpfProgUprobeClientReturn   = "uprobe_client_return"
 	bpfProgUprobeNewproc1Return = "uprobe_newproc1_return"
+	bpfProgUprobeRecovery       = "uprobe_recovery"
 	bpfProgUprobeServerEntry    = "uprobe_server_entry"
 	bpfProgUprobeServerReturn   = "uprobe_server_return"
 	bpfVarInjectEnabled         = "inject_enabled"
 	bpfVarMapSwiss              = "map_swiss"
+	bpfVarOffCwWroteHeader      = "off_cw_wrote_header"
 	bpfVarOffG_goid             = "off_g_goid"
+	bpfVarOffG_panic            = "off_g_panic"
 	bpfVarOffG_parentGoid       = "off_g_parent_goid"
+	bpfVarOffG_sigcode0         = "off_g_sigcode0"
+	bpfVarOffG_stack            = "off_g_stack"
 	bpfVarOffH2rws2Req          = "off_h2rws2_req"
+	bpfVarOffH2rws2SentHeader   = "off_h2rws2_sent_header"
 	bpfVarOffH2rws2Status       = "off_h2rws2_status"
 	bpfVarOffH2rwsReq           = "off_h2rws_req"
+	bpfVarOffH2rwsSentHeader    = "off_h2rws_sent_header"
 	bpfVarOffH2rwsStatus        = "off_h2rws_status"
 	bpfVarOffH2sreqUrl          = "off_h2sreq_url"
 	bpfVarOffHmapB              = "off_hmap_b"
 	bpfVarOffHmapBuckets        = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets     = "off_hmap_oldbuckets"
+	bpfVarOffPanicSp            = "off_panic_sp"
 	bpfVarOffReqCtx             = "off_req_ctx"
 	bpfVarOffReqHeader          = "off_req_header"
 	bpfVarOffReqHost            = "off_req_host"
@@ -168,8 +178,10 @@ const (
 	bpfVarOffReqProtoMinor      = "off_req_proto_minor"
 	bpfVarOffReqRemote          = "off_req_remote"
 	bpfVarOffReqUrl             = "off_req_url"
+	bpfVarOffRespCw             = "off_resp_cw"
 	bpfVarOffRespStatus         = "off_resp_status"
 	bpfVarOffResponseStatusCode = "off_response_status_code"
+	bpfVarOffStackHi            = "off_stack_hi"
 	bpfVarOffSwissDirlen        = "off_swiss_dirlen"
 	bpfVarOffSwissDirptr        = "off_swiss_dirptr"
 	bpfVarOffTableGroupsData    = "off_table_groups_data"
@@ -178,6 +190,7 @@ const (
 	bpfVarOffUrlPath            = "off_url_path"
 	bpfVarOffUrlScheme          = "off_url_scheme"
 	bpfVarTrackGoroutines       = "track_goroutines"
+	bpfVarTrackPanics           = "track_panics"
 	bpfVarUnusedHttpClientEvent = "unused_http_client_event"
 	bpfVarUnusedHttpServerEvent = "unused_http_server_event"
 )
@@ -227,6 +240,7 @@ type bpfProgramSpecs struct {
 	UprobeClientEntry    *ebpf.ProgramSpec `ebpf:"uprobe_client_entry"`
 	UprobeClientReturn   *ebpf.ProgramSpec `ebpf:"uprobe_client_return"`
 	UprobeNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
+	UprobeRecovery       *ebpf.ProgramSpec `ebpf:"uprobe_recovery"`
 	UprobeServerEntry    *ebpf.ProgramSpec `ebpf:"uprobe_server_entry"`
 	UprobeServerReturn   *ebpf.ProgramSpec `ebpf:"uprobe_server_return"`
 }
@@ -253,16 +267,23 @@ type bpfMapSpecs struct {
 type bpfVariableSpecs struct {
 	InjectEnabled         *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss              *ebpf.VariableSpec `ebpf:"map_swiss"`
+	OffCwWroteHeader      *ebpf.VariableSpec `ebpf:"off_cw_wrote_header"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffG_panic            *ebpf.VariableSpec `ebpf:"off_g_panic"`
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffG_sigcode0         *ebpf.VariableSpec `ebpf:"off_g_sigcode0"`
+	OffG_stack            *ebpf.VariableSpec `ebpf:"off_g_stack"`
 	OffH2rws2Req          *ebpf.VariableSpec `ebpf:"off_h2rws2_req"`
+	OffH2rws2SentHeader   *ebpf.VariableSpec `ebpf:"off_h2rws2_sent_header"`
 	OffH2rws2Status       *ebpf.VariableSpec `ebpf:"off_h2rws2_status"`
 	OffH2rwsReq           *ebpf.VariableSpec `ebpf:"off_h2rws_req"`
+	OffH2rwsSentHeader    *ebpf.VariableSpec `ebpf:"off_h2rws_sent_header"`
 	OffH2rwsStatus        *ebpf.VariableSpec `ebpf:"off_h2rws_status"`
 	OffH2sreqUrl          *ebpf.VariableSpec `ebpf:"off_h2sreq_url"`
 	OffHmapB              *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffPanicSp            *ebpf.VariableSpec `ebpf:"off_panic_sp"`
 	OffReqCtx             *ebpf.VariableSpec `ebpf:"off_req_ctx"`
 	OffReqHeader          *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqHost            *ebpf.VariableSpec `ebpf:"off_req_host"`
@@ -272,8 +293,10 @@ type bpfVariableSpecs struct {
 	OffReqProtoMinor      *ebpf.VariableSpec `ebpf:"off_req_proto_minor"`
 	OffReqRemote          *ebpf.VariableSpec `ebpf:"off_req_remote"`
 	OffReqUrl             *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespCw             *ebpf.VariableSpec `ebpf:"off_resp_cw"`
 	OffRespStatus         *ebpf.VariableSpec `ebpf:"off_resp_status"`
 	OffResponseStatusCode *ebpf.VariableSpec `ebpf:"off_response_status_code"`
+	OffStackHi            *ebpf.VariableSpec `ebpf:"off_stack_hi"`
 	OffSwissDirlen        *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr        *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData    *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
@@ -282,6 +305,7 @@ type bpfVariableSpecs struct {
 	OffUrlPath            *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.VariableSpec `ebpf:"off_url_scheme"`
 	TrackGoroutines       *ebpf.VariableSpec `ebpf:"track_goroutines"`
+	TrackPanics           *ebpf.VariableSpec `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
 }
@@ -339,16 +363,23 @@ func (m *bpfMaps) Close() error {
 type bpfVariables struct {
 	InjectEnabled         *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss              *ebpf.Variable `ebpf:"map_swiss"`
+	OffCwWroteHeader      *ebpf.Variable `ebpf:"off_cw_wrote_header"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	OffG_panic            *ebpf.Variable `ebpf:"off_g_panic"`
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffG_sigcode0         *ebpf.Variable `ebpf:"off_g_sigcode0"`
+	OffG_stack            *ebpf.Variable `ebpf:"off_g_stack"`
 	OffH2rws2Req          *ebpf.Variable `ebpf:"off_h2rws2_req"`
+	OffH2rws2SentHeader   *ebpf.Variable `ebpf:"off_h2rws2_sent_header"`
 	OffH2rws2Status       *ebpf.Variable `ebpf:"off_h2rws2_status"`
 	OffH2rwsReq           *ebpf.Variable `ebpf:"off_h2rws_req"`
+	OffH2rwsSentHeader    *ebpf.Variable `ebpf:"off_h2rws_sent_header"`
 	OffH2rwsStatus        *ebpf.Variable `ebpf:"off_h2rws_status"`
 	OffH2sreqUrl          *ebpf.Variable `ebpf:"off_h2sreq_url"`
 	OffHmapB              *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffPanicSp            *ebpf.Variable `ebpf:"off_panic_sp"`
 	OffReqCtx             *ebpf.Variable `ebpf:"off_req_ctx"`
 	OffReqHeader          *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqHost            *ebpf.Variable `ebpf:"off_req_host"`
@@ -358,8 +389,10 @@ type bpfVariables struct {
 	OffReqProtoMinor      *ebpf.Variable `ebpf:"off_req_proto_minor"`
 	OffReqRemote          *ebpf.Variable `ebpf:"off_req_remote"`
 	OffReqUrl             *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespCw             *ebpf.Variable `ebpf:"off_resp_cw"`
 	OffRespStatus         *ebpf.Variable `ebpf:"off_resp_status"`
 	OffResponseStatusCode *ebpf.Variable `ebpf:"off_response_status_code"`
+	OffStackHi            *ebpf.Variable `ebpf:"off_stack_hi"`
 	OffSwissDirlen        *ebpf.Variable `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr        *ebpf.Variable `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData    *ebpf.Variable `ebpf:"off_table_groups_data"`
@@ -368,6 +401,7 @@ type bpfVariables struct {
 	OffUrlPath            *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.Variable `ebpf:"off_url_scheme"`
 	TrackGoroutines       *ebpf.Variable `ebpf:"track_goroutines"`
+	TrackPanics           *ebpf.Variable `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
 }
@@ -379,6 +413,7 @@ type bpfPrograms struct {
 	UprobeClientEntry    *ebpf.Program `ebpf:"uprobe_client_entry"`
 	UprobeClientReturn   *ebpf.Program `ebpf:"uprobe_client_return"`
 	UprobeNewproc1Return *ebpf.Program `ebpf:"uprobe_newproc1_return"`
+	UprobeRecovery       *ebpf.Program `ebpf:"uprobe_recovery"`
 	UprobeServerEntry    *ebpf.Program `ebpf:"uprobe_server_entry"`
 	UprobeServerReturn   *ebpf.Program `ebpf:"uprobe_server_return"`
 }
@@ -388,6 +423,7 @@ func (p *bpfPrograms) Close() error {
 		p.UprobeClientEntry,
 		p.UprobeClientReturn,
 		p.UprobeNewproc1Return,
+		p.UprobeRecovery,
 		p.UprobeServerEntry,
 		p.UprobeServerReturn,
 	)

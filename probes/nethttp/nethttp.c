@@ -58,7 +58,8 @@ struct http_server_event {
 	__u16 remote_len;
 	__u8 cut;
 	__u8 status_read; /* 1: status comes from the writer (0 there means 200) */
-	__u8 _pad[4];
+	__u8 panicked;    /* 1: the handler panicked and net/http ended the request */
+	__u8 _pad[3];
 	__u8 method[METHOD_MAX];
 	__u8 path[PATH_MAX_];
 	__u8 route[ROUTE_MAX];
@@ -88,6 +89,18 @@ volatile const __u64 off_url_host = 40;
 volatile const __u64 off_response_status_code = 16; /* Response.StatusCode */
 volatile const __u64 off_g_goid = 152;
 volatile const __u64 off_g_parent_goid = 0;
+/* Panics (see uprobe_recovery). */
+volatile const __u64 off_g_stack = 0;
+volatile const __u64 off_stack_hi = 8;
+volatile const __u64 off_g_panic = 0;    /* g._panic */
+volatile const __u64 off_panic_sp = 0;   /* Go >= 1.22: _panic.sp; 0 before */
+volatile const __u64 off_g_sigcode0 = 0; /* Go 1.21 passes the sp in g.sigcode0 */
+volatile const __u64 off_resp_cw = 0;    /* response.cw, a chunkWriter */
+volatile const __u64 off_cw_wrote_header = 0;
+volatile const __u64 off_h2rws_sent_header = 0;
+volatile const __u64 off_h2rws2_sent_header = 0;
+/* Set when the runtime.recovery hook is attached: entry records depths. */
+volatile const __u8 track_panics = 0;
 /* Goroutine ancestry: links calls made from goroutines that dropped the
  * request's context, at one probe hit per `go` statement. Off by default. */
 volatile const __u8 track_goroutines = 0;
@@ -107,6 +120,9 @@ struct server_req {
 	__u64 resp;
 	__u64 ctx;  /* the request's context object, registered in ctx_spans */
 	__u64 goid; /* registered in goid_spans when tracking goroutines */
+	/* g.stack.hi minus SP at entry: where ServeHTTP's frame sits, measured
+	 * from the stack's top so that stack copies do not change it. */
+	__u64 depth;
 	struct span_context sc;
 };
 
@@ -244,6 +260,10 @@ int uprobe_server_entry(struct pt_regs *ctx)
 		.pid = bpf_get_current_pid_tgid() >> 32,
 		.g = GO_G(ctx),
 	};
+	if (track_panics) {
+		__u64 hi = go_word_at((void *)(k.g + off_g_stack + off_stack_hi));
+		r->depth = hi - ctx->sp;
+	}
 	r->ctx = req_ctx(r->req);
 	if (r->ctx) {
 		struct ptr_key ck = {.pid = k.pid, .ptr = r->ctx};
@@ -270,32 +290,43 @@ static __always_inline void server_unregister(__u32 pid, struct server_req *r)
 	}
 }
 
-SEC("uprobe/server_handler_serve_http_return")
-int uprobe_server_return(struct pt_regs *ctx)
+/* Whether the header block reached the connection: what a client saw when
+ * the handler panicked (net/http then closes the HTTP/1 connection, or
+ * resets the HTTP/2 stream, without writing anything more). */
+/* w: the *response (HTTP/1) or the writer state (HTTP/2; rws2 for Go >= 1.27's). */
+static __always_inline int header_sent(__u64 proto_major, __u64 w, __u8 rws2)
 {
-	stat_inc(STAT_HITS);
-	struct server_key k = {
-		.pid = bpf_get_current_pid_tgid() >> 32,
-		.g = GO_G(ctx),
-	};
-	struct server_req *r = bpf_map_lookup_elem(&server_reqs, &k);
-	if (!r) {
-		stat_inc(STAT_NO_ENTRY);
-		return 0;
-	}
+	__u8 sent = 0;
+	if (proto_major == 1 && off_resp_cw && off_cw_wrote_header)
+		bpf_probe_read_user(&sent, 1, (void *)(w + off_resp_cw + off_cw_wrote_header));
+	else if (proto_major == 2 && !rws2 && off_h2rws_sent_header)
+		bpf_probe_read_user(&sent, 1, (void *)(w + off_h2rws_sent_header));
+	else if (proto_major == 2 && rws2 && off_h2rws2_sent_header)
+		bpf_probe_read_user(&sent, 1, (void *)(w + off_h2rws2_sent_header));
+	return sent;
+}
+
+/*
+ * End the request r of goroutine k: one event, and its registrations
+ * forgotten. At ServeHTTP's RET the handler returned; from
+ * uprobe_recovery it panicked and net/http recovered.
+ */
+static __always_inline int server_end(struct server_key *k, struct server_req *r, __u8 panicked)
+{
 	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	server_unregister(k.pid, r);
+	server_unregister(k->pid, r);
 	if (!e) {
 		stat_inc(STAT_LOST);
-		bpf_map_delete_elem(&server_reqs, &k);
+		bpf_map_delete_elem(&server_reqs, k);
 		return 0;
 	}
 	e->hdr.kind = EVENT_HTTP_SERVER;
-	e->hdr.pid = k.pid;
+	e->hdr.pid = k->pid;
 	e->start_ns = r->start_ns;
 	e->end_ns = bpf_ktime_get_ns();
 	e->sc = r->sc;
 	e->cut = 0;
+	e->panicked = panicked;
 
 	void *req = (void *)r->req;
 	__u64 url = go_word_at(req + off_req_url);
@@ -314,7 +345,10 @@ int uprobe_server_return(struct pt_regs *ctx)
 	 * writer is not released yet: its state still holds the status. Only
 	 * a state that points back to this request is net/http's own (an
 	 * HTTP/2 server of another package may pass another writer type). */
+	__u64 w = 0; /* the writer whose state says whether headers went out */
+	__u8 rws2 = 0;
 	if (e->proto_major == 1 && off_resp_status && r->resp) {
+		w = r->resp;
 		e->status = go_word_at((void *)(r->resp + off_resp_status));
 		e->status_read = 1;
 	} else if (e->proto_major == 2 && r->resp) {
@@ -324,16 +358,82 @@ int uprobe_server_return(struct pt_regs *ctx)
 		if (rws && off_h2rws_status && go_word_at((void *)(rws + off_h2rws_req)) == r->req) {
 			e->status = go_word_at((void *)(rws + off_h2rws_status));
 			e->status_read = 1;
+			w = rws;
 		} else if (rws && off_h2rws2_status && off_h2sreq_url && url &&
 			   go_word_at((void *)(rws + off_h2rws2_req + off_h2sreq_url)) == url) {
 			e->status = go_word_at((void *)(rws + off_h2rws2_status));
 			e->status_read = 1;
+			w = rws;
+			rws2 = 1;
 		}
 	}
+	/* After a panic the client saw a status only if the header block had
+	 * gone out before; otherwise nothing (0, and not read: no status). */
+	if (panicked && e->status_read && !header_sent(e->proto_major, w, rws2)) {
+		e->status = 0;
+		e->status_read = 0;
+	}
 
-	bpf_map_delete_elem(&server_reqs, &k);
+	bpf_map_delete_elem(&server_reqs, k);
 	event_submit(e);
 	return 0;
+}
+
+SEC("uprobe/server_handler_serve_http_return")
+int uprobe_server_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_G(ctx),
+	};
+	struct server_req *r = bpf_map_lookup_elem(&server_reqs, &k);
+	if (!r) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+	return server_end(&k, r, 0);
+}
+
+/*
+ * A handler that panics never reaches ServeHTTP's RET when net/http
+ * recovers the panic ((*conn).serve for HTTP/1, the HTTP/2 server's
+ * runHandler): without this its request would vanish and its context stay
+ * registered until an unrelated later context reused the address.
+ *
+ * runtime.recovery(gp *g) runs, on the g0 stack (gp in RAX), exactly when
+ * a recover() succeeded, before execution resumes in the frame whose
+ * deferred call recovered; nothing else calls it, so the normal path pays
+ * no probe hit. That frame's SP is _panic.sp (Go >= 1.22) or g.sigcode0
+ * (Go 1.21). Measured from the stack's top like the depth recorded at
+ * ServeHTTP's entry, a frame above ServeHTTP is net/http's: the request is
+ * over. A frame below it is the handler's own recovery (middleware that
+ * turns panics into 500s): the handler goes on and its RET ends the span.
+ */
+SEC("uprobe/runtime_recovery")
+int uprobe_recovery(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_ARG1(ctx),
+	};
+	struct server_req *r = bpf_map_lookup_elem(&server_reqs, &k);
+	if (!r)
+		return 0;
+	__u64 sp;
+	if (off_panic_sp) {
+		__u64 p = go_word_at((void *)(k.g + off_g_panic));
+		sp = p ? go_word_at((void *)(p + off_panic_sp)) : 0;
+	} else {
+		sp = go_word_at((void *)(k.g + off_g_sigcode0));
+	}
+	__u64 hi = go_word_at((void *)(k.g + off_g_stack + off_stack_hi));
+	if (!sp || sp > hi || !r->depth)
+		return 0;
+	if (hi - sp >= r->depth)
+		return 0;
+	return server_end(&k, r, 1);
 }
 
 /*

@@ -45,6 +45,27 @@ var Probe = probes.Spec{
 		Consts:   map[string]any{"track_goroutines": uint8(1)},
 		Feature:  probes.FeatureGoroutines,
 		Optional: true,
+	}, {
+		// A handler's panic that net/http recovers: the request ends there
+		// (see uprobe_recovery). Hit only when a recover() succeeds.
+		Name:   "panics",
+		Symbol: "runtime.recovery",
+		Entry:  "uprobe_recovery",
+		Fields: []probes.Field{
+			{Const: "off_g_stack", Struct: "runtime.g", Field: "stack"},
+			{Const: "off_stack_hi", Struct: "runtime.stack", Field: "hi"},
+			{Const: "off_g_panic", Struct: "runtime.g", Field: "_panic"},
+			// Go 1.21 hands recovery the frame's SP in g.sigcode0, later
+			// releases in the _panic itself.
+			{Const: "off_panic_sp", Struct: "runtime._panic", Field: "sp", MinGo: 22},
+			{Const: "off_g_sigcode0", Struct: "runtime.g", Field: "sigcode0"},
+			{Const: "off_resp_cw", Struct: "net/http.response", Field: "cw"},
+			{Const: "off_cw_wrote_header", Struct: "net/http.chunkWriter", Field: "wroteHeader"},
+			{Const: "off_h2rws_sent_header", Struct: "net/http.http2responseWriterState", Field: "sentHeader", Optional: true},
+			{Const: "off_h2rws2_sent_header", Struct: "net/http/internal/http2.responseWriterState", Field: "sentHeader", Optional: true},
+		},
+		Consts:   map[string]any{"track_panics": uint8(1)},
+		Optional: true,
 	}},
 	Fields: []probes.Field{
 		{Const: "off_req_method", Struct: "net/http.Request", Field: "Method"},
@@ -95,11 +116,14 @@ func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
 		Status:     int(e.Status),
 		ProtoMajor: int(e.ProtoMajor),
 		ProtoMinor: int(e.ProtoMinor),
+		Panicked:   e.Panicked != 0,
 	}
 	ev.SpanContext = spanContext(&e.Sc)
 	// A handler that writes nothing gets a 200 from net/http after it
 	// returns, over HTTP/1.x and HTTP/2 alike. An HTTP/2 request whose
-	// writer was not net/http's own keeps 0: unknown.
+	// writer was not net/http's own keeps 0: unknown. After a panic the
+	// probe reads the status only when the header block had gone out: else
+	// the client got no response, and the span carries no status.
 	if ev.Status == 0 && e.StatusRead != 0 {
 		ev.Status = 200
 	}

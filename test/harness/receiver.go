@@ -52,6 +52,23 @@ type Receiver struct {
 	changed      chan struct{}
 	points       map[string]float64 // metric data points by name and attributes
 	metricPushes int
+	delay        time.Duration // before answering an export
+	calls        int           // trace exports started
+}
+
+// SetDelay makes every later trace export wait d before it is accepted: a
+// slow collector. An export whose caller gives up first is not accepted.
+func (r *Receiver) SetDelay(d time.Duration) {
+	r.mu.Lock()
+	r.delay = d
+	r.mu.Unlock()
+}
+
+// Calls is the number of trace exports started, accepted or not.
+func (r *Receiver) Calls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
 }
 
 // NewReceiver listens on 127.0.0.1 on a free port, in plaintext.
@@ -141,6 +158,19 @@ func (r *Receiver) Close() { r.srv.Stop() }
 
 // Export implements the OTLP trace service.
 func (r *Receiver) Export(ctx context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	r.calls++
+	delay := r.delay
+	r.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	var got []Span
 	for _, rs := range req.ResourceSpans {
 		res := attrMap(rs.GetResource().GetAttributes())

@@ -64,7 +64,14 @@ func callWith(ctx context.Context, url, traceparent string) int {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a throwaway self-signed certificate: clients that offer it get HTTP/2")
+	hold := flag.Int("hold", 0, "open and keep this many TCP sockets (loopback connections to itself, two sockets each) before serving")
 	flag.Parse()
+	if *hold > 0 {
+		if err := holdSockets(*hold); err != nil {
+			fmt.Fprintln(os.Stderr, "hold sockets:", err)
+			os.Exit(1)
+		}
+	}
 
 	mux := http.NewServeMux()
 	// /hello answers with a body: the status (200) is written by Write.
@@ -93,8 +100,16 @@ func main() {
 	// over HTTP/2.
 	// With own=VALUE the outgoing request carries that traceparent, set by
 	// the application itself.
+	// With bg=1 the call gets a fresh context of its own instead, not
+	// derived from the request's: nothing links it to a request.
 	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(callWith(r.Context(), r.URL.Query().Get("to"), r.URL.Query().Get("own")))
+		ctx := r.Context()
+		if r.URL.Query().Get("bg") == "1" {
+			c, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ctx = c
+		}
+		w.WriteHeader(callWith(ctx, r.URL.Query().Get("to"), r.URL.Query().Get("own")))
 	})
 	// /fanout?to=URL&n=N calls URL from N goroutines at once, each passing
 	// the request's context (or none with bg=1: only goroutine ancestry can
@@ -123,6 +138,26 @@ func main() {
 		}
 		wg.Wait()
 	})
+
+	// /panic panics; net/http recovers it and closes the connection
+	// (HTTP/1) or resets the stream (HTTP/2) without a response. With
+	// to=URL it first calls URL with the request's context; with sent=CODE
+	// it first writes and flushes that status, which the client then sees.
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		if to := r.URL.Query().Get("to"); to != "" {
+			call(r.Context(), to)
+		}
+		if code, err := strconv.Atoi(r.URL.Query().Get("sent")); err == nil {
+			w.WriteHeader(code)
+			w.(http.Flusher).Flush()
+		}
+		panic("handler panicked on purpose")
+	})
+	// /recovered panics inside middleware that recovers it and answers 500:
+	// the request goes on in the handler, as with gin's Recovery.
+	mux.Handle("/recovered", recoverer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic("recovered by the handler's middleware")
+	})))
 
 	// /gc?n=N forces N garbage collections while serving the request.
 	mux.HandleFunc("/gc", func(w http.ResponseWriter, r *http.Request) {
@@ -194,4 +229,63 @@ func selfSigned() (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// recoverer turns a panic of next into a 500, as recovery middleware does.
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if recover() != nil {
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// held keeps the sockets of holdSockets open for the process's lifetime.
+var held []net.Conn
+
+// holdSockets opens n TCP sockets, raising the open-files limit to its
+// hard maximum first: a service with many connections, whose socket
+// tables and file descriptors are long to search.
+func holdSockets(n int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	accepted := make(chan error, 1)
+	go func() {
+		for i := 0; i < n/2; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				accepted <- err
+				return
+			}
+			held = append(held, c)
+		}
+		accepted <- nil
+	}()
+	dialed := make([]net.Conn, 0, n/2)
+	for i := 0; i < n/2; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return fmt.Errorf("after %d sockets: %w", 2*i, err)
+		}
+		dialed = append(dialed, c)
+	}
+	if err := <-accepted; err != nil {
+		return err
+	}
+	held = append(held, dialed...)
+	return nil
 }

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golens/golens/test/harness"
+)
+
+// startExport starts the httpserver target and golens exporting to recv.
+func startExport(t *testing.T, recv *harness.Receiver, args ...string) (*harness.App, *harness.Agent) {
+	t.Helper()
+	app, err := harness.StartApp(buildApp(t, "httpserver", harness.Variant{}), []string{"OTEL_SERVICE_NAME=exportsvc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Stop)
+	agent, err := harness.StartAgent(agentBin, nil, append([]string{"--pid", fmt.Sprint(app.PID()),
+		"--otlp-endpoint", recv.Addr(), "--otlp-insecure"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Stop(5 * time.Second) })
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return app, agent
+}
+
+// waitSeries polls /metrics until series has exactly the value want.
+func waitSeries(t *testing.T, agent *harness.Agent, series string, want float64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		text, err := agent.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := scrapeValue(t, text, series)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %v, want %v", series, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var unexportedRe = regexp.MustCompile(`span flush incomplete.* unexported=(\d+)`)
+
+// A collector that never answers: on SIGTERM golens exits within
+// --shutdown-timeout, and its last word counts exactly the spans it could
+// not export, those of the batch being sent included.
+func TestShutdownUnexported(t *testing.T) {
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	recv.SetDelay(time.Hour)
+	const grace = 2 * time.Second
+	app, agent := startExport(t, recv, "--shutdown-timeout", grace.String(), "--otlp-timeout", "1m")
+	const inFlight, queued = 7, 5
+	for i := 0; i < inFlight; i++ {
+		get(t, app.Addr, "/hello")
+	}
+	// The batch goes out a second after its first span, and hangs.
+	deadline := time.Now().Add(5 * time.Second)
+	for recv.Calls() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no export started\n%s", agent.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < queued; i++ {
+		get(t, app.Addr, "/hello")
+	}
+	waitSeries(t, agent, "golens_export_queue_length", queued, 5*time.Second)
+
+	code, took, err := agent.Stop(grace + 5*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, agent.Log())
+	}
+	if code != 0 {
+		t.Errorf("exit code %d\n%s", code, agent.Log())
+	}
+	// Detaching the probes comes first; then at most the grace.
+	if took > grace+1500*time.Millisecond {
+		t.Errorf("exit took %s with --shutdown-timeout=%s", took, grace)
+	}
+	m := unexportedRe.FindStringSubmatch(agent.Log())
+	if m == nil || m[1] != fmt.Sprint(inFlight+queued) {
+		t.Errorf("want the log to count %d unexported spans:\n%s", inFlight+queued, agent.Log())
+	}
+	if n := len(recv.Spans()); n != 0 {
+		t.Errorf("the hanging collector accepted %d spans", n)
+	}
+	if strings.Count(agent.Log(), "span flush incomplete") != 1 {
+		t.Errorf("want one line about the flush:\n%s", agent.Log())
+	}
+}
+
+// A collector that answers after 12 s gets the batch when --otlp-timeout
+// gives it 15 s: the timeout is honoured as given, not capped.
+func TestSlowCollector(t *testing.T) {
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	recv.SetDelay(12 * time.Second)
+	app, agent := startExport(t, recv, "--otlp-timeout", "15s")
+	const n = 3
+	for i := 0; i < n; i++ {
+		get(t, app.Addr, "/hello")
+	}
+	if _, err := recv.WaitFor(n, 20*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, agent.Log())
+	}
+	waitSeries(t, agent, "golens_spans_exported_total", n, 2*time.Second)
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, "golens_spans_failed_total"); v != 0 {
+		t.Errorf("golens_spans_failed_total %v, want 0", v)
+	}
+	if calls := recv.Calls(); calls != 1 {
+		t.Errorf("%d exports, want 1 (no retry)", calls)
+	}
+}
