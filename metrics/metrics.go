@@ -6,7 +6,9 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -44,6 +46,9 @@ type Options struct {
 	Buckets      []float64     // request duration buckets in seconds; DefaultBuckets when nil
 	RoutesPerSvc int           // distinct route labels per service before "other"
 	IdleTTL      time.Duration // a label set not updated for this long is removed; default 10 min
+	// Log receives at most one line per 10 s about events the metrics
+	// could not count; slog.Default() when nil.
+	Log *slog.Logger
 	// ResourceLabels are resource attributes of the target (e.g.
 	// k8s.namespace.name) added as labels to every go_app_ metric, named
 	// with underscores for dots (k8s_namespace_name); a target without the
@@ -74,6 +79,10 @@ type Metrics struct {
 	grpcHandled    [2]*prometheus.CounterVec   // [0] server, [1] client
 	grpcHandling   [2]*prometheus.HistogramVec // [0] server, [1] client
 
+	log        *slog.Logger
+	failed     *prometheus.CounterVec // events not counted, by reason
+	lastErrLog atomic.Int64           // unix seconds of the last line logged about one
+
 	mu      sync.Mutex
 	seen    map[*prometheus.MetricVec]map[string]series
 	goidgen map[string]uint64 // label set (joined) -> last goroutine id counter seen
@@ -97,6 +106,14 @@ func New(o Options) *Metrics {
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = 10 * time.Minute
 	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if err := CheckBuckets(o.Buckets); err != nil {
+		// Callers check the configuration first; failing here beats a
+		// panic at each event's first observation of a new label set.
+		panic(err)
+	}
 	withResource := func(names ...string) []string {
 		for _, a := range o.ResourceLabels {
 			names = append(names, ResourceLabelName(a))
@@ -107,10 +124,15 @@ func New(o Options) *Metrics {
 	client := withResource("service_name", "method", "server_address", "status_code")
 	svc := withResource("service_name")
 	m := &Metrics{
-		reg:     prometheus.NewRegistry(),
-		routes:  newRouteCap(o.RoutesPerSvc),
-		ttl:     o.IdleTTL,
-		extra:   o.ResourceLabels,
+		reg:    prometheus.NewRegistry(),
+		routes: newRouteCap(o.RoutesPerSvc),
+		ttl:    o.IdleTTL,
+		extra:  o.ResourceLabels,
+		log:    o.Log,
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "golens_metrics_record_failed_total",
+			Help: "Events the go_app_ metrics could not count, by reason; their spans are unaffected.",
+		}, []string{"reason"}),
 		seen:    make(map[*prometheus.MetricVec]map[string]series),
 		goidgen: make(map[string]uint64),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -168,6 +190,10 @@ func New(o Options) *Metrics {
 		Name: "golens_route_overflow_total",
 		Help: "Requests whose route label was replaced by \"other\" because the service reached its route cap.",
 	}, func() float64 { return float64(m.routes.overflowed()) }))
+	m.reg.MustRegister(m.failed)
+	for _, reason := range failReasonNames {
+		m.failed.WithLabelValues(reason) // present at 0 from the start
+	}
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "golens_series_expired_total",
 		Help: "Application metric series removed after staying idle for the idle TTL.",
@@ -179,15 +205,92 @@ func New(o Options) *Metrics {
 	return m
 }
 
+// CheckBuckets tells whether b are usable duration buckets: numbers of
+// seconds, not negative, strictly increasing (a last +Inf is allowed; it is
+// implicit anyway). nil is the default.
+func CheckBuckets(b []float64) error {
+	for i, v := range b {
+		switch {
+		case math.IsNaN(v):
+			return fmt.Errorf("duration bucket %v: want a number of seconds", v)
+		case v < 0:
+			return fmt.Errorf("duration bucket %v: a duration is not negative", v)
+		case i > 0 && v <= b[i-1]:
+			return fmt.Errorf("duration buckets %v: must be strictly increasing (%v after %v)", b, v, b[i-1])
+		}
+	}
+	return nil
+}
+
 // Registry is where further collectors (golens_ health) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// labels returns lv followed by the process's resource labels.
+// labels returns lv followed by the process's resource labels, each valid
+// UTF-8 as Prometheus requires of label values. The decoders made the
+// target's strings valid already; checking again costs little and keeps
+// one bad value from failing the event.
 func (m *Metrics) labels(p *event.Process, lv ...string) []string {
 	for _, a := range m.extra {
 		lv = append(lv, p.Resource[a])
 	}
+	for i, v := range lv {
+		lv[i] = event.ValidUTF8(v)
+	}
 	return lv
+}
+
+// Why an event could not be counted, for golens_metrics_record_failed_total.
+const (
+	failLabels = iota // the vector refused the label values
+	failPanic         // recording panicked: a bug, contained to the event
+	numFailReasons
+)
+
+var failReasonNames = [numFailReasons]string{"labels", "panic"}
+
+// fail counts an event the metrics could not record, and says so in one
+// line per 10 s at most: a flood of bad events must not flood the log.
+func (m *Metrics) fail(reason int, ev event.Event, err any) {
+	m.failed.WithLabelValues(failReasonNames[reason]).Inc()
+	now := time.Now().Unix()
+	if last := m.lastErrLog.Load(); now-last >= 10 && m.lastErrLog.CompareAndSwap(last, now) {
+		m.log.Error("event not counted in metrics; counted in golens_metrics_record_failed_total",
+			"reason", failReasonNames[reason], "event", fmt.Sprintf("%T", ev), "err", err)
+	}
+}
+
+// counter returns vec's counter for lv; nil (the event counted as failed)
+// when the vector refuses the labels.
+func (m *Metrics) counter(vec *prometheus.CounterVec, ev event.Event, lv []string) prometheus.Counter {
+	c, err := vec.GetMetricWithLabelValues(lv...)
+	if err != nil {
+		m.fail(failLabels, ev, err)
+		return nil
+	}
+	return c
+}
+
+// observer is counter for histograms.
+func (m *Metrics) observer(vec *prometheus.HistogramVec, ev event.Event, lv []string) prometheus.Observer {
+	o, err := vec.GetMetricWithLabelValues(lv...)
+	if err != nil {
+		m.fail(failLabels, ev, err)
+		return nil
+	}
+	return o
+}
+
+// count adds one event to a counter and a duration histogram of the same
+// labels.
+func (m *Metrics) count(c *prometheus.CounterVec, h *prometheus.HistogramVec, ev event.Event, lv []string, d time.Duration, now time.Time) {
+	cnt, obs := m.counter(c, ev, lv), m.observer(h, ev, lv)
+	if cnt == nil || obs == nil {
+		return
+	}
+	cnt.Inc()
+	obs.Observe(d.Seconds())
+	m.touch(c.MetricVec, lv, now)
+	m.touch(h.MetricVec, lv, now)
 }
 
 // touch notes that the label set lv of vec was updated at now.
@@ -245,17 +348,21 @@ func (m *Metrics) Run(ctx context.Context) error {
 // Record counts one event.
 func (m *Metrics) Record(ev event.Event) { m.RecordAt(ev, time.Now()) }
 
-// RecordAt counts one event observed at now.
+// RecordAt counts one event observed at now. It never panics: an event
+// it cannot count is counted in golens_metrics_record_failed_total, and
+// the caller goes on to build its span.
 func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.fail(failPanic, ev, r)
+		}
+	}()
 	switch e := ev.(type) {
 	case *event.HTTPServer:
-		svc := e.Process.ServiceName
-		route := m.routes.label(svc, routeLabel(e), now)
+		svc := event.ValidUTF8(e.Process.ServiceName)
+		route := m.routes.label(svc, event.ValidUTF8(routeLabel(e)), now)
 		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), route, statusLabel(e.Status))
-		m.requests.WithLabelValues(lv...).Inc()
-		m.duration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
-		m.touch(m.requests.MetricVec, lv, now)
-		m.touch(m.duration.MetricVec, lv, now)
+		m.count(m.requests, m.duration, ev, lv, e.End.Sub(e.Start), now)
 	case *event.HTTPClient:
 		status := statusLabel(e.Status)
 		if e.Err {
@@ -266,10 +373,7 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 			host = e.Host
 		}
 		lv := m.labels(e.Process, e.Process.ServiceName, event.NormalMethod(e.Method), host, status)
-		m.clientRequests.WithLabelValues(lv...).Inc()
-		m.clientDuration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
-		m.touch(m.clientRequests.MetricVec, lv, now)
-		m.touch(m.clientDuration.MetricVec, lv, now)
+		m.count(m.clientRequests, m.clientDuration, ev, lv, e.End.Sub(e.Start), now)
 	case *event.GRPC:
 		side := 0
 		if !e.Server {
@@ -277,16 +381,17 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 		}
 		svc, method := e.ServiceMethod()
 		lv := m.labels(e.Process, e.Process.ServiceName, svc, method, e.CodeName())
-		m.grpcHandled[side].WithLabelValues(lv...).Inc()
-		m.grpcHandling[side].WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
-		m.touch(m.grpcHandled[side].MetricVec, lv, now)
-		m.touch(m.grpcHandling[side].MetricVec, lv, now)
+		m.count(m.grpcHandled[side], m.grpcHandling[side], ev, lv, e.End.Sub(e.Start), now)
 	case *event.Pause:
 		if !e.Reason.GC() {
 			return
 		}
 		lv := m.labels(e.Process, e.Process.ServiceName)
-		m.gcPause.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+		pause := m.observer(m.gcPause, ev, lv)
+		if pause == nil {
+			return // the same labels fail every vector below
+		}
+		pause.Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.gcPause.MetricVec, lv, now)
 		// Two pauses a cycle; the cycle is complete at mark termination.
 		if e.Reason == event.PauseGCMarkTermination {

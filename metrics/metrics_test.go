@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +174,66 @@ func TestSelfMetrics(t *testing.T) {
 			t.Errorf("no %s", name)
 		}
 	}
+}
+
+// Label values that are not valid UTF-8 — had they got past the decoders —
+// are counted under their sanitized form, for every kind of event; a bug
+// that panics costs one event, counted, and one log line per 10 s.
+func TestRecordNeverPanics(t *testing.T) {
+	var logged strings.Builder
+	m := New(Options{Log: slog.New(slog.NewTextHandler(&logged, nil)), ResourceLabels: []string{"k8s.pod.name"}})
+	t0 := time.Unix(1700000000, 0)
+	p := &event.Process{ServiceName: "caf\xe9", Resource: map[string]string{"k8s.pod.name": "pod\xff"}}
+	m.RecordAt(&event.HTTPServer{Process: p, Method: "GET", Path: "/\xff\xfe", Status: 404, Start: t0, End: t0}, t0)
+	m.RecordAt(&event.HTTPClient{Process: p, Method: "GET", Host: "h\xc3:80", Status: 200, Start: t0, End: t0}, t0)
+	m.RecordAt(&event.GRPC{Process: p, Server: true, Method: "/pkg.S\xff/M\xfe", Start: t0, End: t0}, t0)
+	m.RecordAt(&event.Pause{Process: p, Reason: event.PauseGCMarkTermination, Start: t0, End: t0, HeapMarked: 1}, t0)
+	for _, c := range []struct {
+		c    prometheus.Collector
+		want string
+	}{
+		{m.requests, "k8s_pod_name=\"pod\uFFFD\",method=\"GET\",route=\"/\uFFFD\uFFFD\",service_name=\"caf\uFFFD\",status_code=\"404\""},
+		{m.clientRequests, "k8s_pod_name=\"pod\uFFFD\",method=\"GET\",server_address=\"h\uFFFD\",service_name=\"caf\uFFFD\",status_code=\"200\""},
+		{m.grpcHandled[0], "grpc_code=\"OK\",grpc_method=\"M\uFFFD\",grpc_service=\"pkg.S\uFFFD\",k8s_pod_name=\"pod\uFFFD\",service_name=\"caf\uFFFD\""},
+		{m.gcCycles, "k8s_pod_name=\"pod\uFFFD\",service_name=\"caf\uFFFD\""},
+	} {
+		if got := labelSets(t, c.c); len(got) != 1 || got[0] != c.want {
+			t.Errorf("series %v, want {%s}", got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.failed.WithLabelValues("labels")); got != 0 {
+		t.Errorf("%v events failed for their labels", got)
+	}
+
+	// An event without its process is a bug upstream: contained.
+	for range 3 {
+		m.RecordAt(&event.HTTPServer{Method: "GET", Path: "/"}, t0)
+	}
+	if got := testutil.ToFloat64(m.failed.WithLabelValues("panic")); got != 3 {
+		t.Errorf("golens_metrics_record_failed_total{reason=panic} %v, want 3", got)
+	}
+	if n := strings.Count(logged.String(), "event not counted"); n != 1 {
+		t.Errorf("%d log lines for 3 failures within 10 s, want 1:\n%s", n, logged.String())
+	}
+}
+
+// labelSets renders each series of c as name="value" pairs, by name.
+func labelSets(t *testing.T, c prometheus.Collector) []string {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	c.Collect(ch)
+	close(ch)
+	var out []string
+	for mt := range ch {
+		var pb dto.Metric
+		if err := mt.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for _, lp := range pb.Label {
+			parts = append(parts, lp.GetName()+"="+strconv.Quote(lp.GetValue()))
+		}
+		out = append(out, strings.Join(parts, ","))
+	}
+	return out
 }
