@@ -43,9 +43,16 @@ var PauseBuckets = roundBuckets(prometheus.ExponentialBucketsRange(0.000005, 1, 
 
 // Options configure the metrics.
 type Options struct {
-	Buckets      []float64     // request duration buckets in seconds; DefaultBuckets when nil
-	RoutesPerSvc int           // distinct route labels per service before "other"
-	IdleTTL      time.Duration // a label set not updated for this long is removed; default 10 min
+	Buckets      []float64 // request duration buckets in seconds; DefaultBuckets when nil
+	RoutesPerSvc int       // distinct route labels per service before "other"; default 200
+	// GRPCMethodsPerSvc caps the distinct gRPC methods (grpc_service and
+	// grpc_method together) per service, server and client side each
+	// counted, before both labels read "other"; default 200.
+	GRPCMethodsPerSvc int
+	// AddressesPerSvc caps the distinct server_address values of a
+	// service's HTTP client metrics before "other"; default 200.
+	AddressesPerSvc int
+	IdleTTL         time.Duration // a label set not updated for this long is removed; default 10 min
 	// Log receives at most one line per 10 s about events the metrics
 	// could not count; slog.Default() when nil.
 	Log *slog.Logger
@@ -63,10 +70,11 @@ func ResourceLabelName(attr string) string { return strings.ReplaceAll(attr, "."
 // Metrics records application metrics from events. Every event is counted,
 // whatever the sampler keeps.
 type Metrics struct {
-	reg    *prometheus.Registry
-	routes *routeCap
-	ttl    time.Duration
-	extra  []string // Options.ResourceLabels
+	reg *prometheus.Registry
+	// The labels whose values come from traffic, each capped per service.
+	routes, grpcMethods, addresses *labelCap
+	ttl                            time.Duration
+	extra                          []string // Options.ResourceLabels
 
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -100,8 +108,10 @@ func New(o Options) *Metrics {
 	if o.Buckets == nil {
 		o.Buckets = DefaultBuckets
 	}
-	if o.RoutesPerSvc <= 0 {
-		o.RoutesPerSvc = 200
+	for _, n := range []*int{&o.RoutesPerSvc, &o.GRPCMethodsPerSvc, &o.AddressesPerSvc} {
+		if *n <= 0 {
+			*n = 200
+		}
 	}
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = 10 * time.Minute
@@ -124,11 +134,13 @@ func New(o Options) *Metrics {
 	client := withResource("service_name", "method", "server_address", "status_code")
 	svc := withResource("service_name")
 	m := &Metrics{
-		reg:    prometheus.NewRegistry(),
-		routes: newRouteCap(o.RoutesPerSvc),
-		ttl:    o.IdleTTL,
-		extra:  o.ResourceLabels,
-		log:    o.Log,
+		reg:         prometheus.NewRegistry(),
+		routes:      newLabelCap(o.RoutesPerSvc),
+		grpcMethods: newLabelCap(o.GRPCMethodsPerSvc),
+		addresses:   newLabelCap(o.AddressesPerSvc),
+		ttl:         o.IdleTTL,
+		extra:       o.ResourceLabels,
+		log:         o.Log,
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "golens_metrics_record_failed_total",
 			Help: "Events the go_app_ metrics could not count, by reason; their spans are unaffected.",
@@ -190,6 +202,7 @@ func New(o Options) *Metrics {
 		Name: "golens_route_overflow_total",
 		Help: "Requests whose route label was replaced by \"other\" because the service reached its route cap.",
 	}, func() float64 { return float64(m.routes.overflowed()) }))
+	m.reg.MustRegister(&overflowCollector{m.routes, m.grpcMethods, m.addresses})
 	m.reg.MustRegister(m.failed)
 	for _, reason := range failReasonNames {
 		m.failed.WithLabelValues(reason) // present at 0 from the start
@@ -220,6 +233,23 @@ func CheckBuckets(b []float64) error {
 		}
 	}
 	return nil
+}
+
+// overflowCollector exports golens_label_overflow_total{label}.
+type overflowCollector struct{ routes, grpcMethods, addresses *labelCap }
+
+var descLabelOverflow = prometheus.NewDesc("golens_label_overflow_total",
+	"Events whose label value was replaced by \"other\" because the service reached that label's cap.", []string{"label"}, nil)
+
+func (c *overflowCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLabelOverflow }
+
+func (c *overflowCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range []struct {
+		name string
+		c    *labelCap
+	}{{"route", c.routes}, {"grpc_method", c.grpcMethods}, {"server_address", c.addresses}} {
+		ch <- prometheus.MustNewConstMetric(descLabelOverflow, prometheus.CounterValue, float64(l.c.overflowed()), l.name)
+	}
 }
 
 // Registry is where further collectors (golens_ health) register.
@@ -326,7 +356,9 @@ func (m *Metrics) Expire(now time.Time) int {
 			delete(m.goidgen, key)
 		}
 	}
-	m.routes.expire(now, m.ttl)
+	for _, c := range []*labelCap{m.routes, m.grpcMethods, m.addresses} {
+		c.expire(now, m.ttl)
+	}
 	m.expired += uint64(n)
 	return n
 }
@@ -372,15 +404,21 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 		if err != nil {
 			host = e.Host
 		}
-		lv := m.labels(e.Process, e.Process.ServiceName, event.NormalMethod(e.Method), host, status)
+		svc := event.ValidUTF8(e.Process.ServiceName)
+		host = m.addresses.label(svc, event.ValidUTF8(host), now)
+		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), host, status)
 		m.count(m.clientRequests, m.clientDuration, ev, lv, e.End.Sub(e.Start), now)
 	case *event.GRPC:
 		side := 0
 		if !e.Server {
 			side = 1
 		}
-		svc, method := e.ServiceMethod()
-		lv := m.labels(e.Process, e.Process.ServiceName, svc, method, e.CodeName())
+		svc := event.ValidUTF8(e.Process.ServiceName)
+		grpcSvc, method := e.ServiceMethod()
+		if m.grpcMethods.label(svc, event.ValidUTF8(e.Method), now) == Overflow {
+			grpcSvc, method = Overflow, Overflow
+		}
+		lv := m.labels(e.Process, svc, grpcSvc, method, e.CodeName())
 		m.count(m.grpcHandled[side], m.grpcHandling[side], ev, lv, e.End.Sub(e.Start), now)
 	case *event.Pause:
 		if !e.Reason.GC() {

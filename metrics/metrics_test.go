@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -236,4 +237,36 @@ func labelSets(t *testing.T, c prometheus.Collector) []string {
 		out = append(out, strings.Join(parts, ","))
 	}
 	return out
+}
+
+// gRPC methods and client server addresses are capped per service as
+// routes are: beyond the cap one "other" series, and a count of what was
+// folded into it.
+func TestTrafficLabelsCapped(t *testing.T) {
+	m := New(Options{GRPCMethodsPerSvc: 2, AddressesPerSvc: 2})
+	t0 := time.Unix(1700000000, 0)
+	p := &event.Process{ServiceName: "a"}
+	for i := range 5 {
+		m.RecordAt(&event.GRPC{Process: p, Server: true, Method: fmt.Sprintf("/pkg.S/M%d", i), Code: 12, Start: t0, End: t0}, t0)
+		m.RecordAt(&event.HTTPClient{Process: p, Method: "GET", Host: fmt.Sprintf("h%d:80", i), Status: 200, Start: t0, End: t0}, t0)
+	}
+	if got := testutil.CollectAndCount(m.grpcHandled[0]); got != 3 {
+		t.Errorf("%d gRPC series, want 2 methods and other", got)
+	}
+	if got := testutil.ToFloat64(m.grpcHandled[0].WithLabelValues("a", Overflow, Overflow, "UNIMPLEMENTED")); got != 3 {
+		t.Errorf("other gRPC series %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.clientRequests.WithLabelValues("a", "GET", Overflow, "200")); got != 3 {
+		t.Errorf("other server_address series %v, want 3", got)
+	}
+	want := `
+# HELP golens_label_overflow_total Events whose label value was replaced by "other" because the service reached that label's cap.
+# TYPE golens_label_overflow_total counter
+golens_label_overflow_total{label="grpc_method"} 3
+golens_label_overflow_total{label="route"} 0
+golens_label_overflow_total{label="server_address"} 3
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "golens_label_overflow_total"); err != nil {
+		t.Error(err)
+	}
 }

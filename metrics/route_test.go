@@ -25,7 +25,7 @@ func TestNormalizePath(t *testing.T) {
 }
 
 func TestRouteCap(t *testing.T) {
-	c := newRouteCap(2)
+	c := newLabelCap(2)
 	now := time.Unix(1700000000, 0)
 	for _, r := range []string{"/a", "/b", "/a"} {
 		if got := c.label("s1", r, now); got != r {
