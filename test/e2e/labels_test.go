@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/golens/golens/test/harness"
 )
@@ -74,5 +81,68 @@ func TestDurationBucketsRejected(t *testing.T) {
 				t.Errorf("exit %d, want 2 with the buckets named; log:\n%s", code, agent.Log())
 			}
 		})
+	}
+}
+
+// A gRPC call whose method name is not valid UTF-8 reaches the server
+// probe like any unknown method: its span and its metrics carry the
+// sanitized name.
+func TestInvalidUTF8GRPCMethod(t *testing.T) {
+	bin := buildApp(t, "grpcapp", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	addr, _ := harness.FreeAddr()
+	b, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=utf8-grpc"}, "-grpc-addr", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(b.PID()), "--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Stop(5 * time.Second)
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, m := range []string{"/test.Echo/Ok", "/test.Echo/N\xffm\xc3", "/test.Echo/Ok"} {
+		err := conn.Invoke(ctx, m, new(emptypb.Empty), new(emptypb.Empty))
+		if code := status.Code(err); (m == "/test.Echo/Ok") != (code == codes.OK) {
+			t.Fatalf("%q: %v", m, err)
+		}
+	}
+	spans, err := recv.WaitFor(3, 10*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, agent.Log())
+	}
+	names := map[string]int{}
+	for _, s := range spans {
+		names[s.Name]++
+	}
+	if names["test.Echo/N\uFFFDm\uFFFD"] != 1 || names["test.Echo/Ok"] != 2 {
+		t.Errorf("span names %v", names)
+	}
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for series, want := range map[string]float64{
+		`go_app_grpc_server_handled_total{grpc_code="UNIMPLEMENTED",grpc_method="N` + "\uFFFD" + `m` + "\uFFFD" + `",grpc_service="test.Echo",service_name="utf8-grpc"}`: 1,
+		`go_app_grpc_server_handled_total{grpc_code="OK",grpc_method="Ok",grpc_service="test.Echo",service_name="utf8-grpc"}`:                                            2,
+		`golens_metrics_record_failed_total{reason="panic"}`: 0,
+	} {
+		if got := scrapeValue(t, text, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
 	}
 }
