@@ -3,6 +3,8 @@ package probes
 import (
 	"testing"
 	"unicode/utf8"
+
+	"github.com/golens/golens/probes/event"
 )
 
 func TestString(t *testing.T) {
@@ -40,4 +42,32 @@ func TestString(t *testing.T) {
 			t.Errorf("%s: %q is not valid UTF-8", c.name, got)
 		}
 	}
+}
+
+// FuzzString: the result is valid UTF-8; uncut, it is the bytes made
+// valid; cut, at most the last three bytes (one partial rune) are dropped
+// before that.
+func FuzzString(f *testing.F) {
+	f.Add([]byte("/caf\xc3"), 5, true)
+	f.Add([]byte("/\xff\xfe"), 3, false)
+	f.Add([]byte("/€\xe2\x82"), 6, true)
+	f.Fuzz(func(t *testing.T, buf []byte, n int, cut bool) {
+		got := String(buf, n, cut)
+		if !utf8.ValidString(got) {
+			t.Fatalf("String(%q, %d, %v) = %q", buf, n, cut, got)
+		}
+		b := buf[:min(max(n, 0), len(buf))]
+		if !cut {
+			if want := event.ValidUTF8(string(b)); got != want {
+				t.Fatalf("String(%q, %d, false) = %q, want %q", buf, n, got, want)
+			}
+			return
+		}
+		for drop := 0; drop < utf8.UTFMax && drop <= len(b); drop++ {
+			if got == event.ValidUTF8(string(b[:len(b)-drop])) {
+				return
+			}
+		}
+		t.Fatalf("String(%q, %d, true) = %q: more than a partial rune dropped", buf, n, got)
+	})
 }
