@@ -22,7 +22,8 @@ func Describe(pid int, override string) (*event.Process, error) {
 		}
 		return nil, fmt.Errorf("pid %d: read executable link: %w", pid, err)
 	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
+	// A path is any bytes but '/' and NUL; golens' consumers need text.
+	exe = event.ValidUTF8(strings.TrimSuffix(exe, " (deleted)"))
 	p := &event.Process{
 		PID:     pid,
 		ExePath: exe,
@@ -52,7 +53,7 @@ func Environ(pid int) map[string]string {
 	for _, kv := range bytes.Split(raw, []byte{0}) {
 		k, v, ok := strings.Cut(string(kv), "=")
 		if ok {
-			env[k] = v
+			env[k] = event.ValidUTF8(v) // the target's bytes, e.g. OTEL_SERVICE_NAME
 		}
 	}
 	return env

@@ -5,6 +5,9 @@ package metrics
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -38,9 +41,19 @@ var PauseBuckets = roundBuckets(prometheus.ExponentialBucketsRange(0.000005, 1, 
 
 // Options configure the metrics.
 type Options struct {
-	Buckets      []float64     // request duration buckets in seconds; DefaultBuckets when nil
-	RoutesPerSvc int           // distinct route labels per service before "other"
-	IdleTTL      time.Duration // a label set not updated for this long is removed; default 10 min
+	Buckets      []float64 // request duration buckets in seconds; DefaultBuckets when nil
+	RoutesPerSvc int       // distinct route labels per service before "other"; default 200
+	// GRPCMethodsPerSvc caps the distinct gRPC methods (grpc_service and
+	// grpc_method together) per service, server and client side each
+	// counted, before both labels read "other"; default 200.
+	GRPCMethodsPerSvc int
+	// AddressesPerSvc caps the distinct server_address values of a
+	// service's HTTP client metrics before "other"; default 200.
+	AddressesPerSvc int
+	IdleTTL         time.Duration // a label set not updated for this long is removed; default 10 min
+	// Log receives at most one line per 10 s about events the metrics
+	// could not count; slog.Default() when nil.
+	Log *slog.Logger
 	// ResourceLabels are resource attributes of the target (e.g.
 	// k8s.namespace.name) added as labels to every go_app_ metric, named
 	// with underscores for dots (k8s_namespace_name); a target without the
@@ -55,10 +68,11 @@ func ResourceLabelName(attr string) string { return strings.ReplaceAll(attr, "."
 // Metrics records application metrics from events. Every event is counted,
 // whatever the sampler keeps.
 type Metrics struct {
-	reg    *prometheus.Registry
-	routes *routeCap
-	ttl    time.Duration
-	extra  []string // Options.ResourceLabels
+	reg *prometheus.Registry
+	// The labels whose values come from traffic, each capped per service.
+	routes, grpcMethods, addresses *labelCap
+	ttl                            time.Duration
+	extra                          []string // Options.ResourceLabels
 
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -70,6 +84,10 @@ type Metrics struct {
 	goroutines     *prometheus.CounterVec
 	grpcHandled    [2]*prometheus.CounterVec   // [0] server, [1] client
 	grpcHandling   [2]*prometheus.HistogramVec // [0] server, [1] client
+
+	log        *slog.Logger
+	failed     *prometheus.CounterVec // events not counted, by reason
+	lastErrLog atomic.Int64           // unix seconds of the last line logged about one
 
 	mu      sync.Mutex
 	seen    map[*prometheus.MetricVec]map[string]series
@@ -88,11 +106,21 @@ func New(o Options) *Metrics {
 	if o.Buckets == nil {
 		o.Buckets = DefaultBuckets
 	}
-	if o.RoutesPerSvc <= 0 {
-		o.RoutesPerSvc = 200
+	for _, n := range []*int{&o.RoutesPerSvc, &o.GRPCMethodsPerSvc, &o.AddressesPerSvc} {
+		if *n <= 0 {
+			*n = 200
+		}
 	}
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = 10 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if err := CheckBuckets(o.Buckets); err != nil {
+		// Callers check the configuration first; failing here beats a
+		// panic at each event's first observation of a new label set.
+		panic(err)
 	}
 	withResource := func(names ...string) []string {
 		for _, a := range o.ResourceLabels {
@@ -104,10 +132,17 @@ func New(o Options) *Metrics {
 	client := withResource("service_name", "method", "server_address", "status_code")
 	svc := withResource("service_name")
 	m := &Metrics{
-		reg:     prometheus.NewRegistry(),
-		routes:  newRouteCap(o.RoutesPerSvc),
-		ttl:     o.IdleTTL,
-		extra:   o.ResourceLabels,
+		reg:         prometheus.NewRegistry(),
+		routes:      newLabelCap(o.RoutesPerSvc),
+		grpcMethods: newLabelCap(o.GRPCMethodsPerSvc),
+		addresses:   newLabelCap(o.AddressesPerSvc),
+		ttl:         o.IdleTTL,
+		extra:       o.ResourceLabels,
+		log:         o.Log,
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "golens_metrics_record_failed_total",
+			Help: "Events the go_app_ metrics could not count, by reason; their spans are unaffected.",
+		}, []string{"reason"}),
 		seen:    make(map[*prometheus.MetricVec]map[string]series),
 		goidgen: make(map[string]uint64),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -165,6 +200,11 @@ func New(o Options) *Metrics {
 		Name: "golens_route_overflow_total",
 		Help: "Requests whose route label was replaced by \"other\" because the service reached its route cap.",
 	}, func() float64 { return float64(m.routes.overflowed()) }))
+	m.reg.MustRegister(&overflowCollector{m.routes, m.grpcMethods, m.addresses})
+	m.reg.MustRegister(m.failed)
+	for _, reason := range failReasonNames {
+		m.failed.WithLabelValues(reason) // present at 0 from the start
+	}
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "golens_series_expired_total",
 		Help: "Application metric series removed after staying idle for the idle TTL.",
@@ -176,15 +216,109 @@ func New(o Options) *Metrics {
 	return m
 }
 
+// CheckBuckets tells whether b are usable duration buckets: numbers of
+// seconds, not negative, strictly increasing (a last +Inf is allowed; it is
+// implicit anyway). nil is the default.
+func CheckBuckets(b []float64) error {
+	for i, v := range b {
+		switch {
+		case math.IsNaN(v):
+			return fmt.Errorf("duration bucket %v: want a number of seconds", v)
+		case v < 0:
+			return fmt.Errorf("duration bucket %v: a duration is not negative", v)
+		case i > 0 && v <= b[i-1]:
+			return fmt.Errorf("duration buckets %v: must be strictly increasing (%v after %v)", b, v, b[i-1])
+		}
+	}
+	return nil
+}
+
+// overflowCollector exports golens_label_overflow_total{label}.
+type overflowCollector struct{ routes, grpcMethods, addresses *labelCap }
+
+var descLabelOverflow = prometheus.NewDesc("golens_label_overflow_total",
+	"Events whose label value was replaced by \"other\" because the service reached that label's cap.", []string{"label"}, nil)
+
+func (c *overflowCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLabelOverflow }
+
+func (c *overflowCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range []struct {
+		name string
+		c    *labelCap
+	}{{"route", c.routes}, {"grpc_method", c.grpcMethods}, {"server_address", c.addresses}} {
+		ch <- prometheus.MustNewConstMetric(descLabelOverflow, prometheus.CounterValue, float64(l.c.overflowed()), l.name)
+	}
+}
+
 // Registry is where further collectors (golens_ health) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// labels returns lv followed by the process's resource labels.
+// labels returns lv followed by the process's resource labels, each valid
+// UTF-8 as Prometheus requires of label values. The decoders made the
+// target's strings valid already; checking again costs little and keeps
+// one bad value from failing the event.
 func (m *Metrics) labels(p *event.Process, lv ...string) []string {
 	for _, a := range m.extra {
 		lv = append(lv, p.Resource[a])
 	}
+	for i, v := range lv {
+		lv[i] = event.ValidUTF8(v)
+	}
 	return lv
+}
+
+// Why an event could not be counted, for golens_metrics_record_failed_total.
+const (
+	failLabels = iota // the vector refused the label values
+	failPanic         // recording panicked: a bug, contained to the event
+	numFailReasons
+)
+
+var failReasonNames = [numFailReasons]string{"labels", "panic"}
+
+// fail counts an event the metrics could not record, and says so in one
+// line per 10 s at most: a flood of bad events must not flood the log.
+func (m *Metrics) fail(reason int, ev event.Event, err any) {
+	m.failed.WithLabelValues(failReasonNames[reason]).Inc()
+	now := time.Now().Unix()
+	if last := m.lastErrLog.Load(); now-last >= 10 && m.lastErrLog.CompareAndSwap(last, now) {
+		m.log.Error("event not counted in metrics; counted in golens_metrics_record_failed_total",
+			"reason", failReasonNames[reason], "event", fmt.Sprintf("%T", ev), "err", err)
+	}
+}
+
+// counter returns vec's counter for lv; nil (the event counted as failed)
+// when the vector refuses the labels.
+func (m *Metrics) counter(vec *prometheus.CounterVec, ev event.Event, lv []string) prometheus.Counter {
+	c, err := vec.GetMetricWithLabelValues(lv...)
+	if err != nil {
+		m.fail(failLabels, ev, err)
+		return nil
+	}
+	return c
+}
+
+// observer is counter for histograms.
+func (m *Metrics) observer(vec *prometheus.HistogramVec, ev event.Event, lv []string) prometheus.Observer {
+	o, err := vec.GetMetricWithLabelValues(lv...)
+	if err != nil {
+		m.fail(failLabels, ev, err)
+		return nil
+	}
+	return o
+}
+
+// count adds one event to a counter and a duration histogram of the same
+// labels.
+func (m *Metrics) count(c *prometheus.CounterVec, h *prometheus.HistogramVec, ev event.Event, lv []string, d time.Duration, now time.Time) {
+	cnt, obs := m.counter(c, ev, lv), m.observer(h, ev, lv)
+	if cnt == nil || obs == nil {
+		return
+	}
+	cnt.Inc()
+	obs.Observe(d.Seconds())
+	m.touch(c.MetricVec, lv, now)
+	m.touch(h.MetricVec, lv, now)
 }
 
 // touch notes that the label set lv of vec was updated at now.
@@ -220,7 +354,9 @@ func (m *Metrics) Expire(now time.Time) int {
 			delete(m.goidgen, key)
 		}
 	}
-	m.routes.expire(now, m.ttl)
+	for _, c := range []*labelCap{m.routes, m.grpcMethods, m.addresses} {
+		c.expire(now, m.ttl)
+	}
 	m.expired += uint64(n)
 	return n
 }
@@ -242,21 +378,25 @@ func (m *Metrics) Run(ctx context.Context) error {
 // Record counts one event.
 func (m *Metrics) Record(ev event.Event) { m.RecordAt(ev, time.Now()) }
 
-// RecordAt counts one event observed at now.
+// RecordAt counts one event observed at now. It never panics: an event
+// it cannot count is counted in golens_metrics_record_failed_total, and
+// the caller goes on to build its span.
 func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.fail(failPanic, ev, r)
+		}
+	}()
 	switch e := ev.(type) {
 	case *event.HTTPServer:
-		svc := e.Process.ServiceName
-		route := m.routes.label(svc, routeLabel(e), now)
+		svc := event.ValidUTF8(e.Process.ServiceName)
+		route := m.routes.label(svc, event.ValidUTF8(routeLabel(e)), now)
 		status := statusLabel(e.Status)
 		if e.Panicked {
 			status = "error" // as for a client call that got no answer
 		}
 		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), route, status)
-		m.requests.WithLabelValues(lv...).Inc()
-		m.duration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
-		m.touch(m.requests.MetricVec, lv, now)
-		m.touch(m.duration.MetricVec, lv, now)
+		m.count(m.requests, m.duration, ev, lv, e.End.Sub(e.Start), now)
 	case *event.HTTPClient:
 		status := statusLabel(e.Status)
 		if e.Err {
@@ -266,28 +406,32 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 		if err != nil {
 			host = e.Host
 		}
-		lv := m.labels(e.Process, e.Process.ServiceName, event.NormalMethod(e.Method), host, status)
-		m.clientRequests.WithLabelValues(lv...).Inc()
-		m.clientDuration.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
-		m.touch(m.clientRequests.MetricVec, lv, now)
-		m.touch(m.clientDuration.MetricVec, lv, now)
+		svc := event.ValidUTF8(e.Process.ServiceName)
+		host = m.addresses.label(svc, event.ValidUTF8(host), now)
+		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), host, status)
+		m.count(m.clientRequests, m.clientDuration, ev, lv, e.End.Sub(e.Start), now)
 	case *event.GRPC:
 		side := 0
 		if !e.Server {
 			side = 1
 		}
-		svc, method := e.ServiceMethod()
-		lv := m.labels(e.Process, e.Process.ServiceName, svc, method, e.CodeName())
-		m.grpcHandled[side].WithLabelValues(lv...).Inc()
-		m.grpcHandling[side].WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
-		m.touch(m.grpcHandled[side].MetricVec, lv, now)
-		m.touch(m.grpcHandling[side].MetricVec, lv, now)
+		svc := event.ValidUTF8(e.Process.ServiceName)
+		grpcSvc, method := e.ServiceMethod()
+		if m.grpcMethods.label(svc, event.ValidUTF8(e.Method), now) == Overflow {
+			grpcSvc, method = Overflow, Overflow
+		}
+		lv := m.labels(e.Process, svc, grpcSvc, method, e.CodeName())
+		m.count(m.grpcHandled[side], m.grpcHandling[side], ev, lv, e.End.Sub(e.Start), now)
 	case *event.Pause:
 		if !e.Reason.GC() {
 			return
 		}
 		lv := m.labels(e.Process, e.Process.ServiceName)
-		m.gcPause.WithLabelValues(lv...).Observe(e.End.Sub(e.Start).Seconds())
+		pause := m.observer(m.gcPause, ev, lv)
+		if pause == nil {
+			return // the same labels fail every vector below
+		}
+		pause.Observe(e.End.Sub(e.Start).Seconds())
 		m.touch(m.gcPause.MetricVec, lv, now)
 		// Two pauses a cycle; the cycle is complete at mark termination.
 		if e.Reason == event.PauseGCMarkTermination {

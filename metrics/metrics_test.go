@@ -2,9 +2,12 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +188,99 @@ func TestSelfMetrics(t *testing.T) {
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
 		}
+	}
+}
+
+// Label values that are not valid UTF-8 — had they got past the decoders —
+// are counted under their sanitized form, for every kind of event; a bug
+// that panics costs one event, counted, and one log line per 10 s.
+func TestRecordNeverPanics(t *testing.T) {
+	var logged strings.Builder
+	m := New(Options{Log: slog.New(slog.NewTextHandler(&logged, nil)), ResourceLabels: []string{"k8s.pod.name"}})
+	t0 := time.Unix(1700000000, 0)
+	p := &event.Process{ServiceName: "caf\xe9", Resource: map[string]string{"k8s.pod.name": "pod\xff"}}
+	m.RecordAt(&event.HTTPServer{Process: p, Method: "GET", Path: "/\xff\xfe", Status: 404, Start: t0, End: t0}, t0)
+	m.RecordAt(&event.HTTPClient{Process: p, Method: "GET", Host: "h\xc3:80", Status: 200, Start: t0, End: t0}, t0)
+	m.RecordAt(&event.GRPC{Process: p, Server: true, Method: "/pkg.S\xff/M\xfe", Start: t0, End: t0}, t0)
+	m.RecordAt(&event.Pause{Process: p, Reason: event.PauseGCMarkTermination, Start: t0, End: t0, HeapMarked: 1}, t0)
+	for _, c := range []struct {
+		c    prometheus.Collector
+		want string
+	}{
+		{m.requests, "k8s_pod_name=\"pod\uFFFD\",method=\"GET\",route=\"/\uFFFD\uFFFD\",service_name=\"caf\uFFFD\",status_code=\"404\""},
+		{m.clientRequests, "k8s_pod_name=\"pod\uFFFD\",method=\"GET\",server_address=\"h\uFFFD\",service_name=\"caf\uFFFD\",status_code=\"200\""},
+		{m.grpcHandled[0], "grpc_code=\"OK\",grpc_method=\"M\uFFFD\",grpc_service=\"pkg.S\uFFFD\",k8s_pod_name=\"pod\uFFFD\",service_name=\"caf\uFFFD\""},
+		{m.gcCycles, "k8s_pod_name=\"pod\uFFFD\",service_name=\"caf\uFFFD\""},
+	} {
+		if got := labelSets(t, c.c); len(got) != 1 || got[0] != c.want {
+			t.Errorf("series %v, want {%s}", got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.failed.WithLabelValues("labels")); got != 0 {
+		t.Errorf("%v events failed for their labels", got)
+	}
+
+	// An event without its process is a bug upstream: contained.
+	for range 3 {
+		m.RecordAt(&event.HTTPServer{Method: "GET", Path: "/"}, t0)
+	}
+	if got := testutil.ToFloat64(m.failed.WithLabelValues("panic")); got != 3 {
+		t.Errorf("golens_metrics_record_failed_total{reason=panic} %v, want 3", got)
+	}
+	if n := strings.Count(logged.String(), "event not counted"); n != 1 {
+		t.Errorf("%d log lines for 3 failures within 10 s, want 1:\n%s", n, logged.String())
+	}
+}
+
+// labelSets renders each series of c as name="value" pairs, by name.
+func labelSets(t *testing.T, c prometheus.Collector) []string {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	c.Collect(ch)
+	close(ch)
+	var out []string
+	for mt := range ch {
+		var pb dto.Metric
+		if err := mt.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for _, lp := range pb.Label {
+			parts = append(parts, lp.GetName()+"="+strconv.Quote(lp.GetValue()))
+		}
+		out = append(out, strings.Join(parts, ","))
+	}
+	return out
+}
+
+// gRPC methods and client server addresses are capped per service as
+// routes are: beyond the cap one "other" series, and a count of what was
+// folded into it.
+func TestTrafficLabelsCapped(t *testing.T) {
+	m := New(Options{GRPCMethodsPerSvc: 2, AddressesPerSvc: 2})
+	t0 := time.Unix(1700000000, 0)
+	p := &event.Process{ServiceName: "a"}
+	for i := range 5 {
+		m.RecordAt(&event.GRPC{Process: p, Server: true, Method: fmt.Sprintf("/pkg.S/M%d", i), Code: 12, Start: t0, End: t0}, t0)
+		m.RecordAt(&event.HTTPClient{Process: p, Method: "GET", Host: fmt.Sprintf("h%d:80", i), Status: 200, Start: t0, End: t0}, t0)
+	}
+	if got := testutil.CollectAndCount(m.grpcHandled[0]); got != 3 {
+		t.Errorf("%d gRPC series, want 2 methods and other", got)
+	}
+	if got := testutil.ToFloat64(m.grpcHandled[0].WithLabelValues("a", Overflow, Overflow, "UNIMPLEMENTED")); got != 3 {
+		t.Errorf("other gRPC series %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.clientRequests.WithLabelValues("a", "GET", Overflow, "200")); got != 3 {
+		t.Errorf("other server_address series %v, want 3", got)
+	}
+	want := `
+# HELP golens_label_overflow_total Events whose label value was replaced by "other" because the service reached that label's cap.
+# TYPE golens_label_overflow_total counter
+golens_label_overflow_total{label="grpc_method"} 3
+golens_label_overflow_total{label="route"} 0
+golens_label_overflow_total{label="server_address"} 3
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "golens_label_overflow_total"); err != nil {
+		t.Error(err)
 	}
 }

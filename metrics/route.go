@@ -49,58 +49,61 @@ func looksLikeID(s string) bool {
 	return hex == len(s) && len(s) >= 16 && digits > 0
 }
 
-// routeCap limits the distinct route labels per service; beyond it, new
-// routes are reported as "other" so one noisy service cannot explode the
-// series count.
-type routeCap struct {
+// Overflow is the label value that stands for every value beyond a cap.
+const Overflow = "other"
+
+// labelCap limits the distinct values of one label per service (routes,
+// gRPC methods, server addresses); beyond it, new values are reported as
+// Overflow, so one noisy service or client cannot explode the series count.
+type labelCap struct {
 	mu       sync.Mutex
 	max      int
-	seen     map[string]map[string]time.Time // service -> route -> last use
+	seen     map[string]map[string]time.Time // service -> value -> last use
 	overflow uint64
 }
 
-func newRouteCap(max int) *routeCap {
-	return &routeCap{max: max, seen: make(map[string]map[string]time.Time)}
+func newLabelCap(max int) *labelCap {
+	return &labelCap{max: max, seen: make(map[string]map[string]time.Time)}
 }
 
-// label returns route itself while the service is under its cap.
-func (c *routeCap) label(service, route string, now time.Time) string {
+// label returns value itself while the service is under its cap.
+func (c *labelCap) label(service, value string, now time.Time) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	routes := c.seen[service]
-	if routes == nil {
-		routes = make(map[string]time.Time)
-		c.seen[service] = routes
+	values := c.seen[service]
+	if values == nil {
+		values = make(map[string]time.Time)
+		c.seen[service] = values
 	}
-	if _, ok := routes[route]; ok {
-		routes[route] = now
-		return route
+	if _, ok := values[value]; ok {
+		values[value] = now
+		return value
 	}
-	if len(routes) >= c.max {
+	if len(values) >= c.max {
 		c.overflow++
-		return "other"
+		return Overflow
 	}
-	routes[route] = now
-	return route
+	values[value] = now
+	return value
 }
 
-// expire frees the cap slots of routes unused for ttl.
-func (c *routeCap) expire(now time.Time, ttl time.Duration) {
+// expire frees the cap slots of values unused for ttl.
+func (c *labelCap) expire(now time.Time, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for svc, routes := range c.seen {
-		for r, last := range routes {
+	for svc, values := range c.seen {
+		for v, last := range values {
 			if now.Sub(last) > ttl {
-				delete(routes, r)
+				delete(values, v)
 			}
 		}
-		if len(routes) == 0 {
+		if len(values) == 0 {
 			delete(c.seen, svc)
 		}
 	}
 }
 
-func (c *routeCap) overflowed() uint64 {
+func (c *labelCap) overflowed() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.overflow

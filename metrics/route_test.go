@@ -1,8 +1,10 @@
 package metrics
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestNormalizePath(t *testing.T) {
@@ -25,7 +27,7 @@ func TestNormalizePath(t *testing.T) {
 }
 
 func TestRouteCap(t *testing.T) {
-	c := newRouteCap(2)
+	c := newLabelCap(2)
 	now := time.Unix(1700000000, 0)
 	for _, r := range []string{"/a", "/b", "/a"} {
 		if got := c.label("s1", r, now); got != r {
@@ -47,4 +49,35 @@ func TestRouteCap(t *testing.T) {
 	if got := c.label("s1", "/c", now.Add(11*time.Minute)); got != "/c" {
 		t.Errorf("after /b expired, /c = %q", got)
 	}
+}
+
+// FuzzNormalizePath: any path gives a label of the same segments, valid
+// UTF-8 when the path was, stable when normalised again, and no longer
+// than four bytes per byte of the path ("{id}" for a one-digit segment).
+func FuzzNormalizePath(f *testing.F) {
+	for _, p := range []string{"", "/", "/users/42", "/users/42/orders/7", "/o/123e4567-e89b-12d3-a456-426614174000",
+		"/blob/9f86d081884c7d659a2feaa0c55ad015", "/static/app.js", "//a//1/", "/caf\xc3\xa9/\xff\xfe", "/{id}/x"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got := NormalizePath(p)
+		if p == "" {
+			if got != "/" {
+				t.Fatalf("empty path gives %q", got)
+			}
+			return
+		}
+		if strings.Count(got, "/") != strings.Count(p, "/") {
+			t.Fatalf("NormalizePath(%q) = %q: segments changed", p, got)
+		}
+		if again := NormalizePath(got); again != got {
+			t.Fatalf("NormalizePath(%q) = %q, but again %q", p, got, again)
+		}
+		if utf8.ValidString(p) && !utf8.ValidString(got) {
+			t.Fatalf("NormalizePath(%q) = %q is not valid UTF-8", p, got)
+		}
+		if len(got) > 4*len(p) {
+			t.Fatalf("NormalizePath(%q) = %q: %d bytes from %d", p, got, len(got), len(p))
+		}
+	})
 }

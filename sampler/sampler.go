@@ -428,20 +428,17 @@ func (s *Sampler) fill(e *Effective, st *strategiesGen, svc *serviceState, strat
 	}
 }
 
-// Rates returns the effective sampling of every service the file lists or
-// the sampler has seen, service level and each operation with its own
-// strategy, sorted: what golens_sampling_probability{service_name,
-// operation} exports.
+// Rates returns the effective sampling of every service the sampler has
+// seen, service level and each operation with its own strategy, sorted:
+// what golens_sampling_probability{service_name, operation} exports. The
+// services are those of this node's targets, not every service a
+// cluster-wide strategies file lists, so the series stay as few as the
+// targets (and MaxServiceOperations per service).
 func (s *Sampler) Rates() []Effective {
 	st := s.strategies.Load()
-	names := st.Services()
 	s.mu.Lock()
-	for name := range s.services {
-		names = append(names, name)
-	}
+	names := slices.Sorted(maps.Keys(s.services))
 	s.mu.Unlock()
-	slices.Sort(names)
-	names = slices.Compact(names)
 	var out []Effective
 	for _, name := range names {
 		ss := st.lookup(name)

@@ -271,8 +271,11 @@ func TestRates(t *testing.T) {
 	s := New(Config{Clock: newFakeClock()}, mustParse(t, `{
 	  "default_strategy": {"type": "probabilistic", "param": 0.1},
 	  "service_strategies": [{"service": "api", "type": "probabilistic", "param": 0.5,
-	    "operation_strategies": [{"operation": "GET /a", "type": "ratelimiting", "param": 3}]}]}`))
+	    "operation_strategies": [{"operation": "GET /a", "type": "ratelimiting", "param": 3}]},
+	    {"service": "listed", "type": "probabilistic", "param": 0.3}]}`))
 	s.Decide(Span{Service: "seen", TraceID: TraceID{1}})
+	s.Decide(Span{Service: "api", TraceID: TraceID{2}})
+	// "listed" is in the file but not seen on this node: not exported.
 	got := s.Rates()
 	want := []Effective{
 		{Service: "api", Type: Probabilistic, Probability: 0.5, Scale: 1},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -28,6 +29,24 @@ const (
 // DefaultRate is the traces per second kept per service when there is no
 // strategies file, or the file has no default_strategy.
 const DefaultRate = 1000
+
+// Bounds of a strategies file. The file is often one ConfigMap for the
+// whole cluster, edited by hand or generated; whatever it holds, the agent
+// on each node must stay small, so what it may hold is bounded before it is
+// decoded and before anything is built from it.
+const (
+	// MaxFileBytes is the largest strategies file read (4 MiB: thousands
+	// of services with their operations).
+	MaxFileBytes = 4 << 20
+	// MaxServices is the most service_strategies entries.
+	MaxServices = 5000
+	// MaxServiceOperations is the most operation strategies one service
+	// may end up with, the default strategy's merged in.
+	MaxServiceOperations = 1000
+	// MaxOperations is the most operation strategies in all, each
+	// service's own plus the default's it takes.
+	MaxOperations = 50_000
+)
 
 // ErrInvalidStrategies is wrapped by every error Parse returns.
 var ErrInvalidStrategies = errors.New("invalid sampling strategies")
@@ -143,15 +162,37 @@ type (
 
 // Load reads and parses a strategies file.
 func Load(path string) (*Strategies, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read sampling strategies: %w", err)
+	}
+	defer f.Close()
+	b, err := readBounded(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	st, err := Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return st, nil
+}
+
+// readBounded reads a strategies file of at most MaxFileBytes, without
+// reading more than one byte past the bound.
+func readBounded(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read sampling strategies: %w", err)
+	}
+	if len(b) > MaxFileBytes {
+		return nil, tooLarge()
+	}
+	return b, nil
+}
+
+func tooLarge() error {
+	return &invalidError{[]string{fmt.Sprintf("the file is larger than %d MiB", MaxFileBytes>>20)}}
 }
 
 // invalidError lists every problem found in a file, on one line.
@@ -167,9 +208,15 @@ func (e *invalidError) Unwrap() error { return ErrInvalidStrategies }
 // ignored, as Jaeger does; every other problem is reported, naming the
 // service, operation and field.
 func Parse(b []byte) (*Strategies, error) {
+	if len(b) > MaxFileBytes {
+		return nil, tooLarge()
+	}
 	var f file
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, &invalidError{[]string{jsonProblem(b, err)}}
+	}
+	if err := checkBounds(&f); err != nil {
+		return nil, err
 	}
 	var p problems
 	st := &Strategies{services: make(map[string]*ServiceStrategy, len(f.ServiceStrategies))}
@@ -195,6 +242,37 @@ func Parse(b []byte) (*Strategies, error) {
 		return nil, &invalidError{p}
 	}
 	return st, nil
+}
+
+// checkBounds refuses a file that lists more than the agent keeps, before
+// anything is built from it. The operation counts are upper bounds (an
+// operation both a service and the default name counts twice).
+func checkBounds(f *file) error {
+	if n := len(f.ServiceStrategies); n > MaxServices {
+		return &invalidError{[]string{fmt.Sprintf("%d service_strategies, more than %d", n, MaxServices)}}
+	}
+	def := 0
+	if f.DefaultStrategy != nil {
+		def = len(f.DefaultStrategy.OperationStrategies)
+	}
+	if def > MaxServiceOperations {
+		return &invalidError{[]string{fmt.Sprintf("default_strategy: %d operation_strategies, more than %d", def, MaxServiceOperations)}}
+	}
+	total := def
+	for i := range f.ServiceStrategies {
+		fs := &f.ServiceStrategies[i]
+		n := len(fs.OperationStrategies)
+		if n+def > MaxServiceOperations {
+			return &invalidError{[]string{fmt.Sprintf("service %q: %d operation_strategies and %d of default_strategy, more than %d",
+				fs.Service, n, def, MaxServiceOperations)}}
+		}
+		total += n + def
+	}
+	if total > MaxOperations {
+		return &invalidError{[]string{fmt.Sprintf("%d operation strategies in all (each service's own and the default's it takes), more than %d",
+			total, MaxOperations)}}
+	}
+	return nil
 }
 
 // jsonProblem says where in the file decoding failed.

@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -240,5 +241,66 @@ func TestLoadErrors(t *testing.T) {
 	_, err := Load(path)
 	if !errors.Is(err, ErrInvalidStrategies) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Load(bad) = %v, want an ErrInvalidStrategies naming %s", err, path)
+	}
+}
+
+func TestParseBounds(t *testing.T) {
+	services := func(n, ops, defOps int) string {
+		op := func(b *strings.Builder, n int, prefix string) {
+			b.WriteString(`"operation_strategies": [`)
+			for i := range n {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(b, `{"operation": "%s%d", "type": "probabilistic", "param": 1}`, prefix, i)
+			}
+			b.WriteString(`]`)
+		}
+		var b strings.Builder
+		b.WriteString(`{"default_strategy": {"type": "probabilistic", "param": 1, `)
+		op(&b, defOps, "def")
+		b.WriteString(`}, "service_strategies": [`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"service": "s%d", "type": "probabilistic", "param": 1, `, i)
+			op(&b, ops, "op")
+			b.WriteString(`}`)
+		}
+		b.WriteString(`]}`)
+		return b.String()
+	}
+	for _, c := range []struct {
+		name, file, want string
+	}{
+		{"too many services", services(MaxServices+1, 0, 0), "5001 service_strategies, more than 5000"},
+		{"too many operations in a service", services(1, MaxServiceOperations+1, 0), `service "s0": 1001 operation_strategies and 0 of default_strategy, more than 1000`},
+		{"the default's operations count", services(1, 600, 401), `service "s0": 600 operation_strategies and 401 of default_strategy, more than 1000`},
+		{"too many in the default", services(0, 0, MaxServiceOperations+1), "default_strategy: 1001 operation_strategies, more than 1000"},
+		{"too many in all", services(60, 900, 0), "54000 operation strategies in all"},
+		{"too large", `{"service_strategies": []}` + strings.Repeat(" ", MaxFileBytes), "larger than 4 MiB"},
+	} {
+		_, err := Parse([]byte(c.file))
+		if !errors.Is(err, ErrInvalidStrategies) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want one saying %q", c.name, err, c.want)
+		}
+	}
+	// At the bounds: accepted.
+	for _, f := range []string{services(MaxServices, 0, 0), services(1, 500, 500), services(50, 1000, 0)} {
+		if _, err := Parse([]byte(f)); err != nil {
+			t.Errorf("a file at the bounds: %v", err)
+		}
+	}
+}
+
+// A file larger than MaxFileBytes is refused without being read whole.
+func TestLoadTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(path, append([]byte(`{"service_strategies": []}`), make([]byte, MaxFileBytes)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); !errors.Is(err, ErrInvalidStrategies) || !strings.Contains(err.Error(), "larger than 4 MiB") {
+		t.Errorf("Load(big) = %v", err)
 	}
 }

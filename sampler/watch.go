@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -96,6 +95,12 @@ func (w *Watcher) Poll() {
 	if w.polls%rereadEvery != 0 && info.Size() == w.applied.size && info.ModTime().Equal(w.applied.modTime) {
 		return
 	}
+	if info.Size() > MaxFileBytes {
+		// Not read at all, poll after poll, while it stays too large.
+		err := tooLarge()
+		w.reject(fingerprint{err: err.Error()}, fmt.Errorf("%s: %w", w.path, err))
+		return
+	}
 	fp, b, err := w.read()
 	if err != nil {
 		w.reject(fingerprint{err: err.Error()}, err)
@@ -130,9 +135,9 @@ func (w *Watcher) read() (fingerprint, []byte, error) {
 	if err != nil {
 		return fingerprint{}, nil, fmt.Errorf("read sampling strategies: %w", err)
 	}
-	b, err := io.ReadAll(f)
+	b, err := readBounded(f)
 	if err != nil {
-		return fingerprint{}, nil, fmt.Errorf("read sampling strategies: %w", err)
+		return fingerprint{size: info.Size(), modTime: info.ModTime(), err: err.Error()}, nil, err
 	}
 	return fingerprint{size: info.Size(), modTime: info.ModTime(), sum: sha256.Sum256(b)}, b, nil
 }

@@ -170,3 +170,29 @@ func TestNewWatcherRefusesBadFile(t *testing.T) {
 		t.Errorf("strategies changed by a refused file: default %s", got)
 	}
 }
+
+// A file grown past MaxFileBytes is refused once, not re-read poll after
+// poll, and the previous strategies stay.
+func TestWatcherRefusesLargeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "strategies.json")
+	replace(t, path, strategyFile("0.5"))
+	var logs syncBuffer
+	s := New(Config{}, nil)
+	w, err := NewWatcher(path, s, WatchConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(t, path, strategyFile("0.25")+strings.Repeat(" ", MaxFileBytes))
+	for range 3 {
+		w.Poll()
+	}
+	if got := s.Strategies().Service("api").Param; got != 0.5 {
+		t.Errorf("param %v after a too large file, want the previous 0.5", got)
+	}
+	if got := s.Stats().ReloadFailures; got != 1 {
+		t.Errorf("ReloadFailures = %d, want 1", got)
+	}
+	if l := logs.lines(); len(l) != 1 || !strings.Contains(l[0], "larger than 4 MiB") {
+		t.Errorf("log %q, want one line saying the file is too large", l)
+	}
+}

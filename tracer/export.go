@@ -8,10 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -84,7 +85,9 @@ func NewExporter(_ context.Context, c ExportConfig, console io.Writer) (sdktrace
 	return exp, nil
 }
 
-// ConsoleExporter prints one line per span: what `make demo` shows.
+// ConsoleExporter prints one line per span: what `make demo` shows. Every
+// value that may hold a target's bytes is quoted (strconv.Quote), so a path
+// with an encoded newline stays on its span's line and cannot forge another.
 type ConsoleExporter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -97,6 +100,7 @@ func NewConsoleExporter(w io.Writer) *ConsoleExporter { return &ConsoleExporter{
 func (c *ConsoleExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var b []byte
 	for _, s := range spans {
 		svc := ""
 		for _, kv := range s.Resource().Attributes() {
@@ -104,18 +108,53 @@ func (c *ConsoleExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOn
 				svc = kv.Value.AsString()
 			}
 		}
-		var b strings.Builder
-		fmt.Fprintf(&b, "span service=%s name=%q kind=%s trace=%s span=%s", svc, s.Name(), s.SpanKind(), s.SpanContext().TraceID(), s.SpanContext().SpanID())
+		sc := s.SpanContext()
+		b = append(b, "span service="...)
+		b = strconv.AppendQuote(b, svc)
+		b = append(b, " name="...)
+		b = strconv.AppendQuote(b, s.Name())
+		b = fmt.Appendf(b, " kind=%s trace=%s span=%s", s.SpanKind(), sc.TraceID(), sc.SpanID())
 		if s.Parent().IsValid() {
-			fmt.Fprintf(&b, " parent=%s", s.Parent().SpanID())
+			b = fmt.Appendf(b, " parent=%s", s.Parent().SpanID())
 		}
-		fmt.Fprintf(&b, " duration=%s status=%s", s.EndTime().Sub(s.StartTime()).Round(time.Microsecond), s.Status().Code)
+		b = fmt.Appendf(b, " duration=%s status=%s", s.EndTime().Sub(s.StartTime()).Round(time.Microsecond), s.Status().Code)
 		for _, kv := range s.Attributes() {
-			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+			b = append(b, ' ')
+			b = appendConsoleKey(b, string(kv.Key))
+			b = append(b, '=')
+			b = appendConsoleValue(b, kv.Value)
 		}
-		fmt.Fprintln(c.w, b.String())
+		b = append(b, '\n')
 	}
-	return nil
+	_, err := c.w.Write(b)
+	return err
+}
+
+// appendConsoleKey writes an attribute key bare when it is made of the
+// characters semantic convention names use, quoted otherwise.
+func appendConsoleKey(b []byte, k string) []byte {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return strconv.AppendQuote(b, k)
+		}
+	}
+	if k == "" {
+		return append(b, `""`...)
+	}
+	return append(b, k...)
+}
+
+// appendConsoleValue writes numbers and booleans as they are, strings
+// quoted, and anything else (slices, maps) as its quoted text.
+func appendConsoleValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.BOOL, attribute.INT64, attribute.FLOAT64:
+		return append(b, v.Emit()...)
+	case attribute.STRING:
+		return strconv.AppendQuote(b, v.AsString())
+	}
+	return strconv.AppendQuote(b, v.Emit())
 }
 
 // Shutdown implements sdktrace.SpanExporter.

@@ -11,6 +11,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/golens/golens/probes/event"
 )
 
 // Field numbers of the OTLP messages the encoder writes, from
@@ -386,10 +388,14 @@ func (e *spanEncoder) keyValue(num protowire.Number, kv attribute.KeyValue) {
 // bool, whose sizes are known up front: the common case, without
 // back-patching lengths. It reports whether it did.
 func (e *spanEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValue) bool {
-	var inner int // the AnyValue's one field, tag included
+	var (
+		inner int    // the AnyValue's one field, tag included
+		str   string // the value when a string, made valid as anyString would
+	)
 	switch kv.Value.Type() {
 	case attribute.STRING:
-		n := len(kv.Value.AsString())
+		str = event.ValidUTF8(kv.Value.AsString())
+		n := len(str)
 		inner = 1 + protowire.SizeVarint(uint64(n)) + n
 	case attribute.INT64:
 		inner = 1 + protowire.SizeVarint(uint64(kv.Value.AsInt64()))
@@ -400,19 +406,20 @@ func (e *spanEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValue
 	default:
 		return false
 	}
-	key := len(kv.Key)
+	key := event.ValidUTF8(string(kv.Key))
 	body := 1 + protowire.SizeVarint(uint64(inner)) + inner
-	if key > 0 {
-		body += 1 + protowire.SizeVarint(uint64(key)) + key
+	if len(key) > 0 {
+		body += 1 + protowire.SizeVarint(uint64(len(key))) + len(key)
 	}
 	e.buf = protowire.AppendTag(e.buf, num, protowire.BytesType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(body))
-	e.string(fKVKey, string(kv.Key))
+	e.string(fKVKey, key)
 	e.buf = protowire.AppendTag(e.buf, fKVValue, protowire.BytesType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(inner))
 	switch kv.Value.Type() {
 	case attribute.STRING:
-		e.anyString(kv.Value.AsString())
+		e.buf = protowire.AppendTag(e.buf, fAnyString, protowire.BytesType)
+		e.buf = protowire.AppendString(e.buf, str)
 	case attribute.INT64:
 		e.anyInt(kv.Value.AsInt64())
 	case attribute.BOOL:
@@ -498,9 +505,14 @@ func (e *spanEncoder) anyDouble(f float64) {
 	e.buf = protowire.AppendFixed64(e.buf, math.Float64bits(f))
 }
 
+// Every string goes out as valid UTF-8: a receiver built on protobuf-go
+// rejects the whole request for one invalid string field. The decoders
+// already made the target's strings valid; this is the last line, cheap
+// for the valid (nearly always ASCII) strings it sees.
+
 func (e *spanEncoder) anyString(s string) {
 	e.buf = protowire.AppendTag(e.buf, fAnyString, protowire.BytesType)
-	e.buf = protowire.AppendString(e.buf, s)
+	e.buf = protowire.AppendString(e.buf, event.ValidUTF8(s))
 }
 
 // The scalar writers below leave out zero values, as proto3 does for
@@ -511,7 +523,7 @@ func (e *spanEncoder) string(num protowire.Number, s string) {
 		return
 	}
 	e.buf = protowire.AppendTag(e.buf, num, protowire.BytesType)
-	e.buf = protowire.AppendString(e.buf, s)
+	e.buf = protowire.AppendString(e.buf, event.ValidUTF8(s))
 }
 
 func (e *spanEncoder) bytes(num protowire.Number, b []byte) {

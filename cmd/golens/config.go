@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/golens/golens/discovery"
+	"github.com/golens/golens/metrics"
 	"gopkg.in/yaml.v3"
 )
 
@@ -280,8 +280,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 			cfg.Exporter = "otlp"
 		}
 	}
-	if !sort.Float64sAreSorted(cfg.DurationBuckets) {
-		return cfg, usageError{fmt.Errorf("duration buckets %v: must be increasing", cfg.DurationBuckets)}
+	if err := metrics.CheckBuckets(cfg.DurationBuckets); err != nil {
+		return cfg, usageError{err}
 	}
 	if cfg.MetricsResourceLabels == nil && cfg.Discover.k8s {
 		cfg.MetricsResourceLabels = discovery.BoundedPodResourceKeys

@@ -132,3 +132,18 @@ func TestOTLPEnvironment(t *testing.T) {
 		t.Errorf("timeout 10s (not milliseconds): %v, want a usage error", err)
 	}
 }
+
+func TestDurationBucketsChecked(t *testing.T) {
+	for _, b := range []string{"0.1,0.1", "0.5,0.1", "-1,1", "NaN", "0.1,NaN,1", "-Inf,1"} {
+		_, err := parseConfig([]string{"--pid", "1", "--duration-buckets=" + b})
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "duration bucket") {
+			t.Errorf("--duration-buckets=%s: err %v, want a usage error naming the buckets", b, err)
+		}
+	}
+	for _, b := range []string{"0.1,0.5,1", "0,1", "0.1,+Inf"} {
+		if _, err := parseConfig([]string{"--pid", "1", "--duration-buckets=" + b}); err != nil {
+			t.Errorf("--duration-buckets=%s: %v", b, err)
+		}
+	}
+}

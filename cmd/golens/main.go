@@ -77,7 +77,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL, ResourceLabels: cfg.MetricsResourceLabels})
+	met := metrics.New(metrics.Options{Buckets: cfg.DurationBuckets, IdleTTL: cfg.MetricsIdleTTL, ResourceLabels: cfg.MetricsResourceLabels, Log: log})
 	srv, err := met.Listen(cfg.MetricsAddr)
 	if err != nil {
 		log.Error("cannot serve metrics", "addr", cfg.MetricsAddr, "err", err)

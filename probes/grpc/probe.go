@@ -103,12 +103,14 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 		return nil, fmt.Errorf("grpc %w", err)
 	}
 	ev := &event.GRPC{
-		Process:    t.Proc,
-		Start:      t.Clock.Time(e.StartNs),
-		End:        t.Clock.Time(e.EndNs),
-		Server:     e.Side == 1,
-		Method:     string(e.Method[:min(int(e.MethodLen), len(e.Method))]),
-		DialTarget: string(e.Addr[:min(int(e.AddrLen), len(e.Addr))]),
+		Process: t.Proc,
+		Start:   t.Clock.Time(e.StartNs),
+		End:     t.Clock.Time(e.EndNs),
+		Server:  e.Side == 1,
+		Method:  probes.String(e.Method[:], int(e.MethodLen), e.Cut != 0),
+		// The probe records no cut bit for the target; one that fills
+		// its buffer may have been cut.
+		DialTarget: probes.String(e.Addr[:], int(e.AddrLen), int(e.AddrLen) >= len(e.Addr)),
 		Code:       int(e.Code),
 		Linked:     e.Link != 0,
 		Cut:        e.Cut != 0,

@@ -96,7 +96,16 @@ var Probe = probes.Spec{
 	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
 }
 
-// Bits of http_server_event.cut.
+// Bits of the events' cut field, mirroring the CUT_ enum in nethttp.c.
+const (
+	cutMethod = 1 << iota
+	cutPath
+	cutRoute
+	cutHost
+	cutRemote
+)
+
+// cutNames name the cut bits, lowest first.
 var cutNames = []string{"method", "path", "route", "host", "remote"}
 
 func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
@@ -108,11 +117,11 @@ func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
 		Process:    t.Proc,
 		Start:      t.Clock.Time(e.StartNs),
 		End:        t.Clock.Time(e.EndNs),
-		Method:     str(e.Method[:], e.MethodLen),
-		Path:       str(e.Path[:], e.PathLen),
-		Route:      str(e.Route[:], e.RouteLen),
-		Host:       str(e.Host[:], e.HostLen),
-		RemoteAddr: str(e.Remote[:], e.RemoteLen),
+		Method:     str(e.Method[:], e.MethodLen, e.Cut&cutMethod != 0),
+		Path:       str(e.Path[:], e.PathLen, e.Cut&cutPath != 0),
+		Route:      str(e.Route[:], e.RouteLen, e.Cut&cutRoute != 0),
+		Host:       str(e.Host[:], e.HostLen, e.Cut&cutHost != 0),
+		RemoteAddr: str(e.Remote[:], e.RemoteLen, e.Cut&cutRemote != 0),
 		Status:     int(e.Status),
 		ProtoMajor: int(e.ProtoMajor),
 		ProtoMinor: int(e.ProtoMinor),
@@ -147,14 +156,16 @@ func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
 		return nil, err
 	}
 	ev := &event.HTTPClient{
-		Process:   t.Proc,
-		Start:     t.Clock.Time(e.StartNs),
-		End:       t.Clock.Time(e.EndNs),
-		Link:      event.ParentLink(e.Link),
-		Method:    str(e.Method[:], e.MethodLen),
-		Scheme:    str(e.Scheme[:], e.SchemeLen),
-		Host:      str(e.Host[:], e.HostLen),
-		Path:      str(e.Path[:], e.PathLen),
+		Process: t.Proc,
+		Start:   t.Clock.Time(e.StartNs),
+		End:     t.Clock.Time(e.EndNs),
+		Link:    event.ParentLink(e.Link),
+		Method:  str(e.Method[:], e.MethodLen, e.Cut&cutMethod != 0),
+		// The probe records no cut bit for the scheme; one that fills its
+		// buffer may have been cut.
+		Scheme:    str(e.Scheme[:], e.SchemeLen, int(e.SchemeLen) >= len(e.Scheme)),
+		Host:      str(e.Host[:], e.HostLen, e.Cut&cutHost != 0),
+		Path:      str(e.Path[:], e.PathLen, e.Cut&cutPath != 0),
 		Status:    int(e.Status),
 		Err:       e.ErrItab != 0,
 		Truncated: truncated(e.Cut),
@@ -162,7 +173,8 @@ func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
 	ev.SpanContext = spanContext(&e.Sc)
 	if ev.Err {
 		ev.Status = 0 // no response with an error
-		if ev.ErrorType = t.ErrorType(e.ErrItab); ev.ErrorType == "" {
+		// A type name from the target's symbol table: its bytes, too.
+		if ev.ErrorType = event.ValidUTF8(t.ErrorType(e.ErrItab)); ev.ErrorType == "" {
 			ev.ErrorType = "_OTHER"
 		}
 	}
@@ -179,9 +191,4 @@ func spanContext(sc *bpfSpanContext) event.SpanContext {
 	}
 }
 
-func str(b []uint8, n uint16) string {
-	if int(n) > len(b) {
-		n = uint16(len(b))
-	}
-	return string(b[:n])
-}
+func str(b []uint8, n uint16, cut bool) string { return probes.String(b, int(n), cut) }

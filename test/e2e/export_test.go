@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -202,23 +200,6 @@ func TestOTLPExporterEnvConsole(t *testing.T) {
 	if n := len(recv.Spans()); n != 0 {
 		t.Errorf("%d spans went to the OTLP endpoint with OTEL_TRACES_EXPORTER=console", n)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitMetric waits until the agent's /metrics has name (any labels summed)

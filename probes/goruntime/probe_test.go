@@ -1,0 +1,51 @@
+package goruntime
+
+import (
+	"reflect"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/event"
+)
+
+func raw(e *bpfGcPauseEvent) []byte {
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(e)), unsafe.Sizeof(*e))...)
+}
+
+var tg = &probes.Target{Proc: &event.Process{PID: 3}, Clock: &probes.Clock{}}
+
+func TestDecode(t *testing.T) {
+	in := &bpfGcPauseEvent{StartNs: 5_000, EndNs: 55_000, HeapMarked: 4 << 20, Goidgen: 1234, Reason: 1}
+	in.Hdr.Kind = eventGCPause
+	got, err := decode(raw(in), tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &event.Pause{Process: tg.Proc, Start: time.Unix(0, 5_000), End: time.Unix(0, 55_000),
+		Reason: event.PauseGCMarkTermination, HeapMarked: 4 << 20, GoroutinesIssued: 1234}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	if _, err := decode(raw(in)[:20], tg); err == nil {
+		t.Error("a short event decoded")
+	}
+}
+
+// FuzzDecode: any bytes decode to a pause or an error, never a panic.
+func FuzzDecode(f *testing.F) {
+	in := &bpfGcPauseEvent{StartNs: 5_000, EndNs: 55_000, HeapMarked: 4 << 20, Goidgen: 1234, Reason: 2}
+	in.Hdr.Kind = eventGCPause
+	f.Add(raw(in))
+	f.Add([]byte{3, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := decode(b, tg)
+		if err != nil {
+			return
+		}
+		if p := ev.(*event.Pause); p.Process != tg.Proc {
+			t.Fatal("pause without its process")
+		}
+	})
+}
