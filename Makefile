@@ -39,7 +39,9 @@ deps:
 # Short coverage-guided runs of every fuzz target (package:Name), beyond the
 # seed corpora every `go test` runs anyway.
 FUZZ_TIME ?= 10s
-FUZZ :=
+FUZZ := probes/nethttp:FuzzDecode probes/grpc:FuzzDecode probes/goruntime:FuzzDecode \
+	probes:FuzzString probes/event:FuzzValidUTF8 tracer:FuzzOTLPEncode sampler:FuzzParse \
+	cmd/golens:FuzzConfigFile metrics:FuzzNormalizePath
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $$t ($(FUZZ_TIME))"; \
