@@ -133,3 +133,43 @@ func TestSlowCollector(t *testing.T) {
 		t.Errorf("%d exports, want 1 (no retry)", calls)
 	}
 }
+
+// A full export queue drops spans, counted under queue_full; with the
+// collector hanging, every span served is accounted for exactly: dropped
+// for a full queue, or left unexported at shutdown.
+func TestExportQueueFull(t *testing.T) {
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	recv.SetDelay(time.Hour)
+	const queue, served = 10, 60
+	app, agent := startExport(t, recv, "--export-queue-size", fmt.Sprint(queue), "--shutdown-timeout", "1s", "--otlp-timeout", "1m")
+	get(t, app.Addr, "/hello")
+	deadline := time.Now().Add(5 * time.Second)
+	for recv.Calls() == 0 { // the first batch hangs at the collector
+		if time.Now().After(deadline) {
+			t.Fatalf("no export started\n%s", agent.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 1; i < served; i++ {
+		get(t, app.Addr, "/hello")
+	}
+	waitSeries(t, agent, `golens_spans_dropped_total{reason="queue_full"}`, served-1-queue, 10*time.Second)
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := scrapeValue(t, text, "golens_export_queue_length"); got != queue {
+		t.Errorf("golens_export_queue_length %v, want the queue's %d", got, queue)
+	}
+	if _, _, err := agent.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m := unexportedRe.FindStringSubmatch(agent.Log())
+	if m == nil || m[1] != fmt.Sprint(queue+1) {
+		t.Errorf("want %d unexported at shutdown (the queue and the batch in flight):\n%s", queue+1, agent.Log())
+	}
+}
