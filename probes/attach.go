@@ -10,20 +10,18 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/inspect"
-	"golang.org/x/sys/unix"
 )
 
 // Attach instruments process pid. It returns an error when no probe family
 // could be attached; families that fail are reported in Attachment.Refused.
 func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 	res := Attachment{Refused: make(map[string]error)}
-	m.mu.Lock()
-	_, dup := m.targets[pid]
-	m.mu.Unlock()
-	if dup {
-		return res, fmt.Errorf("pid %d: already attached", pid)
+	if err := m.awaitReleased(pid); err != nil {
+		return res, err
 	}
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
@@ -53,7 +51,7 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		pidfd.Close()
 		return res, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	t := &target{proc: proc, pidfd: pidfd}
+	t := &target{proc: proc, pidfd: pidfd, done: make(chan struct{})}
 	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: errorTypes(bin, pid)}
 	for _, s := range m.specs {
 		if s.Library != "" && !bin.HasFunc(s.Library) {
@@ -77,8 +75,15 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		return res, fmt.Errorf("pid %d (%s): no probe could be attached: %w", pid, exeName(pid), joinRefusals(res.Refused))
 	}
 	m.mu.Lock()
-	m.targets[pid] = t
+	_, dup := m.targets[pid]
+	if !dup {
+		m.targets[pid] = t
+	}
 	m.mu.Unlock()
+	if dup {
+		t.close()
+		return Attachment{}, fmt.Errorf("pid %d: already attached", pid)
+	}
 	go m.awaitExit(pid, t)
 	if m.reader != nil {
 		// Wake the reader: it waits without a deadline while there is no
@@ -87,6 +92,24 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		m.reader.Flush()
 	}
 	return res, nil
+}
+
+// awaitReleased returns once pid is free to attach: an earlier process of
+// that pid being released (its events still in the ring, decoded as its)
+// is waited for, so that none of them is taken for the new process's. It
+// fails when pid is attached.
+func (m *Manager) awaitReleased(pid int) error {
+	m.mu.Lock()
+	t, ok := m.targets[pid]
+	releasing := ok && t.releasing
+	m.mu.Unlock()
+	if ok && !releasing {
+		return fmt.Errorf("pid %d: already attached", pid)
+	}
+	if ok {
+		<-t.done
+	}
+	return nil
 }
 
 // errorTypes resolves error itab addresses of a running process to type

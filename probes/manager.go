@@ -11,14 +11,14 @@ import (
 	"sync/atomic"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/golens/golens/probes/event"
 )
 
-// Handler receives every decoded event, in the reader goroutine.
+// Handler receives every decoded event, one at a time: in the reader
+// goroutine or, while a target is released, in its releaser's.
 type Handler func(event.Event)
 
 // Stats are the manager's counters, for golens_ metrics.
@@ -53,16 +53,9 @@ type Manager struct {
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
 	exited       chan int
-}
 
-// target is one instrumented process and everything attached to it.
-type target struct {
-	Target
-	proc     *event.Process
-	pidfd    *os.File // pollable: readable once the process exited
-	colls    []*ebpf.Collection
-	links    []link.Link
-	attached []string // probe names
+	passes passes         // who reads the ring, and how far
+	rec    ringbuf.Record // the record being read, reused by every pass
 }
 
 // Feature names an opt-in, costly hook set.
@@ -90,6 +83,7 @@ func NewManager(specs []Spec, features []string, h Handler, log *slog.Logger) *M
 		decoders: make(map[uint32]Decoder),
 		exited:   make(chan int, 1024),
 	}
+	m.passes.cond.L = &m.passes.mu
 	for _, f := range features {
 		m.features[f] = true
 	}
@@ -218,8 +212,11 @@ func (m *Manager) Stats() Stats {
 		Refused:      make(map[string]int),
 	}
 	m.mu.Lock()
-	s.Targets = len(m.targets)
 	for _, t := range m.targets {
+		if t.releasing {
+			continue
+		}
+		s.Targets++
 		for _, name := range t.attached {
 			s.Attached[name]++
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+
 	"github.com/golens/golens/probes/event"
 )
 
@@ -27,9 +28,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	}()
 	err := m.readLoop(ctx)
 	wg.Wait()
+	// Targets a releaser holds are its to finish (it reads the ring
+	// itself now that the loop is gone).
 	m.mu.Lock()
-	targets := m.targets
-	m.targets = make(map[int]*target)
+	var targets []*target
+	for _, t := range m.targets {
+		if !t.releasing {
+			t.releasing = true
+			targets = append(targets, t)
+		}
+	}
 	m.mu.Unlock()
 	// Closing links waits for the kernel's uprobe grace periods: let the
 	// targets' waits overlap.
@@ -40,7 +48,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	cwg.Wait()
 	// Events already in the ring were paid for by the target: deliver them.
-	m.drain()
+	m.readPass(time.Now())
 	return err
 }
 
@@ -55,10 +63,33 @@ const (
 	idlePoll     = time.Second
 )
 
+// passes orders the reads of the ring. A read pass reads until the ring is
+// empty and its deadline passed, or until a Flush: it has delivered every
+// event committed before it began. Passes never overlap, so the handler
+// sees one event at a time, and a releaser can wait for a pass that began
+// after its target's links were closed (see awaitDrained).
+type passes struct {
+	mu      sync.Mutex
+	cond    sync.Cond // L is &mu; signalled when a pass ends or the loop stops
+	done    uint64    // passes completed
+	running bool      // a pass is in progress
+	loop    bool      // readLoop is running: it will start passes
+	waiting int       // releasers waiting for a pass
+}
+
 func (m *Manager) readLoop(ctx context.Context) error {
-	var rec ringbuf.Record
 	stop := context.AfterFunc(ctx, func() { m.reader.Flush() })
 	defer stop()
+	p := &m.passes
+	p.mu.Lock()
+	p.loop = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.loop = false
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}()
 	wait := pollInterval
 	for ctx.Err() == nil {
 		m.mu.Lock()
@@ -68,25 +99,12 @@ func (m *Manager) readLoop(ctx context.Context) error {
 		if idle {
 			deadline = time.Time{} // until Attach or shutdown flushes
 		}
-		m.reader.SetDeadline(deadline)
-		n, flushed := 0, false
-		for {
-			err := m.reader.ReadInto(&rec)
-			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					break
-				}
-				if errors.Is(err, ringbuf.ErrFlushed) {
-					flushed = true
-					break
-				}
-				if errors.Is(err, ringbuf.ErrClosed) {
-					return nil
-				}
-				return fmt.Errorf("read ring buffer: %w", err)
-			}
-			n++
-			m.dispatch(rec.RawSample)
+		n, flushed, err := m.readPass(deadline)
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read ring buffer: %w", err)
 		}
 		if n > 0 || flushed {
 			wait = pollInterval
@@ -97,15 +115,70 @@ func (m *Manager) readLoop(ctx context.Context) error {
 	return nil
 }
 
-func (m *Manager) drain() {
-	var rec ringbuf.Record
-	m.reader.SetDeadline(time.Now())
-	for {
-		if err := m.reader.ReadInto(&rec); err != nil {
-			return
-		}
-		m.dispatch(rec.RawSample)
+// readPass delivers events until the ring is empty once deadline passed
+// (a zero deadline: until a Flush), and reports how many it read and
+// whether a Flush ended it. It waits for a pass in progress to end first.
+func (m *Manager) readPass(deadline time.Time) (n int, flushed bool, err error) {
+	p := &m.passes
+	p.mu.Lock()
+	for p.running {
+		p.cond.Wait()
 	}
+	p.running = true
+	if p.waiting > 0 {
+		deadline = time.Now() // a releaser waits for this pass: do not linger
+	}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = false
+		p.done++
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}()
+	m.reader.SetDeadline(deadline)
+	for {
+		err := m.reader.ReadInto(&m.rec)
+		switch {
+		case err == nil:
+			n++
+			m.dispatch(m.rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return n, false, nil
+		case errors.Is(err, ringbuf.ErrFlushed):
+			return n, true, nil
+		default:
+			return n, false, err
+		}
+	}
+}
+
+// awaitDrained returns once a read pass that began after the call has
+// ended: every event committed to the ring before the call has then been
+// delivered. The reader loop runs that pass, woken at once; when there is
+// no loop (before Run, or after it returned) the caller runs it.
+func (m *Manager) awaitDrained() {
+	p := &m.passes
+	p.mu.Lock()
+	want := p.done + 1
+	if p.running {
+		want++ // the pass in progress may have begun before the call
+	}
+	p.waiting++
+	p.mu.Unlock()
+	m.reader.Flush() // end the pass in progress now, not at its deadline
+	p.mu.Lock()
+	for p.done < want {
+		if !p.loop && !p.running {
+			p.mu.Unlock()
+			m.readPass(time.Now())
+			p.mu.Lock()
+			continue
+		}
+		p.cond.Wait()
+	}
+	p.waiting--
+	p.mu.Unlock()
 }
 
 // header mirrors struct event_header.
@@ -126,7 +199,8 @@ func (m *Manager) dispatch(raw []byte) {
 	t := m.targets[int(h.PID)]
 	m.mu.Unlock()
 	if dec == nil || t == nil {
-		// A kind we do not know, or a target already released: count it.
+		// A kind we do not know, or a pid never attached: count it. (A
+		// released target stays known until its events are delivered.)
 		m.decodeErrors.Add(1)
 		return
 	}
