@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -52,12 +50,13 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		return res, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	t := &target{proc: proc, pidfd: pidfd, done: make(chan struct{})}
-	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: errorTypes(bin, pid)}
+	im := readImage(pid, bin)
+	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: im.errorTypes(bin)}
 	for _, s := range m.specs {
 		if s.Library != "" && !bin.HasFunc(s.Library) {
 			continue // the program does not use this library
 		}
-		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, pid)
+		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, im)
 		if err != nil {
 			res.Refused[s.Name] = err
 			m.countRefusal(err)
@@ -112,44 +111,6 @@ func (m *Manager) awaitReleased(pid int) error {
 	return nil
 }
 
-// errorTypes resolves error itab addresses of a running process to type
-// names, from the binary's symbols shifted by where the process loaded it.
-func errorTypes(bin *inspect.Binary, pid int) func(uint64) string {
-	itabs := bin.ErrorItabs()
-	var bias uint64
-	if bin.PIE && len(itabs) > 0 {
-		bias = loadBase(pid)
-	}
-	return func(itab uint64) string {
-		return itabs[itab-bias]
-	}
-}
-
-// loadBase is the address the executable of pid is mapped at (its mapping
-// of file offset 0). Go PIE binaries are linked at 0, so this is the bias.
-func loadBase(pid int) uint64 {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return 0
-	}
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(maps), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[2] != "00000000" || f[5] != exe {
-			continue
-		}
-		start, _, _ := strings.Cut(f[0], "-")
-		v, err := strconv.ParseUint(start, 16, 64)
-		if err == nil {
-			return v
-		}
-	}
-	return 0
-}
-
 // point is one uprobe to attach: a program at a file offset.
 type point struct {
 	prog string
@@ -197,7 +158,7 @@ func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
 // Optional hooks that cannot be attached are reported in skipped.
 // It returns the collection, its links, and the number of probe points
 // (entry and RET instructions) those links cover.
-func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, pid int) (coll *ebpf.Collection, links []link.Link, npoints int, skipped []string, err error) {
+func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, im *image) (coll *ebpf.Collection, links []link.Link, npoints int, skipped []string, err error) {
 	minor := goMinor(bin.GoVersion)
 	if minor < s.MinGo {
 		return nil, nil, 0, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
@@ -252,10 +213,11 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 			skipped = append(skipped, fmt.Sprintf("%s: %v", g.Symbol, err))
 			continue
 		}
-		if bin.PIE {
-			addr += loadBase(pid)
+		if im.biasErr != nil {
+			skipped = append(skipped, fmt.Sprintf("%s: %v", g.Symbol, im.biasErr))
+			continue
 		}
-		consts[g.AddrConst] = addr
+		consts[g.AddrConst] = addr + im.bias
 		consts[g.Field.Const] = off
 	}
 	for name, v := range consts {
@@ -305,7 +267,7 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 				coll.Close()
 				return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", name)
 			}
-			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(pid)})
+			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(im.pid)})
 			if err != nil {
 				closeAll(links)
 				coll.Close()
@@ -322,7 +284,7 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, p
 			coll.Close()
 			return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", p.prog)
 		}
-		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: pid})
+		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: im.pid})
 		if err != nil {
 			closeAll(links)
 			coll.Close()

@@ -31,6 +31,7 @@ type Binary struct {
 	Modules   map[string]string // module path -> version, for the main module and its dependencies
 	Settings  map[string]string // build settings (GOEXPERIMENT, -ldflags, ...) from debug/buildinfo
 	PIE       bool              // ELF type ET_DYN
+	Entry     uint64            // link-time address of the entry point (e_entry)
 
 	file *os.File
 	elf  *elf.File
@@ -83,6 +84,7 @@ func newBinary(path string, file *os.File) (*Binary, error) {
 		Modules:   make(map[string]string, len(bi.Deps)+1),
 		Settings:  make(map[string]string, len(bi.Settings)),
 		PIE:       ef.Type == elf.ET_DYN,
+		Entry:     ef.Entry,
 		file:      file,
 		elf:       ef,
 	}
