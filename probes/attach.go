@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -16,62 +17,41 @@ import (
 
 // Attach instruments process pid. It returns an error when no probe family
 // could be attached; families that fail are reported in Attachment.Refused.
+// A binary that cannot be trusted (malformed, or one whose inspection
+// panicked) refuses the whole target, counted once by reason.
 func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
-	res := Attachment{Refused: make(map[string]error)}
 	if err := m.awaitReleased(pid); err != nil {
-		return res, err
+		return Attachment{}, err
 	}
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
-		return res, fmt.Errorf("pid %d: no such process: %w", pid, err)
+		return Attachment{}, fmt.Errorf("pid %d: no such process: %w", pid, err)
 	}
 	// Non-blocking, so the runtime's poller waits for the exit.
 	pidfd := os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid))
-	bin, err := inspect.Open(exe)
-	if err != nil {
-		pidfd.Close()
-		if errors.Is(err, inspect.ErrNotGo) {
-			return res, fmt.Errorf("pid %d (%s): %w", pid, exeName(pid), ErrNotGo)
+	var (
+		t   *target
+		res Attachment
+	)
+	// A process that executes another program while being attached is
+	// attached again, to what it runs now.
+	for try := 0; ; try++ {
+		t = &target{proc: proc, pidfd: pidfd, done: make(chan struct{})}
+		res, err = m.attachImage(pid, t)
+		if !errors.Is(err, ErrExecDuringAttach) || try == 2 {
+			break
 		}
-		return res, fmt.Errorf("pid %d: read executable: %w", pid, err)
+		m.log.Debug("target executed another program while being attached; again", "pid", pid)
 	}
-	defer bin.Close()
-	if proc.GoVersion == "" {
-		proc.GoVersion = bin.GoVersion
+	switch {
+	case errors.Is(err, ErrPanic):
+		m.countReason("inspect_panic")
+	case errors.Is(err, inspect.ErrBadBinary):
+		m.countReason("bad_binary")
 	}
-	if err := m.ensureShared(); err != nil {
+	if err != nil {
 		pidfd.Close()
 		return res, err
-	}
-	ex, err := link.OpenExecutable(exe)
-	if err != nil {
-		pidfd.Close()
-		return res, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	t := &target{proc: proc, pidfd: pidfd, done: make(chan struct{})}
-	im := readImage(pid, bin)
-	t.Target = Target{Proc: proc, Clock: m.clock, ErrorType: im.errorTypes(bin)}
-	for _, s := range m.specs {
-		if s.Library != "" && !bin.HasFunc(s.Library) {
-			continue // the program does not use this library
-		}
-		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, im)
-		if err != nil {
-			res.Refused[s.Name] = err
-			m.countRefusal(err)
-			continue
-		}
-		res.Skipped = append(res.Skipped, skipped...)
-		t.colls = append(t.colls, coll)
-		t.links = append(t.links, links...)
-		t.attached = append(t.attached, s.Name)
-		res.Uprobes += npoints
-	}
-	res.Probes = t.attached
-	if len(t.attached) == 0 {
-		pidfd.Close()
-		return res, fmt.Errorf("pid %d (%s): no probe could be attached: %w", pid, exeName(pid), joinRefusals(res.Refused))
 	}
 	m.mu.Lock()
 	_, dup := m.targets[pid]
@@ -89,6 +69,76 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		// target, and a new target's first events should not wait for a
 		// quiet reader's longest poll.
 		m.reader.Flush()
+	}
+	return res, nil
+}
+
+// attachImage inspects the program pid runs and attaches t's probes to
+// it. On error nothing of it stays attached. A panic (the standard
+// library's debug packages are not hardened against crafted files, nor is
+// every line here) is the error ErrPanic, naming the target.
+func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
+	res = Attachment{Refused: make(map[string]error)}
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.Debug("attach panicked", "pid", pid, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("pid %d (%s): %w: %v", pid, exeName(pid), ErrPanic, r)
+		}
+		if err != nil {
+			t.closeProbes()
+		}
+	}()
+	// Read before the executable is opened: a process that executes
+	// another program from here on gets another auxiliary vector.
+	auxv, _ := readAuxv(pid)
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	bin, err := inspect.Open(exe)
+	if err != nil {
+		if errors.Is(err, inspect.ErrNotGo) {
+			return res, fmt.Errorf("pid %d (%s): %w", pid, exeName(pid), ErrNotGo)
+		}
+		return res, fmt.Errorf("pid %d (%s): read executable: %w", pid, exeName(pid), err)
+	}
+	defer bin.Close()
+	if t.proc.GoVersion == "" {
+		t.proc.GoVersion = bin.GoVersion
+	}
+	if err := m.ensureShared(); err != nil {
+		return res, err
+	}
+	// Uprobes go on the file inspected, through its open descriptor: the
+	// path /proc/PID/exe names whatever the process runs at attach time.
+	ex, err := link.OpenExecutable(fmt.Sprintf("/proc/self/fd/%d", bin.File().Fd()))
+	if err != nil {
+		return res, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	im := newImage(pid, auxv, bin)
+	t.Target = Target{Proc: t.proc, Clock: m.clock, ErrorType: im.errorTypes(bin)}
+	for _, s := range m.specs {
+		if s.Library != "" && !bin.HasFunc(s.Library) {
+			continue // the program does not use this library
+		}
+		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, im)
+		if errors.Is(err, inspect.ErrBadBinary) {
+			return res, fmt.Errorf("pid %d (%s): %s: %w", pid, exeName(pid), s.Name, err)
+		}
+		if err != nil {
+			res.Refused[s.Name] = err
+			m.countRefusal(err)
+			continue
+		}
+		res.Skipped = append(res.Skipped, skipped...)
+		t.colls = append(t.colls, coll)
+		t.links = append(t.links, links...)
+		t.attached = append(t.attached, s.Name)
+		res.Uprobes += npoints
+	}
+	res.Probes = t.attached
+	if len(t.attached) == 0 {
+		return res, fmt.Errorf("pid %d (%s): no probe could be attached: %w", pid, exeName(pid), joinRefusals(res.Refused))
+	}
+	if err := im.unchanged(bin, t.pidfd); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -121,8 +171,11 @@ type point struct {
 // resolveHook finds where a hook's programs go and the constants it needs.
 func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
 	fn, err := bin.Func(h.Symbol)
-	if err != nil {
+	if errors.Is(err, inspect.ErrNoSymbol) {
 		return nil, nil, fmt.Errorf("%s: %w", h.Symbol, ErrNoFunction)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", h.Symbol, err) // a table that cannot be read
 	}
 	consts := make(map[string]any)
 	for k, v := range h.Consts {
@@ -179,7 +232,7 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 		}
 		pts, hconsts, err := resolveHook(h, bin)
 		if err != nil {
-			if h.Optional {
+			if h.Optional && !errors.Is(err, inspect.ErrBadBinary) {
 				skipped = append(skipped, fmt.Sprintf("%s: %v", h.Name, err))
 				continue
 			}

@@ -1,10 +1,13 @@
 package probes
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/golens/golens/probes/inspect"
 )
@@ -25,22 +28,29 @@ type image struct {
 // where the kernel loaded it.
 const atEntry = 9
 
+// readAuxv reads the auxiliary vector of pid: the kernel's notes to the
+// program it started, made anew at every exec (they point into the new
+// stack, at the new entry point).
+func readAuxv(pid int) ([]byte, error) {
+	return os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+}
+
 // readImage reads what pid runs bin as.
 func readImage(pid int, bin *inspect.Binary) *image {
-	im := &image{pid: pid}
-	auxv, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
-	im.auxv = auxv
+	auxv, _ := readAuxv(pid)
+	return newImage(pid, auxv, bin)
+}
+
+// newImage is what pid, whose auxiliary vector is auxv, runs bin as.
+func newImage(pid int, auxv []byte, bin *inspect.Binary) *image {
+	im := &image{pid: pid, auxv: auxv}
 	if !bin.PIE {
-		return im
-	}
-	if err != nil {
-		im.biasErr = fmt.Errorf("load address of PIE: %w", err)
 		return im
 	}
 	// Go links a PIE at 0x400000, like a fixed-address executable, so
 	// where its first page is mapped is not the bias; the entry point,
 	// loaded and as linked, tells it exactly.
-	entry, ok := auxvValue(auxv, atEntry)
+	entry, ok := auxvValue(auxv, atEntry) // false for an unreadable vector too
 	if !ok || entry < bin.Entry {
 		im.biasErr = errors.New("load address of PIE: no entry point in the auxiliary vector")
 		return im
@@ -77,4 +87,32 @@ func (im *image) errorTypes(bin *inspect.Binary) func(uint64) string {
 	return func(itab uint64) string {
 		return itabs[itab-bias]
 	}
+}
+
+// unchanged checks that the process still runs what it ran when the image
+// was read, once its probes are attached: that it is alive (so every
+// /proc/PID read was of it, not of a process that reused the pid), that
+// its executable is the file bin was read from, and that its auxiliary
+// vector is the one read then (a new one comes with each exec, even of
+// the same file, and with it a new load bias). The error wraps
+// ErrExecDuringAttach.
+func (im *image) unchanged(bin *inspect.Binary, pidfd *os.File) error {
+	if errors.Is(unix.PidfdSendSignal(int(pidfd.Fd()), 0, nil, 0), unix.ESRCH) {
+		return fmt.Errorf("pid %d: exited while being attached", im.pid)
+	}
+	var now, read unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", im.pid), &now); err != nil {
+		return fmt.Errorf("pid %d: %w", im.pid, err)
+	}
+	if err := unix.Fstat(int(bin.File().Fd()), &read); err != nil {
+		return fmt.Errorf("pid %d: %w", im.pid, err)
+	}
+	auxv, err := readAuxv(im.pid)
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", im.pid, err)
+	}
+	if now.Dev != read.Dev || now.Ino != read.Ino || !bytes.Equal(auxv, im.auxv) {
+		return fmt.Errorf("pid %d: %w", im.pid, ErrExecDuringAttach)
+	}
+	return nil
 }

@@ -128,9 +128,12 @@ func refusalReason(err error) string {
 	}
 }
 
-func (m *Manager) countRefusal(err error) {
+func (m *Manager) countRefusal(err error) { m.countReason(refusalReason(err)) }
+
+// countReason counts one refusal under reason.
+func (m *Manager) countReason(reason string) {
 	m.mu.Lock()
-	m.refused[refusalReason(err)]++
+	m.refused[reason]++
 	m.mu.Unlock()
 }
 

@@ -106,6 +106,13 @@ func (m *Manager) release(pid int, t *target) error {
 }
 
 func (t *target) close() error {
+	err := t.closeProbes()
+	t.pidfd.Close()
+	return err
+}
+
+// closeProbes closes t's links and objects.
+func (t *target) closeProbes() error {
 	var errs []error
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
@@ -113,7 +120,7 @@ func (t *target) close() error {
 	for _, c := range t.colls {
 		c.Close()
 	}
-	t.pidfd.Close()
+	t.links, t.colls, t.attached = nil, nil, nil
 	return errors.Join(errs...)
 }
 
