@@ -100,6 +100,9 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 		return res, fmt.Errorf("pid %d (%s): read executable: %w", pid, exeName(pid), err)
 	}
 	defer bin.Close()
+	if m.afterInspect != nil {
+		m.afterInspect(pid)
+	}
 	if t.proc.GoVersion == "" {
 		t.proc.GoVersion = bin.GoVersion
 	}

@@ -56,6 +56,10 @@ type Manager struct {
 
 	passes passes         // who reads the ring, and how far
 	rec    ringbuf.Record // the record being read, reused by every pass
+
+	// afterInspect, set by tests, runs between a target's inspection and
+	// the attach of its probes: where an exec must not mislead them.
+	afterInspect func(pid int)
 }
 
 // Feature names an opt-in, costly hook set.
