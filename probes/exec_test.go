@@ -1,11 +1,8 @@
 package probes_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,9 +15,7 @@ import (
 
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
-	"github.com/golens/golens/probes/goruntime"
 	"github.com/golens/golens/probes/inspect/inspecttest"
-	"github.com/golens/golens/probes/nethttp"
 )
 
 // launcherSource waits for SIGUSR1, then executes its arguments: a process
@@ -49,24 +44,14 @@ func main() {
 // it arrives as an event with its path. (Before, the launcher's offsets
 // went into the server, and it had no net/http probe.)
 func TestExecDuringAttach(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("eBPF tests need root in CI")
-		}
-		t.Skip("needs root for eBPF")
-	}
+	needEBPF(t)
 	dir := t.TempDir()
 	server, err := inspecttest.Build(t.TempDir(), inspecttest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	launcher := buildLauncher(t, dir)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cmd := exec.Command(launcher, server, addr)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -86,14 +71,13 @@ func TestExecDuringAttach(t *testing.T) {
 		mu    sync.Mutex
 		paths []string
 	)
-	m := probes.NewManager([]probes.Spec{nethttp.Probe, goruntime.Probe}, nil, func(ev event.Event) {
+	m := startManager(t, func(ev event.Event) {
 		if e, ok := ev.(*event.HTTPServer); ok {
 			mu.Lock()
 			paths = append(paths, e.Path)
 			mu.Unlock()
 		}
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer m.Close()
+	})
 	var once sync.Once
 	probes.SetAfterInspect(m, func(int) {
 		once.Do(func() {
@@ -107,11 +91,6 @@ func TestExecDuringAttach(t *testing.T) {
 			t.Error("the launcher did not execute the server")
 		})
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
 	res, err := m.Attach(pid, &event.Process{PID: pid})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
