@@ -97,7 +97,19 @@ func (im *image) errorTypes(bin *inspect.Binary) func(uint64) string {
 // the same file, and with it a new load bias). The error wraps
 // ErrExecDuringAttach.
 func (im *image) unchanged(bin *inspect.Binary, pidfd *os.File) error {
-	if errors.Is(unix.PidfdSendSignal(int(pidfd.Fd()), 0, nil, 0), unix.ESRCH) {
+	// Not pidfd.Fd(): that would take the pidfd out of non-blocking mode,
+	// which the exit watcher's wait through the runtime's poller needs.
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", im.pid, err)
+	}
+	var gone bool
+	if err := rc.Control(func(fd uintptr) {
+		gone = errors.Is(unix.PidfdSendSignal(int(fd), 0, nil, 0), unix.ESRCH)
+	}); err != nil {
+		return fmt.Errorf("pid %d: %w", im.pid, err)
+	}
+	if gone {
 		return fmt.Errorf("pid %d: exited while being attached", im.pid)
 	}
 	var now, read unix.Stat_t

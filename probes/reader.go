@@ -31,11 +31,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	// Targets a releaser holds are its to finish (it reads the ring
 	// itself now that the loop is gone).
 	m.mu.Lock()
-	var targets []*target
-	for _, t := range m.targets {
+	targets := make(map[int]*target)
+	for pid, t := range m.targets {
 		if !t.releasing {
 			t.releasing = true
-			targets = append(targets, t)
+			targets[pid] = t
 		}
 	}
 	m.mu.Unlock()
@@ -49,6 +49,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	cwg.Wait()
 	// Events already in the ring were paid for by the target: deliver them.
 	m.readPass(time.Now())
+	m.mu.Lock()
+	for pid, t := range targets {
+		delete(m.targets, pid)
+		close(t.done)
+	}
+	m.mu.Unlock()
 	return err
 }
 
