@@ -28,6 +28,12 @@ var (
 	// ErrNotLinked says the target does not use the library a probe family
 	// instruments: not a refusal, nothing to attach.
 	ErrNotLinked = errors.New("library not linked into the binary")
+	// ErrPanic says inspecting or attaching a target panicked: the target
+	// is refused, the agent goes on.
+	ErrPanic = errors.New("inspecting the binary panicked")
+	// ErrExecDuringAttach says the target kept executing other programs
+	// while it was being attached.
+	ErrExecDuringAttach = errors.New("process executed another program while being attached")
 )
 
 // Hook is one function a probe instruments: a program at its entry and/or a

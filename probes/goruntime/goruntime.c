@@ -19,7 +19,10 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Addresses (in the running process) and offsets of runtime globals read at
- * the end of a pause; 0 when the binary is stripped of its symbol table. */
+ * the end of a pause. An address of 0 means unknown (the binary is stripped
+ * of its symbol table, or its load address was not found); its offset is
+ * then 0 too. An offset of 0 is a real one: goidgen is schedt's first
+ * field. */
 volatile const __u64 gc_controller_addr = 0;
 volatile const __u64 off_heap_marked = 0;
 volatile const __u64 sched_addr = 0;
@@ -86,9 +89,9 @@ int uprobe_stw_return(struct pt_regs *ctx)
 	e->reason = s->reason;
 	e->heap_marked = 0;
 	e->goidgen = 0;
-	if (gc_controller_addr && off_heap_marked)
+	if (gc_controller_addr)
 		e->heap_marked = go_word_at((void *)(gc_controller_addr + off_heap_marked));
-	if (sched_addr && off_sched_goidgen)
+	if (sched_addr)
 		e->goidgen = go_word_at((void *)(sched_addr + off_sched_goidgen));
 	bpf_map_delete_elem(&stw, &pid);
 	event_submit(e);

@@ -100,7 +100,8 @@ func (b *Binary) structs() (*structIndex, error) {
 	return b.dwarf, b.dwarfErr
 }
 
-func (b *Binary) indexStructs() (*structIndex, error) {
+func (b *Binary) indexStructs() (idx *structIndex, err error) {
+	defer recovered(&err, "read DWARF of "+b.Path)
 	if !b.HasDWARF() {
 		return nil, fmt.Errorf("read DWARF of %s: %w", b.Path, ErrNoDWARF)
 	}
@@ -108,7 +109,7 @@ func (b *Binary) indexStructs() (*structIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read DWARF of %s: %w", b.Path, err)
 	}
-	idx := &structIndex{
+	idx = &structIndex{
 		byName:   make(map[string]*structType),
 		byOffset: make(map[dwarf.Offset]*structType),
 		typedefs: make(map[dwarf.Offset]dwarf.Offset),

@@ -3,7 +3,6 @@ package inspect
 import (
 	"bytes"
 	"debug/elf"
-	"debug/gosym"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,7 +52,8 @@ func (b *Binary) HasFunc(name string) bool {
 // in f, found by decoding its whole body. A body that does not decode is an
 // error: a uretprobe-style probe placed on a guessed offset would corrupt the
 // target.
-func (b *Binary) Returns(f Func) ([]uint64, error) {
+func (b *Binary) Returns(f Func) (_ []uint64, err error) {
+	defer recovered(&err, "find returns of "+f.Name+" in "+b.Path)
 	code, err := b.code(f.Addr, f.Size)
 	if err != nil {
 		return nil, fmt.Errorf("read %s in %s: %w", f.Name, b.Path, err)
@@ -105,11 +105,6 @@ func (b *Binary) symtabFunc(name string) (Func, bool) {
 	return Func{Name: name, Addr: s.Value, Size: s.Size}, true
 }
 
-// pclnIndex maps function names to their entries in .gopclntab.
-type pclnIndex struct {
-	funcs map[string]*gosym.Func
-}
-
 func (b *Binary) pclntabFunc(name string) (Func, bool, error) {
 	b.pclnOnce.Do(func() {
 		b.pcln, b.pclnErr = b.readPclntab()
@@ -117,11 +112,11 @@ func (b *Binary) pclntabFunc(name string) (Func, bool, error) {
 	if b.pclnErr != nil {
 		return Func{}, false, b.pclnErr
 	}
-	fn, ok := b.pcln.funcs[name]
+	fn, ok := b.pcln[name]
 	if !ok {
 		return Func{}, false, nil
 	}
-	f := Func{Name: name, Addr: fn.Entry, Size: fn.End - fn.Entry}
+	f := Func{Name: name, Addr: fn.entry, Size: fn.end - fn.entry}
 	// .gopclntab only knows where the next function starts, so its size
 	// includes the INT3 padding that aligns the next entry. Drop it, so that
 	// sizes agree with .symtab's; keep it when the body does not decode, as
@@ -140,7 +135,8 @@ func (b *Binary) pclntabFunc(name string) (Func, bool, error) {
 	return f, true, nil
 }
 
-func (b *Binary) readPclntab() (*pclnIndex, error) {
+func (b *Binary) readPclntab() (_ map[string]pclnFunc, err error) {
+	defer recovered(&err, "read .gopclntab of "+b.Path)
 	addr, data, err := b.findPclntab()
 	if err != nil {
 		return nil, fmt.Errorf("read .gopclntab of %s: %w", b.Path, err)
@@ -151,18 +147,11 @@ func (b *Binary) readPclntab() (*pclnIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart))
+	funcs, err := parsePclntab(data, textStart)
 	if err != nil {
 		return nil, fmt.Errorf("read .gopclntab of %s: %w", b.Path, err)
 	}
-	idx := &pclnIndex{funcs: make(map[string]*gosym.Func, len(tab.Funcs))}
-	for i := range tab.Funcs {
-		fn := &tab.Funcs[i]
-		if _, dup := idx.funcs[fn.Name]; !dup {
-			idx.funcs[fn.Name] = fn
-		}
-	}
-	return idx, nil
+	return funcs, nil
 }
 
 // pclntabHeader is how the table starts from Go 1.20 on (magic 0xfffffff1;
@@ -314,17 +303,18 @@ func (b *Binary) fileOffset(addr uint64) (uint64, error) {
 	return 0, fmt.Errorf("address %#x is in no executable segment", addr)
 }
 
-// code reads size bytes of code at addr from the section that holds them.
+// code reads size bytes of code at addr from the section that holds them,
+// never more than the section has in the file.
 func (b *Binary) code(addr, size uint64) ([]byte, error) {
 	for _, s := range b.elf.Sections {
-		if s.Flags&elf.SHF_EXECINSTR == 0 || s.Type != elf.SHT_PROGBITS {
+		if s.Flags&elf.SHF_EXECINSTR == 0 || s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_COMPRESSED != 0 {
 			continue
 		}
-		if addr < s.Addr || addr >= s.Addr+s.Size {
+		if addr < s.Addr || addr-s.Addr >= s.FileSize {
 			continue
 		}
-		if addr+size > s.Addr+s.Size {
-			return nil, fmt.Errorf("%#x+%#x runs past the end of %s", addr, size, s.Name)
+		if size > s.FileSize-(addr-s.Addr) {
+			return nil, fmt.Errorf("%w: %#x+%#x runs past the end of %s", ErrBadBinary, addr, size, s.Name)
 		}
 		buf := make([]byte, size)
 		if _, err := s.ReadAt(buf, int64(addr-s.Addr)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -125,4 +126,90 @@ func targets(t *testing.T, a *harness.Agent) int {
 	var n int
 	fmt.Sscan(m[1], &n)
 	return n
+}
+
+// The last events of a target that exits are not lost: a target serves 50
+// requests and exits 0.3 s later, while the reader is still waiting out its
+// idle poll (the events are in the ring, not yet read, when the target is
+// released). Exactly those 50 spans arrive, and nothing is counted as a
+// decode error. Released through the manager's exit watcher (--pid) and
+// through discovery's exit event (--exe).
+func TestTargetExitKeepsLastEvents(t *testing.T) {
+	bin := buildApp(t, "httpserver", harness.Variant{})
+	for _, how := range []string{"pid", "exe"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			exe := filepath.Join(dir, "httpserver")
+			if err := copyExecutable(bin, exe); err != nil {
+				t.Fatal(err)
+			}
+			recv, err := harness.NewReceiver()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer recv.Close()
+			args := []string{"--otlp-endpoint", recv.Addr(), "--otlp-insecure"}
+			var app *harness.App
+			var agent *harness.Agent
+			if how == "pid" {
+				if app, err = harness.StartApp(exe, []string{"OTEL_SERVICE_NAME=short"}); err != nil {
+					t.Fatal(err)
+				}
+				defer app.Stop()
+				agent, err = harness.StartAgent(agentBin, nil, append(args, "--pid", fmt.Sprint(app.PID()))...)
+			} else {
+				agent, err = harness.StartAgent(agentBin, nil, append(args, "--exe", exe)...)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer agent.Stop(5 * time.Second)
+			if err := agent.WaitReady(20 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if how == "exe" {
+				app, _, _ = startAndWaitAttached(t, agent, exe, "OTEL_SERVICE_NAME=short")
+				defer app.Stop()
+			}
+			// Quiet long enough for the reader to back off to its
+			// longest poll.
+			time.Sleep(2 * time.Second)
+			const n = 50
+			for i := 0; i < n; i++ {
+				get(t, app.Addr, fmt.Sprintf("/echo/last-%d", i))
+			}
+			time.Sleep(300 * time.Millisecond)
+			app.Stop()
+
+			spans, err := recv.WaitFor(n, 10*time.Second)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, agent.Log())
+			}
+			// Nothing more is on its way: the batch timer has fired.
+			time.Sleep(500 * time.Millisecond)
+			spans = recv.Spans()
+			seen := make(map[string]int)
+			for _, s := range spans {
+				seen[fmt.Sprint(s.Attrs["url.path"])]++
+			}
+			for i := 0; i < n; i++ {
+				if p := fmt.Sprintf("/echo/last-%d", i); seen[p] != 1 {
+					t.Errorf("%s: %d spans, want 1", p, seen[p])
+				}
+			}
+			if len(spans) != n {
+				t.Errorf("%d spans, want %d", len(spans), n)
+			}
+			text, err := agent.Metrics()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := scrapeValue(t, text, "golens_events_decode_errors_total"); v != 0 {
+				t.Errorf("golens_events_decode_errors_total %v, want 0", v)
+			}
+			if got := targets(t, agent); got != 0 {
+				t.Errorf("golens_targets %d after the target exited, want 0", got)
+			}
+		})
+	}
 }

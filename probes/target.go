@@ -1,0 +1,139 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/golens/golens/probes/event"
+)
+
+// target is one instrumented process and everything attached to it.
+//
+// A target's life ends in two steps. Released (releasing set), its links
+// are closed: from then on no program of it runs, and no new event of it
+// can come, but the ring may still hold events it emitted. It stays in the
+// manager's targets, decoding those events with what it knows of its
+// process, until a read pass that began after its links were closed has
+// delivered them; only then is it forgotten (done closed), and may a new
+// process with the same pid be attached.
+type target struct {
+	Target
+	proc     *event.Process
+	pidfd    *os.File // pollable: readable once the process exited
+	colls    []*ebpf.Collection
+	links    []link.Link
+	attached []string // probe names
+
+	releasing bool          // under Manager.mu: claimed by one releaser
+	done      chan struct{} // closed once forgotten
+}
+
+// awaitExit releases t once its process exits; it returns early when t is
+// released for another reason (its pidfd closed). It costs no wake-up
+// until then: the runtime's poller waits on the pidfd.
+func (m *Manager) awaitExit(pid int, t *target) {
+	rc, err := t.pidfd.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd is readable once its process exited; it stays bound to that
+	// process, so a reused pid cannot be mistaken for the target.
+	err = rc.Read(func(fd uintptr) bool {
+		return errors.Is(unix.PidfdSendSignal(int(fd), 0, nil, 0), unix.ESRCH)
+	})
+	if err != nil || !m.claim(pid, t) {
+		return // released meanwhile (detached, shut down, or discovery saw the exit first)
+	}
+	// Said once done, as discovery's "detached" is: the line means the
+	// kernel holds nothing of the target any more.
+	start := time.Now()
+	m.release(pid, t)
+	m.log.Info("target exited, probes released", "pid", pid, "took", time.Since(start).Round(time.Millisecond))
+	select {
+	case m.exited <- pid:
+	default:
+		m.log.Warn("exit not passed on: too many targets exited at once; their tracer state stays until shutdown", "pid", pid)
+	}
+}
+
+// Detach releases everything attached to pid. When it returns, every event
+// the target emitted has been delivered.
+func (m *Manager) Detach(pid int) error {
+	m.mu.Lock()
+	t, ok := m.targets[pid]
+	m.mu.Unlock()
+	if !ok || !m.claim(pid, t) {
+		return fmt.Errorf("pid %d: not attached", pid)
+	}
+	return m.release(pid, t)
+}
+
+// claim makes the caller t's one releaser, while pid is still t (the pid
+// may have been reused, and attached again, since t's process exited) and
+// nobody else is releasing it.
+func (m *Manager) claim(pid int, t *target) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.targets[pid] != t || t.releasing {
+		return false
+	}
+	t.releasing = true
+	return true
+}
+
+// release closes a claimed target's links and objects, waits until the
+// events it left in the ring are delivered, and forgets it.
+func (m *Manager) release(pid int, t *target) error {
+	err := t.close()
+	m.awaitDrained()
+	m.mu.Lock()
+	if m.targets[pid] == t {
+		delete(m.targets, pid)
+	}
+	m.mu.Unlock()
+	close(t.done)
+	// cilium/ebpf frees a collection's data-section maps in a GC cleanup:
+	// a collection now makes them go at once rather than at some later one.
+	runtime.GC()
+	return err
+}
+
+func (t *target) close() error {
+	err := t.closeProbes()
+	t.pidfd.Close()
+	return err
+}
+
+// closeProbes closes t's links and objects.
+func (t *target) closeProbes() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	for _, c := range t.colls {
+		c.Close()
+	}
+	t.links, t.colls, t.attached = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// Targets returns the pids currently instrumented (not those being
+// released).
+func (m *Manager) Targets() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pids := make([]int, 0, len(m.targets))
+	for pid, t := range m.targets {
+		if !t.releasing {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
