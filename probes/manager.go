@@ -52,6 +52,8 @@ type Manager struct {
 
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
+	panics       atomic.Uint64 // handler panics since start
+	panicLogged  atomic.Int64  // unix ns of the last panic logged
 	exited       chan int
 
 	passes passes         // who reads the ring, and how far

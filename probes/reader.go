@@ -225,10 +225,24 @@ func (m *Manager) handle(ev event.Event) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.decodeErrors.Add(1)
-			m.log.Error("event handler panicked; event dropped", "panic", r, "stack", string(debug.Stack()))
+			m.logPanic(r)
 		}
 	}()
 	m.handler(ev)
+}
+
+// panicLogEvery bounds the handler-panic log: a bug that every event hits
+// must cost one stack per interval, not one per event.
+const panicLogEvery = 10 * time.Second
+
+func (m *Manager) logPanic(r any) {
+	n := m.panics.Add(1)
+	now := time.Now().UnixNano()
+	last := m.panicLogged.Load()
+	if last != 0 && now-last < int64(panicLogEvery) || !m.panicLogged.CompareAndSwap(last, now) {
+		return
+	}
+	m.log.Error("event handler panicked; event dropped (logged at most every 10s)", "panic", r, "panics", n, "stack", string(debug.Stack()))
 }
 
 // resyncClock keeps the kernel-to-wall clock offset fresh until ctx is done.
