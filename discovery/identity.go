@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/golens/golens/probes/event"
 )
 
 // ID names one process for its whole life: a pid is reused, a pid with its
@@ -91,10 +93,7 @@ func (c *goCache) goVersion(pid int) (version string, isGo, read bool) {
 			return v, v != "", false
 		}
 	}
-	var v string
-	if bi, err := buildinfo.Read(f); err == nil {
-		v = bi.GoVersion
-	}
+	v := readGoVersion(f)
 	if key.ino != 0 {
 		if c.m == nil || len(c.m) >= maxGoCache {
 			c.m = make(map[fileKey]string)
@@ -102,4 +101,21 @@ func (c *goCache) goVersion(pid int) (version string, isGo, read bool) {
 		c.m[key] = v
 	}
 	return v, v != "", true
+}
+
+// readGoVersion is the Go version in an executable's build info, "" when
+// it has none. The file is anyone's: debug/buildinfo is not hardened
+// against crafted input, so a panic in it means "not a Go program we can
+// read", never the agent's end.
+func readGoVersion(f *os.File) (v string) {
+	defer func() {
+		if recover() != nil {
+			v = ""
+		}
+	}()
+	bi, err := buildinfo.Read(f)
+	if err != nil {
+		return ""
+	}
+	return event.ValidUTF8(bi.GoVersion)
 }

@@ -78,7 +78,7 @@ var (
 	descOrphan   = desc("golens_orphan_returns_total", "Function returns seen without their entry (attached mid-call, or entry evicted).")
 	descTargets  = desc("golens_targets", "Processes currently instrumented.")
 	descAttached = desc("golens_probes_attached", "Targets each probe family is attached to.", "probe")
-	descRefused  = desc("golens_probes_refused_total", "Probe families refused for a target, by reason.", "reason")
+	descRefused  = desc("golens_probes_refused_total", "Refusals by reason: a probe family refused for a target (unsupported_go, no_offsets, no_function, attach_failed), or a whole target whose binary is malformed (bad_binary) or made inspection panic (inspect_panic).", "reason")
 	descQueue    = desc("golens_export_queue_length", "Spans waiting for export.")
 	descExported = desc("golens_spans_exported_total", "Spans accepted by the exporter.")
 	descDropped  = desc("golens_spans_dropped_total", "Spans never exported, by reason: queue_full (the export queue was full), shutdown (not exported within --shutdown-timeout).", "reason")

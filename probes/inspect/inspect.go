@@ -104,7 +104,7 @@ func newBinary(path string, file io.ReaderAt, size int64) (b *Binary, err error)
 	}
 	b = &Binary{
 		Path:      path,
-		GoVersion: bi.GoVersion,
+		GoVersion: strings.ToValidUTF8(bi.GoVersion, "\uFFFD"), // the file's bytes; it becomes a resource attribute
 		Modules:   make(map[string]string, len(bi.Deps)+1),
 		Settings:  make(map[string]string, len(bi.Settings)),
 		PIE:       ef.Type == elf.ET_DYN,
