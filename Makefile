@@ -41,7 +41,7 @@ deps:
 FUZZ_TIME ?= 10s
 FUZZ := probes/nethttp:FuzzDecode probes/grpc:FuzzDecode probes/goruntime:FuzzDecode \
 	probes:FuzzString probes/event:FuzzValidUTF8 tracer:FuzzOTLPEncode sampler:FuzzParse \
-	cmd/golens:FuzzConfigFile metrics:FuzzNormalizePath
+	cmd/golens:FuzzConfigFile metrics:FuzzNormalizePath probes/inspect:FuzzOpen
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $$t ($(FUZZ_TIME))"; \
