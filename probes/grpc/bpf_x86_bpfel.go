@@ -91,8 +91,13 @@ const (
 	bpfProgUprobeGrpcServerEntry  = "uprobe_grpc_server_entry"
 	bpfProgUprobeGrpcServerStatus = "uprobe_grpc_server_status"
 	bpfVarMapSwiss                = "map_swiss"
+	bpfVarOffCallhdrMethod        = "off_callhdr_method"
 	bpfVarOffCcTarget             = "off_cc_target"
+	bpfVarOffCsAttempt            = "off_cs_attempt"
+	bpfVarOffCsCallhdr            = "off_cs_callhdr"
+	bpfVarOffCsCc                 = "off_cs_cc"
 	bpfVarOffCsCtx                = "off_cs_ctx"
+	bpfVarOffCsFinished           = "off_cs_finished"
 	bpfVarOffHmapB                = "off_hmap_b"
 	bpfVarOffHmapBuckets          = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets       = "off_hmap_oldbuckets"
@@ -175,8 +180,13 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	MapSwiss           *ebpf.VariableSpec `ebpf:"map_swiss"`
+	OffCallhdrMethod   *ebpf.VariableSpec `ebpf:"off_callhdr_method"`
 	OffCcTarget        *ebpf.VariableSpec `ebpf:"off_cc_target"`
+	OffCsAttempt       *ebpf.VariableSpec `ebpf:"off_cs_attempt"`
+	OffCsCallhdr       *ebpf.VariableSpec `ebpf:"off_cs_callhdr"`
+	OffCsCc            *ebpf.VariableSpec `ebpf:"off_cs_cc"`
 	OffCsCtx           *ebpf.VariableSpec `ebpf:"off_cs_ctx"`
+	OffCsFinished      *ebpf.VariableSpec `ebpf:"off_cs_finished"`
 	OffHmapB           *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets     *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets  *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
@@ -238,8 +248,13 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	MapSwiss           *ebpf.Variable `ebpf:"map_swiss"`
+	OffCallhdrMethod   *ebpf.Variable `ebpf:"off_callhdr_method"`
 	OffCcTarget        *ebpf.Variable `ebpf:"off_cc_target"`
+	OffCsAttempt       *ebpf.Variable `ebpf:"off_cs_attempt"`
+	OffCsCallhdr       *ebpf.Variable `ebpf:"off_cs_callhdr"`
+	OffCsCc            *ebpf.Variable `ebpf:"off_cs_cc"`
 	OffCsCtx           *ebpf.Variable `ebpf:"off_cs_ctx"`
+	OffCsFinished      *ebpf.Variable `ebpf:"off_cs_finished"`
 	OffHmapB           *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets     *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets  *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`

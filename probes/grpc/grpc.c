@@ -10,11 +10,16 @@
  * final status (stream in RBX, *status.Status in RCX). State is keyed by the
  * stream.
  *
- * Client: newClientStream(ctx, desc, cc, method, ...) starts every call,
- * Invoke's included (ctx data in RBX, cc in RDI, method in RSI/R8);
- * (*clientStream).finish(err) ends it (cs in RAX, err in RBX/RCX). finish
- * runs with the stream's context, derived from the one newClientStream got,
- * so the state is keyed by that context object and found by walking up.
+ * Client: (*clientStream).newAttemptLocked(isTransparent) starts every call,
+ * Invoke's included (cs in RAX); (*clientStream).finish(err) ends it (cs in
+ * RAX, err in RBX/RCX). Both have the stream's own *clientStream, so the
+ * state is keyed by it: any number of concurrent calls on one context stay
+ * apart. newAttemptLocked runs on the caller's goroutine inside
+ * newClientStream, once per attempt; only the first (cs.attempt still nil)
+ * starts a span, a retry keeps it. It is where grpc-go's stats handlers
+ * begin an RPC too. The method, the dial target and the parent (found up
+ * cs.ctx, the per-stream context derived from the caller's) are read from
+ * the stream.
  */
 #include "types.h"
 #include "go_abi.h"
@@ -37,6 +42,11 @@ volatile const __u64 off_status_s = 0;       /* internal/status.Status.s */
 volatile const __u64 off_spb_code = 0;       /* genproto status.Status.Code */
 volatile const __u64 off_cc_target = 0;      /* ClientConn.target */
 volatile const __u64 off_cs_ctx = 0;         /* clientStream.ctx */
+volatile const __u64 off_cs_callhdr = 0;     /* clientStream.callHdr */
+volatile const __u64 off_callhdr_method = 0; /* transport.CallHdr.Method */
+volatile const __u64 off_cs_cc = 0;          /* clientStream.cc */
+volatile const __u64 off_cs_attempt = 0;     /* clientStream.attempt */
+volatile const __u64 off_cs_finished = 0;    /* clientStream.finished */
 /* grpc-go 1.69 to 1.76: handleStream's *ServerStream embeds *Stream (a
  * pointer, its first field); before, it was handed a *Stream, and from 1.77
  * ServerStream embeds Stream by value at offset 0. */
@@ -78,7 +88,7 @@ struct grpc_state {
 struct grpc_key {
 	__u32 pid;
 	__u32 _pad;
-	__u64 ptr; /* server: the stream; client: the call's context object */
+	__u64 ptr; /* server: the stream; client: the *clientStream */
 };
 
 struct {
@@ -195,13 +205,8 @@ static __always_inline __s32 status_code(__u64 status)
 	return code;
 }
 
-static __always_inline void emit(struct grpc_state *st, __u32 pid, __u8 side, __s32 code)
+static __always_inline void fill(struct grpc_event *e, struct grpc_state *st, __u32 pid, __u8 side, __s32 code)
 {
-	struct grpc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(STAT_LOST);
-		return;
-	}
 	__builtin_memcpy(e, &st->ev, sizeof(*e));
 	e->hdr.kind = EVENT_GRPC;
 	e->hdr.pid = pid;
@@ -211,6 +216,16 @@ static __always_inline void emit(struct grpc_state *st, __u32 pid, __u8 side, __
 	e->side = side;
 	e->link = st->link;
 	e->code = code;
+}
+
+static __always_inline void emit(struct grpc_state *st, __u32 pid, __u8 side, __s32 code)
+{
+	struct grpc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_LOST);
+		return;
+	}
+	fill(e, st, pid, side, code);
 	event_submit(e);
 }
 
@@ -234,20 +249,26 @@ int uprobe_grpc_server_status(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe/grpc_new_client_stream")
+SEC("uprobe/grpc_new_attempt")
 int uprobe_grpc_client_entry(struct pt_regs *ctx)
 {
 	stat_inc(STAT_HITS);
+	__u64 cs = GO_ARG1(ctx);
+	/* A retry: the first attempt started the span. */
+	if (!cs || go_word_at((void *)(cs + off_cs_attempt)))
+		return 0;
 	struct grpc_state *st = scratch();
 	if (!st)
 		return 0;
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	__u64 callctx = GO_ARG2(ctx);
 	st->start_ns = bpf_ktime_get_ns();
 
-	struct go_string m = {.ptr = (const char *)GO_ARG5(ctx), .len = (__s64)GO_ARG6(ctx)};
+	__u64 hdr = go_word_at((void *)(cs + off_cs_callhdr));
+	struct go_string m = {};
+	if (hdr)
+		go_string_at(&m, (void *)(hdr + off_callhdr_method));
 	st->ev.method_len = go_string_copy(st->ev.method, METHOD_MAX, m, &st->ev.cut);
-	__u64 cc = GO_ARG4(ctx);
+	__u64 cc = go_word_at((void *)(cs + off_cs_cc));
 	if (cc && off_cc_target) {
 		struct go_string t = {};
 		__u8 cut = 0;
@@ -256,7 +277,7 @@ int uprobe_grpc_client_entry(struct pt_regs *ctx)
 	}
 
 	struct span_context parent = {};
-	if (ctx_find(pid, callctx, &parent)) {
+	if (ctx_find(pid, go_word_at((void *)(cs + off_cs_ctx + 8)), &parent)) {
 		st->link = 1;
 		__builtin_memcpy(st->sc.trace_id, parent.trace_id, 16);
 		__builtin_memcpy(st->sc.parent_span_id, parent.span_id, 8);
@@ -267,7 +288,9 @@ int uprobe_grpc_client_entry(struct pt_regs *ctx)
 		st->sc.trace_flags = 1;
 	}
 	random_bytes(st->sc.span_id, 8);
-	struct grpc_key k = {.pid = pid, .ptr = callctx};
+	/* A new stream: whatever an earlier one at this address left (a call
+	 * whose creation failed ends without finish) is replaced. */
+	struct grpc_key k = {.pid = pid, .ptr = cs};
 	bpf_map_update_elem(&grpc_calls, &k, st, BPF_ANY);
 	return 0;
 }
@@ -295,19 +318,33 @@ int uprobe_grpc_client_finish(struct pt_regs *ctx)
 {
 	stat_inc(STAT_HITS);
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	__u64 c = go_word_at((void *)(GO_ARG1(ctx) + off_cs_ctx + 8));
-	for (int i = 0; i < CTX_WALK_MAX; i++) {
-		if (!c)
-			return 0;
-		struct grpc_key k = {.pid = pid, .ptr = c};
-		struct grpc_state *st = bpf_map_lookup_elem(&grpc_calls, &k);
-		if (st) {
-			emit(st, pid, GRPC_CLIENT, error_code(GO_ARG2(ctx), GO_ARG3(ctx)));
-			bpf_map_delete_elem(&grpc_calls, &k);
-			return 0;
-		}
-		c = go_word_at((void *)(c + 8));
+	__u64 cs = GO_ARG1(ctx);
+	struct grpc_key k = {.pid = pid, .ptr = cs};
+	struct grpc_state *st = bpf_map_lookup_elem(&grpc_calls, &k);
+	if (!st) {
+		/* A stream's context watcher calls finish a second time, once
+		 * cs.finished is set: already reported. Unfinished, the start
+		 * was not seen (attached mid-call, or evicted). */
+		__u8 finished = 1;
+		if (off_cs_finished)
+			bpf_probe_read_user(&finished, 1, (void *)(cs + off_cs_finished));
+		if (!finished)
+			stat_inc(STAT_NO_ENTRY);
+		return 0;
 	}
-	/* A stream's second finish (its context watcher): already reported. */
+	struct grpc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_LOST);
+		bpf_map_delete_elem(&grpc_calls, &k);
+		return 0;
+	}
+	fill(e, st, pid, GRPC_CLIENT, error_code(GO_ARG2(ctx), GO_ARG3(ctx)));
+	/* Two finishes racing (the watcher and the caller): only the one that
+	 * removes the state reports the call. */
+	if (bpf_map_delete_elem(&grpc_calls, &k) != 0) {
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	event_submit(e);
 	return 0;
 }

@@ -49,10 +49,17 @@ var Probe = probes.Spec{
 		Entry:    "uprobe_grpc_server_status",
 		Optional: true,
 	}, {
+		// The first attempt of every call, Invoke's included, on the
+		// caller's goroutine: the *clientStream keys the call (grpc.c).
 		Name:   "client",
-		Symbol: grpcPkg + ".newClientStream",
+		Symbol: grpcPkg + ".(*clientStream).newAttemptLocked",
 		Entry:  "uprobe_grpc_client_entry",
 		Fields: []probes.Field{
+			{Const: "off_cs_ctx", Struct: grpcPkg + ".clientStream", Field: "ctx"},
+			{Const: "off_cs_callhdr", Struct: grpcPkg + ".clientStream", Field: "callHdr"},
+			{Const: "off_callhdr_method", Struct: transport + ".CallHdr", Field: "Method"},
+			{Const: "off_cs_cc", Struct: grpcPkg + ".clientStream", Field: "cc"},
+			{Const: "off_cs_attempt", Struct: grpcPkg + ".clientStream", Field: "attempt"},
 			{Const: "off_cc_target", Struct: grpcPkg + ".ClientConn", Field: "target"},
 		},
 		Optional: true,
@@ -60,7 +67,7 @@ var Probe = probes.Spec{
 		Name:     "client finish",
 		Symbol:   grpcPkg + ".(*clientStream).finish",
 		Entry:    "uprobe_grpc_client_finish",
-		Fields:   []probes.Field{{Const: "off_cs_ctx", Struct: grpcPkg + ".clientStream", Field: "ctx"}},
+		Fields:   []probes.Field{{Const: "off_cs_finished", Struct: grpcPkg + ".clientStream", Field: "finished"}},
 		Optional: true,
 	}},
 	Fields: []probes.Field{

@@ -1,7 +1,8 @@
 // Command grpcapp is the gRPC target of the end-to-end tests: a gRPC server
 // (the standard health service and a small hand-written test.Echo service,
 // no protoc needed) and an HTTP front whose /call route makes gRPC calls
-// with the request's context. It knows nothing of golens. It uses only APIs
+// with the request's context, and a /fanout route that makes several at once
+// on that one context. It knows nothing of golens. It uses only APIs
 // that every grpc-go release from v1.60 on has, so that the tests can build
 // it against each of them.
 package main
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -192,32 +194,64 @@ func main() {
 
 	var connsMu sync.Mutex
 	conns := map[string]*grpc.ClientConn{}
+	dial := func(target string) (*grpc.ClientConn, error) {
+		connsMu.Lock()
+		defer connsMu.Unlock()
+		if conn, ok := conns[target]; ok {
+			return conn, nil
+		}
+		// grpc.Dial, not grpc.NewClient: that came in grpc-go v1.63.
+		conn, err := grpc.Dial(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		conns[target] = conn
+		return conn, nil
+	}
 	mux := http.NewServeMux()
 	// /call?target=ADDR&method=Ok|Fail|Missing|Status|Count|Sum|Chat|Health[&n=N] makes the
 	// call with the request's context; 200 when it returned OK, else 502
 	// with the code in the body.
 	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
-		target := r.URL.Query().Get("target")
-		connsMu.Lock()
-		conn, ok := conns[target]
-		if !ok {
-			var err error
-			// grpc.Dial, not grpc.NewClient: that came in grpc-go v1.63.
-			conn, err = grpc.Dial(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				connsMu.Unlock()
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			conns[target] = conn
+		conn, err := dial(r.URL.Query().Get("target"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
-		connsMu.Unlock()
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		code := call(r.Context(), conn, r.URL.Query().Get("method"), n)
 		if code != codes.OK {
 			w.WriteHeader(http.StatusBadGateway)
 		}
 		fmt.Fprint(w, code.String())
+	})
+	// /fanout?target=ADDR&calls=METHOD[:N],... makes all the calls at once,
+	// each from its own goroutine with the one request context (an
+	// errgroup-style fan-out), and answers 200 with their codes in order,
+	// comma-separated.
+	mux.HandleFunc("/fanout", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := dial(r.URL.Query().Get("target"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		calls := strings.Split(r.URL.Query().Get("calls"), ",")
+		got := make([]string, len(calls))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, c := range calls {
+			method, arg, _ := strings.Cut(c, ":")
+			n, _ := strconv.Atoi(arg)
+			wg.Add(1)
+			go func(i int, method string, n int) {
+				defer wg.Done()
+				<-start // all in flight together
+				got[i] = call(r.Context(), conn, method, n).String()
+			}(i, method, n)
+		}
+		close(start)
+		wg.Wait()
+		fmt.Fprint(w, strings.Join(got, ","))
 	})
 	hl, err := net.Listen("tcp", *httpAddr)
 	if err != nil {

@@ -56,7 +56,8 @@ var moduleFields = []struct {
 	{grpcModule, grpcModule + "/internal/transport.http2Server", []string{"peer"}},
 	{grpcModule, grpcModule + "/internal/status.Status", []string{"s"}},
 	{grpcModule, grpcModule + ".ClientConn", []string{"target"}},
-	{grpcModule, grpcModule + ".clientStream", []string{"ctx"}},
+	{grpcModule, grpcModule + "/internal/transport.CallHdr", []string{"Method"}},
+	{grpcModule, grpcModule + ".clientStream", []string{"ctx", "callHdr", "cc", "attempt", "finished"}},
 	{genprotoModule, genprotoModule + "/status.Status", []string{"Code"}},
 }
 
