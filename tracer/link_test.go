@@ -26,9 +26,8 @@ func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*
 	out := l.Add(ev, stub, now)
 	for {
 		select {
-		case peer := <-l.Lookups():
-			c := l.Owner([]netip.AddrPort{peer})[0]
-			out = append(out, l.Resolve(peer, c.PID, c.OnNode, now)...)
+		case q := <-l.Lookups():
+			out = append(out, l.Resolve(q, l.Owner([]Lookup{q})[0], now)...)
 		default:
 			return out
 		}
@@ -37,10 +36,11 @@ func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*
 
 // owners answers every peer with f.
 func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
-	return func(peers []netip.AddrPort) []Caller {
-		out := make([]Caller, len(peers))
-		for i, p := range peers {
-			out[i].PID, out[i].OnNode = f(p)
+	return func(qs []Lookup) []Caller {
+		out := make([]Caller, len(qs))
+		for i, q := range qs {
+			out[i].PID, out[i].OnNode = f(q.Peer)
+			out[i].Conn = Conn{Local: q.Peer}
 		}
 		return out
 	}
@@ -182,18 +182,109 @@ func TestLinkerBounded(t *testing.T) {
 	}
 }
 
+// closedEnd answers every lookup with a closed client end (TIME_WAIT) in
+// a namespace whose watched processes are neighbours.
+func closedEnd(neighbours ...int) OwnerFunc {
+	return func(qs []Lookup) []Caller {
+		out := make([]Caller, len(qs))
+		for i, q := range qs {
+			out[i] = Caller{OnNode: true, Conn: Conn{NetNS: 7, Local: q.Peer}, Neighbours: neighbours}
+		}
+		return out
+	}
+}
+
 // The caller closed its connection before the lookup: the socket is still
-// on this node (TIME_WAIT) without an owner, and any watched caller whose
-// call fits may claim the root.
+// on this node (TIME_WAIT) without an owner. Only a call of a process that
+// could have held it, already here, claims the root; otherwise it goes
+// out at once, uncounted: most likely an unwatched client.
 func TestLinkerOwnerGone(t *testing.T) {
-	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, true }))
+	// A's call came first, A could have held the socket: linked.
+	l := NewLinker(closedEnd(procA.PID, procB.PID))
+	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0)
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
-	if got := add(l, be, bs, t0); len(got) != 0 {
-		t.Fatal("root released before the window")
+	if got := add(l, be, bs, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+
+	// A's call fits, but A is not in the socket's namespace: not linked.
+	l = NewLinker(closedEnd(procB.PID))
+	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0)
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	if got := add(l, be, bs, t0); len(got) != 1 || bs.Parent.IsValid() {
+		t.Fatalf("other namespace: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+
+	// No call here yet: out at once, counted nowhere.
+	l = NewLinker(closedEnd(procA.PID))
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	if got := add(l, be, bs, t0); len(got) != 1 || bs.Parent.IsValid() {
+		t.Fatalf("no evidence: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+	if l.Unmatched+l.LookupBusy+l.Ambiguous != 0 || l.held != 0 {
+		t.Errorf("counted: unmatched %d busy %d ambiguous %d, held %d", l.Unmatched, l.LookupBusy, l.Ambiguous, l.held)
+	}
+}
+
+// A connection found open, then closed at a later lookup: still its
+// holder's, whose call may come after.
+func TestLinkerRemembersHolder(t *testing.T) {
+	conn := Conn{NetNS: 7, Local: netip.MustParseAddrPort("127.0.0.1:5000"), Remote: netip.MustParseAddrPort("127.0.0.1:80")}
+	l := NewLinker(nil)
+	l.Owner = func([]Lookup) []Caller { return nil }
+	q := Lookup{Callee: procB.PID, Peer: conn.Local}
+	l.Resolve(q, Caller{PID: procA.PID, OnNode: true, Conn: conn}, t0)
+	later := t0.Add(10 * time.Second) // past the owner cache
+	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	l.Add(be, bs, later)
+	<-l.Lookups()
+	if got := l.Resolve(q, Caller{OnNode: true, Conn: conn}, later); len(got) != 0 {
+		t.Fatalf("root released (%d) before its caller's call came", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := add(l, ae, as, t0); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	if got := l.Add(ae, as, later); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+}
+
+// Two calls of A with the same method and path both contain B's request,
+// or one call contains two of B's: the linker does not guess.
+func TestLinkerAmbiguous(t *testing.T) {
+	// Two calls, one callee inside both: the calls came first.
+	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
+	add(l, c1, cs1, t0)
+	add(l, c2, cs2, t0)
+	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
+		t.Fatalf("callee in two calls: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
+	}
+
+	// One call, two callees inside it, both waiting: neither is linked.
+	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	add(l, b1, s1, t0)
+	add(l, b2, s2, t0)
+	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	if got := add(l, c1, cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
+		t.Fatalf("two callees in one call: released %d, parents %s %s, ambiguous %d", len(got), s1.Parent.SpanID(), s2.Parent.SpanID(), l.Ambiguous)
+	}
+
+	// A callee inside a call already taken and a new one: not linked.
+	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, b1, s1, t0)
+	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	add(l, c1, cs1, t0) // s1 joins c1
+	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	add(l, b2, s2, t0) // inside c1, taken: waits
+	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
+	if got := add(l, c2, cs2, t0); len(got) != 2 || s2.Parent.IsValid() || l.Ambiguous != 1 {
+		t.Fatalf("callee in a taken call and a new one: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
 	}
 }
 
@@ -218,7 +309,7 @@ func TestLinkerLookupsAsync(t *testing.T) {
 		t.Fatalf("client span: released %d, want 1", len(got))
 	}
 	<-l.Lookups()
-	got := l.Resolve(netip.MustParseAddrPort("127.0.0.1:5000"), procA.PID, true, t0)
+	got := l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:5000")}, Caller{PID: procA.PID, OnNode: true}, t0)
 	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
@@ -244,7 +335,7 @@ func TestLinkerLookupsAsync(t *testing.T) {
 		t.Fatalf("lookups too slow: released %d, busy %d, held %d", len(got), l.LookupBusy, l.held)
 	}
 	// A late answer only fills the cache.
-	if got := l.Resolve(netip.MustParseAddrPort("127.0.0.1:6000"), 0, false, t0.Add(2*time.Second)); len(got) != 0 {
+	if got := l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:6000")}, Caller{}, t0.Add(2*time.Second)); len(got) != 0 {
 		t.Fatalf("late answer released %d", len(got))
 	}
 }
