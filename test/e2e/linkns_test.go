@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/golens/golens/test/harness"
+)
+
+// netns creates a network namespace with only loopback up, removed when
+// the test ends.
+func netns(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		unavailable(t, "no ip command (iproute2): %v", err)
+	}
+	name := "golens-e2e-" + randHex(4)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		unavailable(t, "ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("loopback up in %s: %v: %s", name, err, out)
+	}
+	return name
+}
+
+// startIn runs a target inside network namespace ns (ip netns exec runs
+// it in place: the pid is the target's).
+func startIn(t *testing.T, ns, bin string, env []string, args ...string) *harness.App {
+	t.Helper()
+	app, err := harness.StartApp("ip", env, append([]string{"netns", "exec", ns, bin}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Stop)
+	return app
+}
+
+// clientIn is an HTTP client whose connections are made inside network
+// namespace ns: each dial runs on a thread of its own that enters ns and
+// then ends with its goroutine (a locked thread is not reused).
+func clientIn(ns string, keepAlive bool) *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread dies with us
+			f, err := os.Open("/run/netns/" + ns)
+			if err != nil {
+				done <- result{nil, err}
+				return
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				done <- result{nil, fmt.Errorf("enter %s: %w", ns, err)}
+				return
+			}
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			done <- result{c, err}
+		}()
+		r := <-done
+		return r.c, r.err
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: !keepAlive}}
+}
+
+// Two tenants, each in its own network namespace: A calls B over
+// loopback, both at the same addresses in both namespaces (B on
+// 127.0.0.1:18080, A's connection from 127.0.0.1:40001), at the same time,
+// with the same method and path. A loopback address means nothing outside
+// its namespace: each B span joins its own A's trace, never the other's.
+func TestLinkingStaysInNetns(t *testing.T) {
+	bin := buildApp(t, "httpserver", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	type tenant struct {
+		ns     string
+		a, b   *harness.App
+		client *http.Client
+	}
+	tenants := make([]*tenant, 2)
+	args := []string{"--otlp-endpoint", recv.Addr(), "--otlp-insecure"}
+	for i := range tenants {
+		ns := netns(t)
+		env := func(svc string) []string {
+			return []string{fmt.Sprintf("OTEL_SERVICE_NAME=%s%d", svc, i+1), "GODEBUG=httpmuxgo121=0"}
+		}
+		tn := &tenant{ns: ns, client: clientIn(ns, true)}
+		tn.b = startIn(t, ns, bin, env("svc-b"), "-addr", "127.0.0.1:18080")
+		tn.a = startIn(t, ns, bin, env("svc-a"), "-addr", "127.0.0.1:18081")
+		tenants[i] = tn
+		args = append(args, "--pid", fmt.Sprint(tn.a.PID()), "--pid", fmt.Sprint(tn.b.PID()))
+	}
+	agent, err := harness.StartAgent(agentBin, nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Stop(5 * time.Second) })
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	path := "/chain?from=" + url.QueryEscape("127.0.0.1:40001") + "&to=" + url.QueryEscape("http://127.0.0.1:18080/sleep?ms=100")
+	const rounds = 5
+	sent := map[string]int{} // trace id -> tenant
+	for r := 0; r < rounds; r++ {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(tenants))
+		for i, tn := range tenants {
+			tid := randHex(16)
+			sent[tid] = i
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", "http://"+tn.a.Addr+path, nil)
+				req.Header.Set("traceparent", "00-"+tid+"-"+randHex(8)+"-01")
+				resp, err := tn.client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("tenant %d: status %d", i+1, resp.StatusCode)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	want := rounds * len(tenants) * 3
+	if _, err := recv.WaitFor(want, 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, agent.Log())
+	}
+	time.Sleep(1500 * time.Millisecond) // a root that waited in vain is out by now
+	spans := recv.Spans()
+	if len(spans) != want {
+		t.Errorf("%d spans, want %d", len(spans), want)
+	}
+	traces := byTrace(spans)
+	for tid, i := range sent {
+		n := fmt.Sprint(i + 1)
+		var aSrv, aCli, bSrv []harness.Span
+		for _, sp := range traces[tid] {
+			switch svc := sp.Resource["service.name"]; {
+			case svc == "svc-a"+n && sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+				aSrv = append(aSrv, sp)
+			case svc == "svc-a"+n && sp.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+				aCli = append(aCli, sp)
+			case svc == "svc-b"+n && sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+				bSrv = append(bSrv, sp)
+			default:
+				t.Errorf("tenant %s trace %s holds a span of %v (%v)", n, tid, svc, sp.Kind)
+			}
+		}
+		if len(aSrv) != 1 || len(aCli) != 1 || len(bSrv) != 1 {
+			t.Errorf("tenant %s trace %s: A server %d, A client %d, B server %d; want 1 each", n, tid, len(aSrv), len(aCli), len(bSrv))
+			continue
+		}
+		if aCli[0].ParentSpanID != aSrv[0].SpanID || bSrv[0].ParentSpanID != aCli[0].SpanID {
+			t.Errorf("tenant %s: B's parent %s, want A's client span %s", n, bSrv[0].ParentSpanID, aCli[0].SpanID)
+		}
+	}
+	if t.Failed() {
+		for _, sp := range spans {
+			t.Logf("%s %v trace=%s span=%s parent=%s peer=%v:%v", sp.Resource["service.name"], sp.Kind, sp.TraceID[:8], sp.SpanID, sp.ParentSpanID, sp.Attrs["client.address"], sp.Attrs["client.port"])
+		}
+	}
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, "golens_spans_linked_total"); v != rounds*float64(len(tenants)) {
+		t.Errorf("golens_spans_linked_total %v, want %d", v, rounds*len(tenants))
+	}
+	for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous"} {
+		if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
+			t.Errorf("unlinked %s %v, want 0", r, v)
+		}
+	}
+}
+
+// A client golens does not watch, one connection per request, closed by
+// the client (its socket then sits in TIME_WAIT, owned by nobody): the
+// server's spans are not held for a caller that is not coming, and nothing
+// counts them as failed links.
+func TestUnwatchedClientNotHeld(t *testing.T) {
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	app, err := harness.StartApp(buildApp(t, "httpserver", harness.Variant{}), []string{"OTEL_SERVICE_NAME=plain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Stop)
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(app.PID()), "--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Stop(5 * time.Second) })
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two kinds of client, in turn: one with keep-alives off (it asks
+	// the server to close), and one that closes the connection itself
+	// once the answer is read, as curl does.
+	noKeepAlive := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	closer := &http.Transport{}
+	closing := &http.Client{Transport: closer, Timeout: 10 * time.Second}
+	const n = 30
+	maxHeld := 0.0
+	for i := 0; i < n; i++ {
+		c := noKeepAlive
+		if i%2 == 1 {
+			c = closing
+		}
+		resp, err := c.Get("http://" + app.Addr + "/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		closer.CloseIdleConnections()
+		time.Sleep(50 * time.Millisecond)
+		// A span is read within 100 ms of its request (the reader's poll
+		// while events come) and its lookup takes milliseconds: from then
+		// on it is not held. Held for a caller, it would stay 1 s.
+		if i >= 4 {
+			text, err := agent.Metrics()
+			if err != nil {
+				t.Fatal(err)
+			}
+			maxHeld = max(maxHeld, scrapeValue(t, text, "golens_spans_held"))
+		}
+	}
+	last := time.Now()
+	// Out of the linker at once, a span then waits at most the export
+	// batch's second.
+	if _, err := recv.WaitFor(n, 1500*time.Millisecond); err != nil {
+		t.Fatalf("%v within 1.5 s of the last request\n%s", err, agent.Log())
+	}
+	t.Logf("%d spans within %s of the last request; at most %v held", n, time.Since(last).Round(time.Millisecond), maxHeld)
+	if maxHeld > 3 {
+		t.Errorf("up to %v spans held while requests went on, want at most 3 (those being looked up)", maxHeld)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous"} {
+		if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
+			t.Errorf("unlinked %s %v, want 0", r, v)
+		}
+	}
+	for _, sp := range recv.Spans() {
+		if sp.ParentSpanID != "" {
+			t.Errorf("span %s has parent %s; its client is not watched", sp.SpanID, sp.ParentSpanID)
+		}
+	}
+	if got := len(recv.Spans()); got != n {
+		t.Errorf("%d spans, want %d", got, n)
+	}
+}
