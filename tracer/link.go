@@ -85,7 +85,13 @@ type Conn struct {
 // finishes after it. A root waits for its caller at most Window; spans
 // whose root never shows are released after MaxHold. Both are bounded.
 type Linker struct {
-	Window  time.Duration // how long a root waits for its caller's client span
+	Window time.Duration // how long a root waits for its caller's client span
+	// Settle is how long a root's one fitting call waits for a rival
+	// before the root joins it (another call of the caller that contains
+	// the root makes the match ambiguous), and how long a root whose
+	// client end was closed waits for a call of a process that could have
+	// held it.
+	Settle  time.Duration
 	MaxHold time.Duration // how long children wait for their root
 	MaxHeld int           // spans held at most; beyond, the oldest trace is released
 	// Owner answers the lookups (see Lookups); it runs on the tracer's
@@ -134,8 +140,11 @@ type group struct {
 	spans    []*tracetest.SpanStub
 	root     *call
 	rootStub *tracetest.SpanStub
-	caller   int    // pid the root waits for
-	lookup   Lookup // while the root waits for its peer's owner
+	caller   int        // pid the root waits for
+	callers  []int      // or, its client end closed, the pids that could have held it
+	match    *clientRef // the one call found that contains the root
+	settle   time.Time  // when match joins, or a closed root with none goes
+	lookup   Lookup     // while the root waits for its peer's owner
 	created  time.Time
 	deadline time.Time
 }
@@ -155,18 +164,20 @@ type clientRef struct {
 	sc         event.SpanContext
 	seen       time.Time
 	used       bool
+	by         *group // the root that reserved it, while it settles
 }
 
 // LookupQueue is how many peers may wait for an owner lookup.
 const LookupQueue = 256
 
 // NewLinker returns a linker with the given caller lookup and defaults:
-// a 1 s window, 30 s max hold, 10000 held spans.
+// a 1 s window, 250 ms settle time, 30 s max hold, 10000 held spans.
 func NewLinker(find OwnerFunc) *Linker {
 	return &Linker{
 		pending: make(map[Lookup][]*group),
 		lookups: make(chan Lookup, LookupQueue),
 		Window:  time.Second,
+		Settle:  250 * time.Millisecond,
 		MaxHold: 30 * time.Second,
 		MaxHeld: 10000,
 		Owner:   find,
@@ -211,10 +222,11 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 	}
 	key := requestKey(e.method, e.path)
 	// Does a waiting root belong under this call? Only when it is the one
-	// root this call contains and this is the one call containing it.
+	// root this call contains and this is the one call containing it:
+	// the root reserves the call and joins it once it settled.
 	var fit []*group
 	for _, g := range l.waiting[key] {
-		if g.caller == ref.pid && g.trace != ref.sc.TraceID && fits(*ref, g.root) {
+		if g.awaits(ref.pid) && g.trace != ref.sc.TraceID && fits(*ref, g.root) {
 			fit = append(fit, g)
 		}
 	}
@@ -224,12 +236,11 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 		for _, g := range fit {
 			out = append(out, l.ambiguous(g)...)
 		}
-	case len(fit) == 1 && len(l.containing(fit[0].root, ref.pid)) > 0:
+	case len(fit) == 1 && (fit[0].match != nil || len(l.rivals(fit[0])) > 0):
 		ref.used = true
 		out = append(out, l.ambiguous(fit[0])...)
 	case len(fit) == 1:
-		ref.used = true
-		out = append(out, l.join(fit[0], *ref)...)
+		l.reserve(fit[0], ref, now)
 	}
 	l.recent[key] = append(l.recent[key], ref)
 	return append(out, l.bound()...)
@@ -258,7 +269,7 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 	g.root, g.rootStub = &e, stub
 	g.deadline = now.Add(l.Window)
 	if known {
-		return l.place(g, o)
+		return l.place(g, o, now)
 	}
 	if _, asked := l.pending[q]; !asked {
 		select {
@@ -274,36 +285,66 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 }
 
 // place settles root group g once its caller is known: released when the
-// caller is not on this node, else joined to the caller's client span if
-// it came already and is the only one that fits, or waiting for it until
-// g's deadline. A closed client end with no process named waits for
-// nothing: one of its possible holders' calls fits now, or the root goes.
-func (l *Linker) place(g *group, o owner) []*tracetest.SpanStub {
+// caller is not on this node; else, when one call of the caller that came
+// already contains it, reserving that call, or waiting for one until g's
+// deadline. A closed client end names no process: the root waits only
+// Settle, for a call of a process that could have held it.
+func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
 	if !o.ok {
 		return append(l.release(g), l.bound()...)
 	}
-	callers := []int{o.pid}
+	g.callers = []int{o.pid}
 	if o.pid == 0 {
-		callers = o.neighbours
+		g.callers = o.neighbours
+		g.settle = now.Add(l.Settle)
 	}
-	var fit []*clientRef
-	for _, pid := range callers {
-		fit = append(fit, l.containing(g.root, pid)...)
-	}
+	fit := l.rivals(g)
+	var out []*tracetest.SpanStub
 	switch {
 	case len(fit) > 1:
 		return append(l.ambiguous(g), l.bound()...)
-	case len(fit) == 1 && !fit[0].used:
-		fit[0].used = true
-		return append(l.join(g, *fit[0]), l.bound()...)
-	case o.pid == 0:
-		// No evidence a watched process made this call.
-		return append(l.release(g), l.bound()...)
+	case len(fit) == 1 && fit[0].used:
+		// That call is another root's: one of the two is not its callee.
+		if rival := fit[0].by; rival != nil {
+			out = l.ambiguous(rival)
+		}
+		return append(append(out, l.ambiguous(g)...), l.bound()...)
 	}
 	g.caller = o.pid
 	g.key = requestKey(g.root.method, g.root.path)
 	l.waiting[g.key] = append(l.waiting[g.key], g)
+	if len(fit) == 1 {
+		l.reserve(g, fit[0], now)
+	}
 	return l.bound()
+}
+
+// awaits tells whether waiting root g may be the callee of a call of pid.
+func (g *group) awaits(pid int) bool {
+	for _, p := range g.callers {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// reserve makes call c root g's match: g joins it after Settle unless a
+// rival call shows up first.
+func (l *Linker) reserve(g *group, c *clientRef, now time.Time) {
+	c.used, c.by = true, g
+	g.match = c
+	g.settle = now.Add(l.Settle)
+}
+
+// rivals lists the calls seen lately, taken or not, of the processes root
+// g may be the callee of, that contain it.
+func (l *Linker) rivals(g *group) []*clientRef {
+	var out []*clientRef
+	for _, pid := range g.callers {
+		out = append(out, l.containing(g.root, pid)...)
+	}
+	return out
 }
 
 // containing lists the calls of process pid seen lately, taken or not,
@@ -363,7 +404,7 @@ func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStu
 	var out []*tracetest.SpanStub
 	for _, g := range gs {
 		g.lookup = Lookup{}
-		out = append(out, l.place(g, o)...)
+		out = append(out, l.place(g, o, now)...)
 	}
 	return out
 }
@@ -377,6 +418,10 @@ func fits(c clientRef, e *call) bool {
 // join moves group g into the client's trace, under the client span.
 func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
 	l.unwait(g)
+	if g.match != nil {
+		g.match.by = nil
+		g.match = nil
+	}
 	delete(l.groups, g.trace)
 	newTrace := trace.TraceID(c.sc.TraceID)
 	for _, s := range g.spans {
@@ -413,6 +458,10 @@ func (l *Linker) hold(id event.TraceID, stub *tracetest.SpanStub, now time.Time)
 
 func (l *Linker) release(g *group) []*tracetest.SpanStub {
 	l.unwait(g)
+	if g.match != nil {
+		g.match.by = nil // stays used: it contained a root let go
+		g.match = nil
+	}
 	delete(l.groups, g.trace)
 	l.held -= len(g.spans)
 	return g.spans
@@ -472,7 +521,14 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 	var out []*tracetest.SpanStub
 	for _, ws := range l.waiting {
 		for _, g := range append([]*group(nil), ws...) {
-			if now.After(g.deadline) {
+			switch {
+			case g.match != nil && !now.Before(g.settle):
+				out = append(out, l.join(g, *g.match)...)
+			case g.match == nil && g.caller == 0 && !now.Before(g.settle):
+				// Closed client end, no call of its possible holders:
+				// most likely a client golens does not watch.
+				out = append(out, l.release(g)...)
+			case g.match == nil && now.After(g.deadline):
 				l.Unmatched++
 				out = append(out, l.release(g)...)
 			}
@@ -518,6 +574,11 @@ func (l *Linker) Flush(now time.Time, all bool) []*tracetest.SpanStub {
 	}
 	var out []*tracetest.SpanStub
 	for _, g := range l.groups {
+		if g.match != nil {
+			// A settled match is joined: nothing rivals it any more.
+			out = append(out, l.join(g, *g.match)...)
+			continue
+		}
 		out = append(out, l.release(g)...)
 	}
 	return out

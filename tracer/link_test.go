@@ -34,6 +34,11 @@ func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*
 	}
 }
 
+// settled is what l releases once a match found at now has settled.
+func settled(l *Linker, now time.Time) []*tracetest.SpanStub {
+	return l.Flush(now.Add(l.Settle), false)
+}
+
 // owners answers every peer with f.
 func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
 	return func(qs []Lookup) []Caller {
@@ -92,7 +97,7 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 		t.Fatalf("root with a watched caller released before its caller's span: %d", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	out = add(l, ae, as, now)
+	out = append(add(l, ae, as, now), settled(l, now)...)
 	if len(out) != 3 {
 		t.Fatalf("released %d spans, want A's client and B's two", len(out))
 	}
@@ -157,6 +162,7 @@ func TestLinkerConcurrentCalls(t *testing.T) {
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(5), ms(15))
 	out := append(add(l, c1, cs1, t0), add(l, c2, cs2, t0)...)
+	out = append(out, settled(l, t0)...)
 	if len(out) != 4 {
 		t.Fatalf("released %d, want 4", len(out))
 	}
@@ -196,16 +202,29 @@ func closedEnd(neighbours ...int) OwnerFunc {
 
 // The caller closed its connection before the lookup: the socket is still
 // on this node (TIME_WAIT) without an owner. Only a call of a process that
-// could have held it, already here, claims the root; otherwise it goes
-// out at once, uncounted: most likely an unwatched client.
+// could have held it, here or within the settle time, claims the root;
+// otherwise it goes out then, uncounted: most likely an unwatched client.
 func TestLinkerOwnerGone(t *testing.T) {
 	// A's call came first, A could have held the socket: linked.
 	l := NewLinker(closedEnd(procA.PID, procB.PID))
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
 	add(l, ae, as, t0)
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
-	if got := add(l, be, bs, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	add(l, be, bs, t0)
+	if got := settled(l, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+
+	// A's call comes after, within the settle time: linked too.
+	l = NewLinker(closedEnd(procA.PID, procB.PID))
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	if got := add(l, be, bs, t0); len(got) != 0 {
+		t.Fatalf("closed client end: released %d before the settle time", len(got))
+	}
+	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0.Add(ms(100)))
+	if got := settled(l, t0.Add(ms(100))); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+		t.Fatalf("call after the root: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
 
 	// A's call fits, but A is not in the socket's namespace: not linked.
@@ -213,14 +232,16 @@ func TestLinkerOwnerGone(t *testing.T) {
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
 	add(l, ae, as, t0)
 	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
-	if got := add(l, be, bs, t0); len(got) != 1 || bs.Parent.IsValid() {
+	got := append(add(l, be, bs, t0), settled(l, t0)...)
+	if len(got) != 1 || bs.Parent.IsValid() {
 		t.Fatalf("other namespace: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
 
-	// No call here yet: out at once, counted nowhere.
+	// No call within the settle time: out then, counted nowhere.
 	l = NewLinker(closedEnd(procA.PID))
 	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
-	if got := add(l, be, bs, t0); len(got) != 1 || bs.Parent.IsValid() {
+	add(l, be, bs, t0)
+	if got := settled(l, t0); len(got) != 1 || bs.Parent.IsValid() {
 		t.Fatalf("no evidence: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
 	if l.Unmatched+l.LookupBusy+l.Ambiguous != 0 || l.held != 0 {
@@ -244,7 +265,7 @@ func TestLinkerRemembersHolder(t *testing.T) {
 		t.Fatalf("root released (%d) before its caller's call came", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := l.Add(ae, as, later); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	if got := append(l.Add(ae, as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
 }
@@ -279,12 +300,24 @@ func TestLinkerAmbiguous(t *testing.T) {
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	add(l, b1, s1, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
-	add(l, c1, cs1, t0) // s1 joins c1
+	add(l, c1, cs1, t0)
+	settled(l, t0) // s1 joins c1
 	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
-	add(l, b2, s2, t0) // inside c1, taken: waits
-	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
-	if got := add(l, c2, cs2, t0); len(got) != 2 || s2.Parent.IsValid() || l.Ambiguous != 1 {
-		t.Fatalf("callee in a taken call and a new one: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
+	if got := add(l, b2, s2, t0); len(got) != 1 || s2.Parent.IsValid() || l.Ambiguous != 1 {
+		t.Fatalf("callee in a taken call: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
+	}
+
+	// The one call containing a callee reserved, then a rival call: the
+	// reservation is undone, no parent.
+	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID}))
+	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, b1, s1, t0)
+	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
+	add(l, c1, cs1, t0)
+	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(12))
+	got := append(add(l, c2, cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
+	if len(got) != 2 || s1.Parent.IsValid() || l.Ambiguous != 1 || l.Linked != 0 {
+		t.Fatalf("rival within the settle time: released %d, parent %s, ambiguous %d, linked %d", len(got), s1.Parent.SpanID(), l.Ambiguous, l.Linked)
 	}
 }
 
@@ -309,7 +342,7 @@ func TestLinkerLookupsAsync(t *testing.T) {
 		t.Fatalf("client span: released %d, want 1", len(got))
 	}
 	<-l.Lookups()
-	got := l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:5000")}, Caller{PID: procA.PID, OnNode: true}, t0)
+	got := append(l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:5000")}, Caller{PID: procA.PID, OnNode: true}, t0), settled(l, t0)...)
 	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
