@@ -61,6 +61,9 @@ func SocketOwner(server int, peer netip.AddrPort, pids []int) (pid int, onNode b
 //
 // A client end found open belongs to the watched process of its namespace
 // that has it among its open files, or to an unwatched process (0, false).
+// When more than one connection could be the one the server saw (the
+// peer's local port reused towards another of its addresses, or the same
+// pair in two namespaces), none is named (0, false): not a guess.
 // One found closed (TIME_WAIT, no inode any more) has no owner: 0, true,
 // with the namespace's watched processes as Neighbours.
 func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
@@ -113,6 +116,12 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 			continue // the server is gone: nothing to search from
 		}
 		servers := tableOf(home, c.Server).byRemote[peer]
+		if len(servers) > 1 {
+			// The peer's address is the far end of more than one
+			// connection into the server's namespace: which one the
+			// server saw cannot be told.
+			continue
+		}
 		search := []uint64{home}
 		if !peer.Addr().IsLoopback() && len(servers) > 0 {
 			for _, ns := range spaces {
@@ -121,8 +130,12 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 				}
 			}
 		}
-		var closed *SocketHolder
-	lookup:
+		// The client ends that can be this connection's: exactly one, or
+		// the peer's address is in use by several connections towards
+		// the server's namespace (a local port is reused for another
+		// destination) and which one the server saw cannot be told.
+		var ends []SocketHolder
+		var inos []uint64
 		for _, ns := range search {
 			via := c.Server
 			if ns != home {
@@ -132,28 +145,28 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 				if len(servers) > 0 && !endOf(sk, servers) {
 					continue
 				}
-				conn := Conn{NetNS: ns, Local: sk.local, Remote: sk.remote}
-				if sk.ino == 0 {
-					if closed == nil {
-						closed = &SocketHolder{OnNode: true, Conn: conn, Neighbours: members[ns]}
-					}
-					continue
-				}
-				// Open: a watched process of its namespace holds it, or
-				// a process golens does not watch does.
-				out[j] = SocketHolder{}
-				for _, p := range members[ns] {
-					if holds(p, sk.ino) {
-						out[j] = SocketHolder{PID: p, OnNode: true, Conn: conn}
-						break
-					}
-				}
-				closed = nil
-				break lookup
+				ends = append(ends, SocketHolder{OnNode: true, Conn: Conn{NetNS: ns, Local: sk.local, Remote: sk.remote}})
+				inos = append(inos, sk.ino)
 			}
 		}
-		if closed != nil {
-			out[j] = *closed
+		if len(ends) != 1 {
+			continue
+		}
+		end, ns := ends[0], ends[0].Conn.NetNS
+		if inos[0] == 0 {
+			// Closed: no owner, only who could have been it.
+			end.Neighbours = members[ns]
+			out[j] = end
+			continue
+		}
+		// Open: a watched process of its namespace holds it, or a process
+		// golens does not watch does.
+		for _, p := range members[ns] {
+			if holds(p, inos[0]) {
+				end.PID = p
+				out[j] = end
+				break
+			}
 		}
 	}
 	return out
