@@ -115,11 +115,10 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 		if err != nil {
 			continue // the server is gone: nothing to search from
 		}
-		servers := tableOf(home, c.Server).byRemote[peer]
+		servers := serverEnds(tableOf(home, c.Server), c.Server, peer, holds)
 		if len(servers) > 1 {
 			// The peer's address is the far end of more than one
-			// connection into the server's namespace: which one the
-			// server saw cannot be told.
+			// connection to the server: which one it saw cannot be told.
 			continue
 		}
 		search := []uint64{home}
@@ -172,6 +171,41 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 	return out
 }
 
+// serverEnds lists the server's ends of connections from peer in its
+// namespace's table t: sockets facing peer on an address the server
+// listens on (others are other servers' connections, such as closed ones
+// from an earlier use of the same client port), the open ones the server
+// holds first; when some are open, only those.
+func serverEnds(t *table, server int, peer netip.AddrPort, holds func(int, uint64) bool) []socket {
+	var open, closed []socket
+	for _, sk := range t.byRemote[peer] {
+		if !listensOn(t, server, sk.local, holds) {
+			continue
+		}
+		switch {
+		case sk.ino == 0:
+			closed = append(closed, sk)
+		case holds(server, sk.ino):
+			open = append(open, sk)
+		}
+	}
+	if len(open) > 0 {
+		return open
+	}
+	return closed
+}
+
+// listensOn tells whether server holds a listening socket that accepts
+// connections to addr.
+func listensOn(t *table, server int, addr netip.AddrPort, holds func(int, uint64) bool) bool {
+	for _, l := range t.listen {
+		if l.local.Port() == addr.Port() && (l.local.Addr() == addr.Addr() || l.local.Addr().IsUnspecified()) && holds(server, l.ino) {
+			return true
+		}
+	}
+	return false
+}
+
 // endOf tells whether client socket sk is the other end of one of the
 // server sockets: its remote address is their local one.
 func endOf(sk socket, servers []socket) bool {
@@ -194,6 +228,7 @@ type socket struct {
 // whose local or remote address it asks about.
 type table struct {
 	byLocal, byRemote map[netip.AddrPort][]socket
+	listen            []socket // listening sockets
 }
 
 func nsInode(pid int) (uint64, error) {
@@ -208,8 +243,12 @@ func nsInode(pid int) (uint64, error) {
 	return st.Ino, nil
 }
 
+// tcpListen is TCP_LISTEN as /proc/net/tcp writes a socket's state.
+const tcpListen = "0A"
+
 // readTable reads the sockets whose local or remote address is in want
-// from the network namespace of pid, in /proc/PID/net/tcp{,6}.
+// from the network namespace of pid, in /proc/PID/net/tcp{,6}, and its
+// listening sockets.
 func readTable(pid int, want map[netip.AddrPort]bool) *table {
 	t := &table{byLocal: make(map[netip.AddrPort][]socket), byRemote: make(map[netip.AddrPort][]socket)}
 	for _, file := range []string{"tcp", "tcp6"} {
@@ -229,7 +268,8 @@ func readTable(pid int, want map[netip.AddrPort]bool) *table {
 				continue
 			}
 			remote, ok := parseProcAddr(fields[2])
-			if !ok || (!want[local] && !want[remote]) {
+			listening := fields[3] == tcpListen
+			if !ok || (!want[local] && !want[remote] && !listening) {
 				continue
 			}
 			n, err := strconv.ParseUint(fields[9], 10, 64)
@@ -237,6 +277,10 @@ func readTable(pid int, want map[netip.AddrPort]bool) *table {
 				n = 0
 			}
 			sk := socket{local: local, remote: remote, ino: n}
+			if listening {
+				t.listen = append(t.listen, sk)
+				continue
+			}
 			if want[local] {
 				// An open socket is listed before a closed one at the
 				// same address: it is the one in use.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseProcAddr(t *testing.T) {
@@ -73,5 +74,37 @@ func TestSocketOwners(t *testing.T) {
 		if got[i].PID != want[i] || got[i].OnNode != (want[i] != 0) || (want[i] != 0 && (got[i].Conn.Local != addrs[i] || got[i].Conn.Remote.String() != ln.Addr().String())) {
 			t.Errorf("owner of %s = %+v, want pid %d", addrs[i], got[i], want[i])
 		}
+	}
+}
+
+// A client end closed first sits in TIME_WAIT: on this node, no owner,
+// the watched processes of its namespace as who could have held it.
+func TestSocketOwnerClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	local := netip.MustParseAddrPort(c.LocalAddr().String())
+	c.Close() // the client closes first: its end goes to TIME_WAIT
+	srv.Close()
+	var got SocketHolder
+	for i := 0; i < 100; i++ {
+		if got = SocketOwners([]Accepted{{os.Getpid(), local}}, []int{os.Getpid()})[0]; got.OnNode {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.PID != 0 || !got.OnNode || len(got.Neighbours) != 1 || got.Neighbours[0] != os.Getpid() || got.Conn.Local != local {
+		t.Errorf("closed client end %s: %+v, want on node, no owner, neighbours [%d]", local, got, os.Getpid())
 	}
 }
