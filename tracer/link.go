@@ -51,7 +51,9 @@ type Conn struct {
 // and time. When that is not unique (two calls of the process with the
 // same method and path both contain the callee's request, or one call
 // contains two such requests) the linker does not guess: the callee stays
-// its own trace and counts in Ambiguous.
+// its own trace and counts in Ambiguous. Calls are read in the order they
+// end, so a rival call may come after the first one that fits: a unique
+// match is reserved and joins only once it had no rival for Settle.
 //
 // Probes mint a fresh trace id when a server request carries no
 // traceparent. When the caller is another watched process on this node,
@@ -76,9 +78,10 @@ type Conn struct {
 // A closed client end (TIME_WAIT) names no process. The root is then
 // linked only on evidence that a watched process made the call: an
 // earlier lookup found that very connection held by it, or a call of one
-// of the processes that could have held it (its Neighbours) that fits is
-// already here. Otherwise the caller was most likely not watched (a
-// plain curl): the root goes out at once as its own trace, uncounted.
+// of the processes that could have held it (its Neighbours) fits, here
+// already or within Settle (a call is read after its callee's request).
+// Otherwise the caller was most likely not watched (a plain curl): the
+// root goes out then as its own trace, uncounted.
 //
 // Spans of a trace started here are held until its root server span is
 // settled: children finish before their root, and the root's caller span
