@@ -382,3 +382,100 @@ func TestSameNodeLinkingAmbiguous(t *testing.T) {
 		}
 	}
 }
+
+// vethPair joins two namespaces with a veth pair, addresses a and b
+// (CIDR) on either end.
+func vethPair(t *testing.T, ns1, a, ns2, b string) {
+	t.Helper()
+	x, y := "gl"+randHex(4)+"a", "gl"+randHex(4)+"b"
+	for _, args := range [][]string{
+		{"link", "add", x, "netns", ns1, "type", "veth", "peer", "name", y, "netns", ns2},
+		{"-n", ns1, "addr", "add", a, "dev", x},
+		{"-n", ns2, "addr", "add", b, "dev", y},
+		{"-n", ns1, "link", "set", x, "up"},
+		{"-n", ns2, "link", "set", y, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			unavailable(t, "ip %v: %v: %s", args, err, out)
+		}
+	}
+}
+
+// Pods on one node: A in one network namespace calls B in another over
+// their own addresses (a veth pair, as a CNI bridge would give). The peer
+// is not loopback, so its client end is looked for in every watched
+// namespace, as the exact other end of B's connection: found in A's, and
+// B joins A's trace.
+func TestLinkingAcrossNetns(t *testing.T) {
+	bin := buildApp(t, "httpserver", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	nsA, nsB := netns(t), netns(t)
+	net3 := fmt.Sprintf("10.231.%d", 1+randByte()%250)
+	vethPair(t, nsA, net3+".1/30", nsB, net3+".2/30")
+	b := startIn(t, nsB, bin, []string{"OTEL_SERVICE_NAME=svc-b", "GODEBUG=httpmuxgo121=0"}, "-addr", net3+".2:18080")
+	a := startIn(t, nsA, bin, []string{"OTEL_SERVICE_NAME=svc-a", "GODEBUG=httpmuxgo121=0"}, "-addr", "127.0.0.1:18081")
+	agent, err := harness.StartAgent(agentBin, nil, "--otlp-endpoint", recv.Addr(), "--otlp-insecure",
+		"--pid", fmt.Sprint(a.PID()), "--pid", fmt.Sprint(b.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Stop(5 * time.Second) })
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	client := clientIn(nsA, true)
+	const rounds = 4
+	var tids []string
+	for i := 0; i < rounds; i++ {
+		tid := randHex(16)
+		tids = append(tids, tid)
+		req, _ := http.NewRequest("GET", "http://"+a.Addr+"/chain?to="+url.QueryEscape("http://"+b.Addr+"/echo/pod"), nil)
+		req.Header.Set("traceparent", "00-"+tid+"-"+randHex(8)+"-01")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if _, err := recv.WaitFor(3*rounds, 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, agent.Log())
+	}
+	time.Sleep(500 * time.Millisecond) // nothing extra may follow
+	traces := byTrace(recv.Spans())
+	if len(recv.Spans()) != 3*rounds || len(traces) != rounds {
+		t.Errorf("%d spans in %d traces, want %d in %d", len(recv.Spans()), len(traces), 3*rounds, rounds)
+	}
+	for _, tid := range tids {
+		tr := traces[tid]
+		cli := kindOf(tr, tracepb.Span_SPAN_KIND_CLIENT)
+		var bSrv []harness.Span
+		for _, sp := range kindOf(tr, tracepb.Span_SPAN_KIND_SERVER) {
+			if sp.Resource["service.name"] == "svc-b" {
+				bSrv = append(bSrv, sp)
+			}
+		}
+		if len(cli) != 1 || len(bSrv) != 1 || bSrv[0].ParentSpanID != cli[0].SpanID {
+			t.Errorf("trace %s: %d A client, %d B server spans, B not under A's call", tid, len(cli), len(bSrv))
+		}
+	}
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, "golens_spans_linked_total"); v != rounds {
+		t.Errorf("golens_spans_linked_total %v, want %d", v, rounds)
+	}
+}
+
+func randByte() int {
+	var b [1]byte
+	fmt.Sscanf(randHex(1), "%02x", &b[0])
+	return int(b[0])
+}
