@@ -11,73 +11,159 @@ import (
 	"syscall"
 )
 
-// SocketHolder is who holds a TCP socket, as SocketOwners found it.
-type SocketHolder struct {
-	PID    int  // the watched process holding it; 0 when none does
-	OnNode bool // the socket is on this node (PID, or closed: TIME_WAIT)
+// Accepted is a connection a watched server accepted, as its span names
+// it: the server's process and the peer address it saw.
+type Accepted struct {
+	Server int            // pid of the watched process that accepted it
+	Peer   netip.AddrPort // the client's address as the server saw it
 }
 
-// SocketOwner finds which of pids holds a TCP socket whose local address is
-// addr: given the peer address a server saw, it names the client process on
-// this node. Each pid's own network namespace is searched (pods have their
-// own), and the socket's inode is then looked up among the pid's open files.
-// When the socket exists in one of those namespaces but is closed (in
-// TIME_WAIT, no inode any more), it returns pid 0 and onNode true: the
-// caller was on this node but cannot be named. An open socket that no
-// given pid holds belongs to a process golens does not watch: 0, false.
-func SocketOwner(addr netip.AddrPort, pids []int) (pid int, onNode bool) {
-	o := SocketOwners([]netip.AddrPort{addr}, pids)[0]
+// Conn names the client end of a connection: the network namespace it is
+// in (by inode) and its local and remote addresses.
+type Conn struct {
+	NetNS         uint64
+	Local, Remote netip.AddrPort
+}
+
+// SocketHolder is who holds the client end of a connection, as
+// SocketOwners found it.
+type SocketHolder struct {
+	PID    int  // the watched process holding it; 0 when none does
+	OnNode bool // the client end is on this node: held by PID, or closed (TIME_WAIT)
+	Conn   Conn // the client end found, when OnNode
+	// Neighbours are, for a closed client end (PID 0, OnNode), the
+	// watched processes of its network namespace: the only ones that can
+	// have held it.
+	Neighbours []int
+}
+
+// SocketOwner finds which of pids holds the client end of the connection
+// server accepted from peer (see SocketOwners).
+func SocketOwner(server int, peer netip.AddrPort, pids []int) (pid int, onNode bool) {
+	o := SocketOwners([]Accepted{{server, peer}}, pids)[0]
 	return o.PID, o.OnNode
 }
 
-// SocketOwners is SocketOwner for several addresses at once, in the same
-// order: each namespace's socket tables and each process's open files are
-// read once for all of them, so a batch costs about what one lookup does
-// (with thousands of sockets, a read of every open file is the cost).
-func SocketOwners(addrs []netip.AddrPort, pids []int) []SocketHolder {
-	out := make([]SocketHolder, len(addrs))
-	norm := make([]netip.AddrPort, len(addrs))
-	want := make(map[netip.AddrPort]bool, len(addrs))
-	for i, a := range addrs {
-		norm[i] = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-		want[norm[i]] = true
+// SocketOwners names, for each connection a watched server accepted, the
+// watched process among pids that holds its client end, in the order
+// given. Each namespace's socket tables and each process's open files are
+// read once for the whole batch, so a batch costs about what one lookup
+// does (with thousands of sockets, a read of every open file is the cost).
+//
+// Where the client end may be depends on the peer. A loopback peer
+// (127.0.0.0/8, ::1) means something only inside the server's own network
+// namespace: it is looked for there and nowhere else, so a socket with
+// the same address in another pod never answers. Any other peer may be in
+// any watched process's namespace, but only as the exact other end of the
+// connection: local address the peer, remote address the server's end of
+// it (as the server's namespace lists it). When the server's end is no
+// longer listed, only its own namespace is searched.
+//
+// A client end found open belongs to the watched process of its namespace
+// that has it among its open files, or to an unwatched process (0, false).
+// When more than one connection could be the one the server saw (the
+// peer's local port reused towards another of its addresses, or the same
+// pair in two namespaces), none is named (0, false): not a guess.
+// One found closed (TIME_WAIT, no inode any more) has no owner: 0, true,
+// with the namespace's watched processes as Neighbours.
+func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
+	out := make([]SocketHolder, len(conns))
+	want := make(map[netip.AddrPort]bool, len(conns))
+	peers := make([]netip.AddrPort, len(conns))
+	for i, c := range conns {
+		peers[i] = netip.AddrPortFrom(c.Peer.Addr().Unmap(), c.Peer.Port())
+		want[peers[i]] = true
 	}
-	// The sockets found, per network namespace (by its inode), and the
-	// namespace of each pid, in the order given: the first holder wins.
-	tables := make(map[uint64]map[netip.AddrPort]socket)
-	nsOf := make([]uint64, len(pids))
-	for i, p := range pids {
+	// The namespace of each watched pid, and the watched pids of each
+	// namespace, in the order given.
+	var spaces []uint64
+	members := make(map[uint64][]int)
+	for _, p := range pids {
 		ns, err := nsInode(p)
 		if err != nil {
 			continue
 		}
-		nsOf[i] = ns
-		if _, seen := tables[ns]; !seen {
-			tables[ns] = findSockets(p, want)
+		if _, seen := members[ns]; !seen {
+			spaces = append(spaces, ns)
 		}
+		members[ns] = append(members[ns], p)
 	}
-	// Which of the open sockets each pid holds: one read of its files.
-	holds := make([]map[uint64]bool, len(pids))
-	for i, p := range pids {
-		inodes := make(map[uint64]bool)
-		for _, sk := range tables[nsOf[i]] {
-			if sk.ino != 0 {
-				inodes[sk.ino] = true
+	// Socket tables, read once per namespace when first needed, through
+	// any process in it.
+	tables := make(map[uint64]*table)
+	tableOf := func(ns uint64, via int) *table {
+		if t, ok := tables[ns]; ok {
+			return t
+		}
+		t := readTable(via, want)
+		tables[ns] = t
+		return t
+	}
+	// Open files, read once per process when first needed.
+	held := make(map[int]map[uint64]bool)
+	holds := func(pid int, ino uint64) bool {
+		h, ok := held[pid]
+		if !ok {
+			h = heldSockets(pid)
+			held[pid] = h
+		}
+		return h[ino]
+	}
+	for j, c := range conns {
+		peer := peers[j]
+		home, err := nsInode(c.Server)
+		if err != nil {
+			continue // the server is gone: nothing to search from
+		}
+		servers := serverEnds(tableOf(home, c.Server), c.Server, peer, holds)
+		if len(servers) > 1 {
+			// The peer's address is the far end of more than one
+			// connection to the server: which one it saw cannot be told.
+			continue
+		}
+		search := []uint64{home}
+		if !peer.Addr().IsLoopback() && len(servers) > 0 {
+			for _, ns := range spaces {
+				if ns != home {
+					search = append(search, ns)
+				}
 			}
 		}
-		if nsOf[i] != 0 && len(inodes) > 0 {
-			holds[i] = heldSockets(p, inodes)
-		}
-	}
-	for j, a := range norm {
-		for i := range pids {
-			sk, ok := tables[nsOf[i]][a]
-			if !ok {
-				continue
+		// The client ends that can be this connection's: exactly one, or
+		// the peer's address is in use by several connections towards
+		// the server's namespace (a local port is reused for another
+		// destination) and which one the server saw cannot be told.
+		var ends []SocketHolder
+		var inos []uint64
+		for _, ns := range search {
+			via := c.Server
+			if ns != home {
+				via = members[ns][0]
 			}
-			out[j].OnNode = out[j].OnNode || sk.ino == 0
-			if sk.ino != 0 && holds[i][sk.ino] {
-				out[j] = SocketHolder{PID: pids[i], OnNode: true}
+			for _, sk := range tableOf(ns, via).byLocal[peer] {
+				if len(servers) > 0 && !endOf(sk, servers) {
+					continue
+				}
+				ends = append(ends, SocketHolder{OnNode: true, Conn: Conn{NetNS: ns, Local: sk.local, Remote: sk.remote}})
+				inos = append(inos, sk.ino)
+			}
+		}
+		if len(ends) != 1 {
+			continue
+		}
+		end, ns := ends[0], ends[0].Conn.NetNS
+		if inos[0] == 0 {
+			// Closed: no owner, only who could have been it.
+			end.Neighbours = members[ns]
+			out[j] = end
+			continue
+		}
+		// Open: a watched process of its namespace holds it, or a process
+		// golens does not watch does.
+		for _, p := range members[ns] {
+			if holds(p, inos[0]) {
+				end.PID = p
+				out[j] = end
 				break
 			}
 		}
@@ -85,8 +171,65 @@ func SocketOwners(addrs []netip.AddrPort, pids []int) []SocketHolder {
 	return out
 }
 
-// socket is a TCP socket of a namespace's table: its inode, 0 once closed.
-type socket struct{ ino uint64 }
+// serverEnds lists the server's ends of connections from peer in its
+// namespace's table t: sockets facing peer on an address the server
+// listens on (others are other servers' connections, such as closed ones
+// from an earlier use of the same client port), the open ones the server
+// holds first; when some are open, only those.
+func serverEnds(t *table, server int, peer netip.AddrPort, holds func(int, uint64) bool) []socket {
+	var open, closed []socket
+	for _, sk := range t.byRemote[peer] {
+		if !listensOn(t, server, sk.local, holds) {
+			continue
+		}
+		switch {
+		case sk.ino == 0:
+			closed = append(closed, sk)
+		case holds(server, sk.ino):
+			open = append(open, sk)
+		}
+	}
+	if len(open) > 0 {
+		return open
+	}
+	return closed
+}
+
+// listensOn tells whether server holds a listening socket that accepts
+// connections to addr.
+func listensOn(t *table, server int, addr netip.AddrPort, holds func(int, uint64) bool) bool {
+	for _, l := range t.listen {
+		if l.local.Port() == addr.Port() && (l.local.Addr() == addr.Addr() || l.local.Addr().IsUnspecified()) && holds(server, l.ino) {
+			return true
+		}
+	}
+	return false
+}
+
+// endOf tells whether client socket sk is the other end of one of the
+// server sockets: its remote address is their local one.
+func endOf(sk socket, servers []socket) bool {
+	for _, s := range servers {
+		if sk.remote == s.local {
+			return true
+		}
+	}
+	return false
+}
+
+// socket is a TCP socket of a namespace's table: its addresses and its
+// inode, 0 once closed.
+type socket struct {
+	local, remote netip.AddrPort
+	ino           uint64
+}
+
+// table is the part of a namespace's TCP sockets a lookup needs: those
+// whose local or remote address it asks about.
+type table struct {
+	byLocal, byRemote map[netip.AddrPort][]socket
+	listen            []socket // listening sockets
+}
 
 func nsInode(pid int) (uint64, error) {
 	fi, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
@@ -100,11 +243,14 @@ func nsInode(pid int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// findSockets looks for sockets bound locally to the addresses in want in
-// the network namespace of pid, in /proc/PID/net/tcp{,6}: an open socket
-// (its inode) wins over a closed one at the same address.
-func findSockets(pid int, want map[netip.AddrPort]bool) map[netip.AddrPort]socket {
-	found := make(map[netip.AddrPort]socket)
+// tcpListen is TCP_LISTEN as /proc/net/tcp writes a socket's state.
+const tcpListen = "0A"
+
+// readTable reads the sockets whose local or remote address is in want
+// from the network namespace of pid, in /proc/PID/net/tcp{,6}, and its
+// listening sockets.
+func readTable(pid int, want map[netip.AddrPort]bool) *table {
+	t := &table{byLocal: make(map[netip.AddrPort][]socket), byRemote: make(map[netip.AddrPort][]socket)}
 	for _, file := range []string{"tcp", "tcp6"} {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, file))
 		if err != nil {
@@ -118,20 +264,39 @@ func findSockets(pid int, want map[netip.AddrPort]bool) map[netip.AddrPort]socke
 				continue
 			}
 			local, ok := parseProcAddr(fields[1])
-			if !ok || !want[local] {
+			if !ok {
+				continue
+			}
+			remote, ok := parseProcAddr(fields[2])
+			listening := fields[3] == tcpListen
+			if !ok || (!want[local] && !want[remote] && !listening) {
 				continue
 			}
 			n, err := strconv.ParseUint(fields[9], 10, 64)
 			if err != nil {
 				n = 0
 			}
-			if found[local].ino == 0 {
-				found[local] = socket{ino: n}
+			sk := socket{local: local, remote: remote, ino: n}
+			if listening {
+				t.listen = append(t.listen, sk)
+				continue
+			}
+			if want[local] {
+				// An open socket is listed before a closed one at the
+				// same address: it is the one in use.
+				if n != 0 {
+					t.byLocal[local] = append([]socket{sk}, t.byLocal[local]...)
+				} else {
+					t.byLocal[local] = append(t.byLocal[local], sk)
+				}
+			}
+			if want[remote] {
+				t.byRemote[remote] = append(t.byRemote[remote], sk)
 			}
 		}
 		f.Close()
 	}
-	return found
+	return t
 }
 
 // parseProcAddr decodes "0100007F:1F90" (IPv4) or a 32-hex-digit IPv6
@@ -156,8 +321,8 @@ func parseProcAddr(s string) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
 }
 
-// heldSockets says which of inodes pid holds among its open files.
-func heldSockets(pid int, inodes map[uint64]bool) map[uint64]bool {
+// heldSockets lists the sockets pid holds among its open files.
+func heldSockets(pid int) map[uint64]bool {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -173,11 +338,8 @@ func heldSockets(pid int, inodes map[uint64]bool) map[uint64]bool {
 		if !ok {
 			continue
 		}
-		if n, err := strconv.ParseUint(strings.TrimSuffix(num, "]"), 10, 64); err == nil && inodes[n] {
+		if n, err := strconv.ParseUint(strings.TrimSuffix(num, "]"), 10, 64); err == nil {
 			held[n] = true
-			if len(held) == len(inodes) {
-				break
-			}
 		}
 	}
 	return held

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseProcAddr(t *testing.T) {
@@ -36,11 +37,11 @@ func TestSocketOwner(t *testing.T) {
 	}
 	defer c.Close()
 	local := netip.MustParseAddrPort(c.LocalAddr().String())
-	pid, ok := SocketOwner(local, []int{os.Getppid(), os.Getpid()})
+	pid, ok := SocketOwner(os.Getpid(), local, []int{os.Getppid(), os.Getpid()})
 	if !ok || pid != os.Getpid() {
 		t.Errorf("owner of %s = %d %v, want %d", local, pid, ok, os.Getpid())
 	}
-	if pid, onNode := SocketOwner(netip.MustParseAddrPort("127.0.0.1:1"), []int{os.Getpid()}); pid != 0 || onNode {
+	if pid, onNode := SocketOwner(os.Getpid(), netip.MustParseAddrPort("127.0.0.1:1"), []int{os.Getpid()}); pid != 0 || onNode {
 		t.Error("owner found for an address nobody holds")
 	}
 }
@@ -63,11 +64,47 @@ func TestSocketOwners(t *testing.T) {
 		addrs = append(addrs, netip.MustParseAddrPort(c.LocalAddr().String()))
 	}
 	addrs = append(addrs[:1], append([]netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}, addrs[1:]...)...)
-	got := SocketOwners(addrs, []int{os.Getppid(), os.Getpid()})
-	want := []SocketHolder{{os.Getpid(), true}, {0, false}, {os.Getpid(), true}, {os.Getpid(), true}}
+	conns := make([]Accepted, len(addrs))
+	for i, a := range addrs {
+		conns[i] = Accepted{os.Getpid(), a}
+	}
+	got := SocketOwners(conns, []int{os.Getppid(), os.Getpid()})
+	want := []int{os.Getpid(), 0, os.Getpid(), os.Getpid()}
 	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("owner of %s = %+v, want %+v", addrs[i], got[i], want[i])
+		if got[i].PID != want[i] || got[i].OnNode != (want[i] != 0) || (want[i] != 0 && (got[i].Conn.Local != addrs[i] || got[i].Conn.Remote.String() != ln.Addr().String())) {
+			t.Errorf("owner of %s = %+v, want pid %d", addrs[i], got[i], want[i])
 		}
+	}
+}
+
+// A client end closed first sits in TIME_WAIT: on this node, no owner,
+// the watched processes of its namespace as who could have held it.
+func TestSocketOwnerClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	local := netip.MustParseAddrPort(c.LocalAddr().String())
+	c.Close() // the client closes first: its end goes to TIME_WAIT
+	srv.Close()
+	var got SocketHolder
+	for i := 0; i < 100; i++ {
+		if got = SocketOwners([]Accepted{{os.Getpid(), local}}, []int{os.Getpid()})[0]; got.OnNode {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.PID != 0 || !got.OnNode || len(got.Neighbours) != 1 || got.Neighbours[0] != os.Getpid() || got.Conn.Local != local {
+		t.Errorf("closed client end %s: %+v, want on node, no owner, neighbours [%d]", local, got, os.Getpid())
 	}
 }

@@ -10,32 +10,58 @@ import (
 	"github.com/golens/golens/probes/event"
 )
 
-// OwnerFunc names, for each peer in order, the watched process holding the
-// TCP socket whose local address is that peer: the process on this node
-// that made a connection a server accepted. When the socket is on this
-// node but its owner is gone from it (the client closed the connection
-// before the lookup) its Caller is pid 0 and OnNode true. Peers come in
-// batches: one read of the socket tables serves them all.
-type OwnerFunc func(peers []netip.AddrPort) []Caller
+// OwnerFunc names, for each lookup in order, the watched process holding
+// the client end of the connection the lookup's callee accepted from its
+// peer: the process on this node that made the call. A loopback peer is
+// looked for only in the callee's own network namespace; another peer
+// wherever the exact other end of the connection is. When the client end
+// is on this node but closed (TIME_WAIT: the client closed the connection
+// before the lookup) its Caller is pid 0, OnNode true, with the watched
+// processes that could have held it. Lookups come in batches: one read of
+// the socket tables serves them all.
+type OwnerFunc func(qs []Lookup) []Caller
+
+// Lookup asks who made the connection a watched server accepted.
+type Lookup struct {
+	Callee int            // pid of the server that accepted it
+	Peer   netip.AddrPort // the client's address as the server saw it
+}
 
 // Caller is who made a connection, as an OwnerFunc found it.
 type Caller struct {
 	PID    int  // the watched process; 0 when unknown
-	OnNode bool // the caller is on this node
+	OnNode bool // the client end is on this node
+	Conn   Conn // the client end found, when OnNode
+	// Neighbours are, for a closed client end, the watched processes
+	// that could have held it (those of its network namespace).
+	Neighbours []int
+}
+
+// Conn names the client end of a connection: its network namespace (by
+// inode) and its local and remote addresses.
+type Conn struct {
+	NetNS         uint64
+	Local, Remote netip.AddrPort
 }
 
 // Linker joins traces of services on this node without touching the wire.
 //
 // Limit: the client probe does not see which connection its request used,
-// so concurrent calls from one process to the same method and path are
-// paired by time (closest fit); each callee still lands under a call that
-// contains it, but two such callees may be swapped between two such calls.
+// so a callee is paired with a call of its caller process by method, path
+// and time. When that is not unique (two calls of the process with the
+// same method and path both contain the callee's request, or one call
+// contains two such requests) the linker does not guess: the callee stays
+// its own trace and counts in Ambiguous. Calls are read in the order they
+// end, so a rival call may come after the first one that fits: a unique
+// match is reserved and joins only once it had no rival for Settle.
 //
 // Probes mint a fresh trace id when a server request carries no
 // traceparent. When the caller is another watched process on this node,
 // the server span is the callee half of the caller's client span: the
 // server's peer address is the client's local address (found in the
-// socket table), and the server's request lies inside the client's call.
+// socket table of the server's network namespace, or for a peer that is
+// not loopback, wherever the connection's other end is), and the
+// server's request lies inside the client's call.
 // The linker then moves the server span, and every span under it, into
 // the caller's trace with the client span as parent.
 //
@@ -43,18 +69,32 @@ type Caller struct {
 // the watched processes: milliseconds with thousands of sockets, too slow
 // for the event reader. So the linker only asks: a root whose peer is not
 // in the cache waits (in its Window) while a worker the tracer runs takes
-// the peers from Lookups, calls Owner for all it has and hands each answer
-// to Resolve. One
-// lookup per peer is in flight at a time; when LookupQueue peers already
-// wait for one, the root goes out unlinked and counts in LookupBusy, as
-// does a root whose lookup did not answer within its Window.
+// the lookups from Lookups, calls Owner for all it has and hands each
+// answer to Resolve. One lookup per callee and peer is in flight at a
+// time; when LookupQueue already wait for one, the root goes out unlinked
+// and counts in LookupBusy, as does a root whose lookup did not answer
+// within its Window.
+//
+// A closed client end (TIME_WAIT) names no process. The root is then
+// linked only on evidence that a watched process made the call: an
+// earlier lookup found that very connection held by it, or a call of one
+// of the processes that could have held it (its Neighbours) fits, here
+// already or within Settle (a call is read after its callee's request).
+// Otherwise the caller was most likely not watched (a plain curl): the
+// root goes out then as its own trace, uncounted.
 //
 // Spans of a trace started here are held until its root server span is
 // settled: children finish before their root, and the root's caller span
 // finishes after it. A root waits for its caller at most Window; spans
 // whose root never shows are released after MaxHold. Both are bounded.
 type Linker struct {
-	Window  time.Duration // how long a root waits for its caller's client span
+	Window time.Duration // how long a root waits for its caller's client span
+	// Settle is how long a root's one fitting call waits for a rival
+	// before the root joins it (another call of the caller that contains
+	// the root makes the match ambiguous), and how long a root whose
+	// client end was closed waits for a call of a process that could have
+	// held it.
+	Settle  time.Duration
 	MaxHold time.Duration // how long children wait for their root
 	MaxHeld int           // spans held at most; beyond, the oldest trace is released
 	// Owner answers the lookups (see Lookups); it runs on the tracer's
@@ -67,11 +107,14 @@ type Linker struct {
 	// needs the same request, so lookups stay small whatever the traffic.
 	waiting map[string][]*group
 	recent  map[string][]*clientRef
-	owners  map[netip.AddrPort]owner // cache: a keep-alive connection asks once
-	// Roots waiting for the owner of their peer, by peer: the peers in
-	// flight, each asked once.
-	pending map[netip.AddrPort][]*group
-	lookups chan netip.AddrPort
+	owners  map[Lookup]owner // cache: a keep-alive connection asks once
+	// heldBy is who held a client end, as lookups found it open: the
+	// evidence for the same connection found closed later.
+	heldBy map[Conn]owner
+	// Roots waiting for the owner of their peer, by lookup: the lookups
+	// in flight, each asked once.
+	pending map[Lookup][]*group
+	lookups chan Lookup
 	held    int
 
 	// Linked counts server spans joined to a caller's trace; Unmatched
@@ -79,8 +122,9 @@ type Linker struct {
 	// span was not found within Window; Overflow counts forced releases;
 	// LookupBusy counts roots released unlinked because their peer's
 	// owner could not be looked up in time (the lookup queue was full, or
-	// the answer came after the Window).
-	Linked, Unmatched, Overflow, LookupBusy uint64
+	// the answer came after the Window); Ambiguous counts roots left
+	// unlinked because more than one call could have been theirs.
+	Linked, Unmatched, Overflow, LookupBusy, Ambiguous uint64
 }
 
 // call is what the linker needs of a server request or a client call,
@@ -99,16 +143,20 @@ type group struct {
 	spans    []*tracetest.SpanStub
 	root     *call
 	rootStub *tracetest.SpanStub
-	caller   int            // pid the root waits for
-	peer     netip.AddrPort // while the root waits for its peer's owner
+	caller   int        // pid the root waits for
+	callers  []int      // or, its client end closed, the pids that could have held it
+	match    *clientRef // the one call found that contains the root
+	settle   time.Time  // when match joins, or a closed root with none goes
+	lookup   Lookup     // while the root waits for its peer's owner
 	created  time.Time
 	deadline time.Time
 }
 
 type owner struct {
-	pid     int
-	ok      bool
-	expires time.Time
+	pid        int
+	ok         bool  // on this node
+	neighbours []int // a closed client end: who could have held it
+	expires    time.Time
 }
 
 type clientRef struct {
@@ -119,25 +167,28 @@ type clientRef struct {
 	sc         event.SpanContext
 	seen       time.Time
 	used       bool
+	by         *group // the root that reserved it, while it settles
 }
 
 // LookupQueue is how many peers may wait for an owner lookup.
 const LookupQueue = 256
 
 // NewLinker returns a linker with the given caller lookup and defaults:
-// a 1 s window, 30 s max hold, 10000 held spans.
+// a 1 s window, 250 ms settle time, 30 s max hold, 10000 held spans.
 func NewLinker(find OwnerFunc) *Linker {
 	return &Linker{
-		pending: make(map[netip.AddrPort][]*group),
-		lookups: make(chan netip.AddrPort, LookupQueue),
+		pending: make(map[Lookup][]*group),
+		lookups: make(chan Lookup, LookupQueue),
 		Window:  time.Second,
+		Settle:  250 * time.Millisecond,
 		MaxHold: 30 * time.Second,
 		MaxHeld: 10000,
 		Owner:   find,
 		groups:  make(map[event.TraceID]*group),
 		waiting: make(map[string][]*group),
 		recent:  make(map[string][]*clientRef),
-		owners:  make(map[netip.AddrPort]owner),
+		owners:  make(map[Lookup]owner),
+		heldBy:  make(map[Conn]owner),
 	}
 }
 
@@ -172,12 +223,28 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 	} else {
 		out = append(out, stub)
 	}
-	// Does a waiting root belong under this call?
-	if g := l.bestWaiting(ref); g != nil {
-		ref.used = true
-		out = append(out, l.join(g, *ref)...)
-	}
 	key := requestKey(e.method, e.path)
+	// Does a waiting root belong under this call? Only when it is the one
+	// root this call contains and this is the one call containing it:
+	// the root reserves the call and joins it once it settled.
+	var fit []*group
+	for _, g := range l.waiting[key] {
+		if g.awaits(ref.pid) && g.trace != ref.sc.TraceID && fits(*ref, g.root) {
+			fit = append(fit, g)
+		}
+	}
+	switch {
+	case len(fit) > 1:
+		ref.used = true
+		for _, g := range fit {
+			out = append(out, l.ambiguous(g)...)
+		}
+	case len(fit) == 1 && (fit[0].match != nil || len(l.rivals(fit[0])) > 0):
+		ref.used = true
+		out = append(out, l.ambiguous(fit[0])...)
+	case len(fit) == 1:
+		l.reserve(fit[0], ref, now)
+	}
 	l.recent[key] = append(l.recent[key], ref)
 	return append(out, l.bound()...)
 }
@@ -190,10 +257,11 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 		return []*tracetest.SpanStub{stub}
 	}
 	peer, err := netip.ParseAddrPort(remote)
+	q := Lookup{Callee: e.proc.PID, Peer: peer}
 	known := l.Owner == nil || err != nil
 	var o owner
 	if !known {
-		o, known = l.owners[peer]
+		o, known = l.owners[q]
 		known = known && now.Before(o.expires)
 	}
 	if known && !o.ok && l.groups[e.sc.TraceID] == nil {
@@ -204,66 +272,142 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 	g.root, g.rootStub = &e, stub
 	g.deadline = now.Add(l.Window)
 	if known {
-		return l.place(g, o.pid, o.ok)
+		return l.place(g, o, now)
 	}
-	if _, asked := l.pending[peer]; !asked {
+	if _, asked := l.pending[q]; !asked {
 		select {
-		case l.lookups <- peer:
+		case l.lookups <- q:
 		default:
 			l.LookupBusy++
 			return append(l.release(g), l.bound()...)
 		}
 	}
-	g.peer = peer
-	l.pending[peer] = append(l.pending[peer], g)
+	g.lookup = q
+	l.pending[q] = append(l.pending[q], g)
 	return l.bound()
 }
 
 // place settles root group g once its caller is known: released when the
-// caller is not on this node, else joined to the caller's client span if
-// it came already, or waiting for it until g's deadline.
-func (l *Linker) place(g *group, caller int, onNode bool) []*tracetest.SpanStub {
-	if !onNode {
+// caller is not on this node; else, when one call of the caller that came
+// already contains it, reserving that call, or waiting for one until g's
+// deadline. A closed client end names no process: the root waits only
+// Settle, for a call of a process that could have held it.
+func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
+	if !o.ok {
 		return append(l.release(g), l.bound()...)
 	}
-	key := requestKey(g.root.method, g.root.path)
-	var best *clientRef
-	for _, c := range l.recent[key] {
-		if !c.used && (caller == 0 || c.pid == caller) && fits(*c, g.root) && (best == nil || slack(*c, g.root) < slack(*best, g.root)) {
-			best = c
+	g.callers = []int{o.pid}
+	if o.pid == 0 {
+		g.callers = o.neighbours
+		g.settle = now.Add(l.Settle)
+	}
+	fit := l.rivals(g)
+	var out []*tracetest.SpanStub
+	switch {
+	case len(fit) > 1:
+		return append(l.ambiguous(g), l.bound()...)
+	case len(fit) == 1 && fit[0].used:
+		// That call is another root's: one of the two is not its callee.
+		if rival := fit[0].by; rival != nil {
+			out = l.ambiguous(rival)
+		}
+		return append(append(out, l.ambiguous(g)...), l.bound()...)
+	}
+	g.caller = o.pid
+	g.key = requestKey(g.root.method, g.root.path)
+	l.waiting[g.key] = append(l.waiting[g.key], g)
+	if len(fit) == 1 {
+		l.reserve(g, fit[0], now)
+	}
+	return l.bound()
+}
+
+// awaits tells whether waiting root g may be the callee of a call of pid.
+func (g *group) awaits(pid int) bool {
+	for _, p := range g.callers {
+		if p == pid {
+			return true
 		}
 	}
-	if best != nil {
-		best.used = true
-		return append(l.join(g, *best), l.bound()...)
+	return false
+}
+
+// reserve makes call c root g's match: g joins it after Settle unless a
+// rival call shows up first.
+func (l *Linker) reserve(g *group, c *clientRef, now time.Time) {
+	c.used, c.by = true, g
+	g.match = c
+	g.settle = now.Add(l.Settle)
+}
+
+// rivals lists the calls seen lately, taken or not, of the processes root
+// g may be the callee of, that contain it.
+func (l *Linker) rivals(g *group) []*clientRef {
+	var out []*clientRef
+	for _, pid := range g.callers {
+		out = append(out, l.containing(g.root, pid)...)
 	}
-	g.caller = caller
-	g.key = key
-	l.waiting[key] = append(l.waiting[key], g)
-	return l.bound()
+	return out
+}
+
+// containing lists the calls of process pid seen lately, taken or not,
+// that root request e can be the far end of.
+func (l *Linker) containing(e *call, pid int) []*clientRef {
+	var out []*clientRef
+	for _, c := range l.recent[requestKey(e.method, e.path)] {
+		if c.pid == pid && fits(*c, e) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ambiguous releases root group g as its own trace: more than one call
+// could have been its caller's, and a wrong parent is worse than none.
+func (l *Linker) ambiguous(g *group) []*tracetest.SpanStub {
+	l.Ambiguous++
+	return l.release(g)
 }
 
 // ownerTTL bounds how long a peer address is trusted to name the same
 // process: a port can be reused by another process after a close.
 const ownerTTL = 5 * time.Second
 
-// Lookups delivers the peers whose owner the linker needs; the answer for
-// each goes to Resolve.
-func (l *Linker) Lookups() <-chan netip.AddrPort { return l.lookups }
+// heldTTL is how long a client end found open is remembered as its
+// holder's once closed. It outlives ownerTTL, after which a keep-alive
+// connection is looked up again and may be found closed. Linux keeps a
+// closed socket in TIME_WAIT for 60 s and does not reuse its address pair
+// meanwhile, except between loopback addresses (tcp_tw_reuse), and only
+// for a connection that then has an owner of its own when looked up.
+const heldTTL = 30 * time.Second
 
-// Resolve takes the owner of peer, as Owner found it, and settles the
-// roots that waited for it; it returns the spans ready for export.
-func (l *Linker) Resolve(peer netip.AddrPort, pid int, onNode bool, now time.Time) []*tracetest.SpanStub {
+// Lookups delivers the lookups the linker needs; the answer for each goes
+// to Resolve.
+func (l *Linker) Lookups() <-chan Lookup { return l.lookups }
+
+// Resolve takes the caller of q, as Owner found it, and settles the roots
+// that waited for it; it returns the spans ready for export.
+func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStub {
 	if len(l.owners) >= 4096 {
 		clear(l.owners)
 	}
-	l.owners[peer] = owner{pid: pid, ok: onNode, expires: now.Add(ownerTTL)}
-	gs := l.pending[peer]
-	delete(l.pending, peer)
+	if len(l.heldBy) >= 4096 {
+		clear(l.heldBy)
+	}
+	if c.PID != 0 {
+		l.heldBy[c.Conn] = owner{pid: c.PID, ok: true, expires: now.Add(heldTTL)}
+	} else if h, ok := l.heldBy[c.Conn]; ok && c.OnNode && now.Before(h.expires) {
+		// Closed since a lookup found it open: it was that process's.
+		c.PID = h.pid
+	}
+	o := owner{pid: c.PID, ok: c.OnNode, neighbours: c.Neighbours, expires: now.Add(ownerTTL)}
+	l.owners[q] = o
+	gs := l.pending[q]
+	delete(l.pending, q)
 	var out []*tracetest.SpanStub
 	for _, g := range gs {
-		g.peer = netip.AddrPort{}
-		out = append(out, l.place(g, pid, onNode)...)
+		g.lookup = Lookup{}
+		out = append(out, l.place(g, o, now)...)
 	}
 	return out
 }
@@ -274,30 +418,13 @@ func fits(c clientRef, e *call) bool {
 	return c.method == e.method && c.path == e.path && !e.start.Before(c.start) && !e.end.After(c.end)
 }
 
-// slack is the time of the call not spent in the server: the closest fit is
-// the likeliest pair when one process makes concurrent identical calls.
-func slack(c clientRef, e *call) time.Duration {
-	return e.start.Sub(c.start) + c.end.Sub(e.end)
-}
-
-// bestWaiting picks the waiting root this client call reached: from the
-// client's process, fitting the call, the closest fit when several do.
-func (l *Linker) bestWaiting(c *clientRef) *group {
-	var best *group
-	for _, g := range l.waiting[requestKey(c.method, c.path)] {
-		if (g.caller != 0 && g.caller != c.pid) || g.trace == c.sc.TraceID || !fits(*c, g.root) {
-			continue
-		}
-		if best == nil || slack(*c, g.root) < slack(*c, best.root) {
-			best = g
-		}
-	}
-	return best
-}
-
 // join moves group g into the client's trace, under the client span.
 func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
 	l.unwait(g)
+	if g.match != nil {
+		g.match.by = nil
+		g.match = nil
+	}
 	delete(l.groups, g.trace)
 	newTrace := trace.TraceID(c.sc.TraceID)
 	for _, s := range g.spans {
@@ -334,14 +461,18 @@ func (l *Linker) hold(id event.TraceID, stub *tracetest.SpanStub, now time.Time)
 
 func (l *Linker) release(g *group) []*tracetest.SpanStub {
 	l.unwait(g)
+	if g.match != nil {
+		g.match.by = nil // stays used: it contained a root let go
+		g.match = nil
+	}
 	delete(l.groups, g.trace)
 	l.held -= len(g.spans)
 	return g.spans
 }
 
 func (l *Linker) unwait(g *group) {
-	if g.peer.IsValid() {
-		ps := l.pending[g.peer]
+	if g.lookup.Peer.IsValid() {
+		ps := l.pending[g.lookup]
 		for i, p := range ps {
 			if p == g {
 				ps = append(ps[:i], ps[i+1:]...)
@@ -349,8 +480,8 @@ func (l *Linker) unwait(g *group) {
 			}
 		}
 		// The lookup stays in flight; its answer is still cached.
-		l.pending[g.peer] = ps
-		g.peer = netip.AddrPort{}
+		l.pending[g.lookup] = ps
+		g.lookup = Lookup{}
 	}
 	if g.key == "" {
 		return
@@ -393,7 +524,14 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 	var out []*tracetest.SpanStub
 	for _, ws := range l.waiting {
 		for _, g := range append([]*group(nil), ws...) {
-			if now.After(g.deadline) {
+			switch {
+			case g.match != nil && !now.Before(g.settle):
+				out = append(out, l.join(g, *g.match)...)
+			case g.match == nil && g.caller == 0 && !now.Before(g.settle):
+				// Closed client end, no call of its possible holders:
+				// most likely a client golens does not watch.
+				out = append(out, l.release(g)...)
+			case g.match == nil && now.After(g.deadline):
 				l.Unmatched++
 				out = append(out, l.release(g)...)
 			}
@@ -439,6 +577,11 @@ func (l *Linker) Flush(now time.Time, all bool) []*tracetest.SpanStub {
 	}
 	var out []*tracetest.SpanStub
 	for _, g := range l.groups {
+		if g.match != nil {
+			// A settled match is joined: nothing rivals it any more.
+			out = append(out, l.join(g, *g.match)...)
+			continue
+		}
 		out = append(out, l.release(g)...)
 	}
 	return out

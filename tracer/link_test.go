@@ -26,21 +26,26 @@ func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*
 	out := l.Add(ev, stub, now)
 	for {
 		select {
-		case peer := <-l.Lookups():
-			c := l.Owner([]netip.AddrPort{peer})[0]
-			out = append(out, l.Resolve(peer, c.PID, c.OnNode, now)...)
+		case q := <-l.Lookups():
+			out = append(out, l.Resolve(q, l.Owner([]Lookup{q})[0], now)...)
 		default:
 			return out
 		}
 	}
 }
 
+// settled is what l releases once a match found at now has settled.
+func settled(l *Linker, now time.Time) []*tracetest.SpanStub {
+	return l.Flush(now.Add(l.Settle), false)
+}
+
 // owners answers every peer with f.
 func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
-	return func(peers []netip.AddrPort) []Caller {
-		out := make([]Caller, len(peers))
-		for i, p := range peers {
-			out[i].PID, out[i].OnNode = f(p)
+	return func(qs []Lookup) []Caller {
+		out := make([]Caller, len(qs))
+		for i, q := range qs {
+			out[i].PID, out[i].OnNode = f(q.Peer)
+			out[i].Conn = Conn{Local: q.Peer}
 		}
 		return out
 	}
@@ -92,7 +97,7 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 		t.Fatalf("root with a watched caller released before its caller's span: %d", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	out = add(l, ae, as, now)
+	out = append(add(l, ae, as, now), settled(l, now)...)
 	if len(out) != 3 {
 		t.Fatalf("released %d spans, want A's client and B's two", len(out))
 	}
@@ -157,6 +162,7 @@ func TestLinkerConcurrentCalls(t *testing.T) {
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(5), ms(15))
 	out := append(add(l, c1, cs1, t0), add(l, c2, cs2, t0)...)
+	out = append(out, settled(l, t0)...)
 	if len(out) != 4 {
 		t.Fatalf("released %d, want 4", len(out))
 	}
@@ -182,18 +188,136 @@ func TestLinkerBounded(t *testing.T) {
 	}
 }
 
+// closedEnd answers every lookup with a closed client end (TIME_WAIT) in
+// a namespace whose watched processes are neighbours.
+func closedEnd(neighbours ...int) OwnerFunc {
+	return func(qs []Lookup) []Caller {
+		out := make([]Caller, len(qs))
+		for i, q := range qs {
+			out[i] = Caller{OnNode: true, Conn: Conn{NetNS: 7, Local: q.Peer}, Neighbours: neighbours}
+		}
+		return out
+	}
+}
+
 // The caller closed its connection before the lookup: the socket is still
-// on this node (TIME_WAIT) without an owner, and any watched caller whose
-// call fits may claim the root.
+// on this node (TIME_WAIT) without an owner. Only a call of a process that
+// could have held it, here or within the settle time, claims the root;
+// otherwise it goes out then, uncounted: most likely an unwatched client.
 func TestLinkerOwnerGone(t *testing.T) {
-	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, true }))
+	// A's call came first, A could have held the socket: linked.
+	l := NewLinker(closedEnd(procA.PID, procB.PID))
+	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0)
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	add(l, be, bs, t0)
+	if got := settled(l, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+
+	// A's call comes after, within the settle time: linked too.
+	l = NewLinker(closedEnd(procA.PID, procB.PID))
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	if got := add(l, be, bs, t0); len(got) != 0 {
-		t.Fatal("root released before the window")
+		t.Fatalf("closed client end: released %d before the settle time", len(got))
+	}
+	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0.Add(ms(100)))
+	if got := settled(l, t0.Add(ms(100))); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+		t.Fatalf("call after the root: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+
+	// A's call fits, but A is not in the socket's namespace: not linked.
+	l = NewLinker(closedEnd(procB.PID))
+	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0)
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	got := append(add(l, be, bs, t0), settled(l, t0)...)
+	if len(got) != 1 || bs.Parent.IsValid() {
+		t.Fatalf("other namespace: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+
+	// No call within the settle time: out then, counted nowhere.
+	l = NewLinker(closedEnd(procA.PID))
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	add(l, be, bs, t0)
+	if got := settled(l, t0); len(got) != 1 || bs.Parent.IsValid() {
+		t.Fatalf("no evidence: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+	if l.Unmatched+l.LookupBusy+l.Ambiguous != 0 || l.held != 0 {
+		t.Errorf("counted: unmatched %d busy %d ambiguous %d, held %d", l.Unmatched, l.LookupBusy, l.Ambiguous, l.held)
+	}
+}
+
+// A connection found open, then closed at a later lookup: still its
+// holder's, whose call may come after.
+func TestLinkerRemembersHolder(t *testing.T) {
+	conn := Conn{NetNS: 7, Local: netip.MustParseAddrPort("127.0.0.1:5000"), Remote: netip.MustParseAddrPort("127.0.0.1:80")}
+	l := NewLinker(nil)
+	l.Owner = func([]Lookup) []Caller { return nil }
+	q := Lookup{Callee: procB.PID, Peer: conn.Local}
+	l.Resolve(q, Caller{PID: procA.PID, OnNode: true, Conn: conn}, t0)
+	later := t0.Add(10 * time.Second) // past the owner cache
+	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	l.Add(be, bs, later)
+	<-l.Lookups()
+	if got := l.Resolve(q, Caller{OnNode: true, Conn: conn}, later); len(got) != 0 {
+		t.Fatalf("root released (%d) before its caller's call came", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := add(l, ae, as, t0); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	if got := append(l.Add(ae, as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	}
+}
+
+// Two calls of A with the same method and path both contain B's request,
+// or one call contains two of B's: the linker does not guess.
+func TestLinkerAmbiguous(t *testing.T) {
+	// Two calls, one callee inside both: the calls came first.
+	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
+	add(l, c1, cs1, t0)
+	add(l, c2, cs2, t0)
+	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
+		t.Fatalf("callee in two calls: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
+	}
+
+	// One call, two callees inside it, both waiting: neither is linked.
+	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	add(l, b1, s1, t0)
+	add(l, b2, s2, t0)
+	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	if got := add(l, c1, cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
+		t.Fatalf("two callees in one call: released %d, parents %s %s, ambiguous %d", len(got), s1.Parent.SpanID(), s2.Parent.SpanID(), l.Ambiguous)
+	}
+
+	// A callee inside a call already taken and a new one: not linked.
+	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
+	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, b1, s1, t0)
+	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	add(l, c1, cs1, t0)
+	settled(l, t0) // s1 joins c1
+	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	if got := add(l, b2, s2, t0); len(got) != 1 || s2.Parent.IsValid() || l.Ambiguous != 1 {
+		t.Fatalf("callee in a taken call: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
+	}
+
+	// The one call containing a callee reserved, then a rival call: the
+	// reservation is undone, no parent.
+	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID}))
+	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, b1, s1, t0)
+	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
+	add(l, c1, cs1, t0)
+	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(12))
+	got := append(add(l, c2, cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
+	if len(got) != 2 || s1.Parent.IsValid() || l.Ambiguous != 1 || l.Linked != 0 {
+		t.Fatalf("rival within the settle time: released %d, parent %s, ambiguous %d, linked %d", len(got), s1.Parent.SpanID(), l.Ambiguous, l.Linked)
 	}
 }
 
@@ -218,7 +342,7 @@ func TestLinkerLookupsAsync(t *testing.T) {
 		t.Fatalf("client span: released %d, want 1", len(got))
 	}
 	<-l.Lookups()
-	got := l.Resolve(netip.MustParseAddrPort("127.0.0.1:5000"), procA.PID, true, t0)
+	got := append(l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:5000")}, Caller{PID: procA.PID, OnNode: true}, t0), settled(l, t0)...)
 	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
@@ -244,7 +368,7 @@ func TestLinkerLookupsAsync(t *testing.T) {
 		t.Fatalf("lookups too slow: released %d, busy %d, held %d", len(got), l.LookupBusy, l.held)
 	}
 	// A late answer only fills the cache.
-	if got := l.Resolve(netip.MustParseAddrPort("127.0.0.1:6000"), 0, false, t0.Add(2*time.Second)); len(got) != 0 {
+	if got := l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:6000")}, Caller{}, t0.Add(2*time.Second)); len(got) != 0 {
 		t.Fatalf("late answer released %d", len(got))
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -68,9 +67,11 @@ type Stats struct {
 	// node but whose client span was not found in time (exported as
 	// their own trace); LookupBusy are server spans exported unlinked
 	// because their peer's owner could not be looked up in time; Overflow
-	// are traces released early because the linker held too many spans.
-	Unlinked, LookupBusy, Overflow uint64
-	Held                           int // spans waiting for their trace to settle
+	// are traces released early because the linker held too many spans;
+	// Ambiguous are server spans exported unlinked because more than one
+	// call of their caller could have been theirs.
+	Unlinked, LookupBusy, Overflow, Ambiguous uint64
+	Held                                      int // spans waiting for their trace to settle
 	// SamplingHeld are spans in the sampler's critical-path window.
 	SamplingHeld int
 }
@@ -159,9 +160,9 @@ func (t *Tracer) lookupOwners() {
 		select {
 		case <-t.stop:
 			return
-		case peer := <-l.Lookups():
+		case q := <-l.Lookups():
 			// Every peer queued meanwhile goes in the same lookup.
-			batch := []netip.AddrPort{peer}
+			batch := []Lookup{q}
 		more:
 			for len(batch) < LookupQueue {
 				select {
@@ -176,7 +177,7 @@ func (t *Tracer) lookupOwners() {
 			t.linkMu.Lock()
 			now := time.Now()
 			for i, p := range batch {
-				out = append(out, l.Resolve(p, callers[i].PID, callers[i].OnNode, now)...)
+				out = append(out, l.Resolve(p, callers[i], now)...)
 			}
 			t.linkMu.Unlock()
 			t.enqueueAll(out)
@@ -430,7 +431,7 @@ func (t *Tracer) Stats() Stats {
 	}
 	if l := t.opts.Linker; l != nil {
 		t.linkMu.Lock()
-		s.Linked, s.Held, s.Unlinked, s.LookupBusy, s.Overflow = l.Linked, l.held, l.Unmatched, l.LookupBusy, l.Overflow
+		s.Linked, s.Held, s.Unlinked, s.LookupBusy, s.Overflow, s.Ambiguous = l.Linked, l.held, l.Unmatched, l.LookupBusy, l.Overflow, l.Ambiguous
 		t.linkMu.Unlock()
 	}
 	if t.sampling != nil {

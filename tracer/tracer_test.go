@@ -18,7 +18,7 @@ import (
 // exported FlushInterval later.
 func TestTracerIdleWakes(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
-	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return 0, true })) // callers on this node, gone
+	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return procA.PID, true })) // a watched caller whose call never comes
 	l.Window = 150 * time.Millisecond
 	tr := New(exp, Options{Linker: l, FlushInterval: 50 * time.Millisecond})
 	defer tr.Shutdown(context.Background())

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -109,10 +108,15 @@ func run(args []string) int {
 	}
 	// Set once the manager exists: the linker asks it for the targets.
 	var targets func() []int
-	linker := tracer.NewLinker(func(peers []netip.AddrPort) []tracer.Caller {
-		callers := make([]tracer.Caller, len(peers))
-		for i, h := range discovery.SocketOwners(peers, targets()) {
-			callers[i] = tracer.Caller{PID: h.PID, OnNode: h.OnNode}
+	linker := tracer.NewLinker(func(qs []tracer.Lookup) []tracer.Caller {
+		conns := make([]discovery.Accepted, len(qs))
+		for i, q := range qs {
+			conns[i] = discovery.Accepted{Server: q.Callee, Peer: q.Peer}
+		}
+		callers := make([]tracer.Caller, len(qs))
+		for i, h := range discovery.SocketOwners(conns, targets()) {
+			callers[i] = tracer.Caller{PID: h.PID, OnNode: h.OnNode, Neighbours: h.Neighbours,
+				Conn: tracer.Conn{NetNS: h.Conn.NetNS, Local: h.Conn.Local, Remote: h.Conn.Remote}}
 		}
 		return callers
 	})
@@ -183,7 +187,7 @@ func run(args []string) int {
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
 			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansUnexported: ts.Unexported, SpansFailed: ts.Failed,
-			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, LinkOverflow: ts.Overflow,
+			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, LinkOverflow: ts.Overflow,
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
 		if injector != nil {

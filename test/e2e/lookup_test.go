@@ -78,13 +78,18 @@ func TestSocketLookupOffReader(t *testing.T) {
 			t.Errorf("%s %v, want 0", c, v)
 		}
 	}
-	// A client socket already closed when its lookup ran (TIME_WAIT)
-	// counts as some caller on this node: such roots wait for a client
-	// span in vain (no_client_span).
+	// The client is not watched: a root should not wait for its call.
+	// Its socket closed (TIME_WAIT) names nobody, and neither does a
+	// local port it shares with one of the service's own 8000
+	// connections (Linux reuses a port towards another destination),
+	// while the server's end of the request's connection is listed. Once
+	// that end is gone too, the service's own connection is the only
+	// one left with that pair of ports and names it as the caller: a few
+	// roots then wait in vain (before, 145 of 200 did).
 	busy := scrapeValue(t, text, `golens_spans_unlinked_total{reason="lookup_busy"}`)
 	vain := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_client_span"}`)
 	t.Logf("of %d roots, %v went out before their owner lookup answered, %v waited in vain", n, busy, vain)
-	if busy+vain > n {
-		t.Errorf("lookup_busy %v + no_client_span %v of %d spans", busy, vain, n)
+	if busy > n || vain > n/10 {
+		t.Errorf("lookup_busy %v, no_client_span %v of %d spans; want no_client_span at most %d", busy, vain, n, n/10)
 	}
 }

@@ -52,6 +52,9 @@ func callWith(ctx context.Context, url, traceparent string) int {
 	if strings.HasPrefix(url, "https://") {
 		c = h2Client
 	}
+	if from, ok := ctx.Value(fromKey{}).(string); ok {
+		c = clientFrom(from)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return http.StatusBadGateway
@@ -59,6 +62,35 @@ func callWith(ctx context.Context, url, traceparent string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// fromKey carries, in a request's context, the local address /chain's
+// call must come from.
+type fromKey struct{}
+
+var (
+	fromMu      sync.Mutex
+	fromClients = map[string]*http.Client{}
+)
+
+// clientFrom is a keep-alive client whose connections are made from the
+// local address from ("127.0.0.1:40001"): one connection per address at a
+// time, so two processes in two network namespaces can hold sockets with
+// the same addresses.
+func clientFrom(from string) *http.Client {
+	fromMu.Lock()
+	defer fromMu.Unlock()
+	if c, ok := fromClients[from]; ok {
+		return c
+	}
+	local, err := net.ResolveTCPAddr("tcp", from)
+	if err != nil {
+		return client
+	}
+	d := &net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxConnsPerHost: 1}}
+	fromClients[from] = c
+	return c
 }
 
 func main() {
@@ -102,12 +134,16 @@ func main() {
 	// the application itself.
 	// With bg=1 the call gets a fresh context of its own instead, not
 	// derived from the request's: nothing links it to a request.
+	// With from=ADDR the call's connection is made from that local address.
 	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if r.URL.Query().Get("bg") == "1" {
 			c, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			ctx = c
+		}
+		if from := r.URL.Query().Get("from"); from != "" {
+			ctx = context.WithValue(ctx, fromKey{}, from)
 		}
 		w.WriteHeader(callWith(ctx, r.URL.Query().Get("to"), r.URL.Query().Get("own")))
 	})
