@@ -173,3 +173,38 @@ func TestExportQueueFull(t *testing.T) {
 		t.Errorf("want %d unexported at shutdown (the queue and the batch in flight):\n%s", queue+1, agent.Log())
 	}
 }
+
+// SIGTERM flushes what is queued: spans of requests served just before it
+// (still in the export batch, whose timer has not fired) all arrive, and
+// the agent exits 0 well within --shutdown-timeout.
+func TestShutdownFlushes(t *testing.T) {
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	app, agent := startExport(t, recv, "--shutdown-timeout", "4s")
+	const n = 20
+	for i := range n {
+		get(t, app.Addr, fmt.Sprintf("/echo/flush-%d", i))
+	}
+	code, took, err := agent.Stop(5 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d after %s: %v\n%s", code, took, err, agent.Log())
+	}
+	if took > 4*time.Second {
+		t.Errorf("exit took %s with --shutdown-timeout=4s", took)
+	}
+	got := map[string]int{}
+	for _, s := range recv.Spans() {
+		got[fmt.Sprint(s.Attrs["url.path"])]++
+	}
+	for i := range n {
+		if p := fmt.Sprintf("/echo/flush-%d", i); got[p] != 1 {
+			t.Errorf("%s: %d spans after SIGTERM, want 1", p, got[p])
+		}
+	}
+	if strings.Contains(agent.Log(), "span flush incomplete") {
+		t.Errorf("flush reported incomplete:\n%s", agent.Log())
+	}
+}
