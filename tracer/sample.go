@@ -2,7 +2,9 @@ package tracer
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -17,6 +19,9 @@ import (
 type sampling struct {
 	s    *sampler.Sampler
 	hold *sampler.Hold[*tracetest.SpanStub]
+	// traces remembers how each trace was decided here, for spans that
+	// join it afterwards (see decideGroup).
+	traces decided
 	// lastTS caches the last trace state parsed: a service's decisions
 	// carry the same one, span after span.
 	lastTS atomic.Pointer[parsedTS]
@@ -99,7 +104,21 @@ func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
 			}
 		}
 	}
-	rootD := p.s.Decide(spanInfo(root))
+	// A callee on this node is joined to its caller's trace once its
+	// caller's client span is known, which can be after the caller's own
+	// spans were released and decided: the callee then follows that
+	// decision, not the flag its parent span was minted with (a new
+	// trace's ids carry "sampled" before any decision).
+	info := spanInfo(root)
+	id := root.SpanContext.TraceID()
+	keep, known := false, false
+	if info.Parent {
+		keep, known = p.traces.get(id)
+		if known {
+			info.ParentSampled = keep
+		}
+	}
+	rootD := p.s.Decide(info)
 	decisions := make([]sampler.Decision, len(group))
 	critical := rootD.Reason.Critical()
 	for i, st := range group {
@@ -111,6 +130,9 @@ func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
 		info.Parent, info.ParentSampled = true, rootD.Keep
 		decisions[i] = p.s.Decide(info)
 		critical = critical || decisions[i].Reason.Critical()
+	}
+	if !known || critical {
+		p.traces.put(id, rootD.Keep || critical)
 	}
 	var ts trace.TraceState
 	if rootD.TraceState != "" {
@@ -144,4 +166,39 @@ func byTrace(stubs []*tracetest.SpanStub) [][]*tracetest.SpanStub {
 		out[i] = append(out[i], st)
 	}
 	return out
+}
+
+// decided is a bounded memory of trace decisions: two generations of at
+// most decidedMax traces each, the older dropped as the newer fills or
+// ages past decidedAge. A trace is remembered for decidedAge at least
+// while fewer than decidedMax traces a generation are decided; a joiner
+// comes within the linker's window (about a second) of its caller.
+type decided struct {
+	mu       sync.Mutex
+	cur, old map[trace.TraceID]bool
+	since    time.Time
+}
+
+const (
+	decidedMax = 1 << 16
+	decidedAge = 15 * time.Second
+)
+
+func (d *decided) get(id trace.TraceID) (keep, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if keep, ok = d.cur[id]; !ok {
+		keep, ok = d.old[id]
+	}
+	return keep, ok
+}
+
+func (d *decided) put(id trace.TraceID, keep bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.cur == nil || len(d.cur) >= decidedMax || now.Sub(d.since) > decidedAge {
+		d.old, d.cur, d.since = d.cur, make(map[trace.TraceID]bool), now
+	}
+	d.cur[id] = keep
 }
