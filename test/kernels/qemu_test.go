@@ -1,0 +1,366 @@
+package kernels
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golens/golens/probes/kernel"
+	"github.com/golens/golens/test/harness"
+)
+
+// cacheDir is where kernel packages are kept between runs.
+func cacheDir(t *testing.T) string {
+	t.Helper()
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(home, ".cache", "golens-test", "kernels")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+var fetchMu sync.Mutex
+
+// debianKernel returns the vmlinuz of the newest package in Debian's
+// archive whose name matches re (one group: the ABI number), downloading
+// and unpacking it into the cache the first time. With no apt lists to
+// ask, the newest cached one is used.
+func debianKernel(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	fetchMu.Lock()
+	defer fetchMu.Unlock()
+	cache := cacheDir(t)
+	newest := func(names []string) string {
+		best, bestN := "", -1
+		for _, n := range names {
+			if m := re.FindStringSubmatch(n); m != nil {
+				if v, _ := strconv.Atoi(m[1]); v > bestN {
+					best, bestN = n, v
+				}
+			}
+		}
+		return best
+	}
+	out, _ := exec.Command("apt-cache", "pkgnames", "linux-image-").Output()
+	name := newest(strings.Fields(string(out)))
+	if name == "" {
+		cached, _ := os.ReadDir(cache)
+		var names []string
+		for _, d := range cached {
+			names = append(names, d.Name())
+		}
+		if name = newest(names); name == "" {
+			t.Fatalf("no kernel package matching %s in apt's lists (run apt-get update) nor in %s", re, cache)
+		}
+	}
+	dir := filepath.Join(cache, name)
+	if vm, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*")); len(vm) == 1 {
+		return vm[0]
+	}
+	tmp, err := os.MkdirTemp(cache, "fetch-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	start := time.Now()
+	dl := exec.Command("apt-get", "download", name)
+	dl.Dir = tmp
+	if b, err := dl.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get download %s: %v\n%s", name, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("apt-get download %s left %d packages", name, len(debs))
+	}
+	unpacked := filepath.Join(tmp, "root")
+	if b, err := exec.Command("dpkg-deb", "-x", debs[0], unpacked).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x %s: %v\n%s", debs[0], err, b)
+	}
+	// Only the kernel is kept: the guest loads no modules.
+	vm, _ := filepath.Glob(filepath.Join(unpacked, "boot", "vmlinuz-*"))
+	if len(vm) != 1 {
+		t.Fatalf("%s holds %d vmlinuz", name, len(vm))
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, "keep", "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(vm[0], filepath.Join(tmp, "keep", "boot", filepath.Base(vm[0]))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "keep"), dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fetched %s in %s (cached in %s)", name, time.Since(start).Round(time.Second), dir)
+	return filepath.Join(dir, "boot", filepath.Base(vm[0]))
+}
+
+// need fails the test naming the Debian package when a command is missing:
+// scripts/test-deps.sh installs them, so a run never passes having booted
+// nothing.
+func need(t *testing.T, cmd, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(cmd)
+	if err != nil {
+		t.Fatalf("%s not found: install Debian package %s (make deps does)", cmd, pkg)
+	}
+	return p
+}
+
+// staticAgent builds cmd/golens without cgo: the guest has no libc.
+func staticAgent(t *testing.T, dir string) []byte {
+	t.Helper()
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "golens")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/golens")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build golens: %v\n%s", err, b)
+	}
+	return readFile(t, out)
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// static is nil when path is an ELF executable with no interpreter: one
+// that runs in a guest without libc.
+func static(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked", path)
+		}
+	}
+	return nil
+}
+
+const (
+	guestTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
+	guestParent = "00f067aa0ba902b7"
+	guestOK     = 3 // requests to /hello, each with the traceparent
+)
+
+// guestInit is the guest's /init: mount what golens needs, start the
+// target and the agent, drive requests with an incoming traceparent, stop
+// the agent with SIGTERM and print everything on the console, prefixed.
+var guestInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir -p /tmp
+ip link set lo up
+echo "guest: kernel $(uname -r)"
+OTEL_SERVICE_NAME=qemusvc GODEBUG=httpmuxgo121=0 /httpserver -addr 127.0.0.1:8080 >/tmp/app.log 2>&1 &
+app=$!
+i=0
+until grep -q listening /tmp/app.log; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done
+/golens --pid $app --inject-context --exporter console --metrics-addr 127.0.0.1:9465 >/tmp/inject.out 2>/tmp/inject.log
+echo "guest: inject exit=$?"
+sed 's/^/inject: /' /tmp/inject.log /tmp/inject.out
+/golens --pid $app --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+agent=$!
+i=0
+until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
+	i=$((i+1)); [ $i -gt 600 ] && break
+	kill -0 $agent 2>/dev/null || break
+	sleep 0.1
+done
+for n in $(seq ` + strconv.Itoa(guestOK) + `); do
+	wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/hello
+done
+wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/status/503
+wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
+grep '^golens_kernel_feature' /tmp/metrics | sed 's/^/metric: /'
+kill -TERM $agent
+wait $agent
+echo "guest: golens exit=$?"
+sed 's/^/log: /' /tmp/golens.log
+sed 's/^/out: /' /tmp/spans.log
+echo "guest: done"
+poweroff -f
+`
+
+// boot runs the guest and returns its console output.
+func boot(t *testing.T, vmlinuz, initrd string, timeout time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// TCG: a nested KVM guest hangs on these machines (shared/KERNEL.md).
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-cpu", "max", "-m", "1024", "-smp", "1",
+		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+		"-kernel", vmlinuz, "-initrd", initrd,
+		"-append", "console=ttyS0 panic=-1 quiet rdinit=/init")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("guest ran %s", time.Since(start).Round(time.Second))
+	if ctx.Err() != nil {
+		t.Fatalf("guest did not finish within %s:\n%s", timeout, out.String())
+	}
+	if err != nil {
+		t.Fatalf("qemu: %v\n%s", err, out.String())
+	}
+	return strings.ReplaceAll(out.String(), "\r\n", "\n")
+}
+
+// Debian 12's 6.1 cloud kernel, without uprobe_multi: the real static agent
+// probes its features (uprobe_multi and sock_ops' bpf_get_current_pid_tgid
+// missing, each logged with its effect), refuses --inject-context with one
+// clear line and exit 69, and without it attaches through per-uprobe
+// perf-event links, continues the incoming trace in exactly one server span
+// per request with the right status, and exits 0 on SIGTERM.
+func TestDebian12Kernel(t *testing.T) {
+	need(t, "qemu-system-x86_64", "qemu-system-x86")
+	need(t, "apt-get", "apt")
+	need(t, "dpkg-deb", "dpkg")
+	busybox := "/bin/busybox"
+	if err := static(busybox); err != nil {
+		t.Fatalf("%v: install Debian package busybox-static", err)
+	}
+	vmlinuz := debianKernel(t, regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-amd64$`))
+
+	dir := t.TempDir()
+	app, err := harness.BuildApp("httpserver", harness.Variant{}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []entry{
+		{name: "bin", mode: modeDir | 0o755},
+		{name: "dev", mode: modeDir | 0o755},
+		{name: "dev/console", mode: modeChar | 0o600, major: 5, minor: 1},
+		{name: "proc", mode: modeDir | 0o755},
+		{name: "sys", mode: modeDir | 0o755},
+		{name: "tmp", mode: modeDir | 0o1777},
+		{name: "bin/busybox", mode: modeFile | 0o755, data: readFile(t, busybox)},
+		{name: "init", mode: modeFile | 0o755, data: []byte(guestInit)},
+		{name: "golens", mode: modeFile | 0o755, data: staticAgent(t, dir)},
+		{name: "httpserver", mode: modeFile | 0o755, data: readFile(t, app)},
+	}
+	initrd := filepath.Join(dir, "initrd.gz")
+	if err := writeInitramfs(initrd, entries); err != nil {
+		t.Fatal(err)
+	}
+
+	out := boot(t, vmlinuz, initrd, 170*time.Second)
+	lines := func(prefix string) []string {
+		var ls []string
+		for _, l := range strings.Split(out, "\n") {
+			// The firmware's terminal escapes may precede the first line.
+			if i := strings.Index(l, prefix); i >= 0 {
+				ls = append(ls, l[i+len(prefix):])
+			}
+		}
+		return ls
+	}
+	if !strings.Contains(out, "guest: done") {
+		t.Fatalf("guest did not finish its script:\n%s", out)
+	}
+	if k := lines("guest: kernel "); len(k) != 1 || !strings.HasPrefix(k[0], "6.1.0-") {
+		t.Fatalf("guest kernel %q, want 6.1.0-*:\n%s", k, out)
+	}
+
+	// --inject-context is refused before anything is attached: 6.1's
+	// sock_ops programs cannot call bpf_get_current_pid_tgid.
+	if e := lines("guest: inject exit="); len(e) != 1 || e[0] != "69" {
+		t.Errorf("golens --inject-context exit status %q, want 69:\n%s", e, out)
+	}
+	inject := strings.Join(lines("inject: "), "\n")
+	if strings.Count(inject, "level=ERROR") != 1 || !strings.Contains(inject,
+		`msg="cannot run on this kernel" kernel=6.1.0-`) || !strings.Contains(inject,
+		`err="kernel unsupported: --inject-context needs sock_ops_current_pid, which this kernel lacks"`) ||
+		strings.Contains(inject, "msg=attached") {
+		t.Errorf("want one clear refusal of --inject-context naming sock_ops_current_pid, nothing attached:\n%s", inject)
+	}
+
+	// Features: every one present but uprobe_multi and sock_ops_current_pid.
+	var gotFeatures []string
+	for _, l := range lines("metric: ") {
+		gotFeatures = append(gotFeatures, l)
+	}
+	var wantFeatures []string
+	for _, f := range kernel.Features {
+		v := 1
+		if f.Name == "uprobe_multi" || f.Name == "sock_ops_current_pid" {
+			v = 0
+		}
+		wantFeatures = append(wantFeatures, fmt.Sprintf("golens_kernel_feature{feature=%q} %d", f.Name, v))
+	}
+	sort.Strings(gotFeatures)
+	sort.Strings(wantFeatures)
+	if strings.Join(gotFeatures, "\n") != strings.Join(wantFeatures, "\n") {
+		t.Errorf("kernel features:\n%s\nwant:\n%s", strings.Join(gotFeatures, "\n"), strings.Join(wantFeatures, "\n"))
+	}
+	log := strings.Join(lines("log: "), "\n")
+	if n := strings.Count(log, `msg="kernel feature missing"`); n != 2 ||
+		!strings.Contains(log, `msg="kernel feature missing" feature=uprobe_multi since=6.6 effect="one perf-event link per uprobe`) ||
+		!strings.Contains(log, `msg="kernel feature missing" feature=sock_ops_current_pid since=? effect="no traceparent injection on the wire; --inject-context is refused"`) ||
+		!strings.Contains(log, `kernel_missing="[uprobe_multi sock_ops_current_pid]"`) {
+		t.Errorf("want one missing-feature line each for uprobe_multi and sock_ops_current_pid; agent log:\n%s", log)
+	}
+	if strings.Contains(log, "level=ERROR") {
+		t.Errorf("agent logged an error:\n%s", log)
+	}
+	if !strings.Contains(log, `msg=attached`) {
+		t.Errorf("agent did not attach:\n%s", log)
+	}
+
+	// Spans: one server span per request, in the caller's trace.
+	spans := lines("out: ")
+	if len(spans) != guestOK+1 {
+		t.Fatalf("%d spans, want %d:\n%s", len(spans), guestOK+1, out)
+	}
+	codes := map[string]int{}
+	for _, s := range spans {
+		if !strings.HasPrefix(s, `span service="qemusvc" name="GET `) ||
+			!strings.Contains(s, " kind=server trace="+guestTrace+" ") ||
+			!strings.Contains(s, " parent="+guestParent+" ") {
+			t.Errorf("span not continuing the caller's trace as a server span: %s", s)
+		}
+		m := regexp.MustCompile(` status=(\w+) .*http\.response\.status_code=(\d+)`).FindStringSubmatch(s)
+		if m == nil {
+			t.Errorf("span without status: %s", s)
+			continue
+		}
+		codes[m[1]+" "+m[2]]++
+	}
+	if codes["Unset 200"] != guestOK || codes["Error 503"] != 1 {
+		t.Errorf("span statuses %v, want %d × Unset 200 and 1 × Error 503", codes, guestOK)
+	}
+	if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "0" {
+		t.Errorf("golens exit status %q in the guest, want 0; log:\n%s", e, log)
+	}
+}
