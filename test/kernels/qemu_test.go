@@ -36,15 +36,51 @@ func cacheDir(t *testing.T) string {
 
 var fetchMu sync.Mutex
 
+// aptOptions are the apt-get and apt-cache options that read suite's
+// package lists, kept in the cache, instead of the machine's own sources
+// (nil for those): a kernel of an older release, such as bullseye's 5.10,
+// is fetched without touching the machine's apt configuration.
+func aptOptions(t *testing.T, cache, suite string) []string {
+	t.Helper()
+	if suite == "" {
+		return nil
+	}
+	dir := filepath.Join(cache, "apt-"+suite)
+	opts := []string{
+		"-o", "Dir::Etc::SourceList=" + filepath.Join(dir, "sources.list"),
+		"-o", "Dir::Etc::SourceParts=/dev/null",
+		"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"),
+		"-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "lists", "*_Packages*")); len(m) > 0 {
+		return opts
+	}
+	for _, d := range []string{"lists/partial", "cache/archives/partial"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := "deb http://deb.debian.org/debian " + suite + " main\n"
+	if err := os.WriteFile(filepath.Join(dir, "sources.list"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("apt-get", append(opts, "-q", "update")...).CombinedOutput(); err != nil {
+		t.Fatalf("apt-get update for %s: %v\n%s", suite, err, b)
+	}
+	return opts
+}
+
 // debianKernel returns the vmlinuz of the newest package in Debian's
-// archive whose name matches re (one group: the ABI number), downloading
-// and unpacking it into the cache the first time. With no apt lists to
-// ask, the newest cached one is used.
-func debianKernel(t *testing.T, re *regexp.Regexp) string {
+// archive (suite's, or the machine's sources when empty) whose name
+// matches re (one group: the ABI number), downloading and unpacking it
+// into the cache the first time. With no apt lists to ask, the newest
+// cached one is used.
+func debianKernel(t *testing.T, re *regexp.Regexp, suite string) string {
 	t.Helper()
 	fetchMu.Lock()
 	defer fetchMu.Unlock()
 	cache := cacheDir(t)
+	apt := aptOptions(t, cache, suite)
 	newest := func(names []string) string {
 		best, bestN := "", -1
 		for _, n := range names {
@@ -56,7 +92,7 @@ func debianKernel(t *testing.T, re *regexp.Regexp) string {
 		}
 		return best
 	}
-	out, _ := exec.Command("apt-cache", "pkgnames", "linux-image-").Output()
+	out, _ := exec.Command("apt-cache", append(apt, "pkgnames", "linux-image-")...).Output()
 	name := newest(strings.Fields(string(out)))
 	if name == "" {
 		cached, _ := os.ReadDir(cache)
@@ -78,7 +114,7 @@ func debianKernel(t *testing.T, re *regexp.Regexp) string {
 	}
 	defer os.RemoveAll(tmp)
 	start := time.Now()
-	dl := exec.Command("apt-get", "download", name)
+	dl := exec.Command("apt-get", append(apt, "download", name)...)
 	dl.Dir = tmp
 	if b, err := dl.CombinedOutput(); err != nil {
 		t.Fatalf("apt-get download %s: %v\n%s", name, err, b)
@@ -202,9 +238,11 @@ until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
 	kill -0 $agent 2>/dev/null || break
 	sleep 0.1
 done
+ok=0
 for n in $(seq ` + strconv.Itoa(guestOK) + `); do
-	wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/hello
+	wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/hello && ok=$((ok+1))
 done
+echo "guest: served $ok"
 wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/status/503
 wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
 grep '^golens_kernel_feature' /tmp/metrics | sed 's/^/metric: /'
@@ -245,8 +283,11 @@ func boot(t *testing.T, vmlinuz, initrd string, timeout time.Duration) string {
 type guestKernel struct {
 	name    string
 	pkg     *regexp.Regexp // Debian package name; one group, the ABI number
+	suite   string         // Debian suite to fetch it from; "" for the machine's sources
 	release string         // uname -r prefix
 	missing []string       // kernel features, in kernel.Features order
+	// refused: a required feature is missing, golens must exit 69 at once.
+	refused bool
 }
 
 // Debian's kernels of today's nodes. In each the real static agent
@@ -288,6 +329,9 @@ func TestDebianKernels(t *testing.T) {
 		{name: "debian12-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-amd64$`), release: "6.1.0-",
 			missing: []string{"uprobe_multi", "sock_ops_current_pid"}},
 		// Debian 12 backports (Debian 13's line).
+		// Debian 11: older than the floor (no bpf_loop, 5.17).
+		{name: "debian11-5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-(\d+)-cloud-amd64$`), suite: "bullseye", release: "5.10.",
+			missing: []string{"bpf_loop", "uprobe_multi", "sock_ops_current_pid"}, refused: true},
 		{name: "debian12-backports-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64$`), release: "6.12.",
 			missing: nil},
 	} {
@@ -296,7 +340,7 @@ func TestDebianKernels(t *testing.T) {
 }
 
 func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
-	vmlinuz := debianKernel(t, k.pkg)
+	vmlinuz := debianKernel(t, k.pkg, k.suite)
 	missing := make(map[string]bool)
 	injectRefused := false
 	for _, f := range kernel.Features {
@@ -334,27 +378,59 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 		t.Fatalf("guest kernel %q, want %s*:\n%s", r, k.release, out)
 	}
 
-	if injectRefused {
-		var stops []string
-		for _, m := range k.missing {
-			for _, f := range kernel.Features {
-				if f.Name == m && f.Use == kernel.Injection {
-					stops = append(stops, m)
-				}
-			}
+	// The target is never harmed: it serves every request, traced or not.
+	if sv := lines("guest: served "); len(sv) != 1 || sv[0] != strconv.Itoa(guestOK) {
+		t.Errorf("target served %q of %d requests:\n%s", sv, guestOK, out)
+	}
+	// What stops golens (required features), and --inject-context too.
+	var stopsMain, stopsInject []string
+	for _, f := range kernel.Features {
+		if missing[f.Name] && f.Use == kernel.Required {
+			stopsMain = append(stopsMain, f.Name)
 		}
+		if missing[f.Name] && f.Use != kernel.Batching {
+			stopsInject = append(stopsInject, f.Name)
+		}
+	}
+	needs := "--inject-context needs "
+	if k.refused {
+		needs = "golens needs "
+	}
+	if injectRefused {
+		stops := stopsInject
 		if e := lines("guest: inject exit="); len(e) != 1 || e[0] != "69" {
 			t.Errorf("golens --inject-context exit status %q, want 69:\n%s", e, out)
 		}
 		inject := strings.Join(lines("inject: "), "\n")
 		if strings.Count(inject, "level=ERROR") != 1 || !strings.Contains(inject,
 			`msg="cannot run on this kernel" kernel=`+k.release) || !strings.Contains(inject,
-			`err="kernel unsupported: --inject-context needs `+strings.Join(stops, ", ")+`, which this kernel lacks"`) ||
+			`err="kernel unsupported: `+needs+strings.Join(stops, ", ")+`, which this kernel lacks"`) ||
 			strings.Contains(inject, "msg=attached") {
 			t.Errorf("want one clear refusal of --inject-context naming %v, nothing attached:\n%s", stops, inject)
 		}
 	} else if e := lines("guest: inject exit="); len(e) != 0 {
 		t.Errorf("--inject-context was refused on a kernel that has what it needs:\n%s", out)
+	}
+
+	if k.refused {
+		// Refused at start-up: one line, exit 69, nothing attached or served.
+		if !injectRefused { // the agent ran with --inject-context
+			stopsMain = stopsInject
+		}
+		log := strings.Join(lines("log: "), "\n")
+		if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "69" {
+			t.Errorf("golens exit status %q, want 69:\n%s", e, out)
+		}
+		if strings.Count(log, "level=ERROR") != 1 || !strings.Contains(log,
+			`msg="cannot run on this kernel" kernel=`+k.release) || !strings.Contains(log,
+			`err="kernel unsupported: golens needs `+strings.Join(stopsMain, ", ")+`, which this kernel lacks"`) ||
+			strings.Contains(log, "msg=attached") || strings.Contains(log, "golens running") {
+			t.Errorf("want one clear refusal naming %v, nothing attached:\n%s", stopsMain, log)
+		}
+		if m, sp := lines("metric: "), lines("out: "); len(m) != 0 || len(sp) != 0 {
+			t.Errorf("a refused agent served metrics %q or spans %q", m, sp)
+		}
+		return
 	}
 
 	var want []string
