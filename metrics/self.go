@@ -44,6 +44,10 @@ type SelfStats struct {
 	KubernetesAPI  int
 	KubernetesPods int // pods of this node known, when KubernetesAPI ≥ 0
 
+	// KernelFeatures is, per kernel feature golens uses, whether the
+	// running kernel has it (probed once at start-up).
+	KernelFeatures map[string]bool
+
 	// Discovery is what process discovery did; nil when it is off.
 	Discovery *DiscoveryStats
 }
@@ -101,11 +105,12 @@ var (
 	descEvLost   = desc("golens_discovery_events_lost_total", "Times the kernel dropped process events because golens read them too slowly; each caused a rescan of /proc, so no process was missed.")
 	descBinaries = desc("golens_discovery_binaries_read_total", "Executables read to tell whether they are Go programs (each binary file once, however many processes run it).")
 	descRescans  = desc("golens_discovery_rescans_total", "Scans of /proc by reason: start, periodic (safety net), events_lost, events_failed.", "reason")
+	descKernel   = desc("golens_kernel_feature", "1 when the running kernel has the feature golens uses, 0 when it lacks it or could not be probed (probed at start-up; see the start-up log for what each missing one disables).", "feature")
 	descReloadKO = desc("golens_sampling_reload_failures_total", "Changed sampling strategies files rejected (the previous strategies stay).")
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
 		ch <- d
 	}
 }
@@ -151,6 +156,13 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReloadKO, s.SamplingReloadFailures)
 	counter(descInjected, s.ContextInjected)
 	counter(descInjectKO, s.ContextInjectFailed)
+	for f, ok := range s.KernelFeatures {
+		v := 0
+		if ok {
+			v = 1
+		}
+		gauge(descKernel, v, f)
+	}
 	if s.KubernetesAPI >= 0 {
 		gauge(descK8sAPI, s.KubernetesAPI)
 		gauge(descK8sPods, s.KubernetesPods)

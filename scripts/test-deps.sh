@@ -15,6 +15,7 @@ declare -A pkg=(
 	[etcd]=etcd-server         # behind the real kube-apiserver
 	[kubectl]=kubectl          # the README's deploy command, run as written
 	[openssl]=openssl          # certificates for the TLS tests
+	[qemu-system-x86_64]=qemu-system-x86 # boots Debian's kernels (test/kernels)
 )
 
 missing=()
@@ -22,6 +23,8 @@ for c in "${!pkg[@]}"; do
 	command -v "$c" >/dev/null || missing+=("${pkg[$c]}")
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+# test/kernels' guests run the static busybox (the busybox package's is not).
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/goruntime"
 	grpcprobe "github.com/golens/golens/probes/grpc"
+	"github.com/golens/golens/probes/kernel"
 	"github.com/golens/golens/probes/nethttp"
 	"github.com/golens/golens/sampler"
 	"github.com/golens/golens/tracer"
@@ -60,8 +62,14 @@ func newLogger(cfg Config) (*slog.Logger, error) {
 // restart does fix.
 const exitUsage = 64
 
+// exitKernel (sysexits' EX_UNAVAILABLE) is a kernel that lacks a feature
+// golens needs, or one --inject-context needs: restarting cannot fix it
+// either, and an operator must tell it from bad usage.
+const exitKernel = 69
+
 // run returns the exit status: 0 after a clean shutdown, exitUsage for bad
-// usage or when no target could be instrumented, 1 for other failures.
+// usage or when no target could be instrumented, exitKernel when the kernel
+// lacks what golens needs, 1 for other failures.
 func run(args []string) int {
 	cfg, err := parseConfig(args)
 	if err != nil {
@@ -72,6 +80,12 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "golens:", err)
 		return exitUsage
+	}
+	// Before anything is attached: a kernel that cannot run every probe
+	// must not leave a target half-instrumented.
+	kern := kernel.ProbeRunning()
+	if !logKernel(log, kern, cfg.InjectContext) {
+		return exitKernel
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -193,6 +207,10 @@ func run(args []string) int {
 		if injector != nil {
 			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
 		}
+		s.KernelFeatures = make(map[string]bool, len(kern))
+		for _, res := range kern {
+			s.KernelFeatures[res.Name] = res.State == kernel.Present
+		}
 		s.KubernetesAPI = -1
 		if disc != nil {
 			ws := disc.watcher.Stats()
@@ -267,7 +285,7 @@ func run(args []string) int {
 	} else {
 		srv.SetReady()
 	}
-	log.Info("golens running", "targets", attached, "discover", cfg.Discover.active(), "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
+	log.Info("golens running", "targets", attached, "kernel", kernel.Release(), "kernel_missing", kern.Missing(), "discover", cfg.Discover.active(), "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
@@ -325,6 +343,24 @@ func run(args []string) int {
 	}
 	log.Info("golens stopped")
 	return 0
+}
+
+// logKernel says, one line each, which kernel features are missing and
+// what that disables; false, after one error line, when golens cannot run.
+func logKernel(log *slog.Logger, kern kernel.Report, inject bool) bool {
+	for _, res := range kern {
+		switch res.State {
+		case kernel.Missing:
+			log.Warn("kernel feature missing", "feature", res.Name, "since", cmp.Or(res.Since, "?"), "effect", res.Without)
+		case kernel.Unknown:
+			log.Warn("kernel feature not probed", "feature", res.Name, "err", res.Err)
+		}
+	}
+	if err := kern.Check(inject); err != nil {
+		log.Error("cannot run on this kernel", "kernel", kernel.Release(), "floor", "Linux "+kernel.Floor(), "err", err)
+		return false
+	}
+	return true
 }
 
 // loopback reports whether a is reachable from this host only.

@@ -232,7 +232,7 @@ func TestSystemdBoot(t *testing.T) {
 	for k, want := range map[string]string{
 		"Restart":                  "on-failure",
 		"RestartUSec":              u.one(t, "RestartSec"),
-		"RestartPreventExitStatus": "64",
+		"RestartPreventExitStatus": "64 69",
 		"StartLimitBurst":          strings.Join(u["Unit"]["StartLimitBurst"], " "),
 		"StartLimitIntervalUSec":   strings.Join(u["Unit"]["StartLimitIntervalSec"], " "),
 		"MemoryHigh":               strconv.FormatInt(systemdBytes(t, u.one(t, "MemoryHigh")), 10),

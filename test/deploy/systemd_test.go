@@ -109,7 +109,7 @@ func TestSystemdUnit(t *testing.T) {
 	want := map[string]string{
 		"Type":                     "simple",
 		"Restart":                  "on-failure",
-		"RestartPreventExitStatus": "64",
+		"RestartPreventExitStatus": "64 69",
 		"RestartSec":               "5s",
 		"NoNewPrivileges":          "yes",
 		"ProtectSystem":            "strict",
