@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -116,6 +117,11 @@ type Linker struct {
 	pending map[Lookup][]*group
 	lookups chan Lookup
 	held    int
+	// gone are roots with a closed client end released as their own
+	// trace because no call of a possible holder had come: when one comes
+	// later (within Window) and contains it, the lost link is counted in
+	// Unmatched after all. Bounded by goneMax.
+	gone []goneRoot
 
 	// Linked counts server spans joined to a caller's trace; Unmatched
 	// counts roots whose caller was a watched process but whose client
@@ -151,6 +157,15 @@ type group struct {
 	created  time.Time
 	deadline time.Time
 }
+
+type goneRoot struct {
+	root    call
+	callers []int
+	at      time.Time
+}
+
+// goneMax bounds the released closed-end roots remembered.
+const goneMax = 1024
 
 type owner struct {
 	pid        int
@@ -246,7 +261,20 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 		l.reserve(fit[0], ref, now)
 	}
 	l.recent[key] = append(l.recent[key], ref)
+	l.lateCall(ref)
 	return append(out, l.bound()...)
+}
+
+// lateCall counts a closed-end root released before call c came, when c
+// could have been its caller's: that link was lost, so it has a name.
+func (l *Linker) lateCall(c *clientRef) {
+	for i, r := range l.gone {
+		if c.seen.Sub(r.at) <= l.Window && fits(*c, &r.root) && slices.Contains(r.callers, c.pid) {
+			l.Unmatched++
+			l.gone = slices.Delete(l.gone, i, i+1)
+			return
+		}
+	}
 }
 
 func requestKey(method, path string) string { return method + " " + path }
@@ -529,7 +557,12 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 				out = append(out, l.join(g, *g.match)...)
 			case g.match == nil && g.caller == 0 && !now.Before(g.settle):
 				// Closed client end, no call of its possible holders:
-				// most likely a client golens does not watch.
+				// most likely a client golens does not watch. Should
+				// such a call come after all, lateCall counts it.
+				if len(l.gone) >= goneMax {
+					l.gone = l.gone[1:]
+				}
+				l.gone = append(l.gone, goneRoot{root: *g.root, callers: g.callers, at: now})
 				out = append(out, l.release(g)...)
 			case g.match == nil && now.After(g.deadline):
 				l.Unmatched++
@@ -549,6 +582,9 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 		if g.root == nil && now.Sub(g.created) > l.MaxHold {
 			out = append(out, l.release(g)...)
 		}
+	}
+	for len(l.gone) > 0 && now.Sub(l.gone[0].at) > l.Window {
+		l.gone = l.gone[1:]
 	}
 	for key, cs := range l.recent {
 		keep := cs[:0]

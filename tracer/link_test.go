@@ -247,6 +247,23 @@ func TestLinkerOwnerGone(t *testing.T) {
 	if l.Unmatched+l.LookupBusy+l.Ambiguous != 0 || l.held != 0 {
 		t.Errorf("counted: unmatched %d busy %d ambiguous %d, held %d", l.Unmatched, l.LookupBusy, l.Ambiguous, l.held)
 	}
+	// ... but when A's call comes after all, the lost link is counted once.
+	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0.Add(l.Settle+ms(100)))
+	add(l, ae, as, t0.Add(l.Settle+ms(150)))
+	if l.Unmatched != 1 {
+		t.Errorf("a watched caller's call after the root went: unmatched %d, want 1", l.Unmatched)
+	}
+	// Long after the window, a call no longer names an old root.
+	l = NewLinker(closedEnd(procA.PID))
+	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
+	add(l, be, bs, t0)
+	settled(l, t0)
+	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
+	add(l, ae, as, t0.Add(l.Settle+l.Window+ms(100)))
+	if l.Unmatched != 0 {
+		t.Errorf("a call past the window: unmatched %d, want 0", l.Unmatched)
+	}
 }
 
 // A connection found open, then closed at a later lookup: still its

@@ -372,14 +372,15 @@ func TestSameNodeLinkingAmbiguous(t *testing.T) {
 	}
 	linked := scrapeValue(t, text, "golens_spans_linked_total")
 	ambiguous := scrapeValue(t, text, `golens_spans_unlinked_total{reason="ambiguous"}`)
-	t.Logf("of %d B spans, %v linked, %v ambiguous", 4*rounds, linked, ambiguous)
-	if int(ambiguous) != unparented || int(linked) != 4*rounds-unparented {
-		t.Errorf("linked %v, ambiguous %v; want %d and %d", linked, ambiguous, 4*rounds-unparented, unparented)
+	// A call read after its callee was released (a loaded machine can
+	// delay A's event past the settle time) is a lost link too, named.
+	late := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_client_span"}`)
+	t.Logf("of %d B spans, %v linked, %v ambiguous, %v too late", 4*rounds, linked, ambiguous, late)
+	if int(ambiguous+late) != unparented || int(linked) != 4*rounds-unparented {
+		t.Errorf("linked %v, ambiguous %v, no_client_span %v; want %d linked and %d in all unlinked", linked, ambiguous, late, 4*rounds-unparented, unparented)
 	}
-	for _, r := range []string{"no_client_span", "lookup_busy"} {
-		if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
-			t.Errorf("unlinked %s %v, want 0", r, v)
-		}
+	if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="lookup_busy"}`); v != 0 {
+		t.Errorf("unlinked lookup_busy %v, want 0", v)
 	}
 }
 
