@@ -3,6 +3,7 @@ package tracer
 import (
 	"net/netip"
 	"slices"
+	"sort"
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -260,7 +261,7 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 	case len(fit) == 1:
 		l.reserve(fit[0], ref, now)
 	}
-	l.recent[key] = append(l.recent[key], ref)
+	l.recent[key] = insertByEnd(l.recent[key], ref)
 	l.lateCall(ref)
 	return append(out, l.bound()...)
 }
@@ -278,6 +279,16 @@ func (l *Linker) lateCall(c *clientRef) {
 }
 
 func requestKey(method, path string) string { return method + " " + path }
+
+// insertByEnd adds c to calls kept in end order. Calls come about in that
+// order (each is read once it ended), so the place is found from the back.
+func insertByEnd(calls []*clientRef, c *clientRef) []*clientRef {
+	i := len(calls)
+	for i > 0 && calls[i-1].end.After(c.end) {
+		i--
+	}
+	return slices.Insert(calls, i, c)
+}
 
 func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
 	if e.sc.Traceparent == event.TraceparentValid {
@@ -382,7 +393,11 @@ func (l *Linker) rivals(g *group) []*clientRef {
 // that root request e can be the far end of.
 func (l *Linker) containing(e *call, pid int) []*clientRef {
 	var out []*clientRef
-	for _, c := range l.recent[requestKey(e.method, e.path)] {
+	// Calls are kept in end order: only those ending after e can contain
+	// it, and e is recent, so those are the last few of the Window's.
+	cs := l.recent[requestKey(e.method, e.path)]
+	first := sort.Search(len(cs), func(i int) bool { return !cs[i].end.Before(e.end) })
+	for _, c := range cs[first:] {
 		if c.pid == pid && fits(*c, e) {
 			out = append(out, c)
 		}
