@@ -156,10 +156,23 @@ type HTTPClient struct {
 	Err       bool   // the transport returned an error
 	ErrorType string // the error's Go type when known ("*net.OpError"), else "_OTHER"
 	Truncated []string
+	// Conn is the TCP connection the request went out on, as the caller's
+	// network namespace names it; zero when the probe could not read it.
+	Conn Conn
 }
 
 // Target implements Event.
 func (e *HTTPClient) Target() *Process { return e.Process }
+
+// Conn is one TCP connection seen from one of its ends: Local is that
+// end's address, Remote the other's. IPv4 addresses are plain IPv4 (never
+// IPv4-mapped IPv6), so a connection compares equal from both probes.
+type Conn struct {
+	Local, Remote netip.AddrPort
+}
+
+// Known reports whether both ends were read.
+func (c Conn) Known() bool { return c.Local.IsValid() && c.Remote.IsValid() }
 
 // PauseReason is the runtime's stwReason for a stop-the-world pause.
 type PauseReason uint32
@@ -204,6 +217,9 @@ type GRPC struct {
 	Code       int            // gRPC status code; -1 when unknown
 	Linked     bool           // client: the parent span was found in-process
 	Cut        bool           // the method was cut to fit the probe's buffer
+	// Conn is the client's connection (client: local is the client's end);
+	// zero when the probe could not read it.
+	Conn Conn
 }
 
 // Target implements Event.
