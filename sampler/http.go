@@ -2,18 +2,18 @@ package sampler
 
 import (
 	"encoding/json"
-	"maps"
 	"math"
 	"net/http"
-	"slices"
 )
 
-// The JSON of Jaeger's remote sampling protocol (api_v2
-// SamplingStrategyResponse in its proto3 JSON form, enums as names), which
-// the Jaeger remote samplers of the OpenTelemetry SDKs poll.
+// The JSON Jaeger v2's remote_sampling extension answers on its HTTP
+// endpoint: its legacy (Thrift) form of api_v2 SamplingStrategyResponse,
+// the strategy type a number, which the Jaeger remote samplers of the
+// OpenTelemetry SDKs poll. Field order and presence are Jaeger's, so that
+// the answer is the same bytes.
 type (
 	remoteStrategy struct {
-		StrategyType          string               `json:"strategyType"`
+		StrategyType          int                  `json:"strategyType"`
 		ProbabilisticSampling *remoteProbabilistic `json:"probabilisticSampling,omitempty"`
 		RateLimitingSampling  *remoteRateLimiting  `json:"rateLimitingSampling,omitempty"`
 		OperationSampling     *remoteOperations    `json:"operationSampling,omitempty"`
@@ -22,13 +22,14 @@ type (
 		SamplingRate float64 `json:"samplingRate"`
 	}
 	remoteRateLimiting struct {
-		// The protocol has whole traces per second only (int32).
-		MaxTracesPerSecond int32 `json:"maxTracesPerSecond"`
+		// The legacy form has whole traces per second only (int16).
+		MaxTracesPerSecond int16 `json:"maxTracesPerSecond"`
 	}
 	remoteOperations struct {
 		DefaultSamplingProbability       float64           `json:"defaultSamplingProbability"`
 		DefaultLowerBoundTracesPerSecond float64           `json:"defaultLowerBoundTracesPerSecond"`
 		PerOperationStrategies           []remoteOperation `json:"perOperationStrategies"`
+		DefaultUpperBoundTracesPerSecond float64           `json:"defaultUpperBoundTracesPerSecond"`
 	}
 	remoteOperation struct {
 		Operation             string              `json:"operation"`
@@ -36,15 +37,28 @@ type (
 	}
 )
 
+// The strategy types of the protocol.
+const (
+	remoteProbabilisticType = 0
+	remoteRateLimitingType  = 1
+)
+
 // Handler serves Jaeger's remote sampling endpoint, GET ?service=NAME, with
 // the strategies in force for that service after SLA scaling, so SDKs
 // using the Jaeger remote sampler follow the same policy as golens. Mount it
 // where SDKs expect it (usually /sampling).
 //
-// What the protocol cannot say is left out: per-operation strategies are
-// probabilistic only (rate-limited operations fall back to the service's
-// probability), a rate-limited service is served its limit alone, and a
-// rate is rounded to whole traces per second, at least 1 if positive.
+// For a strategies file, it answers what Jaeger v2's remote_sampling
+// extension answers for that file, to the byte, while the SLA scale is 1:
+// per-operation strategies are probabilistic only (rate-limited operations
+// are left out, so a default strategy's operation of the same name is
+// served); the default strategy's operations are merged into every
+// service's, a rate-limited service included (its operations' default
+// probability is then JaegerDefaultProbability, unless it took the
+// default's whole); a rate is truncated to whole traces per second. Where
+// Jaeger fails (a rate above 32767 traces per second, which its answer
+// cannot hold: HTTP 500) golens serves 32767; and an SLA scale never takes
+// a served rate of at least 1 down to 0.
 func (s *Sampler) Handler() http.Handler {
 	return http.HandlerFunc(s.serveSampling)
 }
@@ -55,12 +69,14 @@ func (s *Sampler) serveSampling(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	service := r.URL.Query().Get("service")
-	if service == "" {
-		http.Error(w, "missing service: ask GET ?service=NAME", http.StatusBadRequest)
+	// As Jaeger: exactly one service parameter, which may be empty (the
+	// default strategy).
+	services := r.URL.Query()["service"]
+	if len(services) != 1 {
+		http.Error(w, "'service' parameter must be provided once: ask GET ?service=NAME", http.StatusBadRequest)
 		return
 	}
-	b, err := json.Marshal(s.remote(service))
+	b, err := json.Marshal(s.remote(services[0]))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -71,27 +87,26 @@ func (s *Sampler) serveSampling(w http.ResponseWriter, r *http.Request) {
 
 // remote builds the response for a service.
 func (s *Sampler) remote(service string) remoteStrategy {
-	ss := s.Strategies().lookup(service)
-	e := s.Effective(service, "")
+	st := s.Strategies()
+	ss := st.lookup(service)
+	scale := s.Effective(service, "").Scale
+	var out remoteStrategy
 	if ss.Type == RateLimiting {
-		return remoteStrategy{
-			StrategyType:         "RATE_LIMITING",
-			RateLimitingSampling: &remoteRateLimiting{MaxTracesPerSecond: wholeRate(e.TracesPerSecond)},
+		out.StrategyType = remoteRateLimitingType
+		out.RateLimitingSampling = &remoteRateLimiting{MaxTracesPerSecond: wholeRate(ss.Param, scale)}
+	} else {
+		out.StrategyType = remoteProbabilisticType
+		out.ProbabilisticSampling = &remoteProbabilistic{SamplingRate: scaled(ss.Param, scale)}
+	}
+	if ro := st.remoteOps(service); ro != nil {
+		ops := make([]remoteOperation, len(ro.ops))
+		for i, o := range ro.ops {
+			ops[i] = remoteOperation{o.name, remoteProbabilistic{scaled(o.probability, scale)}}
 		}
-	}
-	p := scaled(ss.Param, e.Scale)
-	out := remoteStrategy{
-		StrategyType:          "PROBABILISTIC",
-		ProbabilisticSampling: &remoteProbabilistic{SamplingRate: p},
-	}
-	var ops []remoteOperation
-	for _, name := range slices.Sorted(maps.Keys(ss.Operations)) {
-		if o := ss.Operations[name]; o.Type == Probabilistic {
-			ops = append(ops, remoteOperation{name, remoteProbabilistic{scaled(o.Param, e.Scale)}})
+		out.OperationSampling = &remoteOperations{
+			DefaultSamplingProbability: scaled(ro.defaultProbability, scale),
+			PerOperationStrategies:     ops,
 		}
-	}
-	if len(ops) > 0 {
-		out.OperationSampling = &remoteOperations{DefaultSamplingProbability: p, PerOperationStrategies: ops}
 	}
 	return out
 }
@@ -101,14 +116,18 @@ func scaled(p, scale float64) float64 {
 	return min(p*scale, 1)
 }
 
-func wholeRate(v float64) int32 {
+// wholeRate is the served rate of a strategy of rate traces per second
+// under the SLA scale: truncated to whole traces as Jaeger does, never
+// scaled from at least 1 to 0, at most what the answer can hold.
+func wholeRate(rate, scale float64) int16 {
+	v := rate * scale
 	switch {
-	case v <= 0:
+	case rate <= 0 || v <= 0:
 		return 0
-	case v < 1:
+	case v >= math.MaxInt16:
+		return math.MaxInt16
+	case v < 1 && rate >= 1:
 		return 1
-	case v >= math.MaxInt32:
-		return math.MaxInt32
 	}
-	return int32(math.Round(v))
+	return int16(v) // truncates, as Jaeger's int32(param)
 }

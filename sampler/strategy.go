@@ -27,8 +27,15 @@ const (
 )
 
 // DefaultRate is the traces per second kept per service when there is no
-// strategies file, or the file has no default_strategy.
+// strategies file.
 const DefaultRate = 1000
+
+// JaegerDefaultProbability is the probability Jaeger's file provider uses
+// where a file gives none (its default_sampling_probability): for every
+// service of a file without default_strategy, and as the operations'
+// default probability of a rate-limited service it serves. golens follows
+// it so that one file means the same in both.
+const JaegerDefaultProbability = 0.001
 
 // Bounds of a strategies file. The file is often one ConfigMap for the
 // whole cluster, edited by hand or generated; whatever it holds, the agent
@@ -83,6 +90,24 @@ type ServiceStrategy struct {
 type Strategies struct {
 	def      *ServiceStrategy
 	services map[string]*ServiceStrategy
+	// remoteDef and remote are the operationSampling Jaeger's file
+	// provider serves for the default strategy and each service (nil:
+	// none), which Handler answers.
+	remoteDef *remoteOps
+	remote    map[string]*remoteOps
+}
+
+// remoteOps is a service's operationSampling as Jaeger's file provider
+// builds it: probabilistic operations only, in its order (the service's
+// own in file order, then the default's it does not name).
+type remoteOps struct {
+	defaultProbability float64
+	ops                []remoteOp
+}
+
+type remoteOp struct {
+	name        string
+	probability float64
 }
 
 // DefaultStrategies is what golens uses without a file: every service
@@ -219,11 +244,17 @@ func Parse(b []byte) (*Strategies, error) {
 		return nil, err
 	}
 	var p problems
-	st := &Strategies{services: make(map[string]*ServiceStrategy, len(f.ServiceStrategies))}
+	st := &Strategies{
+		services: make(map[string]*ServiceStrategy, len(f.ServiceStrategies)),
+		remote:   make(map[string]*remoteOps),
+	}
 	if f.DefaultStrategy != nil {
 		st.def = p.service("default_strategy", f.DefaultStrategy, nil)
+		st.remoteDef = ownRemoteOps(st.def.Strategy, f.DefaultStrategy)
 	} else {
-		st.def = DefaultStrategies().def
+		// As Jaeger: a file without default_strategy samples the services
+		// it does not list at its default probability.
+		st.def = &ServiceStrategy{Strategy: Strategy{Type: Probabilistic, Param: JaegerDefaultProbability}}
 	}
 	for i := range f.ServiceStrategies {
 		fs := &f.ServiceStrategies[i]
@@ -236,12 +267,73 @@ func Parse(b []byte) (*Strategies, error) {
 			p.add(where, "service", "is listed twice")
 			continue
 		}
-		st.services[fs.Service] = p.service(where, fs, st.def)
+		ss := p.service(where, fs, st.def)
+		st.services[fs.Service] = ss
+		if r := mergeRemoteOps(ss.Strategy, ownRemoteOps(ss.Strategy, fs), st.remoteDef); r != nil {
+			st.remote[fs.Service] = r
+		}
 	}
 	if len(p) > 0 {
 		return nil, &invalidError{p}
 	}
 	return st, nil
+}
+
+// ownRemoteOps is the operationSampling Jaeger builds from an entry's own
+// operation_strategies: nil without any; its default probability the
+// entry's own if probabilistic, else JaegerDefaultProbability; rate-limited
+// operations left out, which the protocol cannot carry.
+func ownRemoteOps(s Strategy, fs *fileService) *remoteOps {
+	if len(fs.OperationStrategies) == 0 {
+		return nil
+	}
+	r := &remoteOps{defaultProbability: JaegerDefaultProbability, ops: []remoteOp{}}
+	if s.Type == Probabilistic {
+		r.defaultProbability = s.Param
+	}
+	for i := range fs.OperationStrategies {
+		if fo := &fs.OperationStrategies[i]; fo.Type == Probabilistic && fo.Param != nil {
+			r.ops = append(r.ops, remoteOp{fo.Operation, *fo.Param})
+		}
+	}
+	return r
+}
+
+// mergeRemoteOps merges the default strategy's operationSampling into a
+// service's as Jaeger does: a service without operations of its own takes
+// the default's whole (with its own probability as the default one when
+// it is probabilistic, even if it is rate limited otherwise the default's);
+// one with its own keeps them first, then the default's operations it does
+// not name. A rate-limited operation of the service names nothing here, so
+// the default's operation of that name is served.
+func mergeRemoteOps(s Strategy, own, def *remoteOps) *remoteOps {
+	switch {
+	case def == nil:
+		return own
+	case own == nil:
+		r := &remoteOps{defaultProbability: def.defaultProbability, ops: def.ops}
+		if s.Type == Probabilistic {
+			r.defaultProbability = s.Param
+		}
+		return r
+	}
+	named := make(map[string]bool, len(own.ops))
+	for _, o := range own.ops {
+		named[o.name] = true
+	}
+	for _, o := range def.ops {
+		if !named[o.name] {
+			own.ops = append(own.ops, o)
+		}
+	}
+	return own
+}
+
+func (st *Strategies) remoteOps(service string) *remoteOps {
+	if _, ok := st.services[service]; ok {
+		return st.remote[service]
+	}
+	return st.remoteDef
 }
 
 // checkBounds refuses a file that lists more than the agent keeps, before

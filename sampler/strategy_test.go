@@ -111,10 +111,12 @@ func TestParseJaegerFiles(t *testing.T) {
 			},
 		},
 		{
-			name: "no default_strategy means the golens default",
+			// As Jaeger's file provider: the file's default is its
+			// default probability (golens' own 1000/s is for no file).
+			name: "no default_strategy means Jaeger's default probability",
 			js:   `{"service_strategies": [{"service": "foo", "type": "probabilistic", "param": 0.8}]}`,
 			check: func(t *testing.T, st *Strategies) {
-				if got, want := st.Default().Strategy, (Strategy{Type: RateLimiting, Param: DefaultRate}); got != want {
+				if got, want := st.Default().Strategy, (Strategy{Type: Probabilistic, Param: JaegerDefaultProbability}); got != want {
 					t.Errorf("default %+v, want %+v", got, want)
 				}
 			},
@@ -123,8 +125,8 @@ func TestParseJaegerFiles(t *testing.T) {
 			name: "empty object",
 			js:   `{}`,
 			check: func(t *testing.T, st *Strategies) {
-				if got := st.Service("x").Strategy; got.Type != RateLimiting || got.Param != DefaultRate {
-					t.Errorf("got %+v, want the default rate limit", got)
+				if got := st.Service("x").Strategy; got.Type != Probabilistic || got.Param != JaegerDefaultProbability {
+					t.Errorf("got %+v, want Jaeger's default probability", got)
 				}
 			},
 		},
