@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // SelfStats is a snapshot of golens' own counters, gathered at scrape time.
 type SelfStats struct {
@@ -19,8 +23,13 @@ type SelfStats struct {
 	// timeout ran out.
 	SpansUnexported uint64
 	SpansFailed     uint64
-	SpansLinked     uint64 // server spans joined to a caller's trace on this node
-	SpansUnlinked   uint64 // server spans of a watched caller whose client span was not found
+	// PressureLevel is the export queue's backpressure level (0: none);
+	// SpansThinned the healthy-path spans it dropped at each level (by
+	// index, 0 unused), PressureEntered the times each level was entered.
+	PressureLevel                 int
+	SpansThinned, PressureEntered []uint64
+	SpansLinked                   uint64 // server spans joined to a caller's trace on this node
+	SpansUnlinked                 uint64 // server spans of a watched caller whose client span was not found
 	// SpansLookupBusy are server spans exported unlinked because the
 	// owner of their peer's socket could not be looked up in time.
 	SpansLookupBusy uint64
@@ -88,7 +97,10 @@ var (
 	descRefused  = desc("golens_probes_refused_total", "Refusals by reason: a probe family refused for a target (unsupported_go, no_offsets, no_function, attach_failed), or a whole target whose binary is malformed (bad_binary) or made inspection panic (inspect_panic).", "reason")
 	descQueue    = desc("golens_export_queue_length", "Spans waiting for export.")
 	descExported = desc("golens_spans_exported_total", "Spans accepted by the exporter.")
-	descDropped  = desc("golens_spans_dropped_total", "Spans never exported, by reason: queue_full (the export queue was full), shutdown (not exported within --shutdown-timeout).", "reason")
+	descDropped  = desc("golens_spans_dropped_total", "Spans never exported, by reason: queue_full (the export queue was full), backpressure (healthy-path spans thinned while the queue was filling; critical ones never are), shutdown (not exported within --shutdown-timeout).", "reason")
+	descPLevel   = desc("golens_export_pressure_level", "Backpressure level of the export queue: 0 normal; from half full, level k keeps healthy-path spans with probability 2^-k, and the highest level none, leaving the rest of the queue to critical spans.")
+	descPEnter   = desc("golens_export_pressure_entered_total", "Times the export queue's backpressure level was entered, by level.", "level")
+	descThinned  = desc("golens_spans_thinned_total", "Healthy-path spans dropped by backpressure, by the level that dropped them (their sum is golens_spans_dropped_total{reason=\"backpressure\"}).", "level")
 	descFailed   = desc("golens_spans_failed_total", "Spans lost because the exporter returned an error.")
 	descLinked   = desc("golens_spans_linked_total", "Server spans joined to their caller's trace by TCP connection on this node.")
 	descUnlinked = desc("golens_spans_unlinked_total", "Server spans exported as their own trace though their caller may be a watched process on this node, by reason: no_client_span (the caller's client span was not found in time), lookup_busy (the socket owner lookup could not answer in time), ambiguous (more than one call of the caller could have been theirs: not guessed).", "reason")
@@ -110,7 +122,7 @@ var (
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descPLevel, descPEnter, descThinned, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
 		ch <- d
 	}
 }
@@ -139,6 +151,16 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descExported, s.SpansExported)
 	counter(descDropped, s.SpansDropped, "queue_full")
 	counter(descDropped, s.SpansUnexported, "shutdown")
+	var thinned uint64
+	for level := 1; level < len(s.SpansThinned); level++ {
+		thinned += s.SpansThinned[level]
+		counter(descThinned, s.SpansThinned[level], strconv.Itoa(level))
+	}
+	counter(descDropped, thinned, "backpressure")
+	for level := 1; level < len(s.PressureEntered); level++ {
+		counter(descPEnter, s.PressureEntered[level], strconv.Itoa(level))
+	}
+	gauge(descPLevel, s.PressureLevel)
 	counter(descFailed, s.SpansFailed)
 	counter(descLinked, s.SpansLinked)
 	counter(descUnlinked, s.SpansUnlinked, "no_client_span")

@@ -42,12 +42,15 @@ func (p *sampling) traceState(raw string) trace.TraceState {
 	return ts
 }
 
-func newSampling(s *sampler.Sampler, keep func(*tracetest.SpanStub)) *sampling {
+// newSampling hands every span kept to keep, saying whether it is
+// critical (an error, a latency outlier, or in a trace one of those made
+// critical), which backpressure never thins.
+func newSampling(s *sampler.Sampler, keep func(st *tracetest.SpanStub, critical bool)) *sampling {
 	return &sampling{
 		s: s,
 		hold: sampler.NewHold(sampler.HoldConfig{}, func(st *tracetest.SpanStub, d sampler.Decision) {
 			if d.Keep {
-				keep(st)
+				keep(st, d.Reason.Critical())
 			}
 		}),
 	}

@@ -25,7 +25,7 @@ func TestSamplingLateJoiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kept []string
-	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *tracetest.SpanStub) { kept = append(kept, st.Name) })
+	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *tracetest.SpanStub, _ bool) { kept = append(kept, st.Name) })
 
 	tid := trace.TraceID{7}
 	sc := func(span byte) trace.SpanContext {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -74,6 +75,12 @@ type Stats struct {
 	Held                                      int // spans waiting for their trace to settle
 	// SamplingHeld are spans in the sampler's critical-path window.
 	SamplingHeld int
+	// PressureLevel is the export queue's pressure level now (0: normal;
+	// see sampler.PressureConfig); Thinned counts the healthy-path spans
+	// dropped at each level (index), PressureEntered the times each level
+	// was entered.
+	PressureLevel            int
+	Thinned, PressureEntered []uint64
 }
 
 // Tracer builds spans from events and exports them in batches. Recording
@@ -98,6 +105,7 @@ type Tracer struct {
 	lookupDone  chan struct{}
 
 	sampling   *sampling
+	bp         *backpressure
 	holdCancel context.CancelFunc
 	holdDone   chan struct{}
 
@@ -128,8 +136,9 @@ func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
 		pauses:      newPauseLog(),
 		holdDone:    make(chan struct{}),
 	}
+	t.bp = newBackpressure(t.logPressure)
 	if opts.Sampler != nil {
-		t.sampling = newSampling(opts.Sampler, func(st *tracetest.SpanStub) { t.enqueue(st.Snapshot()) })
+		t.sampling = newSampling(opts.Sampler, t.admit)
 		ctx, cancel := context.WithCancel(context.Background())
 		t.holdCancel = cancel
 		go func() {
@@ -231,8 +240,29 @@ func (t *Tracer) enqueueAll(stubs []*tracetest.SpanStub) {
 		return
 	}
 	for _, s := range stubs {
-		t.enqueue(s.Snapshot())
+		t.admit(s, s.Status.Code == codes.Error)
 	}
+}
+
+// admit queues a span for export unless the queue's pressure thins it:
+// healthy-path spans are thinned as the queue fills, critical ones are
+// queued while there is room.
+func (t *Tracer) admit(st *tracetest.SpanStub, critical bool) {
+	if t.bp.admit(st, critical, len(t.queue), cap(t.queue)) {
+		t.enqueue(st.Snapshot())
+	}
+}
+
+// logPressure says once per episode of pressure that a level was reached,
+// and once that it is over.
+func (t *Tracer) logPressure(level, before int, factor float64, thinned uint64) {
+	if level == 0 {
+		t.opts.Log.Info("export queue pressure over: spans are exported as sampled again",
+			"from_pressure_level", before, "thinned", thinned)
+		return
+	}
+	t.opts.Log.Warn("export queue under pressure: healthy-path spans thinned, critical ones kept; counted in golens_spans_dropped_total{reason=\"backpressure\"}",
+		"pressure_level", level, "keep", factor, "queue_size", cap(t.queue), "thinned", thinned)
 }
 
 // Record builds the span for ev, if it yields one, and queues it.
@@ -369,6 +399,9 @@ func (t *Tracer) run() {
 			case len(batch) >= t.opts.BatchSize:
 				t.export(batch)
 				batch = batch[:0]
+				// The queue drained meanwhile, or not: the level follows
+				// even while no span arrives.
+				t.bp.update(len(t.queue), cap(t.queue))
 				timer.Stop()
 				due = nil
 			case len(batch) == 1:
@@ -379,6 +412,7 @@ func (t *Tracer) run() {
 			t.export(batch)
 			batch = batch[:0]
 			due = nil
+			t.bp.update(len(t.queue), cap(t.queue))
 		}
 	}
 }
@@ -436,6 +470,11 @@ func (t *Tracer) Stats() Stats {
 	}
 	if t.sampling != nil {
 		s.SamplingHeld = t.sampling.hold.Stats().Held
+	}
+	s.PressureLevel = t.bp.p.Level()
+	s.Thinned, s.PressureEntered = make([]uint64, len(t.bp.thinned)), make([]uint64, len(t.bp.entered))
+	for i := range t.bp.thinned {
+		s.Thinned[i], s.PressureEntered[i] = t.bp.thinned[i].Load(), t.bp.entered[i].Load()
 	}
 	return s
 }
