@@ -136,7 +136,9 @@ func TestSlowCollector(t *testing.T) {
 
 // A full export queue drops spans, counted under queue_full; with the
 // collector hanging, every span served is accounted for exactly: dropped
-// for a full queue, or left unexported at shutdown.
+// for a full queue, or left unexported at shutdown. The requests fail
+// (5xx), so their spans are critical: backpressure, which thins healthy
+// ones first, lets them fill the queue to the last place.
 func TestExportQueueFull(t *testing.T) {
 	recv, err := harness.NewReceiver()
 	if err != nil {
@@ -155,7 +157,7 @@ func TestExportQueueFull(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i := 1; i < served; i++ {
-		get(t, app.Addr, "/hello")
+		get(t, app.Addr, "/status/500")
 	}
 	waitSeries(t, agent, `golens_spans_dropped_total{reason="queue_full"}`, served-1-queue, 10*time.Second)
 	text, err := agent.Metrics()
