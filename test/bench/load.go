@@ -391,7 +391,7 @@ func waitSpans(recv *harness.Receiver, n int) error {
 // lossCounters are golens' counters of events and spans it lost.
 var lossCounters = []string{
 	"events_lost_total", "events_decode_errors_total", "orphan_returns_total",
-	`spans_dropped_total{reason="queue_full"}`, `spans_dropped_total{reason="shutdown"}`, "spans_failed_total",
+	`spans_dropped_total{reason="queue_full"}`, `spans_dropped_total{reason="backpressure"}`, `spans_dropped_total{reason="shutdown"}`, "spans_failed_total",
 }
 
 // agentLosses reads lossCounters from the agent's /metrics.
