@@ -131,7 +131,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	headers := fs.StringToString("otlp-header", nil, "header sent with every export, e.g. authorization=Bearer... (repeatable)")
 	timeout := fs.Duration("otlp-timeout", cfg.OTLPTimeout, "timeout of one export call")
 	metricsAddr := fs.String("metrics-addr", cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz")
-	queue := fs.Int("export-queue-size", cfg.ExportQueue, "spans held for export; beyond it spans are dropped and counted")
+	queue := fs.Int("export-queue-size", cfg.ExportQueue, "spans held for export; from half full healthy-path spans are thinned (errors and slow spans kept), beyond it spans are dropped; all counted")
 	logLevel := fs.String("log-level", cfg.LogLevel, "debug, info, warn or error")
 	logFormat := fs.String("log-format", cfg.LogFormat, "text or json")
 	grace := fs.Duration("shutdown-timeout", cfg.ShutdownGrace, "how long to flush spans on SIGTERM before exiting")
