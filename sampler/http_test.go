@@ -23,7 +23,7 @@ func TestHandler(t *testing.T) {
 	}
 	clock.Advance(DefaultSLAInterval)
 
-	// The bodies of 200s are what Jaeger v2.13's remote_sampling extension
+	// The bodies of 200s are what Jaeger v2's remote_sampling extension
 	// (jaeger v1.76.0) answered for this file, byte for byte, except
 	// search's, which golens scales by its SLA.
 	tests := []struct {
