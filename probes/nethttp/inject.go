@@ -13,8 +13,9 @@ import (
 	"github.com/golens/golens/probes"
 )
 
-// Injector adds a W3C traceparent to the outgoing HTTP/1.x requests of the
-// processes it is given, on the wire (see inject.c): a service on another
+// Injector adds a W3C traceparent to the outgoing HTTP/1.x and HTTP/2
+// requests of the processes it is given, on the wire (see inject.c and
+// inject_h2.h): a service on another
 // node, instrumented by golens or by an OpenTelemetry SDK, then continues
 // the trace. It needs the manager to run with probes.FeatureInject so the
 // client probe announces each request's ids.
@@ -36,14 +37,22 @@ func StartInjector(m *probes.Manager) (*Injector, error) {
 	if pending == nil {
 		return nil, errors.New("the net/http probe declares no inject_pending map")
 	}
+	return startInjector(pending)
+}
+
+// startInjector loads and attaches the socket programs; with pending nil
+// they have an announcement map of their own (tests fill it).
+func startInjector(pending *ebpf.Map) (*Injector, error) {
 	root, err := cgroup2Root()
 	if err != nil {
 		return nil, err
 	}
 	in := &Injector{}
-	err = loadInjectObjects(&in.objs, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"inject_pending": pending},
-	})
+	var opts ebpf.CollectionOptions
+	if pending != nil {
+		opts.MapReplacements = map[string]*ebpf.Map{"inject_pending": pending}
+	}
+	err = loadInjectObjects(&in.objs, &opts)
 	if err != nil {
 		return nil, fmt.Errorf("load socket programs: %w", err)
 	}
@@ -79,20 +88,44 @@ func (in *Injector) Remove(pid int) {
 	in.objs.InjectPids.Delete(uint32(pid))
 }
 
-// Stats returns the headers injected and the insertions the kernel refused.
-func (in *Injector) Stats() (injected, refused uint64) {
-	sum := func(slot uint32) uint64 {
+// InjectStats names the injector's counters, in the order of inject.c's
+// enum inject_stat: what became of each request and connection the socket
+// programs saw.
+var InjectStats = []struct {
+	Name   string // the counter's name, Stats' key
+	Result string // "injected" or "skipped"
+	Reason string // the metric's reason label
+}{
+	{"injected_http1", "injected", "http1"},
+	{"injected_http2", "injected", "http2"},
+	{"push_failed", "skipped", "push_failed"},
+	{"http1_mismatch", "skipped", "http1_mismatch"},
+	{"http1_no_line", "skipped", "http1_no_line"},
+	{"h2_frame_split", "skipped", "h2_frame_split"},
+	{"h2_too_large", "skipped", "h2_too_large"},
+	{"h2_malformed", "skipped", "h2_malformed"},
+	{"h2_header_split", "skipped", "h2_header_split"},
+	{"h2_too_many_frames", "skipped", "h2_too_many_frames"},
+	{"h2_bad_frame", "skipped", "h2_bad_frame"},
+	{"h2_pull_failed", "skipped", "h2_pull_failed"},
+	{"h2_preface_split", "skipped", "h2_preface_split"},
+	{"no_state", "skipped", "no_state"},
+}
+
+// Stats returns every counter of InjectStats by name.
+func (in *Injector) Stats() map[string]uint64 {
+	st := make(map[string]uint64, len(InjectStats))
+	for slot, s := range InjectStats {
 		var per []uint64
-		if err := in.objs.InjectStats.Lookup(slot, &per); err != nil {
-			return 0
-		}
 		var n uint64
-		for _, v := range per {
-			n += v
+		if err := in.objs.InjectStats.Lookup(uint32(slot), &per); err == nil {
+			for _, v := range per {
+				n += v
+			}
 		}
-		return n
+		st[s.Name] = n
 	}
-	return sum(0), sum(1)
+	return st
 }
 
 // Close detaches and unloads the socket programs; connections keep working

@@ -481,8 +481,10 @@ static __always_inline void announce(__u32 pid, struct client_req *r)
 			break;
 		h = fnv(h, path[i]);
 	}
-	struct inject_key k = {.pid = pid, .hash = h};
-	struct inject_ids ids = {.flags = r->sc.trace_flags};
+	/* The connection is not known here (zero: unknown): only an exact
+	 * announcement, by connection, is ever used on the wire. */
+	struct inject_key k = {.pid = pid};
+	struct inject_ids ids = {.flags = r->sc.trace_flags, .line_hash = h};
 	__builtin_memcpy(ids.trace_id, r->sc.trace_id, 16);
 	__builtin_memcpy(ids.span_id, r->sc.span_id, 8);
 	bpf_map_update_elem(&inject_pending, &k, &ids, BPF_ANY);

@@ -75,8 +75,8 @@ func TestInjectContext(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := scrapeValue(t, text, "golens_context_injected_total"); got != 3 {
-					t.Errorf("golens_context_injected_total %v, want 3", got)
+				if got := scrapeValue(t, text, `golens_inject_total{reason="http1",result="injected"}`); got != 3 {
+					t.Errorf("golens_inject_total{http1,injected} %v, want 3", got)
 				}
 			}
 		})

@@ -1,0 +1,20 @@
+/*
+ * A TCP connection as both sides of golens name it: the uprobes read it
+ * from Go's net.TCPConn, the socket programs from the socket itself.
+ */
+#ifndef GOLENS_CONN_H
+#define GOLENS_CONN_H
+
+#include "types.h"
+
+/* IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), ports in host byte order,
+ * from the caller's side. All zero: unknown. */
+struct conn_tuple {
+	__u8 local_ip[16];
+	__u8 remote_ip[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 _pad;
+};
+
+#endif
