@@ -339,12 +339,18 @@ func TestInjectHTTP2(t *testing.T) {
 		if !bytes.Equal(d.data[1], fake) {
 			t.Errorf("DATA changed: %q", d.data[1])
 		}
-		base = checkStats(t, in, base, map[string]uint64{"injected_http2": 1})
-		// Stream 5's announcement stays: its HEADERS never came.
+		// Stream 5's announcement stays: its HEADERS never came; the
+		// second sweep that finds it removes and counts it.
 		if n := pendingLen(t, in); n != 1 {
 			t.Errorf("%d announcements left, want 1 (stream 5)", n)
 		}
-		in.objs.InjectPending.Delete(firstKey(t, in))
+		in.sweep()
+		base = checkStats(t, in, base, map[string]uint64{"injected_http2": 1})
+		in.sweep()
+		base = checkStats(t, in, base, map[string]uint64{"h2_unsent": 1})
+		if n := pendingLen(t, in); n != 0 {
+			t.Errorf("%d announcements left after two sweeps, want 0", n)
+		}
 	})
 
 	t.Run("padded priority continuation", func(t *testing.T) {
@@ -500,6 +506,10 @@ func TestInjectHTTP2(t *testing.T) {
 			{"bad frame", func(h []byte) [][]byte {
 				return [][]byte{append([]byte(preface), rawFrame(9, 0x4, 1, []byte{0x82})...), h}
 			}, "h2_bad_frame"},
+			{"too many frames", func(h []byte) [][]byte {
+				many := bytes.Repeat(rawFrame(0, 0, 1, nil), 2100)
+				return [][]byte{append(append([]byte(preface), many...), h...)}
+			}, "h2_too_many_frames"},
 			{"preface split", func(h []byte) [][]byte {
 				return [][]byte{[]byte(preface[:10]), append([]byte(preface[10:]), h...)}
 			}, "h2_preface_split"},
@@ -514,20 +524,73 @@ func TestInjectHTTP2(t *testing.T) {
 				if want := bytes.Join(parts, nil); !bytes.Equal(got, want) {
 					t.Fatalf("received\n%x\nwant it unchanged\n%x", got, want)
 				}
-				base = checkStats(t, in, base, map[string]uint64{c.reason: 1})
-				in.objs.InjectPending.Delete(firstKey(t, in))
+				in.sweep()
+				in.sweep()
+				base = checkStats(t, in, base, map[string]uint64{c.reason: 1, "h2_unsent": 1})
 			})
 		}
 	})
 }
 
-func firstKey(t *testing.T, in *Injector) *injectInjectKey {
-	t.Helper()
-	var k injectInjectKey
-	var v injectInjectIds
-	it := in.objs.InjectPending.Iterate()
-	if !it.Next(&k, &v) {
-		t.Fatal("no announcement left")
+func TestInjectHTTP1(t *testing.T) {
+	// Opened before the injector attached: never in its sockhash, so
+	// untouched whatever is announced for it.
+	s := newSink(t)
+	early := s.dial(t)
+	in := startTestInjector(t)
+	if n := in.objs.InjectStats.MaxEntries(); n != kernelStats {
+		t.Fatalf("inject_stats has %d slots, InjectStats names %d", n, kernelStats)
 	}
-	return &k
+	base := in.Stats()
+
+	req := "GET /items/42?x=1 HTTP/1.1\r\nHost: svc\r\nUser-Agent: t\r\n\r\n"
+	hash := lineHash("GET /items/42")
+
+	t.Run("before attach", func(t *testing.T) {
+		announce(t, in, early, 0, newIDs(1), hash)
+		if got := s.send(t, early, []byte(req)); string(got) != req {
+			t.Fatalf("received %q, want it unchanged", got)
+		}
+		in.sweep()
+		in.sweep()
+		base = checkStats(t, in, base, map[string]uint64{"http1_unsent": 1})
+	})
+
+	t.Run("request then body", func(t *testing.T) {
+		// The announced request gets the header after its request line;
+		// a body that looks like a request line, with nothing announced,
+		// and one that does not match what is announced stay as they are.
+		c := s.dial(t)
+		id := newIDs(2)
+		announce(t, in, c, 0, id, hash)
+		body := "POST /evil HTTP/1.1\r\nHost: x\r\n\r\n"
+		parts := [][]byte{[]byte(req), []byte(body)}
+		got := s.send(t, c, parts...)
+		line := "GET /items/42?x=1 HTTP/1.1\r\n"
+		want := line + "traceparent: " + id.traceparent() + "\r\n" + req[len(line):] + body
+		if string(got) != want {
+			t.Fatalf("received %q, want %q", got, want)
+		}
+		base = checkStats(t, in, base, map[string]uint64{"injected_http1": 1})
+
+		c = s.dial(t)
+		announce(t, in, c, 0, newIDs(3), lineHash("GET /next"))
+		if got := s.send(t, c, []byte(body)); string(got) != body {
+			t.Fatalf("received %q, want it unchanged", got)
+		}
+		base = checkStats(t, in, base, map[string]uint64{"http1_mismatch": 1})
+	})
+
+	t.Run("request line split", func(t *testing.T) {
+		c := s.dial(t)
+		announce(t, in, c, 0, newIDs(4), hash)
+		parts := [][]byte{[]byte(req[:20]), []byte(req[20:])}
+		if got := s.send(t, c, parts...); string(got) != req {
+			t.Fatalf("received %q, want it unchanged", got)
+		}
+		base = checkStats(t, in, base, map[string]uint64{"http1_no_line": 1})
+		if n := pendingLen(t, in); n != 0 {
+			t.Errorf("%d announcements left, want 0", n)
+		}
+	})
 }
