@@ -62,6 +62,7 @@ enum inject_stat {
 	STAT_H2_PULL_FAILED,      /* connection lost: the kernel could not show the bytes */
 	STAT_H2_PREFACE_SPLIT,    /* connection lost: the first send is part of the preface */
 	STAT_NO_STATE,            /* message of a connection without state: untouched */
+	STAT_H2_RESENT,           /* connection lost: bytes walked already came again */
 	STAT_SLOTS,
 };
 
@@ -177,8 +178,15 @@ static __always_inline void classify(struct sk_msg_md *msg, struct conn_state *s
 		inject_count(STAT_H2_PREFACE_SPLIT);
 		return;
 	}
+	__u32 seq;
+	if (write_seq(msg->sk, &seq) != 0) {
+		st->proto = PROTO_LOST;
+		inject_count(STAT_H2_RESENT);
+		return;
+	}
 	st->proto = PROTO_HTTP2;
 	st->skip = H2_PREFACE_LEN;
+	st->seq = seq;
 }
 
 static __always_inline void http1_inject(struct sk_msg_md *msg, struct inject_key *key);

@@ -175,13 +175,14 @@ var InjectStats = []struct {
 	{"h2_pull_failed", "skipped", "h2_pull_failed"},
 	{"h2_preface_split", "skipped", "h2_preface_split"},
 	{"no_state", "skipped", "no_state"},
+	{"h2_resent", "skipped", "h2_resent"},
 	// Counted in user space (sweep), not by the kernel.
 	{"http1_unsent", "skipped", "http1_unsent"},
 	{"h2_unsent", "skipped", "h2_unsent"},
 }
 
 // kernelStats is how many of InjectStats are inject.c's slots.
-const kernelStats = 14
+const kernelStats = 15
 
 // Stats returns every counter of InjectStats by name.
 func (in *Injector) Stats() map[string]uint64 {

@@ -57,7 +57,32 @@ struct conn_state {
 	/* HTTP/2: the stream whose header block goes on in CONTINUATION
 	 * frames (a HEADERS frame without END_HEADERS was sent), else 0. */
 	__u32 cont_stream;
+	/* HTTP/2: the socket's write_seq once the last message walked is
+	 * queued whole. */
+	__u32 seq;
 };
+
+/* The one field of the kernel's struct tcp_sock the walker reads; its
+ * offset is relocated from the running kernel's BTF (CO-RE). */
+struct tcp_sock___golens {
+	__u32 write_seq;
+} __attribute__((preserve_access_index));
+
+/*
+ * Where the message starts in the stream: everything sent before it is
+ * queued, so the socket's write_seq. When TCP could not queue all of a
+ * message (a non-blocking send meeting a full send buffer), the kernel
+ * drops its tail and the application sends those bytes again: they would
+ * be walked twice. The sequence number tells that case apart.
+ */
+static __always_inline int write_seq(struct bpf_sock *sk, __u32 *seq)
+{
+	struct tcp_sock___golens *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*seq = tp->write_seq;
+	return 0;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -243,9 +268,15 @@ static long h2_frame(__u32 i, void *ctx)
 /* Walks the frames of an HTTP/2 connection's message. */
 static __always_inline void h2_walk(struct sk_msg_md *msg, struct conn_state *st, struct inject_key *key)
 {
-	__u32 size = msg->size;
+	__u32 size = msg->size, seq;
+	if (write_seq(msg->sk, &seq) != 0 || seq != st->seq) {
+		/* Bytes walked already, sent again (or unknowable). */
+		h2_lose(st, STAT_H2_RESENT);
+		return;
+	}
 	if (st->skip >= size) { /* all of it is the middle of one frame */
 		st->skip -= size;
+		st->seq = seq + size;
 		return;
 	}
 	struct h2_walk w = {.msg = msg, .st = st, .key = *key, .pos = st->skip, .size = size};
@@ -258,6 +289,7 @@ static __always_inline void h2_walk(struct sk_msg_md *msg, struct conn_state *st
 		return;
 	}
 	st->skip = w.pos - w.size;
+	st->seq = seq + w.size;
 }
 
 #endif

@@ -594,3 +594,79 @@ func TestInjectHTTP1(t *testing.T) {
 		}
 	})
 }
+
+// Under back-pressure a non-blocking send can be verdicted whole and
+// queued in part; the kernel drops the rest and Go sends it again. The
+// walker must notice (the socket's write_seq), give the connection up and
+// leave its bytes as they are; otherwise it injects exactly.
+func TestInjectHTTP2BackPressure(t *testing.T) {
+	in := startTestInjector(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		time.Sleep(300 * time.Millisecond) // let the client's buffers fill
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tc := c.(*net.TCPConn)
+	tc.SetWriteBuffer(4096)
+	base := in.Stats()
+
+	f := newFrames()
+	var sent []byte
+	for i := 0; i < 4; i++ {
+		f.fr.WriteData(1, false, bytes.Repeat([]byte{byte(i)}, 16000))
+	}
+	data := f.take()
+	blk := f.block(request("/after-pressure"))
+	f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: blk, EndHeaders: true})
+	h3 := f.take()
+	id := newIDs(3)
+	announce(t, in, tc, 3, id, 0)
+	sent = append(append([]byte(preface), data...), h3...)
+	if _, err := tc.Write(append([]byte(preface), data...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.Write(h3); err != nil {
+		t.Fatal(err)
+	}
+	tc.CloseWrite()
+	var b []byte
+	select {
+	case b = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("listener received nothing")
+	}
+	st := in.Stats()
+	injected := append(append([]byte(preface), data...), rawFrame(1, 0x4, 3, append(append([]byte(nil), blk...), id.field()...))...)
+	switch {
+	case st["h2_resent"]-base["h2_resent"] == 1:
+		t.Logf("a send was queued in part and sent again: connection given up")
+		if !bytes.Equal(b, sent) {
+			t.Fatalf("received %d bytes, want the %d sent, unchanged", len(b), len(sent))
+		}
+		checkStats(t, in, base, map[string]uint64{"h2_resent": 1})
+	default:
+		t.Logf("every send queued whole")
+		if !bytes.Equal(b, injected) {
+			t.Fatalf("received %d bytes, want %d: the sent ones with the header", len(b), len(injected))
+		}
+		checkStats(t, in, base, map[string]uint64{"injected_http2": 1})
+	}
+	decode(t, b)
+}

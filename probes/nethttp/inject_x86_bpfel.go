@@ -19,6 +19,7 @@ type injectConnState struct {
 	Pad        [3]uint8
 	Skip       uint32
 	ContStream uint32
+	Seq        uint32
 }
 
 type injectInjectIds struct {
