@@ -18,6 +18,7 @@
  */
 #include "types.h"
 #include <bpf/bpf_endian.h>
+#define CONN_TUPLE_ONLY /* the tuple, not the uprobe reader's constants */
 #include "inject.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -51,6 +52,7 @@ enum inject_stat {
 	STAT_INJECTED_HTTP1,
 	STAT_INJECTED_HTTP2,
 	STAT_PUSH_FAILED,         /* the kernel refused the insertion */
+	STAT_HTTP1_NO_ANNOUNCE,   /* a request line with nothing announced for its connection */
 	STAT_HTTP1_MISMATCH,      /* announced, but another request line went out */
 	STAT_HTTP1_NO_LINE,       /* announced, but the send starts with no whole request line */
 	STAT_H2_FRAME_SPLIT,      /* an announced header block's last frame spans sends */
@@ -110,41 +112,47 @@ int sockops_inject(struct bpf_sock_ops *skops)
 /* "traceparent: " + 55 + "\r\n" */
 #define TP_HEADER_LEN 70
 
-/* The connection a message goes out on, from the sender's side. */
-static __always_inline void msg_conn(struct sk_msg_md *msg, struct conn_tuple *c)
+/* The connection msg goes out on, from the sender's side, as conn.h keys
+ * it: IPv4 mapped into IPv6, ports in host order. sk_msg_md gives
+ * local_port in host order and remote_port in network order, which the
+ * kernel loads as 16 bits and, on little-endian machines, shifts into the
+ * upper half of the word (as bpf_sock_ops does; measured on 6.18); the
+ * port is never 0, so whichever half holds it is taken. 0 for a family
+ * that is not IP. */
+static __always_inline int msg_conn(struct sk_msg_md *msg, struct conn_tuple *t)
 {
+	__builtin_memset(t, 0, sizeof(*t));
 	if (msg->family == 2 /* AF_INET */) {
 		__u32 l = msg->local_ip4, r = msg->remote_ip4;
-		c->local_ip[10] = c->local_ip[11] = 0xff;
-		c->remote_ip[10] = c->remote_ip[11] = 0xff;
-		__builtin_memcpy(&c->local_ip[12], &l, 4);
-		__builtin_memcpy(&c->remote_ip[12], &r, 4);
+		t->local_ip[10] = t->local_ip[11] = 0xff;
+		t->remote_ip[10] = t->remote_ip[11] = 0xff;
+		__builtin_memcpy(t->local_ip + 12, &l, 4);
+		__builtin_memcpy(t->remote_ip + 12, &r, 4);
 	} else if (msg->family == 10 /* AF_INET6 */) {
 		__u32 w;
 		w = msg->local_ip6[0];
-		__builtin_memcpy(&c->local_ip[0], &w, 4);
+		__builtin_memcpy(t->local_ip, &w, 4);
 		w = msg->local_ip6[1];
-		__builtin_memcpy(&c->local_ip[4], &w, 4);
+		__builtin_memcpy(t->local_ip + 4, &w, 4);
 		w = msg->local_ip6[2];
-		__builtin_memcpy(&c->local_ip[8], &w, 4);
+		__builtin_memcpy(t->local_ip + 8, &w, 4);
 		w = msg->local_ip6[3];
-		__builtin_memcpy(&c->local_ip[12], &w, 4);
+		__builtin_memcpy(t->local_ip + 12, &w, 4);
 		w = msg->remote_ip6[0];
-		__builtin_memcpy(&c->remote_ip[0], &w, 4);
+		__builtin_memcpy(t->remote_ip, &w, 4);
 		w = msg->remote_ip6[1];
-		__builtin_memcpy(&c->remote_ip[4], &w, 4);
+		__builtin_memcpy(t->remote_ip + 4, &w, 4);
 		w = msg->remote_ip6[2];
-		__builtin_memcpy(&c->remote_ip[8], &w, 4);
+		__builtin_memcpy(t->remote_ip + 8, &w, 4);
 		w = msg->remote_ip6[3];
-		__builtin_memcpy(&c->remote_ip[12], &w, 4);
+		__builtin_memcpy(t->remote_ip + 12, &w, 4);
 	} else {
-		return;
+		return 0;
 	}
-	c->local_port = msg->local_port;
-	/* Network byte order; kernels put it in the upper 16 bits on
-	 * little-endian machines, as for sock_ops. */
+	t->local_port = (__u16)msg->local_port;
 	__u32 rp = msg->remote_port;
-	c->remote_port = (rp >> 16) ? bpf_ntohl(rp) : bpf_ntohs(rp);
+	t->remote_port = bpf_ntohs((rp & 0xffff) ? (__u16)rp : (__u16)(rp >> 16));
+	return 1;
 }
 
 /* A connection's first send: the HTTP/2 client preface, or HTTP/1.x. */
@@ -214,7 +222,10 @@ int sk_msg_inject(struct sk_msg_md *msg)
 	if (st->proto == PROTO_NEW)
 		classify(msg, st);
 	struct inject_key key = {.pid = pid};
-	msg_conn(msg, &key.conn);
+	if (!msg_conn(msg, &key.conn)) {
+		st->proto = PROTO_LOST;
+		return SK_PASS;
+	}
 	if (st->proto == PROTO_HTTP2)
 		h2_walk(msg, st, &key);
 	else if (st->proto == PROTO_HTTP1)
@@ -224,81 +235,39 @@ int sk_msg_inject(struct sk_msg_md *msg)
 
 /* HTTP/1.x: a request's header block is written in one send, so its
  * request line starts the message. */
-static __always_inline void http1_line(struct sk_msg_md *msg, struct inject_ids *ids);
+__noinline int http1_line(struct sk_msg_md *msg, __u32 *hash);
 
+/* HTTP/1.x: a request's header block is written in one send, so its
+ * request line starts the message. Only what was announced for this
+ * connection is injected, and only into the request it was announced
+ * for; either way the announcement is used up, so it cannot reach a
+ * later request. */
 static __always_inline void http1_inject(struct sk_msg_md *msg, struct inject_key *key)
 {
+	__u32 h = 0;
+	int eol = http1_line(msg, &h);
 	struct inject_ids *p = bpf_map_lookup_elem(&inject_pending, key);
-	if (!p)
-		return; /* no request announced on this connection: a body, say */
+	if (!p) {
+		if (eol >= 0) /* a request nobody announced (or a body that looks like one) */
+			inject_count(STAT_HTTP1_NO_ANNOUNCE);
+		return;
+	}
 	struct inject_ids ids = *p;
 	bpf_map_delete_elem(&inject_pending, key);
-	http1_line(msg, &ids);
-}
-
-/* The announced request of this connection goes out: the message must
- * start with its request line, else it is left as it is (counted). */
-static __always_inline void http1_line(struct sk_msg_md *msg, struct inject_ids *ids)
-{
-	__u32 want = msg->size < SCAN_MAX ? msg->size : SCAN_MAX;
-	if (want < 16 || bpf_msg_pull_data(msg, 0, want, 0) != 0)
-		goto no_line;
-	__u8 *d = msg->data;
-	__u8 *end = msg->data_end;
-
-	/* "METHOD SP path[?query] SP HTTP/1.x CRLF": hash method and path as
-	 * the client probe did, and find the end of the line. */
-	__u32 h = FNV_OFFSET;
-	int sp = -1;
-	for (int i = 0; i < 16; i++) {
-		if (d + i + 1 > end)
-			goto no_line;
-		__u8 c = d[i];
-		if (c == ' ') {
-			sp = i;
-			break;
-		}
-		if (c < 'A' || c > 'Z')
-			goto no_line; /* not a request line */
-		h = fnv(h, c);
+	if (eol < 0) {
+		inject_count(STAT_HTTP1_NO_LINE);
+		return;
 	}
-	if (sp <= 0)
-		goto no_line;
-	h = fnv(h, ' ');
-	/* The path, up to '?' or the space before the version; only its first
-	 * INJECT_PATH_MAX bytes count, as on the client side. */
-	__u32 p0 = sp + 1;
-	for (int i = 0; i < INJECT_PATH_MAX; i++) {
-		__u32 at = p0 + i;
-		if (at >= SCAN_MAX || d + at + 1 > end)
-			goto no_line;
-		__u8 c = d[at];
-		if (c == ' ' || c == '?')
-			break;
-		h = fnv(h, c);
-	}
-	int eol = -1;
-	for (int i = 0; i < SCAN_MAX; i++) {
-		if (d + i + 1 > end)
-			goto no_line;
-		if (d[i] == '\n') {
-			eol = i;
-			break;
-		}
-	}
-	if (eol < 0)
-		goto no_line;
-	if (ids->line_hash && ids->line_hash != h) {
+	if (ids.line_hash && ids.line_hash != h) {
 		inject_count(STAT_HTTP1_MISMATCH);
 		return;
 	}
-
 	__u32 off = eol + 1;
 	if (bpf_msg_push_data(msg, off, TP_HEADER_LEN, 0) != 0) {
 		inject_count(STAT_PUSH_FAILED);
 		return;
 	}
-	d = 0;
+	__u8 *d = 0, *end = 0;
 	if (bpf_msg_pull_data(msg, off, off + TP_HEADER_LEN, 0) == 0) {
 		d = msg->data;
 		end = msg->data_end;
@@ -309,24 +278,63 @@ static __always_inline void http1_line(struct sk_msg_md *msg, struct inject_ids 
 		bpf_msg_pop_data(msg, off, TP_HEADER_LEN, 0);
 		return;
 	}
-	__builtin_memcpy(d, "traceparent: 00-", 16);
-	for (int i = 0; i < 16; i++) {
-		d[16 + 2 * i] = hexdigits[ids->trace_id[i] >> 4];
-		d[17 + 2 * i] = hexdigits[ids->trace_id[i] & 15];
-	}
-	d[48] = '-';
-	for (int i = 0; i < 8; i++) {
-		d[49 + 2 * i] = hexdigits[ids->span_id[i] >> 4];
-		d[50 + 2 * i] = hexdigits[ids->span_id[i] & 15];
-	}
-	d[65] = '-';
-	d[66] = '0';
-	d[67] = (ids->flags & 1) ? '1' : '0';
+	__builtin_memcpy(d, "traceparent: ", 13);
+	tp_value(d + 13, &ids);
 	d[68] = '\r';
 	d[69] = '\n';
 	inject_count(STAT_INJECTED_HTTP1);
-	return;
+}
 
-no_line:
-	inject_count(STAT_HTTP1_NO_LINE);
+/* "METHOD SP path[?query] SP HTTP/1.x CRLF" at the start of the message:
+ * the offset of its '\n', with *hash the FNV of "METHOD /path" as the
+ * client probe hashed it; -1 when the message does not start with one.
+ * A global function, verified once: inlined, every offset the line could
+ * end at would be verified through the rest of the program. */
+__noinline int http1_line(struct sk_msg_md *msg, __u32 *hash)
+{
+	if (!hash)
+		return -1;
+	__u32 want = msg->size < SCAN_MAX ? msg->size : SCAN_MAX;
+	if (want < 16 || bpf_msg_pull_data(msg, 0, want, 0) != 0)
+		return -1;
+	__u8 *d = msg->data;
+	__u8 *end = msg->data_end;
+	__u32 h = FNV_OFFSET;
+	int sp = -1;
+	for (int i = 0; i < 16; i++) {
+		if (d + i + 1 > end)
+			return -1;
+		__u8 c = d[i];
+		if (c == ' ') {
+			sp = i;
+			break;
+		}
+		if (c < 'A' || c > 'Z')
+			return -1; /* not a request line */
+		h = fnv(h, c);
+	}
+	if (sp <= 0)
+		return -1;
+	h = fnv(h, ' ');
+	/* The path, up to '?' or the space before the version; only its first
+	 * INJECT_PATH_MAX bytes count, as on the client side. */
+	__u32 p0 = sp + 1;
+	for (int i = 0; i < INJECT_PATH_MAX; i++) {
+		__u32 at = p0 + i;
+		if (at >= SCAN_MAX || d + at + 1 > end)
+			return -1;
+		__u8 c = d[at];
+		if (c == ' ' || c == '?')
+			break;
+		h = fnv(h, c);
+	}
+	for (int i = 0; i < SCAN_MAX; i++) {
+		if (d + i + 1 > end)
+			return -1;
+		if (d[i] == '\n') {
+			*hash = h;
+			return i;
+		}
+	}
+	return -1;
 }

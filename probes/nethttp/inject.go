@@ -164,6 +164,7 @@ var InjectStats = []struct {
 	{"injected_http1", "injected", "http1"},
 	{"injected_http2", "injected", "http2"},
 	{"push_failed", "skipped", "push_failed"},
+	{"http1_no_announcement", "skipped", "http1_no_announcement"},
 	{"http1_mismatch", "skipped", "http1_mismatch"},
 	{"http1_no_line", "skipped", "http1_no_line"},
 	{"h2_frame_split", "skipped", "h2_frame_split"},
@@ -182,7 +183,7 @@ var InjectStats = []struct {
 }
 
 // kernelStats is how many of InjectStats are inject.c's slots.
-const kernelStats = 15
+const kernelStats = 16
 
 // Stats returns every counter of InjectStats by name.
 func (in *Injector) Stats() map[string]uint64 {

@@ -571,7 +571,7 @@ func TestInjectHTTP1(t *testing.T) {
 		if string(got) != want {
 			t.Fatalf("received %q, want %q", got, want)
 		}
-		base = checkStats(t, in, base, map[string]uint64{"injected_http1": 1})
+		base = checkStats(t, in, base, map[string]uint64{"injected_http1": 1, "http1_no_announcement": 1})
 
 		c = s.dial(t)
 		announce(t, in, c, 0, newIDs(3), lineHash("GET /next"))
