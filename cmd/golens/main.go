@@ -206,7 +206,10 @@ func run(args []string) int {
 			PressureLevel: ts.PressureLevel, SpansThinned: ts.Thinned, PressureEntered: ts.PressureEntered,
 		}
 		if injector != nil {
-			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
+			st := injector.Stats()
+			for _, c := range nethttp.InjectStats {
+				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: st[c.Name]})
+			}
 		}
 		s.KernelFeatures = make(map[string]bool, len(kern))
 		for _, res := range kern {

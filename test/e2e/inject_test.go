@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,10 +77,131 @@ func TestInjectContext(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := scrapeValue(t, text, "golens_context_injected_total"); got != 3 {
-					t.Errorf("golens_context_injected_total %v, want 3", got)
+				if got := scrapeValue(t, text, `golens_inject_total{reason="http1",result="injected"}`); got != 3 {
+					t.Errorf("golens_inject_total{http1,injected} %v, want 3", got)
 				}
 			}
 		})
+	}
+}
+
+// Concurrent identical requests: 16 at once through A, each with its own
+// incoming traceparent, all GET /sleep on B (watched too, so its spans
+// show what arrived), in rounds over new and reused connections. Each
+// request's traceparent must name its own client span: B's server span of
+// trace T is the child of A's client span of trace T, exactly one per
+// request, none missing, none borrowed. Matching by (process, METHOD
+// /path) swapped and lost them (issue 13); by connection it is exact.
+func TestInjectContextConcurrent(t *testing.T) {
+	for _, v := range []harness.Variant{{}, {PIE: true}, {Go: "go1.21.13", Stripped: true}} {
+		t.Run(v.String(), func(t *testing.T) {
+			s := startSetup(t, v, true, "--inject-context")
+			injectConcurrent(t, s, "http://"+s.b.Addr+"/sleep?ms=30", "http1")
+		})
+	}
+}
+
+// The same over h2c (net/http's HTTP/2 client without TLS, Go >= 1.24):
+// the 16 requests of a round are streams of one connection, announced by
+// connection and stream id and injected into their HEADERS frames. With
+// the first release that has h2c, the installed one, and Go 1.27, whose
+// HTTP/2 client moved to net/http/internal/http2; stripped too (offsets
+// from the tables, the connection's type vouched for by its shape).
+func TestInjectContextConcurrentH2C(t *testing.T) {
+	for _, v := range []harness.Variant{{Go: "go1.24.13"}, {}, {Go: "go1.27.3"}, {Go: "go1.27.3", Stripped: true}} {
+		t.Run(v.String(), func(t *testing.T) {
+			s := startSetupB(t, v, true, []string{"-h2c"}, "--inject-context")
+			injectConcurrent(t, s, "h2c://"+s.b.Addr+"/sleep?ms=30", "http2")
+		})
+	}
+}
+
+// injectConcurrent sends rounds of concurrent identical requests through
+// A's /chain to the URL to, checks every callee span's parent and that
+// golens_inject_total counted each request injected over proto and none
+// skipped.
+func injectConcurrent(t *testing.T, s *clientSetup, to, proto string) {
+	t.Helper()
+	const n, rounds = 16, 3
+	to = url.QueryEscape(to)
+	var tids []string
+	for r := 0; r < rounds; r++ {
+		batch := make([]string, n)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for i := range batch {
+			batch[i] = randHex(16)
+			wg.Add(1)
+			go func(tid string) {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", "http://"+s.a.Addr+"/chain?to="+to, nil)
+				req.Header.Set("traceparent", "00-"+tid+"-"+randHex(8)+"-01")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("trace %s: status %d", tid, resp.StatusCode)
+				}
+			}(batch[i])
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		tids = append(tids, batch...)
+	}
+	total := n * rounds
+	if _, err := s.recv.WaitFor(3*total, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // anything extra (a duplicate) would come now
+	spans := s.recv.Spans()
+	traces := byTrace(spans)
+	var callee int
+	for _, sp := range spans {
+		if sp.Kind == tracepb.Span_SPAN_KIND_SERVER && sp.Resource["service.name"] == "svc-b" {
+			callee++
+		}
+	}
+	if callee != total {
+		t.Errorf("%d callee spans, want %d (one per request)", callee, total)
+	}
+	for _, tid := range tids {
+		var client []harness.Span
+		var server []harness.Span
+		for _, sp := range traces[tid] {
+			switch {
+			case sp.Kind == tracepb.Span_SPAN_KIND_CLIENT && sp.Resource["service.name"] == "svc-a":
+				client = append(client, sp)
+			case sp.Kind == tracepb.Span_SPAN_KIND_SERVER && sp.Resource["service.name"] == "svc-b":
+				server = append(server, sp)
+			}
+		}
+		if len(client) != 1 || len(server) != 1 {
+			t.Errorf("trace %s: %d client spans of A and %d server spans of B, want 1 and 1", tid, len(client), len(server))
+			continue
+		}
+		if server[0].ParentSpanID != client[0].SpanID {
+			t.Errorf("trace %s: B's span has parent %s, want A's client span %s", tid, server[0].ParentSpanID, client[0].SpanID)
+		}
+		if got := server[0].Attrs["network.protocol.version"]; proto == "http2" && got != "2" {
+			t.Errorf("trace %s: B served it over HTTP %v, want 2", tid, got)
+		}
+	}
+	text, err := s.agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := scrapeValue(t, text, `golens_inject_total{reason="`+proto+`",result="injected"}`); got != float64(total) {
+		t.Errorf("golens_inject_total{%s,injected} %v, want %d", proto, got, total)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "golens_inject_total{") && strings.Contains(line, `result="skipped"`) && !strings.HasSuffix(line, " 0") {
+			t.Errorf("skipped: %s, want 0", line)
+		}
 	}
 }
