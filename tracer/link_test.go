@@ -39,16 +39,27 @@ func settled(l *Linker, now time.Time) []*tracetest.SpanStub {
 	return l.Flush(now.Add(l.Settle), false)
 }
 
-// owners answers every peer with f.
+// calleeEnd is B's end of every connection in these tests.
+var calleeEnd = netip.MustParseAddrPort("127.0.0.1:80")
+
+// owners answers every peer with f; the client end found is the peer's
+// connection to calleeEnd.
 func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
 	return func(qs []Lookup) []Caller {
 		out := make([]Caller, len(qs))
 		for i, q := range qs {
 			out[i].PID, out[i].OnNode = f(q.Peer)
-			out[i].Conn = Conn{Local: q.Peer}
+			out[i].Conn = Conn{Local: q.Peer, Remote: calleeEnd}
 		}
 		return out
 	}
+}
+
+// via says client call e went out on the connection from 127.0.0.1:port
+// to calleeEnd.
+func via(e *event.HTTPClient, port uint16) *event.HTTPClient {
+	e.Conn = event.Conn{Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Remote: calleeEnd}
+	return e
 }
 
 // fixedOwner says every peer port in m belongs to that pid.
@@ -97,7 +108,7 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 		t.Fatalf("root with a watched caller released before its caller's span: %d", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	out = append(add(l, ae, as, now), settled(l, now)...)
+	out = append(add(l, via(ae, 5000), as, now), settled(l, now)...)
 	if len(out) != 3 {
 		t.Fatalf("released %d spans, want A's client and B's two", len(out))
 	}
@@ -161,7 +172,7 @@ func TestLinkerConcurrentCalls(t *testing.T) {
 	add(l, b2, s2, t0)
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(5), ms(15))
-	out := append(add(l, c1, cs1, t0), add(l, c2, cs2, t0)...)
+	out := append(add(l, via(c1, 5001), cs1, t0), add(l, via(c2, 5002), cs2, t0)...)
 	out = append(out, settled(l, t0)...)
 	if len(out) != 4 {
 		t.Fatalf("released %d, want 4", len(out))
@@ -194,7 +205,7 @@ func closedEnd(neighbours ...int) OwnerFunc {
 	return func(qs []Lookup) []Caller {
 		out := make([]Caller, len(qs))
 		for i, q := range qs {
-			out[i] = Caller{OnNode: true, Conn: Conn{NetNS: 7, Local: q.Peer}, Neighbours: neighbours}
+			out[i] = Caller{OnNode: true, Conn: Conn{NetNS: 7, Local: q.Peer, Remote: calleeEnd}, Neighbours: neighbours}
 		}
 		return out
 	}
@@ -208,7 +219,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 	// A's call came first, A could have held the socket: linked.
 	l := NewLinker(closedEnd(procA.PID, procB.PID))
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0)
+	add(l, via(ae, 5000), as, t0)
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	add(l, be, bs, t0)
 	if got := settled(l, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
@@ -222,7 +233,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 		t.Fatalf("closed client end: released %d before the settle time", len(got))
 	}
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0.Add(ms(100)))
+	add(l, via(ae, 5000), as, t0.Add(ms(100)))
 	if got := settled(l, t0.Add(ms(100))); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("call after the root: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
@@ -230,7 +241,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 	// A's call fits, but A is not in the socket's namespace: not linked.
 	l = NewLinker(closedEnd(procB.PID))
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0)
+	add(l, via(ae, 5000), as, t0)
 	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	got := append(add(l, be, bs, t0), settled(l, t0)...)
 	if len(got) != 1 || bs.Parent.IsValid() {
@@ -249,8 +260,8 @@ func TestLinkerOwnerGone(t *testing.T) {
 	}
 	// ... but when A's call comes after all, the lost link is counted once.
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0.Add(l.Settle+ms(100)))
-	add(l, ae, as, t0.Add(l.Settle+ms(150)))
+	add(l, via(ae, 5000), as, t0.Add(l.Settle+ms(100)))
+	add(l, via(ae, 5000), as, t0.Add(l.Settle+ms(150)))
 	if l.Unmatched != 1 {
 		t.Errorf("a watched caller's call after the root went: unmatched %d, want 1", l.Unmatched)
 	}
@@ -260,7 +271,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 	add(l, be, bs, t0)
 	settled(l, t0)
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0.Add(l.Settle+l.Window+ms(100)))
+	add(l, via(ae, 5000), as, t0.Add(l.Settle+l.Window+ms(100)))
 	if l.Unmatched != 0 {
 		t.Errorf("a call past the window: unmatched %d, want 0", l.Unmatched)
 	}
@@ -282,20 +293,21 @@ func TestLinkerRemembersHolder(t *testing.T) {
 		t.Fatalf("root released (%d) before its caller's call came", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := append(l.Add(ae, as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	if got := append(l.Add(via(ae, 5000), as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
 }
 
-// Two calls of A with the same method and path both contain B's request,
-// or one call contains two of B's: the linker does not guess.
+// Two calls of A with the same method and path on one connection (two
+// HTTP/2 streams) both contain B's request, or one call contains two of
+// B's requests on its connection: the linker does not guess.
 func TestLinkerAmbiguous(t *testing.T) {
 	// Two calls, one callee inside both: the calls came first.
 	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
-	add(l, c1, cs1, t0)
-	add(l, c2, cs2, t0)
+	add(l, via(c1, 5001), cs1, t0)
+	add(l, via(c2, 5001), cs2, t0)
 	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
 		t.Fatalf("callee in two calls: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
@@ -304,11 +316,11 @@ func TestLinkerAmbiguous(t *testing.T) {
 	// One call, two callees inside it, both waiting: neither is linked.
 	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
-	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5001", ms(4), ms(11))
 	add(l, b1, s1, t0)
 	add(l, b2, s2, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
-	if got := add(l, c1, cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
+	if got := add(l, via(c1, 5001), cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
 		t.Fatalf("two callees in one call: released %d, parents %s %s, ambiguous %d", len(got), s1.Parent.SpanID(), s2.Parent.SpanID(), l.Ambiguous)
 	}
 
@@ -317,9 +329,9 @@ func TestLinkerAmbiguous(t *testing.T) {
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	add(l, b1, s1, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
-	add(l, c1, cs1, t0)
+	add(l, via(c1, 5001), cs1, t0)
 	settled(l, t0) // s1 joins c1
-	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5001", ms(4), ms(11))
 	if got := add(l, b2, s2, t0); len(got) != 1 || s2.Parent.IsValid() || l.Ambiguous != 1 {
 		t.Fatalf("callee in a taken call: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
 	}
@@ -330,9 +342,9 @@ func TestLinkerAmbiguous(t *testing.T) {
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	add(l, b1, s1, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
-	add(l, c1, cs1, t0)
+	add(l, via(c1, 5001), cs1, t0)
 	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(12))
-	got := append(add(l, c2, cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
+	got := append(add(l, via(c2, 5001), cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
 	if len(got) != 2 || s1.Parent.IsValid() || l.Ambiguous != 1 || l.Linked != 0 {
 		t.Fatalf("rival within the settle time: released %d, parent %s, ambiguous %d, linked %d", len(got), s1.Parent.SpanID(), l.Ambiguous, l.Linked)
 	}
@@ -355,11 +367,12 @@ func TestLinkerLookupsAsync(t *testing.T) {
 	}
 	// The caller's span comes while the lookup is in flight.
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := l.Add(ae, as, t0); len(got) != 1 {
+	if got := l.Add(via(ae, 5000), as, t0); len(got) != 1 {
 		t.Fatalf("client span: released %d, want 1", len(got))
 	}
 	<-l.Lookups()
-	got := append(l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:5000")}, Caller{PID: procA.PID, OnNode: true}, t0), settled(l, t0)...)
+	peer := netip.MustParseAddrPort("127.0.0.1:5000")
+	got := append(l.Resolve(Lookup{procB.PID, peer}, Caller{PID: procA.PID, OnNode: true, Conn: Conn{Local: peer, Remote: calleeEnd}}, t0), settled(l, t0)...)
 	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
