@@ -402,3 +402,208 @@ func TestLinkerLookupsAsync(t *testing.T) {
 		t.Fatalf("late answer released %d", len(got))
 	}
 }
+
+// step is one event of a pairing case: a root server span of B (peer
+// 127.0.0.1:port) or a client call (pid, out on 127.0.0.1:port to remote,
+// or on an unknown connection with port 0), read in the order given.
+type step struct {
+	root       bool
+	id         byte // the span id (a root's trace id too)
+	pid        int
+	port       uint16
+	remote     string // a call's far end; calleeEnd when empty
+	start, end int    // ms
+	at         int    // ms after t0 the event is read (what was due is flushed first)
+}
+
+func rootAt(id byte, port uint16, start, end int) step {
+	return step{root: true, id: id, port: port, start: start, end: end}
+}
+
+func callOn(id byte, port uint16, start, end int) step {
+	return step{id: id, pid: procA.PID, port: port, start: start, end: end}
+}
+
+// Pairing is by connection: every callee gets exactly the call that went
+// out on its connection, whatever else overlaps in time with the same
+// method and path; when more than one call fits (streams sharing a
+// connection) or the call's connection is unknown, none is chosen, and
+// the reason is counted.
+func TestLinkerPairsByConnection(t *testing.T) {
+	other := &event.Process{PID: 300, ServiceName: "c"}
+	cases := []struct {
+		name  string
+		steps []step
+		want  map[byte]byte // root -> parent span id, 0 for none
+		// counters after everything settled
+		linked, ambiguous, noConn, unmatched uint64
+	}{{
+		name: "4 identical concurrent calls, roots first",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), rootAt(0x32, 5002, 4, 11), rootAt(0x33, 5003, 5, 12), rootAt(0x34, 5004, 6, 13),
+			callOn(0x44, 5004, 1, 20), callOn(0x41, 5001, 1, 21), callOn(0x43, 5003, 2, 22), callOn(0x42, 5002, 2, 23),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42, 0x33: 0x43, 0x34: 0x44},
+		linked: 4,
+	}, {
+		name: "4 identical concurrent calls, calls first",
+		steps: []step{
+			callOn(0x42, 5002, 1, 20), callOn(0x41, 5001, 1, 21), callOn(0x44, 5004, 2, 22), callOn(0x43, 5003, 2, 23),
+			rootAt(0x33, 5003, 5, 12), rootAt(0x31, 5001, 3, 10), rootAt(0x34, 5004, 6, 13), rootAt(0x32, 5002, 4, 11),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42, 0x33: 0x43, 0x34: 0x44},
+		linked: 4,
+	}, {
+		name: "a handler fanning out 3 identical calls, interleaved",
+		steps: []step{
+			rootAt(0x32, 5002, 3, 9), callOn(0x43, 5003, 1, 14), rootAt(0x31, 5001, 2, 10),
+			callOn(0x42, 5002, 1, 11), rootAt(0x33, 5003, 2, 12), callOn(0x41, 5001, 1, 13),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42, 0x33: 0x43},
+		linked: 3,
+	}, {
+		name: "keep-alive: two calls in turn on one connection",
+		steps: []step{
+			rootAt(0x31, 5001, 2, 5), callOn(0x41, 5001, 1, 6),
+			rootAt(0x32, 5001, 8, 11), callOn(0x42, 5001, 7, 12),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42},
+		linked: 2,
+	}, {
+		name: "two streams on one connection, both contain the root",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), callOn(0x41, 5001, 1, 20), callOn(0x42, 5001, 2, 21),
+		},
+		want:      map[byte]byte{0x31: 0},
+		ambiguous: 1,
+	}, {
+		name: "two streams on one connection, calls first",
+		steps: []step{
+			callOn(0x41, 5001, 1, 20), callOn(0x42, 5001, 2, 21), rootAt(0x31, 5001, 3, 10),
+		},
+		want:      map[byte]byte{0x31: 0},
+		ambiguous: 1,
+	}, {
+		name: "two streams, two roots, one call contains both",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), rootAt(0x32, 5001, 4, 11), callOn(0x41, 5001, 1, 20),
+		},
+		want:      map[byte]byte{0x31: 0, 0x32: 0},
+		ambiguous: 2,
+	}, {
+		name:   "the caller's call without a connection",
+		steps:  []step{rootAt(0x31, 5001, 3, 10), callOn(0x41, 0, 1, 20)},
+		want:   map[byte]byte{0x31: 0},
+		noConn: 1,
+	}, {
+		name:   "the caller's call without a connection, read first",
+		steps:  []step{callOn(0x41, 0, 1, 20), rootAt(0x31, 5001, 3, 10)},
+		want:   map[byte]byte{0x31: 0},
+		noConn: 1,
+	}, {
+		name: "a call without a connection beside the one on it",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), callOn(0x42, 0, 1, 20), callOn(0x41, 5001, 2, 21),
+		},
+		want:   map[byte]byte{0x31: 0x41},
+		linked: 1,
+	}, {
+		name: "the root's peer port towards another destination",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10),
+			{id: 0x41, pid: procA.PID, port: 5001, remote: "127.0.0.1:81", start: 1, end: 20},
+		},
+		want:      map[byte]byte{0x31: 0},
+		unmatched: 1,
+	}, {
+		name: "the same connection named by a process not holding it",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), {id: 0x41, pid: other.PID, port: 5001, start: 1, end: 20},
+		},
+		want:      map[byte]byte{0x31: 0},
+		unmatched: 1,
+	}, {
+		// A neighbour's identical call fits the root's time and is read
+		// first; the root's own call is read after the settle time (a
+		// loaded reader): the neighbour's is never taken for it.
+		name: "the root's own call read late, a neighbour's first",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), callOn(0x42, 5002, 1, 11),
+			{id: 0x41, pid: procA.PID, port: 5001, start: 2, end: 12, at: 600},
+		},
+		want:   map[byte]byte{0x31: 0x41},
+		linked: 1,
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return procA.PID, true }))
+			roots := map[byte]*tracetest.SpanStub{}
+			for _, st := range tc.steps {
+				now := t0.Add(ms(st.at))
+				l.Flush(now, false)
+				if st.root {
+					e, s := server(procB, st.id, st.id, 0, event.TraceparentNone, fmt.Sprintf("127.0.0.1:%d", st.port), ms(st.start), ms(st.end))
+					roots[st.id] = s
+					add(l, e, s, now)
+					continue
+				}
+				p := procA
+				if st.pid == other.PID {
+					p = other
+				}
+				e, s := client(p, 0x01, st.id, 0x40, event.LinkContext, event.TraceparentValid, ms(st.start), ms(st.end))
+				if st.port != 0 {
+					via(e, st.port)
+				}
+				if st.remote != "" {
+					e.Conn.Remote = netip.MustParseAddrPort(st.remote)
+				}
+				add(l, e, s, now)
+			}
+			last := t0.Add(ms(tc.steps[len(tc.steps)-1].at))
+			l.Flush(last.Add(l.Settle), false)
+			l.Flush(last.Add(2*l.Window), false)
+			for id, want := range tc.want {
+				s := roots[id]
+				if got := s.Parent.SpanID(); got != (trace.SpanID{want}) && !(want == 0 && !s.Parent.IsValid()) {
+					t.Errorf("root %x: parent %s, want %x", id, got, want)
+				}
+				if want != 0 && s.SpanContext.TraceID() != (trace.TraceID{0x01}) {
+					t.Errorf("root %x in trace %s, want the caller's", id, s.SpanContext.TraceID())
+				}
+			}
+			if l.Linked != tc.linked || l.Ambiguous != tc.ambiguous || l.NoConn != tc.noConn || l.Unmatched != tc.unmatched || l.LookupBusy != 0 {
+				t.Errorf("linked %d ambiguous %d no_conn %d unmatched %d busy %d; want %d %d %d %d 0",
+					l.Linked, l.Ambiguous, l.NoConn, l.Unmatched, l.LookupBusy, tc.linked, tc.ambiguous, tc.noConn, tc.unmatched)
+			}
+			if l.held != 0 {
+				t.Errorf("%d spans still held", l.held)
+			}
+		})
+	}
+}
+
+// A root whose caller's call carries no connection is not held for the
+// whole window: it goes out once that call has settled, counted.
+func TestLinkerNoConnNotHeld(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID}))
+	be, bs := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, be, bs, t0)
+	ae, as := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	add(l, ae, as, t0.Add(ms(10)))
+	if got := l.Flush(t0.Add(ms(10)+l.Settle-ms(1)), false); len(got) != 0 {
+		t.Fatalf("released %d before the settle time", len(got))
+	}
+	if got := l.Flush(t0.Add(ms(10)+l.Settle), false); len(got) != 1 || bs.Parent.IsValid() || l.NoConn != 1 || l.Unmatched != 0 {
+		t.Fatalf("released %d, parent %s, no_conn %d, unmatched %d", len(got), bs.Parent.SpanID(), l.NoConn, l.Unmatched)
+	}
+	// A closed client end whose possible holder's call has no connection:
+	// counted too, where a call-less closed end is not.
+	l = NewLinker(closedEnd(procA.PID))
+	be, bs = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, be, bs, t0)
+	add(l, ae, as, t0)
+	if got := settled(l, t0); len(got) != 1 || bs.Parent.IsValid() || l.NoConn != 1 {
+		t.Fatalf("closed end: released %d, parent %s, no_conn %d", len(got), bs.Parent.SpanID(), l.NoConn)
+	}
+}
