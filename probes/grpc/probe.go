@@ -21,7 +21,8 @@ const (
 	grpcPkg   = "google.golang.org/grpc"
 )
 
-// Probe declares the gRPC probes. Both sides cost two hits per RPC.
+// Probe declares the gRPC probes. Both sides cost two hits per RPC; with
+// --inject-context a client call costs one more (its stream's announcement).
 var Probe = probes.Spec{
 	Name:    "grpc",
 	Library: grpcPkg + ".(*Server).Serve",
@@ -64,11 +65,37 @@ var Probe = probes.Spec{
 		},
 		Optional: true,
 	}, {
-		Name:     "client finish",
-		Symbol:   grpcPkg + ".(*clientStream).finish",
-		Entry:    "uprobe_grpc_client_finish",
-		Fields:   []probes.Field{{Const: "off_cs_finished", Struct: grpcPkg + ".clientStream", Field: "finished"}},
+		Name:   "client finish",
+		Symbol: grpcPkg + ".(*clientStream).finish",
+		Entry:  "uprobe_grpc_client_finish",
+		Fields: []probes.Field{
+			{Const: "off_cs_finished", Struct: grpcPkg + ".clientStream", Field: "finished"},
+			// The call's connection (event.GRPC.Conn); csAttempt.t was
+			// renamed transport in grpc-go 1.71.
+			{Const: "off_attempt_transport", Struct: grpcPkg + ".csAttempt", Field: "t", Optional: true},
+			{Const: "off_attempt_transport", Struct: grpcPkg + ".csAttempt", Field: "transport", Optional: true},
+			{Const: "off_h2c_local", Struct: transport + ".http2Client", Field: "localAddr", Optional: true},
+			{Const: "off_h2c_remote", Struct: transport + ".http2Client", Field: "remoteAddr", Optional: true},
+		},
 		Optional: true,
+	}, {
+		// --inject-context: each client stream announced on the writer
+		// goroutine before its HEADERS frame is encoded (grpc.c). grpc-go
+		// 1.82 replaced originateStream(str, *headerFrame) with
+		// clientHeaderHandler(*clientHeaders); one of them exists.
+		Name:     "client headers",
+		Symbol:   transport + ".(*loopyWriter).clientHeaderHandler",
+		Entry:    "uprobe_grpc_announce",
+		Fields:   headerFields(transport + ".clientHeaders"),
+		Optional: true,
+		Feature:  probes.FeatureInject,
+	}, {
+		Name:     "client headers (grpc-go 1.81 and older)",
+		Symbol:   transport + ".(*loopyWriter).originateStream",
+		Entry:    "uprobe_grpc_announce_orig",
+		Fields:   headerFields(transport + ".headerFrame"),
+		Optional: true,
+		Feature:  probes.FeatureInject,
 	}},
 	Fields: []probes.Field{
 		{Const: "off_status_s", Struct: "google.golang.org/grpc/internal/status.Status", Field: "s"},
@@ -76,9 +103,30 @@ var Probe = probes.Spec{
 	},
 	ReadsGoMaps: true,
 	Tune:        tune,
-	Shared:      []string{"ctx_spans"},
-	Load:        loadBpf,
-	Decoders:    map[uint32]probes.Decoder{eventGRPC: decode},
+	Shared:      []string{"ctx_spans", "inject_pending", "grpc_announce_stats"},
+	FeatureConsts: map[string]map[string]any{
+		probes.FeatureInject: {"inject_enabled": uint8(1)},
+	},
+	Load:     loadBpf,
+	Decoders: map[uint32]probes.Decoder{eventGRPC: decode},
+}
+
+// headerFields are the fields the client headers hook reads from hdr, a
+// *headerFrame or *clientHeaders, and from the stream it belongs to.
+func headerFields(hdr string) []probes.Field {
+	return []probes.Field{
+		{Const: "off_hdr_stream_id", Struct: hdr, Field: "streamID"},
+		{Const: "off_hdr_hf", Struct: hdr, Field: "hf"},
+		{Const: "off_hdr_orphaned", Struct: hdr, Field: "onOrphaned"},
+		{Const: "off_stream_ctx", Struct: transport + ".Stream", Field: "ctx"},
+		{Const: "off_cs_ctx", Struct: grpcPkg + ".clientStream", Field: "ctx"},
+		{Const: "off_h2c_local", Struct: transport + ".http2Client", Field: "localAddr"},
+		{Const: "off_h2c_remote", Struct: transport + ".http2Client", Field: "remoteAddr"},
+		// The stream's *http2Client: a field of Stream up to grpc-go 1.68,
+		// of ClientStream (which embeds Stream) from 1.69.
+		{Const: "off_stream_ct", Struct: transport + ".Stream", Field: "ct", Optional: true},
+		{Const: "off_stream_ct", Struct: transport + ".ClientStream", Field: "ct", Optional: true},
+	}
 }
 
 // tune sets the layout switch of grpc-go 1.69 to 1.76 (see grpc.c).
@@ -126,10 +174,22 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 		TraceID: e.Sc.TraceId, SpanID: e.Sc.SpanId, Parent: e.Sc.ParentSpanId,
 		Flags: e.Sc.TraceFlags, Traceparent: event.TraceparentState(e.Sc.TpState),
 	}
+	if !ev.Server {
+		ev.Conn = connOf(&e.Conn)
+	}
 	if n := int(e.IpLen); n == 4 || n == 16 {
 		if ip, ok := netip.AddrFromSlice(e.Ip[:n]); ok {
 			ev.Peer = netip.AddrPortFrom(ip.Unmap(), e.Port)
 		}
 	}
 	return ev, nil
+}
+
+// connOf decodes a conn_tuple; zero when either end is unknown.
+func connOf(c *bpfConnTuple) event.Conn {
+	if c.LocalPort == 0 || c.RemotePort == 0 {
+		return event.Conn{}
+	}
+	l, r := netip.AddrFrom16(c.LocalIp).Unmap(), netip.AddrFrom16(c.RemoteIp).Unmap()
+	return event.Conn{Local: netip.AddrPortFrom(l, c.LocalPort), Remote: netip.AddrPortFrom(r, c.RemotePort)}
 }

@@ -7,21 +7,24 @@
 #define GOLENS_INJECT_H
 
 #include "types.h"
+#include "conn.h"
 
 /* Path bytes hashed on both sides: enough to tell requests apart. */
 #define INJECT_PATH_MAX 64
 
-/* A request about to be written: by process and a hash of "METHOD /path". */
+/* A request about to be written: by process, connection and stream. */
 struct inject_key {
 	__u32 pid;
-	__u32 hash;
+	__u32 stream; /* HTTP/2 stream id, 0 for HTTP/1.x */
+	struct conn_tuple conn;
 };
 
 struct inject_ids {
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	__u8 flags;
-	__u8 _pad[7];
+	__u8 _pad[3];
+	__u32 line_hash; /* FNV of "METHOD /path" for HTTP/1.x (0 = unchecked) */
 };
 
 struct {
