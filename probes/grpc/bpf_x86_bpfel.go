@@ -106,52 +106,63 @@ type bpfSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCtxSpans                   = "ctx_spans"
-	bpfMapEvents                     = "events"
-	bpfMapGoMapScratch               = "go_map_scratch"
-	bpfMapGrpcAnnounceStats          = "grpc_announce_stats"
-	bpfMapGrpcCallCtxs               = "grpc_call_ctxs"
-	bpfMapGrpcCalls                  = "grpc_calls"
-	bpfMapGrpcScratch                = "grpc_scratch"
-	bpfMapInjectPending              = "inject_pending"
-	bpfMapStats                      = "stats"
-	bpfProgUprobeGrpcClientEntry     = "uprobe_grpc_client_entry"
-	bpfProgUprobeGrpcClientFinish    = "uprobe_grpc_client_finish"
-	bpfProgUprobeGrpcClientHeaders   = "uprobe_grpc_client_headers"
-	bpfProgUprobeGrpcOriginateStream = "uprobe_grpc_originate_stream"
-	bpfProgUprobeGrpcServerEntry     = "uprobe_grpc_server_entry"
-	bpfProgUprobeGrpcServerStatus    = "uprobe_grpc_server_status"
-	bpfVarInjectEnabled              = "inject_enabled"
-	bpfVarMapSwiss                   = "map_swiss"
-	bpfVarOffAttemptTransport        = "off_attempt_transport"
-	bpfVarOffCallhdrMethod           = "off_callhdr_method"
-	bpfVarOffCcTarget                = "off_cc_target"
-	bpfVarOffCsAttempt               = "off_cs_attempt"
-	bpfVarOffCsCallhdr               = "off_cs_callhdr"
-	bpfVarOffCsCc                    = "off_cs_cc"
-	bpfVarOffCsCtx                   = "off_cs_ctx"
-	bpfVarOffCsFinished              = "off_cs_finished"
-	bpfVarOffH2cLocal                = "off_h2c_local"
-	bpfVarOffH2cRemote               = "off_h2c_remote"
-	bpfVarOffHdrHf                   = "off_hdr_hf"
-	bpfVarOffHdrOrphaned             = "off_hdr_orphaned"
-	bpfVarOffHdrStreamId             = "off_hdr_stream_id"
-	bpfVarOffHmapB                   = "off_hmap_b"
-	bpfVarOffHmapBuckets             = "off_hmap_buckets"
-	bpfVarOffHmapOldbuckets          = "off_hmap_oldbuckets"
-	bpfVarOffServerPeer              = "off_server_peer"
-	bpfVarOffSpbCode                 = "off_spb_code"
-	bpfVarOffStatusS                 = "off_status_s"
-	bpfVarOffStreamCt                = "off_stream_ct"
-	bpfVarOffStreamCtx               = "off_stream_ctx"
-	bpfVarOffStreamMethod            = "off_stream_method"
-	bpfVarOffSwissDirlen             = "off_swiss_dirlen"
-	bpfVarOffSwissDirptr             = "off_swiss_dirptr"
-	bpfVarOffTableGroupsData         = "off_table_groups_data"
-	bpfVarOffTableGroupsMask         = "off_table_groups_mask"
-	bpfVarOffTcpaddrPort             = "off_tcpaddr_port"
-	bpfVarStreamIndirect             = "stream_indirect"
-	bpfVarUnusedGrpcEvent            = "unused_grpc_event"
+	bpfMapCtxSpans                = "ctx_spans"
+	bpfMapEvents                  = "events"
+	bpfMapGoMapScratch            = "go_map_scratch"
+	bpfMapGrpcAnnounceStats       = "grpc_announce_stats"
+	bpfMapGrpcCallCtxs            = "grpc_call_ctxs"
+	bpfMapGrpcCalls               = "grpc_calls"
+	bpfMapGrpcScratch             = "grpc_scratch"
+	bpfMapInjectPending           = "inject_pending"
+	bpfMapStats                   = "stats"
+	bpfProgUprobeGrpcAnnounce     = "uprobe_grpc_announce"
+	bpfProgUprobeGrpcAnnounceOrig = "uprobe_grpc_announce_orig"
+	bpfProgUprobeGrpcClientEntry  = "uprobe_grpc_client_entry"
+	bpfProgUprobeGrpcClientFinish = "uprobe_grpc_client_finish"
+	bpfProgUprobeGrpcServerEntry  = "uprobe_grpc_server_entry"
+	bpfProgUprobeGrpcServerStatus = "uprobe_grpc_server_status"
+	bpfVarConnKnown               = "conn_known"
+	bpfVarInjectEnabled           = "inject_enabled"
+	bpfVarMapSwiss                = "map_swiss"
+	bpfVarOffAttemptTransport     = "off_attempt_transport"
+	bpfVarOffCallhdrMethod        = "off_callhdr_method"
+	bpfVarOffCcTarget             = "off_cc_target"
+	bpfVarOffConnFd               = "off_conn_fd"
+	bpfVarOffCsAttempt            = "off_cs_attempt"
+	bpfVarOffCsCallhdr            = "off_cs_callhdr"
+	bpfVarOffCsCc                 = "off_cs_cc"
+	bpfVarOffCsCtx                = "off_cs_ctx"
+	bpfVarOffCsFinished           = "off_cs_finished"
+	bpfVarOffH2cLocal             = "off_h2c_local"
+	bpfVarOffH2cRemote            = "off_h2c_remote"
+	bpfVarOffHdrHf                = "off_hdr_hf"
+	bpfVarOffHdrOrphaned          = "off_hdr_orphaned"
+	bpfVarOffHdrStreamId          = "off_hdr_stream_id"
+	bpfVarOffHmapB                = "off_hmap_b"
+	bpfVarOffHmapBuckets          = "off_hmap_buckets"
+	bpfVarOffHmapOldbuckets       = "off_hmap_oldbuckets"
+	bpfVarOffLoopyConn            = "off_loopy_conn"
+	bpfVarOffNetfdFamily          = "off_netfd_family"
+	bpfVarOffNetfdLaddr           = "off_netfd_laddr"
+	bpfVarOffNetfdNet             = "off_netfd_net"
+	bpfVarOffNetfdRaddr           = "off_netfd_raddr"
+	bpfVarOffNetfdSotype          = "off_netfd_sotype"
+	bpfVarOffServerPeer           = "off_server_peer"
+	bpfVarOffSpbCode              = "off_spb_code"
+	bpfVarOffStatusS              = "off_status_s"
+	bpfVarOffStreamCtx            = "off_stream_ctx"
+	bpfVarOffStreamMethod         = "off_stream_method"
+	bpfVarOffSwissDirlen          = "off_swiss_dirlen"
+	bpfVarOffSwissDirptr          = "off_swiss_dirptr"
+	bpfVarOffTableGroupsData      = "off_table_groups_data"
+	bpfVarOffTableGroupsMask      = "off_table_groups_mask"
+	bpfVarOffTcpaddrIp            = "off_tcpaddr_ip"
+	bpfVarOffTcpaddrPort          = "off_tcpaddr_port"
+	bpfVarOffTcpconnConn          = "off_tcpconn_conn"
+	bpfVarStreamIndirect          = "stream_indirect"
+	bpfVarTcpaddrType             = "tcpaddr_type"
+	bpfVarTcpconnType             = "tcpconn_type"
+	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -196,12 +207,12 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	UprobeGrpcClientEntry     *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_entry"`
-	UprobeGrpcClientFinish    *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_finish"`
-	UprobeGrpcClientHeaders   *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_headers"`
-	UprobeGrpcOriginateStream *ebpf.ProgramSpec `ebpf:"uprobe_grpc_originate_stream"`
-	UprobeGrpcServerEntry     *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_entry"`
-	UprobeGrpcServerStatus    *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_status"`
+	UprobeGrpcAnnounce     *ebpf.ProgramSpec `ebpf:"uprobe_grpc_announce"`
+	UprobeGrpcAnnounceOrig *ebpf.ProgramSpec `ebpf:"uprobe_grpc_announce_orig"`
+	UprobeGrpcClientEntry  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_entry"`
+	UprobeGrpcClientFinish *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_finish"`
+	UprobeGrpcServerEntry  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_entry"`
+	UprobeGrpcServerStatus *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_status"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -223,11 +234,13 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	ConnKnown           *ebpf.VariableSpec `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.VariableSpec `ebpf:"map_swiss"`
 	OffAttemptTransport *ebpf.VariableSpec `ebpf:"off_attempt_transport"`
 	OffCallhdrMethod    *ebpf.VariableSpec `ebpf:"off_callhdr_method"`
 	OffCcTarget         *ebpf.VariableSpec `ebpf:"off_cc_target"`
+	OffConnFd           *ebpf.VariableSpec `ebpf:"off_conn_fd"`
 	OffCsAttempt        *ebpf.VariableSpec `ebpf:"off_cs_attempt"`
 	OffCsCallhdr        *ebpf.VariableSpec `ebpf:"off_cs_callhdr"`
 	OffCsCc             *ebpf.VariableSpec `ebpf:"off_cs_cc"`
@@ -241,18 +254,27 @@ type bpfVariableSpecs struct {
 	OffHmapB            *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets      *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets   *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffLoopyConn        *ebpf.VariableSpec `ebpf:"off_loopy_conn"`
+	OffNetfdFamily      *ebpf.VariableSpec `ebpf:"off_netfd_family"`
+	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdNet         *ebpf.VariableSpec `ebpf:"off_netfd_net"`
+	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffNetfdSotype      *ebpf.VariableSpec `ebpf:"off_netfd_sotype"`
 	OffServerPeer       *ebpf.VariableSpec `ebpf:"off_server_peer"`
 	OffSpbCode          *ebpf.VariableSpec `ebpf:"off_spb_code"`
 	OffStatusS          *ebpf.VariableSpec `ebpf:"off_status_s"`
-	OffStreamCt         *ebpf.VariableSpec `ebpf:"off_stream_ct"`
 	OffStreamCtx        *ebpf.VariableSpec `ebpf:"off_stream_ctx"`
 	OffStreamMethod     *ebpf.VariableSpec `ebpf:"off_stream_method"`
 	OffSwissDirlen      *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr      *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData  *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask  *ebpf.VariableSpec `ebpf:"off_table_groups_mask"`
+	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn      *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
 	StreamIndirect      *ebpf.VariableSpec `ebpf:"stream_indirect"`
+	TcpaddrType         *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
+	TcpconnType         *ebpf.VariableSpec `ebpf:"tcpconn_type"`
 	UnusedGrpcEvent     *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
@@ -305,11 +327,13 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	ConnKnown           *ebpf.Variable `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.Variable `ebpf:"map_swiss"`
 	OffAttemptTransport *ebpf.Variable `ebpf:"off_attempt_transport"`
 	OffCallhdrMethod    *ebpf.Variable `ebpf:"off_callhdr_method"`
 	OffCcTarget         *ebpf.Variable `ebpf:"off_cc_target"`
+	OffConnFd           *ebpf.Variable `ebpf:"off_conn_fd"`
 	OffCsAttempt        *ebpf.Variable `ebpf:"off_cs_attempt"`
 	OffCsCallhdr        *ebpf.Variable `ebpf:"off_cs_callhdr"`
 	OffCsCc             *ebpf.Variable `ebpf:"off_cs_cc"`
@@ -323,18 +347,27 @@ type bpfVariables struct {
 	OffHmapB            *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets      *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets   *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffLoopyConn        *ebpf.Variable `ebpf:"off_loopy_conn"`
+	OffNetfdFamily      *ebpf.Variable `ebpf:"off_netfd_family"`
+	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdNet         *ebpf.Variable `ebpf:"off_netfd_net"`
+	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffNetfdSotype      *ebpf.Variable `ebpf:"off_netfd_sotype"`
 	OffServerPeer       *ebpf.Variable `ebpf:"off_server_peer"`
 	OffSpbCode          *ebpf.Variable `ebpf:"off_spb_code"`
 	OffStatusS          *ebpf.Variable `ebpf:"off_status_s"`
-	OffStreamCt         *ebpf.Variable `ebpf:"off_stream_ct"`
 	OffStreamCtx        *ebpf.Variable `ebpf:"off_stream_ctx"`
 	OffStreamMethod     *ebpf.Variable `ebpf:"off_stream_method"`
 	OffSwissDirlen      *ebpf.Variable `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr      *ebpf.Variable `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData  *ebpf.Variable `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask  *ebpf.Variable `ebpf:"off_table_groups_mask"`
+	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn      *ebpf.Variable `ebpf:"off_tcpconn_conn"`
 	StreamIndirect      *ebpf.Variable `ebpf:"stream_indirect"`
+	TcpaddrType         *ebpf.Variable `ebpf:"tcpaddr_type"`
+	TcpconnType         *ebpf.Variable `ebpf:"tcpconn_type"`
 	UnusedGrpcEvent     *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 
@@ -342,20 +375,20 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	UprobeGrpcClientEntry     *ebpf.Program `ebpf:"uprobe_grpc_client_entry"`
-	UprobeGrpcClientFinish    *ebpf.Program `ebpf:"uprobe_grpc_client_finish"`
-	UprobeGrpcClientHeaders   *ebpf.Program `ebpf:"uprobe_grpc_client_headers"`
-	UprobeGrpcOriginateStream *ebpf.Program `ebpf:"uprobe_grpc_originate_stream"`
-	UprobeGrpcServerEntry     *ebpf.Program `ebpf:"uprobe_grpc_server_entry"`
-	UprobeGrpcServerStatus    *ebpf.Program `ebpf:"uprobe_grpc_server_status"`
+	UprobeGrpcAnnounce     *ebpf.Program `ebpf:"uprobe_grpc_announce"`
+	UprobeGrpcAnnounceOrig *ebpf.Program `ebpf:"uprobe_grpc_announce_orig"`
+	UprobeGrpcClientEntry  *ebpf.Program `ebpf:"uprobe_grpc_client_entry"`
+	UprobeGrpcClientFinish *ebpf.Program `ebpf:"uprobe_grpc_client_finish"`
+	UprobeGrpcServerEntry  *ebpf.Program `ebpf:"uprobe_grpc_server_entry"`
+	UprobeGrpcServerStatus *ebpf.Program `ebpf:"uprobe_grpc_server_status"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.UprobeGrpcAnnounce,
+		p.UprobeGrpcAnnounceOrig,
 		p.UprobeGrpcClientEntry,
 		p.UprobeGrpcClientFinish,
-		p.UprobeGrpcClientHeaders,
-		p.UprobeGrpcOriginateStream,
 		p.UprobeGrpcServerEntry,
 		p.UprobeGrpcServerStatus,
 	)

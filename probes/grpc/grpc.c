@@ -58,7 +58,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u64 off_stream_method = 0;  /* transport.Stream.method */
 volatile const __u64 off_stream_ctx = 0;     /* transport.Stream.ctx */
 volatile const __u64 off_server_peer = 0;    /* http2Server.peer (peer.Peer, Addr first) */
-volatile const __u64 off_tcpaddr_port = 24;  /* net.TCPAddr.Port */
 volatile const __u64 off_status_s = 0;       /* internal/status.Status.s */
 volatile const __u64 off_spb_code = 0;       /* genproto status.Status.Code */
 volatile const __u64 off_cc_target = 0;      /* ClientConn.target */
@@ -76,7 +75,7 @@ volatile const __u8 inject_enabled = 0;
 volatile const __u64 off_hdr_stream_id = 0;  /* headerFrame/clientHeaders.streamID */
 volatile const __u64 off_hdr_hf = 0;         /* .hf */
 volatile const __u64 off_hdr_orphaned = 0;   /* .onOrphaned */
-volatile const __u64 off_stream_ct = 0;      /* Stream.ct; ClientStream.ct from 1.69 */
+volatile const __u64 off_loopy_conn = 0;     /* loopyWriter.conn, the net.Conn frames go to */
 /* grpc-go 1.69 to 1.76: handleStream's *ServerStream embeds *Stream (a
  * pointer, its first field); before, it was handed a *Stream, and from 1.77
  * ServerStream embeds Stream by value at offset 0. */
@@ -150,7 +149,7 @@ enum grpc_announce {
 	ANNOUNCED = 0,          /* inject_pending written */
 	ANNOUNCE_APP_TP = 1,    /* the call's headers carry a traceparent already */
 	ANNOUNCE_NO_CALL = 2,   /* the stream's call was not found (started before attach, evicted) */
-	ANNOUNCE_NO_CONN = 3,   /* the connection's addresses were unreadable */
+	ANNOUNCE_NO_CONN = 3,   /* not a plain TCP connection (TLS, a wrapper), or unreadable */
 	ANNOUNCE_UNCHECKED = 4, /* more header fields than the scan covers */
 	ANNOUNCE_MAX = 8,
 };
@@ -306,44 +305,15 @@ int uprobe_grpc_server_status(struct pt_regs *ctx)
 	return 0;
 }
 
-/*
- * A net.Addr's data word holding a *net.TCPAddr{IP []byte; Port int; Zone}:
- * the address as IPv4-mapped IPv6 for IPv4, and the port. Another type
- * (a *net.UnixAddr, say) fails the shape checks: an IP of 4 or 16 bytes
- * whose capacity, as net makes it, is no more than 16, and a port in 1 to
- * 65535. Returns 0 when read.
- */
-static __always_inline int tcpaddr_read(__u64 addr, __u8 ip[16], __u16 *port)
-{
-	struct go_slice s = {};
-	if (!addr || bpf_probe_read_user(&s, sizeof(s), (void *)addr) != 0)
-		return -1;
-	if ((s.len != 4 && s.len != 16) || s.cap < s.len || s.cap > 16)
-		return -1;
-	__s64 p = 0;
-	if (bpf_probe_read_user(&p, sizeof(p), (void *)(addr + off_tcpaddr_port)) != 0 || p <= 0 || p > 65535)
-		return -1;
-	if (s.len == 4) {
-		__builtin_memset(ip, 0, 10);
-		ip[10] = 0xff;
-		ip[11] = 0xff;
-		if (bpf_probe_read_user(ip + 12, 4, s.ptr) != 0)
-			return -1;
-	} else if (bpf_probe_read_user(ip, 16, s.ptr) != 0) {
-		return -1;
-	}
-	*port = p;
-	return 0;
-}
-
-/* The connection of an *http2Client, from its two addresses: 0 when read. */
+/* The connection of an *http2Client, from its two addresses (net.Addr
+ * interfaces holding *net.TCPAddr, read by conn.h): 0 when read. */
 static __always_inline int transport_conn(struct conn_tuple *c, __u64 t)
 {
 	if (!t || !off_h2c_local || !off_h2c_remote)
 		return -1;
 	struct conn_tuple tmp = {};
-	if (tcpaddr_read(go_word_at((void *)(t + off_h2c_local + 8)), tmp.local_ip, &tmp.local_port) != 0 ||
-	    tcpaddr_read(go_word_at((void *)(t + off_h2c_remote + 8)), tmp.remote_ip, &tmp.remote_port) != 0)
+	if (!go_tcp_addr(t + off_h2c_local, tmp.local_ip, &tmp.local_port) ||
+	    !go_tcp_addr(t + off_h2c_remote, tmp.remote_ip, &tmp.remote_port))
 		return -1;
 	*c = tmp;
 	return 0;
@@ -420,8 +390,9 @@ static __always_inline int hf_has_traceparent(struct go_slice *hf)
 	return 0;
 }
 
-/* hdr: the stream's *headerFrame (originateStream) or *clientHeaders. */
-static __always_inline int announce_stream(struct pt_regs *ctx, __u64 hdr)
+/* l: the *loopyWriter; hdr: the stream's *headerFrame (originateStream)
+ * or *clientHeaders. */
+static __always_inline int announce_stream(__u64 l, __u64 hdr)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct go_slice hf = {};
@@ -446,8 +417,12 @@ static __always_inline int announce_stream(struct pt_regs *ctx, __u64 hdr)
 		announce_count(ANNOUNCE_NO_CALL);
 		return 0;
 	}
+	/* The connection loopy writes to: only a plain *net.TCPConn (a TLS
+	 * conn's bytes are encrypted before the socket sees them). */
 	struct inject_key ik = {.pid = pid, .stream = sid};
-	if (transport_conn(&ik.conn, go_word_at((void *)(s + off_stream_ct))) != 0) {
+	__u64 conn[2] = {};
+	if (bpf_probe_read_user(conn, sizeof(conn), (void *)(l + off_loopy_conn)) != 0 ||
+	    !go_tcp_conn(conn[0], conn[1], &ik.conn)) {
 		announce_count(ANNOUNCE_NO_CONN);
 		return 0;
 	}
@@ -577,7 +552,7 @@ int uprobe_grpc_announce(struct pt_regs *ctx)
 {
 	/* clientHeaderHandler(l, hdr) */
 	stat_inc(STAT_HITS);
-	return announce_stream(ctx, GO_ARG2(ctx));
+	return announce_stream(GO_ARG1(ctx), GO_ARG2(ctx));
 }
 
 SEC("uprobe/grpc_announce_orig")
@@ -585,5 +560,5 @@ int uprobe_grpc_announce_orig(struct pt_regs *ctx)
 {
 	/* originateStream(l, str, hdr), grpc-go 1.81 and older */
 	stat_inc(STAT_HITS);
-	return announce_stream(ctx, GO_ARG3(ctx));
+	return announce_stream(GO_ARG1(ctx), GO_ARG3(ctx));
 }

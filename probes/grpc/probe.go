@@ -76,6 +76,8 @@ var Probe = probes.Spec{
 			{Const: "off_attempt_transport", Struct: grpcPkg + ".csAttempt", Field: "transport", Optional: true},
 			{Const: "off_h2c_local", Struct: transport + ".http2Client", Field: "localAddr", Optional: true},
 			{Const: "off_h2c_remote", Struct: transport + ".http2Client", Field: "remoteAddr", Optional: true},
+			{Const: "off_tcpaddr_ip", Struct: "net.TCPAddr", Field: "IP"},
+			{Const: "off_tcpaddr_port", Struct: "net.TCPAddr", Field: "Port"},
 		},
 		Optional: true,
 	}, {
@@ -87,6 +89,7 @@ var Probe = probes.Spec{
 		Symbol:   transport + ".(*loopyWriter).clientHeaderHandler",
 		Entry:    "uprobe_grpc_announce",
 		Fields:   headerFields(transport + ".clientHeaders"),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
 		Optional: true,
 		Feature:  probes.FeatureInject,
 	}, {
@@ -94,6 +97,7 @@ var Probe = probes.Spec{
 		Symbol:   transport + ".(*loopyWriter).originateStream",
 		Entry:    "uprobe_grpc_announce_orig",
 		Fields:   headerFields(transport + ".headerFrame"),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
 		Optional: true,
 		Feature:  probes.FeatureInject,
 	}},
@@ -101,6 +105,7 @@ var Probe = probes.Spec{
 		{Const: "off_status_s", Struct: "google.golang.org/grpc/internal/status.Status", Field: "s"},
 		{Const: "off_spb_code", Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Code"},
 	},
+	Types:       probes.ConnTypes,
 	ReadsGoMaps: true,
 	Tune:        tune,
 	Shared:      []string{"ctx_spans", "inject_pending", "grpc_announce_stats"},
@@ -112,21 +117,17 @@ var Probe = probes.Spec{
 }
 
 // headerFields are the fields the client headers hook reads from hdr, a
-// *headerFrame or *clientHeaders, and from the stream it belongs to.
+// *headerFrame or *clientHeaders, from the stream it belongs to and from
+// the connection loopy writes to.
 func headerFields(hdr string) []probes.Field {
-	return []probes.Field{
+	return append([]probes.Field{
 		{Const: "off_hdr_stream_id", Struct: hdr, Field: "streamID"},
 		{Const: "off_hdr_hf", Struct: hdr, Field: "hf"},
 		{Const: "off_hdr_orphaned", Struct: hdr, Field: "onOrphaned"},
 		{Const: "off_stream_ctx", Struct: transport + ".Stream", Field: "ctx"},
 		{Const: "off_cs_ctx", Struct: grpcPkg + ".clientStream", Field: "ctx"},
-		{Const: "off_h2c_local", Struct: transport + ".http2Client", Field: "localAddr"},
-		{Const: "off_h2c_remote", Struct: transport + ".http2Client", Field: "remoteAddr"},
-		// The stream's *http2Client: a field of Stream up to grpc-go 1.68,
-		// of ClientStream (which embeds Stream) from 1.69.
-		{Const: "off_stream_ct", Struct: transport + ".Stream", Field: "ct", Optional: true},
-		{Const: "off_stream_ct", Struct: transport + ".ClientStream", Field: "ct", Optional: true},
-	}
+		{Const: "off_loopy_conn", Struct: transport + ".loopyWriter", Field: "conn"},
+	}, probes.ConnFields...)
 }
 
 // tune sets the layout switch of grpc-go 1.69 to 1.76 (see grpc.c).
@@ -175,7 +176,7 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 		Flags: e.Sc.TraceFlags, Traceparent: event.TraceparentState(e.Sc.TpState),
 	}
 	if !ev.Server {
-		ev.Conn = connOf(&e.Conn)
+		ev.Conn = probes.ConnTuple(e.Conn.LocalIp, e.Conn.RemoteIp, e.Conn.LocalPort, e.Conn.RemotePort)
 	}
 	if n := int(e.IpLen); n == 4 || n == 16 {
 		if ip, ok := netip.AddrFromSlice(e.Ip[:n]); ok {
@@ -185,11 +186,39 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 	return ev, nil
 }
 
-// connOf decodes a conn_tuple; zero when either end is unknown.
-func connOf(c *bpfConnTuple) event.Conn {
-	if c.LocalPort == 0 || c.RemotePort == 0 {
-		return event.Conn{}
+// AnnounceStats names the counters of the client headers hook
+// (--inject-context), in the order of grpc.c's enum grpc_announce: what
+// became of each client stream it saw.
+var AnnounceStats = []struct {
+	Name   string // AnnounceCounts' key
+	Result string // "announced" or "skipped"
+	Reason string
+}{
+	{"announced", "announced", "grpc"},
+	{"app_traceparent", "skipped", "grpc_app_traceparent"},
+	{"no_call", "skipped", "grpc_no_call"},
+	{"not_tcp", "skipped", "grpc_not_tcp"},
+	{"unchecked", "skipped", "grpc_unchecked"},
+}
+
+// AnnounceCounts returns the counters of AnnounceStats by name, summed over
+// every target; nil when no gRPC probe was loaded.
+func AnnounceCounts(m *probes.Manager) (map[string]uint64, error) {
+	mp, err := m.Shared("grpc_announce_stats")
+	if err != nil || mp == nil {
+		return nil, err
 	}
-	l, r := netip.AddrFrom16(c.LocalIp).Unmap(), netip.AddrFrom16(c.RemoteIp).Unmap()
-	return event.Conn{Local: netip.AddrPortFrom(l, c.LocalPort), Remote: netip.AddrPortFrom(r, c.RemotePort)}
+	out := make(map[string]uint64, len(AnnounceStats))
+	for slot, s := range AnnounceStats {
+		var per []uint64
+		if err := mp.Lookup(uint32(slot), &per); err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.Name, err)
+		}
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		out[s.Name] = n
+	}
+	return out, nil
 }

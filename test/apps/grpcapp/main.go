@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -232,12 +233,14 @@ func main() {
 	// once, each from its own goroutine with the one request context (an
 	// errgroup-style fan-out), and answers 200 with their codes in order,
 	// comma-separated. @K sends a call on connection K (default 0), each
-	// its own ClientConn.
+	// its own ClientConn; a call ending in +tp carries the request's tp
+	// parameter as its own "traceparent" metadata, as an application with
+	// an SDK would.
 	mux.HandleFunc("/fanout", func(w http.ResponseWriter, r *http.Request) {
 		calls := strings.Split(r.URL.Query().Get("calls"), ",")
 		conns := make([]*grpc.ClientConn, len(calls))
 		for i, c := range calls {
-			_, at, _ := strings.Cut(c, "@")
+			_, at, _ := strings.Cut(strings.TrimSuffix(c, "+tp"), "@")
 			k, _ := strconv.Atoi(at)
 			var err error
 			if conns[i], err = dial(r.URL.Query().Get("target"), k); err != nil {
@@ -249,15 +252,20 @@ func main() {
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for i, c := range calls {
-			c, _, _ = strings.Cut(c, "@")
+			ctx := r.Context()
+			if c, ok := strings.CutSuffix(c, "+tp"); ok {
+				calls[i] = c
+				ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", r.URL.Query().Get("tp"))
+			}
+			c, _, _ := strings.Cut(calls[i], "@")
 			method, arg, _ := strings.Cut(c, ":")
 			n, _ := strconv.Atoi(arg)
 			wg.Add(1)
-			go func(i int, conn *grpc.ClientConn, method string, n int) {
+			go func(i int, ctx context.Context, conn *grpc.ClientConn, method string, n int) {
 				defer wg.Done()
 				<-start // all in flight together
-				got[i] = call(r.Context(), conn, method, n).String()
-			}(i, conns[i], method, n)
+				got[i] = call(ctx, conn, method, n).String()
+			}(i, ctx, conns[i], method, n)
 		}
 		close(start)
 		wg.Wait()

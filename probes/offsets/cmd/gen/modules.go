@@ -52,8 +52,8 @@ var moduleFields = []struct {
 	strct  string
 	names  []string
 }{
-	{grpcModule, grpcModule + "/internal/transport.Stream", []string{"method", "ctx", "ct"}},
-	{grpcModule, grpcModule + "/internal/transport.ClientStream", []string{"ct"}},
+	{grpcModule, grpcModule + "/internal/transport.Stream", []string{"method", "ctx"}},
+	{grpcModule, grpcModule + "/internal/transport.loopyWriter", []string{"conn"}},
 	{grpcModule, grpcModule + "/internal/transport.http2Server", []string{"peer"}},
 	{grpcModule, grpcModule + "/internal/transport.http2Client", []string{"localAddr", "remoteAddr"}},
 	{grpcModule, grpcModule + "/internal/transport.headerFrame", []string{"streamID", "hf", "onOrphaned"}},
