@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/grpc"
@@ -189,5 +191,36 @@ func TestAnnounce(t *testing.T) {
 		runs["uprobe_grpc_announce_orig"] - runsBefore["uprobe_grpc_announce_orig"]
 	if hits != 17 {
 		t.Errorf("the announcing program ran %d times for 17 calls, want 17", hits)
+	}
+	logRunTime(t, "uprobe_grpc_announce", "uprobe_grpc_client_entry", "uprobe_grpc_client_finish")
+}
+
+// logRunTime logs the mean run time of the named programs this process
+// holds (the kernel's run statistics, on while RunStats is).
+func logRunTime(t *testing.T, names ...string) {
+	ids, err := harness.ProgramIDs(os.Getpid())
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	runs, ns := map[string]uint64{}, map[string]time.Duration{}
+	for _, id := range ids {
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err1 := p.Info()
+		st, err2 := p.Stats()
+		p.Close()
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		runs[info.Name] += st.RunCount
+		ns[info.Name] += st.Runtime
+	}
+	for _, n := range names {
+		if runs[n] > 0 {
+			t.Logf("%s: %d runs, %v each in the program", n, runs[n], ns[n]/time.Duration(runs[n]))
+		}
 	}
 }
