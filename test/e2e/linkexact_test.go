@@ -143,6 +143,11 @@ func TestSameNodeLinkingExact(t *testing.T) {
 			}
 		}
 		if t.Failed() {
+			if text, err := s.agent.Metrics(); err == nil {
+				for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous", "no_conn"} {
+					t.Logf("unlinked %s: %v", r, scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`))
+				}
+			}
 			for _, sp := range got {
 				t.Logf("%s %v trace=%s span=%s parent=%s peer=%v:%v local=%v:%v %s–%s", sp.Resource["service.name"], sp.Kind, sp.TraceID[:8], sp.SpanID, sp.ParentSpanID,
 					sp.Attrs["client.address"], sp.Attrs["client.port"], sp.Attrs["network.local.address"], sp.Attrs["network.local.port"],
