@@ -57,7 +57,8 @@ func SocketOwner(server int, peer netip.AddrPort, pids []int) (pid int, onNode b
 // any watched process's namespace, but only as the exact other end of the
 // connection: local address the peer, remote address the server's end of
 // it (as the server's namespace lists it). When the server's end is no
-// longer listed, only its own namespace is searched.
+// longer listed, only its own namespace is searched, for a client end
+// facing an address the server listens on.
 //
 // A client end found open belongs to the watched process of its namespace
 // that has it among its open files, or to an unwatched process (0, false).
@@ -142,6 +143,14 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 			}
 			for _, sk := range tableOf(ns, via).byLocal[peer] {
 				if len(servers) > 0 && !endOf(sk, servers) {
+					continue
+				}
+				// The server's end is gone (only its own namespace is
+				// searched then): the client end must at least face an
+				// address the server listens on. Another socket on the
+				// peer's port towards elsewhere (the kernel shares a
+				// local port between destinations) is not this one.
+				if len(servers) == 0 && !listensOn(tableOf(home, c.Server), c.Server, sk.remote, holds) {
 					continue
 				}
 				ends = append(ends, SocketHolder{OnNode: true, Conn: Conn{NetNS: ns, Local: sk.local, Remote: sk.remote}})

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -106,5 +107,59 @@ func TestSocketOwnerClosed(t *testing.T) {
 	}
 	if got.PID != 0 || !got.OnNode || len(got.Neighbours) != 1 || got.Neighbours[0] != os.Getpid() || got.Conn.Local != local {
 		t.Errorf("closed client end %s: %+v, want on node, no owner, neighbours [%d]", local, got, os.Getpid())
+	}
+}
+
+// Two closed client ends on one local port (the kernel shares a port
+// between destinations), one towards the server's listener, one towards
+// an address nobody listens on any more, and the server's own end gone:
+// the one facing the server's listener is the connection.
+func TestSocketOwnerClosedSharedPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reuse := func(network, address string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+		return serr
+	}
+	first, err := (&net.Dialer{Control: reuse}).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := netip.MustParseAddrPort(first.LocalAddr().String())
+	second, err := (&net.Dialer{Control: reuse, LocalAddr: net.TCPAddrFromAddrPort(local)}).Dial("tcp", other.Addr().String())
+	if err != nil {
+		t.Skipf("no second connection from %s: %v", local, err)
+	}
+	var srvs []net.Conn
+	for _, l := range []net.Listener{ln, other} {
+		srv, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvs = append(srvs, srv)
+	}
+	other.Close()
+	first.Close() // the clients close first: both ends go to TIME_WAIT
+	second.Close()
+	for _, srv := range srvs {
+		srv.Close() // and the server's ends are gone
+	}
+	var got SocketHolder
+	for i := 0; i < 100; i++ {
+		if got = SocketOwners([]Accepted{{os.Getpid(), local}}, []int{os.Getpid()})[0]; got.OnNode {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !got.OnNode || got.Conn.Local != local || got.Conn.Remote.String() != ln.Addr().String() {
+		t.Errorf("closed client end %s: %+v, want on node, towards %s", local, got, ln.Addr())
 	}
 }

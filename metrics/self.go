@@ -36,8 +36,11 @@ type SelfStats struct {
 	// SpansAmbiguous are server spans exported unlinked because more than
 	// one call of their caller could have been theirs.
 	SpansAmbiguous uint64
-	LinkOverflow   uint64 // traces released early: the linker held too many spans
-	SpansHeld      int    // spans waiting for their trace to settle
+	// SpansNoConn are server spans exported unlinked because their
+	// caller's call did not say which connection it went out on.
+	SpansNoConn  uint64
+	LinkOverflow uint64 // traces released early: the linker held too many spans
+	SpansHeld    int    // spans waiting for their trace to settle
 
 	SamplingDecisions      map[string]uint64 // reason -> count
 	SamplingRates          []SamplingRate
@@ -111,13 +114,13 @@ var (
 	descThinned  = desc("golens_spans_thinned_total", "Healthy-path spans dropped by backpressure, by the level that dropped them (their sum is golens_spans_dropped_total{reason=\"backpressure\"}).", "level")
 	descFailed   = desc("golens_spans_failed_total", "Spans lost because the exporter returned an error.")
 	descLinked   = desc("golens_spans_linked_total", "Server spans joined to their caller's trace by TCP connection on this node.")
-	descUnlinked = desc("golens_spans_unlinked_total", "Server spans exported as their own trace though their caller may be a watched process on this node, by reason: no_client_span (the caller's client span was not found in time), lookup_busy (the socket owner lookup could not answer in time), ambiguous (more than one call of the caller could have been theirs: not guessed).", "reason")
+	descUnlinked = desc("golens_spans_unlinked_total", "Server spans exported as their own trace though their caller may be a watched process on this node, by reason: no_client_span (the caller's client span was not found in time), lookup_busy (the socket owner lookup could not answer in time), ambiguous (more than one call on their connection could have been theirs: not guessed), no_conn (the caller's call did not say which connection it used: never paired).", "reason")
 	descLinkOver = desc("golens_link_overflow_total", "Traces released before their caller was found because the linker held too many spans.")
 	descHeld     = desc("golens_spans_held", "Spans waiting for their trace to settle (linking, sampling window).")
 	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
 	descRate     = desc("golens_sampling_probability", "Effective root sampling probability per service and operation (empty operation: the service default), after SLA scaling.", "service_name", "operation")
 	descReloads  = desc("golens_sampling_reloads_total", "Sampling strategies files applied.")
-	descInject   = desc("golens_inject_total", "What --inject-context did on the wire: result=injected (reason http1 or http2: a traceparent added to a request), or result=skipped with why the request or connection went out untouched (push_failed: the kernel refused the insertion; http1_no_announcement: an HTTP/1.x request line with nothing announced for its connection (not a *net.TCPConn, or the application set traceparent); http1_mismatch, http1_no_line: another request line than the announced one, or none at the start of the send; http1_unsent, h2_unsent: an announced request or stream that never went out as announced; h2_frame_split, h2_too_large, h2_malformed: an announced HTTP/2 header block that spans sends, would grow past 16384 bytes, or has bad padding; h2_too_many_frames, h2_bad_frame, h2_pull_failed, h2_preface_split, h2_resent: an HTTP/2 connection given up, every later byte untouched; no_state: the kernel had no storage for a connection's state).", "result", "reason")
+	descInject   = desc("golens_inject_total", "What --inject-context did on the wire: result=injected (reason http1 or http2: a traceparent added to a request), or result=skipped with why the request or connection went out untouched (push_failed: the kernel refused the insertion; http1_no_announcement: an HTTP/1.x request line with nothing announced for its connection (not a *net.TCPConn, or the application set traceparent); http1_mismatch, http1_no_line: another request line than the announced one, or none at the start of the send; http1_unsent, h2_unsent: an announced request or stream that never went out as announced; h2_frame_split, h2_too_large, h2_malformed: an announced HTTP/2 header block that spans sends, would grow past 16384 bytes, or has bad padding; h2_too_many_frames, h2_bad_frame, h2_pull_failed, h2_preface_split, h2_resent: an HTTP/2 connection given up, every later byte untouched; no_state: the kernel had no storage for a connection's state; grpc_app_traceparent: a gRPC call whose application set traceparent metadata itself; grpc_no_call, grpc_not_tcp, grpc_unchecked: a gRPC client stream not announced because its call was not found, its connection is not a plain TCP one (TLS), or it has more header fields than are checked for a traceparent).", "result", "reason")
 	descK8sAPI   = desc("golens_kubernetes_api_reachable", "1 while the Kubernetes API server answers golens' pod watch, 0 while it does not (the known pods stay instrumented).")
 	descK8sPods  = desc("golens_kubernetes_pods", "Pods bound to this node that golens knows from the API server.")
 	descExecs    = desc("golens_discovery_execs_total", "Program executions (exec) the kernel reported to discovery.")
@@ -173,6 +176,7 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUnlinked, s.SpansUnlinked, "no_client_span")
 	counter(descUnlinked, s.SpansLookupBusy, "lookup_busy")
 	counter(descUnlinked, s.SpansAmbiguous, "ambiguous")
+	counter(descUnlinked, s.SpansNoConn, "no_conn")
 	counter(descLinkOver, s.LinkOverflow)
 	gauge(descHeld, s.SpansHeld+s.SamplingHeld)
 	for r, n := range s.SamplingDecisions {

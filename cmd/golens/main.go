@@ -201,7 +201,7 @@ func run(args []string) int {
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
 			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansUnexported: ts.Unexported, SpansFailed: ts.Failed,
-			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, LinkOverflow: ts.Overflow,
+			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, SpansNoConn: ts.NoConn, LinkOverflow: ts.Overflow,
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 			PressureLevel: ts.PressureLevel, SpansThinned: ts.Thinned, PressureEntered: ts.PressureEntered,
 		}
@@ -209,6 +209,14 @@ func run(args []string) int {
 			st := injector.Stats()
 			for _, c := range nethttp.InjectStats {
 				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: st[c.Name]})
+			}
+			// gRPC client streams the uprobe side did not announce.
+			if an, err := grpcprobe.AnnounceCounts(mgr); err == nil && an != nil {
+				for _, c := range grpcprobe.AnnounceStats {
+					if c.Result == "skipped" {
+						s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: an[c.Name]})
+					}
+				}
 			}
 		}
 		s.KernelFeatures = make(map[string]bool, len(kern))
