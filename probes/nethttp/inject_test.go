@@ -2,14 +2,20 @@ package nethttp
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,8 +436,9 @@ func TestInjectHTTP2(t *testing.T) {
 	t.Run("split across sends", func(t *testing.T) {
 		// Go's bufio writers cut frames anywhere: a DATA frame cut in
 		// three sends keeps the walk aligned (the next HEADERS frame is
-		// injected); an announced HEADERS frame cut in two is left as it
-		// is, counted, and the walk goes on to inject the one after.
+		// injected); an announced HEADERS frame cut in two, or whose
+		// 9-byte header is cut in three, is left as it is, counted, and
+		// the walk goes on to inject the ones after.
 		c := s.dial(t)
 		f := newFrames()
 		f.fr.WriteData(1, false, bytes.Repeat([]byte("\x00\x00\x10\x01\x04\x00\x00\x00\x03GET / HTTP/1.1\r\n"), 200))
@@ -445,23 +452,41 @@ func TestInjectHTTP2(t *testing.T) {
 		b7 := f.block(request("/after-split"))
 		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: b7, EndHeaders: true})
 		h7 := f.take()
+		// A frame header itself cut (bufio flushes when full, wherever
+		// that is): the frame cannot grow, the walk goes on.
+		b9 := f.block(request("/header-split"))
+		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 9, BlockFragment: b9, EndHeaders: true})
+		h9 := f.take()
+		f.fr.WriteData(1, false, []byte("0123456789"))
+		d1 := f.take()
+		b11 := f.block(request("/after-header-split"))
+		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 11, BlockFragment: b11, EndHeaders: true})
+		h11 := f.take()
 
-		id3, id5, id7 := newIDs(3), newIDs(5), newIDs(7)
+		id3, id5, id7, id11 := newIDs(3), newIDs(5), newIDs(7), newIDs(11)
 		announce(t, in, c, 3, id3, 0)
 		announce(t, in, c, 5, id5, 0)
 		announce(t, in, c, 7, id7, 0)
+		announce(t, in, c, 9, newIDs(9), 0)
+		announce(t, in, c, 11, id11, 0)
 		parts := [][]byte{
 			append([]byte(preface), data[:1000]...),
 			data[1000:2000],
 			append(append([]byte(nil), data[2000:]...), h3...),
 			h5[:20],
-			append(append([]byte(nil), h5[20:]...), h7...),
+			append(append(append([]byte(nil), h5[20:]...), h7...), h9[:2]...),
+			h9[2:5],
+			append(append([]byte(nil), h9[5:]...), d1[:8]...),
+			append(append([]byte(nil), d1[8:]...), h11...),
 		}
 		got := s.send(t, c, parts...)
 		want := append([]byte(preface), data...)
 		want = append(want, rawFrame(1, 0x4, 3, append(append([]byte(nil), b3...), id3.field()...))...)
 		want = append(want, h5...)
 		want = append(want, rawFrame(1, 0x4, 7, append(append([]byte(nil), b7...), id7.field()...))...)
+		want = append(want, h9...)
+		want = append(want, d1...)
+		want = append(want, rawFrame(1, 0x4, 11, append(append([]byte(nil), b11...), id11.field()...))...)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("received\n%x\nwant\n%x", got, want)
 		}
@@ -469,7 +494,7 @@ func TestInjectHTTP2(t *testing.T) {
 		if tp := d.headers[5]; !reflect.DeepEqual(tp, request("/split")) {
 			t.Errorf("stream 5 headers %v, want them unchanged", tp)
 		}
-		base = checkStats(t, in, base, map[string]uint64{"injected_http2": 2, "h2_frame_split": 1})
+		base = checkStats(t, in, base, map[string]uint64{"injected_http2": 3, "h2_frame_split": 2})
 	})
 
 	t.Run("too large", func(t *testing.T) {
@@ -493,16 +518,13 @@ func TestInjectHTTP2(t *testing.T) {
 
 	t.Run("lost", func(t *testing.T) {
 		// Alignment given up, every later byte untouched, counted once
-		// per connection: a frame header cut between sends; a frame a
-		// client cannot send; the preface itself cut.
+		// per connection: a frame a client cannot send; more frames in
+		// one send than walked; the preface itself cut.
 		for _, c := range []struct {
 			name   string
 			parts  func(h []byte) [][]byte
 			reason string
 		}{
-			{"header split", func(h []byte) [][]byte {
-				return [][]byte{append([]byte(preface), h[:4]...), h[4:], h}
-			}, "h2_header_split"},
 			{"bad frame", func(h []byte) [][]byte {
 				return [][]byte{append([]byte(preface), rawFrame(9, 0x4, 1, []byte{0x82})...), h}
 			}, "h2_bad_frame"},
@@ -601,7 +623,15 @@ func TestInjectHTTP1(t *testing.T) {
 // leave its bytes as they are; otherwise it injects exactly.
 func TestInjectHTTP2BackPressure(t *testing.T) {
 	in := startTestInjector(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// A small receive buffer from the start (accepted sockets inherit
+	// the listener's), so the window closes and the client's send buffer
+	// fills while the reader sleeps.
+	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
+		})
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -669,4 +699,185 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 		checkStats(t, in, base, map[string]uint64{"injected_http2": 1})
 	}
 	decode(t, b)
+}
+
+// announcingConn plays the client probe for a real Go HTTP/2 client: it
+// follows the frames the transport writes and, before the bytes of a
+// HEADERS frame reach the socket, announces its stream.
+type announcingConn struct {
+	*net.TCPConn
+	t     *testing.T
+	in    *Injector
+	mu    sync.Mutex
+	seen  int    // bytes of the stream so far
+	next  int    // where the next frame header starts
+	carry []byte // a frame header cut by the last write
+}
+
+func (c *announcingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == 0 {
+		c.next = len(preface)
+	}
+	buf := append(append([]byte(nil), c.carry...), p...)
+	base := c.seen - len(c.carry) // stream offset of buf[0]
+	c.carry = nil
+	for c.next >= base && c.next-base < len(buf) {
+		at := c.next - base
+		if at+9 > len(buf) {
+			c.carry = buf[at:]
+			break
+		}
+		h := buf[at : at+9]
+		n := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+		if h[3] == 0x1 { // HEADERS
+			sid := uint32(h[5]&0x7f)<<24 | uint32(h[6])<<16 | uint32(h[7])<<8 | uint32(h[8])
+			announce(c.t, c.in, c.TCPConn, sid, idsFor(sid), 0)
+		}
+		c.next += 9 + n
+	}
+	c.seen += len(p)
+	return c.TCPConn.Write(p)
+}
+
+func idsFor(sid uint32) ids {
+	id := newIDs(byte(sid))
+	binary.BigEndian.PutUint32(id.trace[12:], sid)
+	binary.BigEndian.PutUint32(id.span[4:], sid)
+	return id
+}
+
+// A real net/http HTTP/2 (h2c) client and server: 16 concurrent POSTs
+// with bodies, several rounds on one connection, so bufio cuts frames
+// wherever it flushes. Every request that arrives with a traceparent has
+// its own stream's; the rest are exactly the ones counted as split; the
+// connection is never given up and every body arrives intact.
+func TestInjectHTTP2RealClient(t *testing.T) {
+	in := startTestInjector(t)
+	base := in.Stats()
+	var mu sync.Mutex
+	got := map[string]string{} // request id -> traceparent received
+	var bad []string
+	srv := &http.Server{
+		Protocols: new(http.Protocols),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			rid := r.Header.Get("x-id")
+			mu.Lock()
+			defer mu.Unlock()
+			if r.ProtoMajor != 2 || !bytes.Equal(body, bodyFor(rid)) {
+				bad = append(bad, fmt.Sprintf("%s: proto %d, body of %d bytes", rid, r.ProtoMajor, len(body)))
+			}
+			if _, dup := got[rid]; dup {
+				bad = append(bad, rid+" twice")
+			}
+			got[rid] = r.Header.Get("traceparent")
+		}),
+	}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	var dials atomic.Int32
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp4", addr)
+		if err != nil {
+			return nil, err
+		}
+		dials.Add(1)
+		return &announcingConn{TCPConn: c.(*net.TCPConn), t: t, in: in}, nil
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	// One connection first, so that all the rounds share it.
+	warm, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/same/path", bytes.NewReader(bodyFor("warm")))
+	warm.Header.Set("x-id", "warm")
+	resp, err := client.Do(warm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	const n, rounds = 16, 4
+	for r := 0; r < rounds; r++ {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			rid := fmt.Sprintf("r%d-%d", r, i)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/same/path", bytes.NewReader(bodyFor(rid)))
+				req.Header.Set("x-id", rid)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("%s: status %d", rid, resp.StatusCode)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	if d := dials.Load(); d != 1 {
+		t.Errorf("%d connections, want 1", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if len(got) != n*rounds+1 {
+		t.Fatalf("%d requests arrived, want %d", len(got), n*rounds+1)
+	}
+	seen := map[string]bool{}
+	var with, without uint64
+	for rid, tp := range got {
+		if tp == "" {
+			without++
+			continue
+		}
+		with++
+		ok := false
+		for s := uint32(1); s < 2*n*rounds+4; s += 2 {
+			ok = ok || tp == idsFor(s).traceparent()
+		}
+		if !ok || seen[tp] {
+			t.Errorf("%s arrived with traceparent %q: not one announced, or twice", rid, tp)
+		}
+		seen[tp] = true
+	}
+	st := in.Stats()
+	if d := st["injected_http2"] - base["injected_http2"]; d != with {
+		t.Errorf("injected_http2 %d, but %d requests arrived with a traceparent", d, with)
+	}
+	if d := st["h2_frame_split"] - base["h2_frame_split"]; d != without {
+		t.Errorf("h2_frame_split %d, but %d requests arrived without a traceparent", d, without)
+	}
+	for _, s := range InjectStats {
+		if s.Name != "injected_http2" && s.Name != "h2_frame_split" && s.Name != "http1_unsent" && s.Name != "h2_unsent" {
+			if d := st[s.Name] - base[s.Name]; d != 0 {
+				t.Errorf("counter %s: %d, want 0", s.Name, d)
+			}
+		}
+	}
+	t.Logf("%d of %d requests injected, %d with their HEADERS frame cut between sends", with, len(got), without)
+}
+
+func bodyFor(rid string) []byte {
+	return bytes.Repeat([]byte(rid+";"), 3000)
 }
