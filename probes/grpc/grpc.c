@@ -35,8 +35,10 @@
  * cs.ctx, which newAttemptLocked registered, so the call is found by
  * identity up the context chain, never by method or time. The announcement
  * inject_pending[{pid, stream id, connection}] is made before the frame can
- * be written; the sk_msg program consumes it. A call whose headers already
- * carry a traceparent (the application set it) is not announced.
+ * be written; the sk_msg program consumes it. The connection is the one loopy
+ * writes to (loopyWriter.conn), announced only when it is a plain
+ * *net.TCPConn. A call whose headers already carry a traceparent (the
+ * application set it) is not announced.
  */
 #include "types.h"
 #include "go_abi.h"
@@ -148,7 +150,8 @@ struct {
 enum grpc_announce {
 	ANNOUNCED = 0,          /* inject_pending written */
 	ANNOUNCE_APP_TP = 1,    /* the call's headers carry a traceparent already */
-	ANNOUNCE_NO_CALL = 2,   /* the stream's call was not found (started before attach, evicted) */
+	ANNOUNCE_NO_CALL = 2,   /* no call of newAttemptLocked's for the stream: one grpc-go opens itself
+	                         * (a health check), started before attach, or evicted */
 	ANNOUNCE_NO_CONN = 3,   /* not a plain TCP connection (TLS, a wrapper), or unreadable */
 	ANNOUNCE_UNCHECKED = 4, /* more header fields than the scan covers */
 	ANNOUNCE_MAX = 8,
