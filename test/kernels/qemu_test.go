@@ -225,6 +225,7 @@ const (
 var guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
+echo "T init $(cat /proc/uptime)"
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -244,25 +245,33 @@ if [ "$(cat /inject-refused)" = 1 ]; then
 	sed 's/^/inject: /' /tmp/inject.log /tmp/inject.out
 	inject=
 fi
-/golens --pid $app $inject --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+cellpids=
+[ -f /cells.sh ] && . /cells.sh
+/golens --pid $app $cellpids $inject --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
 agent=$!
+echo "T agent-start $(cat /proc/uptime)"
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
 	i=$((i+1)); [ $i -gt 600 ] && break
 	kill -0 $agent 2>/dev/null || break
 	sleep 0.1
 done
+echo "T ready $(cat /proc/uptime)"
 ok=0
 for n in $(seq ` + strconv.Itoa(guestOK) + `); do
 	wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/hello && ok=$((ok+1))
 done
 echo "guest: served $ok"
 wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/status/503
+echo "T main-done $(cat /proc/uptime)"
+[ -f /cells.sh ] && cells_drive
+echo "T cells-done $(cat /proc/uptime)"
 wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
 grep '^golens_kernel_feature' /tmp/metrics | sed 's/^/metric: /'
 kill -TERM $agent
 wait $agent
 echo "guest: golens exit=$?"
+echo "T exited $(cat /proc/uptime)"
 sed 's/^/log: /' /tmp/golens.log
 sed 's/^/out: /' /tmp/spans.log
 echo "guest: done"
@@ -337,20 +346,28 @@ func TestDebianKernels(t *testing.T) {
 		{name: "golens", mode: modeFile | 0o755, data: staticAgent(t, dir)},
 		{name: "httpserver", mode: modeFile | 0o755, data: readFile(t, app)},
 	}
-	for _, k := range []guestKernel{
-		// Debian 12: no uprobe_multi (6.6), and sock_ops programs cannot
-		// call bpf_get_current_pid_tgid.
-		{name: "debian12-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-amd64$`), release: "6.1.0-",
-			missing: []string{"uprobe_multi", "sock_ops_current_pid"}},
-		// Debian 12 backports (Debian 13's line).
-		// Debian 11: older than the floor (no bpf_loop, 5.17).
-		{name: "debian11-5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-(\d+)-cloud-amd64$`), suite: "bullseye", release: "5.10.",
-			missing: []string{"bpf_loop", "uprobe_multi", "sock_ops_current_pid"}, refused: true},
-		{name: "debian12-backports-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64$`), release: "6.12.",
-			missing: nil},
-	} {
-		t.Run(k.name, func(t *testing.T) { runGuest(t, k, common, dir) })
+	cells := cellEntries(t, dir)
+	for _, k := range amd64Kernels {
+		files := common
+		if !k.refused {
+			files = append(files[:len(files):len(files)], cells...)
+		}
+		t.Run(k.name, func(t *testing.T) { runGuest(t, k, files, dir) })
 	}
+}
+
+// amd64Kernels are the amd64 guests: Debian's kernels of today's nodes.
+var amd64Kernels = []guestKernel{
+	// Debian 12: no uprobe_multi (6.6), and sock_ops programs cannot
+	// call bpf_get_current_pid_tgid.
+	{name: "debian12-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-amd64$`), release: "6.1.0-",
+		missing: []string{"uprobe_multi", "sock_ops_current_pid"}},
+	// Debian 11: older than the floor (no bpf_loop, 5.17).
+	{name: "debian11-5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-(\d+)-cloud-amd64$`), suite: "bullseye", release: "5.10.",
+		missing: []string{"bpf_loop", "uprobe_multi", "sock_ops_current_pid"}, refused: true},
+	// Debian 12 backports (Debian 13's line).
+	{name: "debian12-backports-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64$`), release: "6.12.",
+		missing: nil},
 }
 
 func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
@@ -375,6 +392,9 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 
 	out := boot(t, vmlinuz, initrd, 170*time.Second)
+	if os.Getenv("TMPDEBUG") != "" {
+		t.Log(out)
+	}
 	lines := func(prefix string) []string {
 		var ls []string
 		for _, l := range strings.Split(out, "\n") {
@@ -479,7 +499,12 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 
 	// Spans: one server span per request, in the caller's trace.
-	spans := lines("out: ")
+	var spans []string
+	for _, s := range lines("out: ") {
+		if strings.Contains(s, " trace="+guestTrace+" ") || !hasCells(common) {
+			spans = append(spans, s)
+		}
+	}
 	if len(spans) != guestOK+1 {
 		t.Fatalf("%d spans, want %d:\n%s", len(spans), guestOK+1, out)
 	}
@@ -503,5 +528,8 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 	if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "0" {
 		t.Errorf("golens exit status %q in the guest, want 0; log:\n%s", e, log)
+	}
+	if hasCells(common) {
+		checkCells(t, lines, out)
 	}
 }
