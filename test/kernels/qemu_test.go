@@ -225,8 +225,8 @@ const (
 var guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
-echo "T init $(cat /proc/uptime)"
 mount -t proc proc /proc
+echo "T init $(cat /proc/uptime)"
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t bpf bpf /sys/fs/bpf
@@ -386,7 +386,7 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	if injectRefused {
 		flag = "1"
 	}
-	initrd := filepath.Join(dir, k.name+".gz")
+	initrd := filepath.Join(dir, k.name+".cpio")
 	if err := writeInitramfs(initrd, append(common, entry{name: "inject-refused", mode: modeFile | 0o644, data: []byte(flag)})); err != nil {
 		t.Fatal(err)
 	}
