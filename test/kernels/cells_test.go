@@ -184,8 +184,7 @@ func parseSpan(line string) (printedSpan, bool) {
 // checkCells asserts every cell's spans, exactly: in the cell's trace,
 // nothing more, each with its service, kind, name, status and attributes,
 // and each the child of the span before it in the call chain.
-func checkCells(t *testing.T, lines func(prefix string) []string, out string) {
-	t.Helper()
+func checkCells(errorf func(format string, args ...any), lines func(prefix string) []string, out string) {
 	wget := map[string]string{}
 	for _, l := range lines("cell: ") {
 		if name, st, ok := strings.Cut(l, " wget="); ok {
@@ -200,7 +199,7 @@ func checkCells(t *testing.T, lines func(prefix string) []string, out string) {
 	for _, l := range lines("out: ") {
 		s, ok := parseSpan(l)
 		if !ok || !known[s.trace] {
-			t.Errorf("span outside the requests sent: %s", l)
+			errorf("span outside the requests sent: %s", l)
 			continue
 		}
 		byTrace[s.trace] = append(byTrace[s.trace], s)
@@ -211,11 +210,11 @@ func checkCells(t *testing.T, lines func(prefix string) []string, out string) {
 			wantWget = "0"
 		}
 		if wget[c.name] != wantWget {
-			t.Errorf("%s: wget exit %q, want %s", c.name, wget[c.name], wantWget)
+			errorf("%s: wget exit %q, want %s", c.name, wget[c.name], wantWget)
 		}
 		got := byTrace[c.trace]
 		if len(got) != len(c.spans) {
-			t.Errorf("%s: %d spans in trace %s, want %d:\n%s", c.name, len(got), c.trace, len(c.spans), out)
+			errorf("%s: %d spans in trace %s, want %d:\n%s", c.name, len(got), c.trace, len(c.spans), out)
 			continue
 		}
 		parent := c.parent
@@ -227,19 +226,19 @@ func checkCells(t *testing.T, lines func(prefix string) []string, out string) {
 				}
 			}
 			if len(found) != 1 {
-				t.Errorf("%s: %d spans %s %s %q, want 1 (spans: %v)", c.name, len(found), w.service, w.kind, w.name, got)
+				errorf("%s: %d spans %s %s %q, want 1 (spans: %v)", c.name, len(found), w.service, w.kind, w.name, got)
 				break
 			}
 			s := found[0]
 			if s.parent != parent {
-				t.Errorf("%s: span %d (%s %s %q) has parent %q, want %q\n%s", c.name, i, w.service, w.kind, w.name, s.parent, parent, s.line)
+				errorf("%s: span %d (%s %s %q) has parent %q, want %q\n%s", c.name, i, w.service, w.kind, w.name, s.parent, parent, s.line)
 			}
 			if s.status != w.status {
-				t.Errorf("%s: span %d status %s, want %s\n%s", c.name, i, s.status, w.status, s.line)
+				errorf("%s: span %d status %s, want %s\n%s", c.name, i, s.status, w.status, s.line)
 			}
 			for k, v := range w.attrs {
 				if s.attrs[k] != v {
-					t.Errorf("%s: span %d %s=%s, want %s\n%s", c.name, i, k, s.attrs[k], v, s.line)
+					errorf("%s: span %d %s=%s, want %s\n%s", c.name, i, k, s.attrs[k], v, s.line)
 				}
 			}
 			parent = s.span

@@ -530,6 +530,6 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 		t.Errorf("golens exit status %q in the guest, want 0; log:\n%s", e, log)
 	}
 	if hasCells(common) {
-		checkCells(t, lines, out)
+		checkCells(t.Errorf, lines, out)
 	}
 }
