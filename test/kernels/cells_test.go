@@ -43,6 +43,7 @@ type wantSpan struct {
 // and the spans it must make.
 type cell struct {
 	name          string
+	about         string // in the README's support table
 	url           string // what the guest's wget asks for
 	trace, parent string // the incoming traceparent's
 	wgetOK        bool   // whether the target answers 2xx
@@ -51,7 +52,8 @@ type cell struct {
 
 var cells = []cell{{
 	// A's handler calls stripped B with the request's context.
-	name: "http-chain", url: "http://127.0.0.1:8080/chain?to=http%3A%2F%2F127.0.0.1%3A8082%2Fecho%2Fc1",
+	name: "http-chain", about: "HTTP → stripped HTTP",
+	url:   "http://127.0.0.1:8080/chain?to=http%3A%2F%2F127.0.0.1%3A8082%2Fecho%2Fc1",
 	trace: "11111111111111111111111111111111", parent: "1111111111111111", wgetOK: true,
 	spans: []wantSpan{
 		{"qemusvc", "server", "GET /chain", "Unset", map[string]string{"http.request.method": `"GET"`, "url.path": `"/chain"`, "http.route": `"/chain"`, "http.response.status_code": "200"}},
@@ -60,7 +62,8 @@ var cells = []cell{{
 	},
 }, {
 	// Stripped B is the caller, and what it calls fails.
-	name: "http-chain-stripped-caller", url: "http://127.0.0.1:8082/chain?to=http%3A%2F%2F127.0.0.1%3A8080%2Fstatus%2F503",
+	name: "http-chain-stripped-caller", about: "stripped HTTP → HTTP 503",
+	url:   "http://127.0.0.1:8082/chain?to=http%3A%2F%2F127.0.0.1%3A8080%2Fstatus%2F503",
 	trace: "22222222222222222222222222222222", parent: "2222222222222222",
 	spans: []wantSpan{
 		{"svc-b", "server", "GET /chain", "Error", map[string]string{"url.path": `"/chain"`, "http.response.status_code": "503"}},
@@ -69,7 +72,8 @@ var cells = []cell{{
 	},
 }, {
 	// A's HTTP handler makes a unary gRPC call to stripped B.
-	name: "grpc-unary", url: "http://127.0.0.1:8091/call?method=Ok&target=127.0.0.1%3A9092",
+	name: "grpc-unary", about: "HTTP → gRPC unary → stripped gRPC",
+	url:   "http://127.0.0.1:8091/call?method=Ok&target=127.0.0.1%3A9092",
 	trace: "33333333333333333333333333333333", parent: "3333333333333333", wgetOK: true,
 	spans: []wantSpan{
 		{"grpc-a", "server", "GET /call", "Unset", map[string]string{"url.path": `"/call"`, "http.response.status_code": "200"}},
@@ -78,7 +82,8 @@ var cells = []cell{{
 	},
 }, {
 	// Stripped B calls A, whose handler fails (INTERNAL).
-	name: "grpc-unary-stripped-caller", url: "http://127.0.0.1:8092/call?method=Fail&target=127.0.0.1%3A9091",
+	name: "grpc-unary-stripped-caller", about: "stripped gRPC → gRPC INTERNAL",
+	url:   "http://127.0.0.1:8092/call?method=Fail&target=127.0.0.1%3A9091",
 	trace: "44444444444444444444444444444444", parent: "4444444444444444",
 	spans: []wantSpan{
 		{"grpc-b", "server", "GET /call", "Error", map[string]string{"url.path": `"/call"`, "http.response.status_code": "502"}},
