@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golens/golens/test/harness"
 )
@@ -249,4 +250,17 @@ func checkCells(errorf func(format string, args ...any), lines func(prefix strin
 			parent = s.span
 		}
 	}
+}
+
+// guestSlots bounds the guests that run at once: each is one emulated CPU,
+// one host thread, and CI machines have two cores.
+var guestSlots = make(chan struct{}, 2)
+
+// guestTimeout is how long a guest may run: the cells' targets add three
+// attaches, tens of seconds emulated when the host is busy.
+func guestTimeout(files []entry) time.Duration {
+	if hasCells(files) {
+		return 320 * time.Second
+	}
+	return 170 * time.Second
 }

@@ -253,7 +253,7 @@ cellpids=
 agent=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
-	i=$((i+1)); [ $i -gt 600 ] && break
+	i=$((i+1)); [ $i -gt 1800 ] && break
 	kill -0 $agent 2>/dev/null || break
 	sleep 0.1
 done
@@ -278,6 +278,8 @@ poweroff -f
 // boot runs the guest and returns its console output.
 func boot(t *testing.T, vmlinuz, initrd string, timeout time.Duration) string {
 	t.Helper()
+	guestSlots <- struct{}{}
+	defer func() { <-guestSlots }()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// TCG: a nested KVM guest hangs on these machines (shared/KERNEL.md).
@@ -351,7 +353,10 @@ func TestDebianKernels(t *testing.T) {
 		if !k.refused {
 			files = append(files[:len(files):len(files)], cells...)
 		}
-		t.Run(k.name, func(t *testing.T) { runGuest(t, k, files, dir) })
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel() // as many guests at once as guestSlots lets boot
+			runGuest(t, k, files, dir)
+		})
 	}
 }
 
@@ -390,7 +395,7 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 		t.Fatal(err)
 	}
 
-	out := boot(t, vmlinuz, initrd, 170*time.Second)
+	out := boot(t, vmlinuz, initrd, guestTimeout(common))
 	lines := func(prefix string) []string {
 		var ls []string
 		for _, l := range strings.Split(out, "\n") {
