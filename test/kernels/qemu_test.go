@@ -222,6 +222,9 @@ const (
 // guestInit is the guest's /init: mount what golens needs, start the
 // target and the agent, drive requests with an incoming traceparent, stop
 // the agent with SIGTERM and print everything on the console, prefixed.
+// When the initramfs holds /cells.sh (cells_test.go), the cells' targets
+// start with the target, run under the same agent, and their requests
+// follow the target's.
 var guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -244,11 +247,13 @@ if [ "$(cat /inject-refused)" = 1 ]; then
 	sed 's/^/inject: /' /tmp/inject.log /tmp/inject.out
 	inject=
 fi
-/golens --pid $app $inject --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+cellpids=
+[ -f /cells.sh ] && . /cells.sh
+/golens --pid $app $cellpids $inject --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
 agent=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
-	i=$((i+1)); [ $i -gt 600 ] && break
+	i=$((i+1)); [ $i -gt 1800 ] && break
 	kill -0 $agent 2>/dev/null || break
 	sleep 0.1
 done
@@ -258,6 +263,7 @@ for n in $(seq ` + strconv.Itoa(guestOK) + `); do
 done
 echo "guest: served $ok"
 wget -q -O /dev/null --header "traceparent: 00-` + guestTrace + `-` + guestParent + `-01" http://127.0.0.1:8080/status/503
+[ -f /cells.sh ] && cells_drive
 wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
 grep '^golens_kernel_feature' /tmp/metrics | sed 's/^/metric: /'
 kill -TERM $agent
@@ -272,6 +278,8 @@ poweroff -f
 // boot runs the guest and returns its console output.
 func boot(t *testing.T, vmlinuz, initrd string, timeout time.Duration) string {
 	t.Helper()
+	guestSlots <- struct{}{}
+	defer func() { <-guestSlots }()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// TCG: a nested KVM guest hangs on these machines (shared/KERNEL.md).
@@ -311,7 +319,9 @@ type guestKernel struct {
 // continues the incoming trace in exactly one server span per request with
 // the right status, and exits 0 on SIGTERM. Where --inject-context cannot
 // work it is refused with one clear line and exit 69 before anything is
-// attached; where it can, the agent runs with it.
+// attached; where it can, the agent runs with it. Each kernel that traces
+// also runs the cells (cells_test.go): chained HTTP and gRPC calls between
+// watched processes, stripped builds among them, every span exact.
 func TestDebianKernels(t *testing.T) {
 	need(t, "qemu-system-x86_64", "qemu-system-x86")
 	need(t, "apt-get", "apt")
@@ -337,20 +347,31 @@ func TestDebianKernels(t *testing.T) {
 		{name: "golens", mode: modeFile | 0o755, data: staticAgent(t, dir)},
 		{name: "httpserver", mode: modeFile | 0o755, data: readFile(t, app)},
 	}
-	for _, k := range []guestKernel{
-		// Debian 12: no uprobe_multi (6.6), and sock_ops programs cannot
-		// call bpf_get_current_pid_tgid.
-		{name: "debian12-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-amd64$`), release: "6.1.0-",
-			missing: []string{"uprobe_multi", "sock_ops_current_pid"}},
-		// Debian 12 backports (Debian 13's line).
-		// Debian 11: older than the floor (no bpf_loop, 5.17).
-		{name: "debian11-5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-(\d+)-cloud-amd64$`), suite: "bullseye", release: "5.10.",
-			missing: []string{"bpf_loop", "uprobe_multi", "sock_ops_current_pid"}, refused: true},
-		{name: "debian12-backports-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64$`), release: "6.12.",
-			missing: nil},
-	} {
-		t.Run(k.name, func(t *testing.T) { runGuest(t, k, common, dir) })
+	cells := cellEntries(t, dir)
+	for _, k := range amd64Kernels {
+		files := common
+		if !k.refused {
+			files = append(files[:len(files):len(files)], cells...)
+		}
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel() // as many guests at once as guestSlots lets boot
+			runGuest(t, k, files, dir)
+		})
 	}
+}
+
+// amd64Kernels are the amd64 guests: Debian's kernels of today's nodes.
+var amd64Kernels = []guestKernel{
+	// Debian 11: older than the floor (no bpf_loop, 5.17).
+	{name: "debian11-5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-(\d+)-cloud-amd64$`), suite: "bullseye", release: "5.10.",
+		missing: []string{"bpf_loop", "uprobe_multi", "sock_ops_current_pid"}, refused: true},
+	// Debian 12: no uprobe_multi (6.6), and sock_ops programs cannot
+	// call bpf_get_current_pid_tgid.
+	{name: "debian12-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-amd64$`), release: "6.1.0-",
+		missing: []string{"uprobe_multi", "sock_ops_current_pid"}},
+	// Debian 12 backports (Debian 13's line).
+	{name: "debian12-backports-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64$`), release: "6.12.",
+		missing: nil},
 }
 
 func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
@@ -369,12 +390,12 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	if injectRefused {
 		flag = "1"
 	}
-	initrd := filepath.Join(dir, k.name+".gz")
+	initrd := filepath.Join(dir, k.name+".cpio")
 	if err := writeInitramfs(initrd, append(common, entry{name: "inject-refused", mode: modeFile | 0o644, data: []byte(flag)})); err != nil {
 		t.Fatal(err)
 	}
 
-	out := boot(t, vmlinuz, initrd, 170*time.Second)
+	out := boot(t, vmlinuz, initrd, guestTimeout(common))
 	lines := func(prefix string) []string {
 		var ls []string
 		for _, l := range strings.Split(out, "\n") {
@@ -479,7 +500,12 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 
 	// Spans: one server span per request, in the caller's trace.
-	spans := lines("out: ")
+	var spans []string
+	for _, s := range lines("out: ") {
+		if strings.Contains(s, " trace="+guestTrace+" ") || !hasCells(common) {
+			spans = append(spans, s)
+		}
+	}
 	if len(spans) != guestOK+1 {
 		t.Fatalf("%d spans, want %d:\n%s", len(spans), guestOK+1, out)
 	}
@@ -503,5 +529,8 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 	if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "0" {
 		t.Errorf("golens exit status %q in the guest, want 0; log:\n%s", e, log)
+	}
+	if hasCells(common) {
+		checkCells(t.Errorf, lines, out)
 	}
 }
