@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,11 +30,27 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// hop holds the next hop's clients; nil or empty means this is the last.
+// hop holds the next hop's clients; empty means this is the last.
 type hop struct {
-	next     string // URL the HTTP routes call
-	h1, h2c  *http.Client
-	nextGRPC *grpc.ClientConn
+	next    string // URL the HTTP routes call
+	h1, h2c *http.Client
+	delay   time.Duration // the last hop's wait before it answers
+
+	nextGRPC string // address of the next chain.Hop
+	connOnce sync.Once
+	conn     *grpc.ClientConn
+	connErr  error
+}
+
+// grpcConn dials the next hop on first use, not at start: a connection
+// opened before golens attached is one it does not touch, and the tests
+// start the agents after the services.
+func (h *hop) grpcConn() (*grpc.ClientConn, error) {
+	h.connOnce.Do(func() {
+		// grpc.Dial, not grpc.NewClient: that came in grpc-go v1.63.
+		h.conn, h.connErr = grpc.Dial(h.nextGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	})
+	return h.conn, h.connErr
 }
 
 // serveHTTP answers /hop: it calls the next hop's URL over the protocol the
@@ -41,6 +58,7 @@ type hop struct {
 // failed).
 func (h *hop) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.next == "" {
+		time.Sleep(h.delay)
 		fmt.Fprintln(w, "ok")
 		return
 	}
@@ -80,11 +98,16 @@ func hopDesc(h *hop) *grpc.ServiceDesc {
 				if err := dec(new(emptypb.Empty)); err != nil {
 					return nil, err
 				}
-				if h.nextGRPC == nil {
+				if h.nextGRPC == "" {
+					time.Sleep(h.delay)
 					return new(emptypb.Empty), nil
 				}
+				conn, err := h.grpcConn()
+				if err != nil {
+					return nil, err
+				}
 				out := new(emptypb.Empty)
-				return out, h.nextGRPC.Invoke(ctx, "/chain.Hop/Call", new(emptypb.Empty), out)
+				return out, conn.Invoke(ctx, "/chain.Hop/Call", new(emptypb.Empty), out)
 			},
 		}},
 		Streams: []grpc.StreamDesc{{
@@ -95,7 +118,8 @@ func hopDesc(h *hop) *grpc.ServiceDesc {
 				if err := stream.RecvMsg(n); err != nil {
 					return err
 				}
-				if h.nextGRPC == nil {
+				if h.nextGRPC == "" {
+					time.Sleep(h.delay)
 					for i := int32(0); i < n.Value; i++ {
 						if err := stream.SendMsg(wrapperspb.Int32(i)); err != nil {
 							return err
@@ -103,7 +127,11 @@ func hopDesc(h *hop) *grpc.ServiceDesc {
 					}
 					return nil
 				}
-				return relay(stream.Context(), h.nextGRPC, n, stream)
+				conn, err := h.grpcConn()
+				if err != nil {
+					return err
+				}
+				return relay(stream.Context(), conn, n, stream)
 			},
 		}},
 	}
@@ -142,24 +170,15 @@ func main() {
 	grpcAddr := flag.String("grpc-addr", "127.0.0.1:0", "gRPC listen address")
 	next := flag.String("next", "", "URL /hop calls (empty: last hop)")
 	nextGRPC := flag.String("next-grpc", "", "host:port whose chain.Hop the gRPC methods call (empty: last hop)")
+	delay := flag.Duration("delay", 0, "how long the last hop waits before it answers (so that concurrent requests overlap)")
 	flag.Parse()
 
-	h := &hop{next: *next}
+	h := &hop{next: *next, nextGRPC: *nextGRPC, delay: *delay}
 	if h.next != "" {
 		// Enough idle connections that 16 concurrent calls keep theirs.
 		h.h1 = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 		h.h2c = h2cClient()
 	}
-	if *nextGRPC != "" {
-		// grpc.Dial, not grpc.NewClient: that came in grpc-go v1.63.
-		conn, err := grpc.Dial(*nextGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "dial:", err)
-			os.Exit(1)
-		}
-		h.nextGRPC = conn
-	}
-
 	gl, err := net.Listen("tcp", *grpcAddr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "listen:", err)
