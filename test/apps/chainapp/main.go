@@ -6,6 +6,11 @@
 // with the request's context, as ordinary code does. The last hop (no
 // -next) only answers. It knows nothing of golens.
 //
+// Every answer says which traceparent each hop from this one on received
+// (the Hop-Traceparents header, or gRPC header metadata hop-traceparents:
+// comma-separated, "-" for none), so a test can check what went over the
+// wire, not only what the spans say.
+//
 // The HTTP client is net/http's Transport and the h2c server is net/http's
 // own (Go >= 1.24 Protocols), so golens' net/http probes see both; older Go
 // builds serve and call HTTP/1.1 and gRPC only.
@@ -20,12 +25,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -57,8 +64,10 @@ func (h *hop) grpcConn() (*grpc.ClientConn, error) {
 // request came in on and answers with the status it got (502 when the call
 // failed).
 func (h *hop) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	got := received(r.Header.Values("traceparent"))
 	if h.next == "" {
 		time.Sleep(h.delay)
+		w.Header().Set("Hop-Traceparents", got)
 		fmt.Fprintln(w, "ok")
 		return
 	}
@@ -82,7 +91,22 @@ func (h *hop) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	w.Header().Set("Hop-Traceparents", got+","+received(resp.Header.Values("Hop-Traceparents")))
 	w.WriteHeader(resp.StatusCode)
+}
+
+// received is how an answer reports the traceparent values a hop got.
+func received(vs []string) string {
+	if len(vs) == 0 {
+		return "-"
+	}
+	return strings.Join(vs, "|")
+}
+
+// incoming is the traceparent values of a gRPC call's metadata.
+func incoming(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return received(md.Get("traceparent"))
 }
 
 // hopDesc is the chain.Hop service, written by hand (no protoc): Call
@@ -98,16 +122,21 @@ func hopDesc(h *hop) *grpc.ServiceDesc {
 				if err := dec(new(emptypb.Empty)); err != nil {
 					return nil, err
 				}
+				got := incoming(ctx)
 				if h.nextGRPC == "" {
 					time.Sleep(h.delay)
-					return new(emptypb.Empty), nil
+					return new(emptypb.Empty), grpc.SetHeader(ctx, metadata.Pairs("hop-traceparents", got))
 				}
 				conn, err := h.grpcConn()
 				if err != nil {
 					return nil, err
 				}
 				out := new(emptypb.Empty)
-				return out, conn.Invoke(ctx, "/chain.Hop/Call", new(emptypb.Empty), out)
+				var hdr metadata.MD
+				if err := conn.Invoke(ctx, "/chain.Hop/Call", new(emptypb.Empty), out, grpc.Header(&hdr)); err != nil {
+					return nil, err
+				}
+				return out, grpc.SetHeader(ctx, metadata.Pairs("hop-traceparents", got+","+received(hdr.Get("hop-traceparents"))))
 			},
 		}},
 		Streams: []grpc.StreamDesc{{
@@ -118,8 +147,12 @@ func hopDesc(h *hop) *grpc.ServiceDesc {
 				if err := stream.RecvMsg(n); err != nil {
 					return err
 				}
+				got := incoming(stream.Context())
 				if h.nextGRPC == "" {
 					time.Sleep(h.delay)
+					if err := stream.SetHeader(metadata.Pairs("hop-traceparents", got)); err != nil {
+						return err
+					}
 					for i := int32(0); i < n.Value; i++ {
 						if err := stream.SendMsg(wrapperspb.Int32(i)); err != nil {
 							return err
@@ -131,15 +164,15 @@ func hopDesc(h *hop) *grpc.ServiceDesc {
 				if err != nil {
 					return err
 				}
-				return relay(stream.Context(), conn, n, stream)
+				return relay(stream.Context(), conn, n, got, stream)
 			},
 		}},
 	}
 }
 
 // relay opens the next hop's Stream with ctx, asks it for n and passes on
-// every message it sends.
-func relay(ctx context.Context, conn *grpc.ClientConn, n *wrapperspb.Int32Value, to grpc.ServerStream) error {
+// every message it sends, after its header with got prepended.
+func relay(ctx context.Context, conn *grpc.ClientConn, n *wrapperspb.Int32Value, got string, to grpc.ServerStream) error {
 	s, err := conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true}, "/chain.Hop/Stream")
 	if err != nil {
 		return err
@@ -148,6 +181,13 @@ func relay(ctx context.Context, conn *grpc.ClientConn, n *wrapperspb.Int32Value,
 		return err
 	}
 	if err := s.CloseSend(); err != nil {
+		return err
+	}
+	hdr, err := s.Header()
+	if err != nil {
+		return err
+	}
+	if err := to.SetHeader(metadata.Pairs("hop-traceparents", got+","+received(hdr.Get("hop-traceparents")))); err != nil {
 		return err
 	}
 	for {

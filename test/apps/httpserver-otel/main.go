@@ -31,9 +31,24 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
+
+// received is how an answer reports the traceparent values a hop got.
+func received(vs []string) string {
+	if len(vs) == 0 {
+		return "-"
+	}
+	return strings.Join(vs, "|")
+}
+
+// incoming is the traceparent values of a gRPC call's metadata.
+func incoming(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return received(md.Get("traceparent"))
+}
 
 // hopDesc is chain.Hop as test/apps/chainapp serves it, as a last hop:
 // Call (Empty -> Empty) and Stream (Int32Value N in, N Int32Values out).
@@ -46,7 +61,7 @@ var hopDesc = grpc.ServiceDesc{
 			if err := dec(new(emptypb.Empty)); err != nil {
 				return nil, err
 			}
-			return new(emptypb.Empty), nil
+			return new(emptypb.Empty), grpc.SetHeader(ctx, metadata.Pairs("hop-traceparents", incoming(ctx)))
 		},
 	}},
 	Streams: []grpc.StreamDesc{{
@@ -55,6 +70,9 @@ var hopDesc = grpc.ServiceDesc{
 		Handler: func(_ any, stream grpc.ServerStream) error {
 			n := new(wrapperspb.Int32Value)
 			if err := stream.RecvMsg(n); err != nil {
+				return err
+			}
+			if err := stream.SetHeader(metadata.Pairs("hop-traceparents", incoming(stream.Context()))); err != nil {
 				return err
 			}
 			for i := int32(0); i < n.Value; i++ {
@@ -97,8 +115,10 @@ func main() {
 		}
 		w.WriteHeader(code)
 	})
-	// /hop is a chain's last hop: it answers at once.
+	// /hop is a chain's last hop: it answers at once, saying which
+	// traceparent it received as chainapp does.
 	mux.HandleFunc("/hop", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Hop-Traceparents", received(r.Header.Values("traceparent")))
 		fmt.Fprintln(w, "ok")
 	})
 	// /sleep?ms=N waits N milliseconds before answering.
