@@ -448,7 +448,7 @@ func (c *chain) run(t *testing.T, proto string) {
 	}
 }
 
-// startAgentFor starts golens with --inject-context (when inject) watching
+// startAgentFor starts golens with --inject-context on or off watching
 // pids, exporting to a new receiver.
 func startAgentFor(t *testing.T, inject bool, pids ...int) (*harness.Agent, *harness.Receiver) {
 	t.Helper()
@@ -457,10 +457,8 @@ func startAgentFor(t *testing.T, inject bool, pids ...int) (*harness.Agent, *har
 		t.Fatal(err)
 	}
 	t.Cleanup(recv.Close)
-	args := []string{"--otlp-endpoint", recv.Addr(), "--otlp-insecure"}
-	if inject {
-		args = append(args, "--inject-context")
-	}
+	// Said either way: a default may change, the test's meaning may not.
+	args := []string{"--otlp-endpoint", recv.Addr(), "--otlp-insecure", fmt.Sprintf("--inject-context=%v", inject)}
 	for _, p := range pids {
 		args = append(args, "--pid", fmt.Sprint(p))
 	}
