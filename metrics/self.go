@@ -36,8 +36,9 @@ type SelfStats struct {
 	SamplingReloadFailures uint64
 	SamplingHeld           int
 
-	ContextInjected     uint64 // traceparent headers added on the wire
-	ContextInjectFailed uint64 // insertions the kernel refused
+	ContextInjected     uint64            // traceparent headers added on the wire
+	ContextInjectFailed uint64            // insertions the kernel refused
+	ContextInjectSkip   map[string]uint64 // reason -> requests sent without a traceparent
 
 	// KubernetesAPI is 1 while the API server answers, 0 while it does
 	// not, -1 when golens does not use it.
@@ -99,6 +100,7 @@ var (
 	descReloads  = desc("golens_sampling_reloads_total", "Sampling strategies files applied.")
 	descInjected = desc("golens_context_injected_total", "traceparent headers added on the wire to targets' outgoing HTTP/1.x requests (--inject-context).")
 	descInjectKO = desc("golens_context_inject_failures_total", "traceparent insertions the kernel refused; those requests went out unchanged.")
+	descInjectSk = desc("golens_context_inject_skipped_total", "Outgoing requests of watched processes sent unchanged because they could not be matched exactly to their client span, by reason: no_announcement (HTTP/1.x: nothing announced for the connection, e.g. it is not a *net.TCPConn or the app set traceparent), line_mismatch (the request line was not the announced request's).", "reason")
 	descK8sAPI   = desc("golens_kubernetes_api_reachable", "1 while the Kubernetes API server answers golens' pod watch, 0 while it does not (the known pods stay instrumented).")
 	descK8sPods  = desc("golens_kubernetes_pods", "Pods bound to this node that golens knows from the API server.")
 	descExecs    = desc("golens_discovery_execs_total", "Program executions (exec) the kernel reported to discovery.")
@@ -110,7 +112,7 @@ var (
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descInjectSk, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
 		ch <- d
 	}
 }
@@ -156,6 +158,9 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReloadKO, s.SamplingReloadFailures)
 	counter(descInjected, s.ContextInjected)
 	counter(descInjectKO, s.ContextInjectFailed)
+	for r, n := range s.ContextInjectSkip {
+		counter(descInjectSk, n, r)
+	}
 	for f, ok := range s.KernelFeatures {
 		v := 0
 		if ok {

@@ -206,6 +206,7 @@ func run(args []string) int {
 		}
 		if injector != nil {
 			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
+			s.ContextInjectSkip = injector.Skipped()
 		}
 		s.KernelFeatures = make(map[string]bool, len(kern))
 		for _, res := range kern {

@@ -79,20 +79,39 @@ func (in *Injector) Remove(pid int) {
 	in.objs.InjectPids.Delete(uint32(pid))
 }
 
+// Slots of inject_stats (enum inject_stat in inject.c).
+const (
+	statInjected     = 0
+	statRefused      = 1
+	statNoAnnounce   = 2
+	statLineMismatch = 3
+)
+
 // Stats returns the headers injected and the insertions the kernel refused.
 func (in *Injector) Stats() (injected, refused uint64) {
-	sum := func(slot uint32) uint64 {
-		var per []uint64
-		if err := in.objs.InjectStats.Lookup(slot, &per); err != nil {
-			return 0
-		}
-		var n uint64
-		for _, v := range per {
-			n += v
-		}
-		return n
+	return in.stat(statInjected), in.stat(statRefused)
+}
+
+// Skipped returns, by reason, the requests the socket program sent on
+// unchanged because it could not match them exactly to a client span.
+func (in *Injector) Skipped() map[string]uint64 {
+	return map[string]uint64{
+		"no_announcement": in.stat(statNoAnnounce),
+		"line_mismatch":   in.stat(statLineMismatch),
 	}
-	return sum(0), sum(1)
+}
+
+// stat sums one slot of inject_stats over the CPUs.
+func (in *Injector) stat(slot uint32) uint64 {
+	var per []uint64
+	if err := in.objs.InjectStats.Lookup(slot, &per); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
 }
 
 // Close detaches and unloads the socket programs; connections keep working

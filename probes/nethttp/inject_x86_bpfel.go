@@ -14,17 +14,26 @@ import (
 )
 
 type injectInjectIds struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [3]uint8
+	LineHash uint32
 }
 
 type injectInjectKey struct {
-	_    structs.HostLayout
-	Pid  uint32
-	Hash uint32
+	_      structs.HostLayout
+	Pid    uint32
+	Stream uint32
+	Conn   struct {
+		_          structs.HostLayout
+		LocalIp    [16]uint8
+		RemoteIp   [16]uint8
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint32
+	}
 }
 
 // Names of all BPF objects in the ELF.
