@@ -160,7 +160,7 @@ func BenchmarkRecord(b *testing.B) {
 func TestSelfMetrics(t *testing.T) {
 	m := New(Options{})
 	m.RegisterSelf(func() SelfStats {
-		return SelfStats{SpansLinked: 7, SpansUnlinked: 3, SpansLookupBusy: 4, LinkOverflow: 1,
+		return SelfStats{SpansLinked: 7, SpansUnlinked: 3, SpansLookupBusy: 4, SpansNoConn: 2, LinkOverflow: 1,
 			SpansDropped: 5, SpansUnexported: 6, KubernetesAPI: -1}
 	})
 	mfs, err := m.Registry().Gather()
@@ -181,6 +181,7 @@ func TestSelfMetrics(t *testing.T) {
 		"golens_spans_linked_total":                  7,
 		"golens_spans_unlinked_total/no_client_span": 3,
 		"golens_spans_unlinked_total/lookup_busy":    4,
+		"golens_spans_unlinked_total/no_conn":        2,
 		"golens_link_overflow_total":                 1,
 		"golens_spans_dropped_total/queue_full":      5,
 		"golens_spans_dropped_total/shutdown":        6,

@@ -27,8 +27,11 @@ type SelfStats struct {
 	// SpansAmbiguous are server spans exported unlinked because more than
 	// one call of their caller could have been theirs.
 	SpansAmbiguous uint64
-	LinkOverflow   uint64 // traces released early: the linker held too many spans
-	SpansHeld      int    // spans waiting for their trace to settle
+	// SpansNoConn are server spans exported unlinked because their
+	// caller's call did not say which connection it went out on.
+	SpansNoConn  uint64
+	LinkOverflow uint64 // traces released early: the linker held too many spans
+	SpansHeld    int    // spans waiting for their trace to settle
 
 	SamplingDecisions      map[string]uint64 // reason -> count
 	SamplingRates          []SamplingRate
@@ -92,7 +95,7 @@ var (
 	descDropped  = desc("golens_spans_dropped_total", "Spans never exported, by reason: queue_full (the export queue was full), shutdown (not exported within --shutdown-timeout).", "reason")
 	descFailed   = desc("golens_spans_failed_total", "Spans lost because the exporter returned an error.")
 	descLinked   = desc("golens_spans_linked_total", "Server spans joined to their caller's trace by TCP connection on this node.")
-	descUnlinked = desc("golens_spans_unlinked_total", "Server spans exported as their own trace though their caller may be a watched process on this node, by reason: no_client_span (the caller's client span was not found in time), lookup_busy (the socket owner lookup could not answer in time), ambiguous (more than one call of the caller could have been theirs: not guessed).", "reason")
+	descUnlinked = desc("golens_spans_unlinked_total", "Server spans exported as their own trace though their caller may be a watched process on this node, by reason: no_client_span (the caller's client span was not found in time), lookup_busy (the socket owner lookup could not answer in time), ambiguous (more than one call on their connection could have been theirs: not guessed), no_conn (the caller's call did not say which connection it used: never paired).", "reason")
 	descLinkOver = desc("golens_link_overflow_total", "Traces released before their caller was found because the linker held too many spans.")
 	descHeld     = desc("golens_spans_held", "Spans waiting for their trace to settle (linking, sampling window).")
 	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
@@ -146,6 +149,7 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUnlinked, s.SpansUnlinked, "no_client_span")
 	counter(descUnlinked, s.SpansLookupBusy, "lookup_busy")
 	counter(descUnlinked, s.SpansAmbiguous, "ambiguous")
+	counter(descUnlinked, s.SpansNoConn, "no_conn")
 	counter(descLinkOver, s.LinkOverflow)
 	gauge(descHeld, s.SpansHeld+s.SamplingHeld)
 	for r, n := range s.SamplingDecisions {

@@ -33,7 +33,11 @@ type Lookup struct {
 type Caller struct {
 	PID    int  // the watched process; 0 when unknown
 	OnNode bool // the client end is on this node
-	Conn   Conn // the client end found, when OnNode
+	// Conn is the client end found, when OnNode: Local is the callee's
+	// peer, Remote the callee's end of the connection as the client's
+	// network namespace names it. A client span pairs with the callee
+	// only when its own connection is exactly this one.
+	Conn Conn
 	// Neighbours are, for a closed client end, the watched processes
 	// that could have held it (those of its network namespace).
 	Neighbours []int
@@ -48,24 +52,31 @@ type Conn struct {
 
 // Linker joins traces of services on this node without touching the wire.
 //
-// Limit: the client probe does not see which connection its request used,
-// so a callee is paired with a call of its caller process by method, path
-// and time. When that is not unique (two calls of the process with the
-// same method and path both contain the callee's request, or one call
-// contains two such requests) the linker does not guess: the callee stays
-// its own trace and counts in Ambiguous. Calls are read in the order they
-// end, so a rival call may come after the first one that fits: a unique
-// match is reserved and joins only once it had no rival for Settle.
-//
 // Probes mint a fresh trace id when a server request carries no
 // traceparent. When the caller is another watched process on this node,
-// the server span is the callee half of the caller's client span: the
-// server's peer address is the client's local address (found in the
-// socket table of the server's network namespace, or for a peer that is
-// not loopback, wherever the connection's other end is), and the
-// server's request lies inside the client's call.
-// The linker then moves the server span, and every span under it, into
-// the caller's trace with the client span as parent.
+// the server span is the callee half of the caller's client span: both
+// name the same TCP connection. The linker then moves the server span,
+// and every span under it, into the caller's trace with the client span
+// as parent.
+//
+// Pairing is by connection, never by a best guess. A client span says
+// which connection its request went out on (event.Conn, from the
+// caller's side); the callee's server span has its peer, and an owner
+// lookup (see Lookups) finds the client end of that connection on this
+// node: in the callee's network namespace for a loopback peer, else as
+// the exact other end of the callee's socket. A client span fits a root
+// when it comes from the process holding that end (or, the end closed,
+// one that could have held it), its connection is exactly that end
+// (local address the callee's peer, remote address the callee's end),
+// it has the root's method and path, and its call contains the root's
+// request in time. An HTTP/1.x connection carries one request at a time,
+// so one call fits; HTTP/2 and gRPC streams share a connection, so two
+// concurrent identical calls on it both fit, and then the root is not
+// linked (Ambiguous). A client span whose connection the probe could not
+// read is never paired: a root whose caller only had such a call stays
+// its own trace and counts in NoConn. Calls are read in the order they
+// end, so a rival call may come after the first one that fits: a unique
+// match is reserved and joins only once it had no rival for Settle.
 //
 // Looking up a peer's owner reads the socket tables and the open files of
 // the watched processes: milliseconds with thousands of sockets, too slow
@@ -75,15 +86,18 @@ type Conn struct {
 // answer to Resolve. One lookup per callee and peer is in flight at a
 // time; when LookupQueue already wait for one, the root goes out unlinked
 // and counts in LookupBusy, as does a root whose lookup did not answer
-// within its Window.
+// within its Window. The lookup stays even when the caller's span says
+// its connection: it alone tells whether a watched process made the
+// call (an unwatched caller's root is not held), which end of the
+// connection is the callee's, and in which network namespace.
 //
 // A closed client end (TIME_WAIT) names no process. The root is then
 // linked only on evidence that a watched process made the call: an
-// earlier lookup found that very connection held by it, or a call of one
-// of the processes that could have held it (its Neighbours) fits, here
-// already or within Settle (a call is read after its callee's request).
-// Otherwise the caller was most likely not watched (a plain curl): the
-// root goes out then as its own trace, uncounted.
+// earlier lookup found that very connection held by it, or a call on
+// that connection of one of the processes that could have held it (its
+// Neighbours) fits, here already or within Settle (a call is read after
+// its callee's request). Otherwise the caller was most likely not watched
+// (a plain curl): the root goes out then as its own trace, uncounted.
 //
 // Spans of a trace started here are held until its root server span is
 // settled: children finish before their root, and the root's caller span
@@ -92,10 +106,10 @@ type Conn struct {
 type Linker struct {
 	Window time.Duration // how long a root waits for its caller's client span
 	// Settle is how long a root's one fitting call waits for a rival
-	// before the root joins it (another call of the caller that contains
-	// the root makes the match ambiguous), and how long a root whose
-	// client end was closed waits for a call of a process that could have
-	// held it.
+	// before the root joins it (another call on the same connection that
+	// contains the root makes the match ambiguous), and how long a root
+	// whose client end was closed waits for a call of a process that
+	// could have held it.
 	Settle  time.Duration
 	MaxHold time.Duration // how long children wait for their root
 	MaxHeld int           // spans held at most; beyond, the oldest trace is released
@@ -104,12 +118,19 @@ type Linker struct {
 	Owner OwnerFunc
 
 	groups map[event.TraceID]*group
-	// Roots waiting for their caller, and client calls seen lately (a root
-	// may arrive after its caller's span), both by "METHOD path": a match
-	// needs the same request, so lookups stay small whatever the traffic.
-	waiting map[string][]*group
-	recent  map[string][]*clientRef
-	owners  map[Lookup]owner // cache: a keep-alive connection asks once
+	// Roots waiting for their caller, by the client end of their
+	// connection, and client calls seen lately by the connection they
+	// used (a root may arrive after its caller's span): a match needs the
+	// same connection, so lookups stay small whatever the traffic.
+	waiting map[event.Conn][]*group
+	recent  map[event.Conn][]*clientRef
+	// Calls whose connection is unknown, by "METHOD path": never paired,
+	// kept only to tell why a root they contain stays unlinked (NoConn);
+	// and the waiting roots by "METHOD path", for the same purpose.
+	unpaired   map[string][]*clientRef
+	waitingReq map[string][]*group
+	calls      int              // calls in recent and unpaired, at most maxCalls
+	owners     map[Lookup]owner // cache: a keep-alive connection asks once
 	// heldBy is who held a client end, as lookups found it open: the
 	// evidence for the same connection found closed later.
 	heldBy map[Conn]owner
@@ -120,8 +141,8 @@ type Linker struct {
 	held    int
 	// gone are roots with a closed client end released as their own
 	// trace because no call of a possible holder had come: when one comes
-	// later (within Window) and contains it, the lost link is counted in
-	// Unmatched after all. Bounded by goneMax.
+	// later (within Window) and contains it, the lost link is counted
+	// after all. Bounded by goneMax.
 	gone []goneRoot
 
 	// Linked counts server spans joined to a caller's trace; Unmatched
@@ -130,8 +151,11 @@ type Linker struct {
 	// LookupBusy counts roots released unlinked because their peer's
 	// owner could not be looked up in time (the lookup queue was full, or
 	// the answer came after the Window); Ambiguous counts roots left
-	// unlinked because more than one call could have been theirs.
-	Linked, Unmatched, Overflow, LookupBusy, Ambiguous uint64
+	// unlinked because more than one call could have been theirs; NoConn
+	// counts roots left unlinked because their caller's call that could
+	// have been theirs did not say its connection (or the lookup did not
+	// name the client end's addresses).
+	Linked, Unmatched, Overflow, LookupBusy, Ambiguous, NoConn uint64
 }
 
 // call is what the linker needs of a server request or a client call,
@@ -141,19 +165,22 @@ type call struct {
 	method, path string
 	start, end   time.Time
 	sc           event.SpanContext
-	linked       bool // a client call whose parent was found in-process
+	linked       bool       // a client call whose parent was found in-process
+	conn         event.Conn // a client call's connection; zero when unknown
 }
 
 type group struct {
 	trace    event.TraceID
-	key      string // "METHOD path" of the root, while it waits
 	spans    []*tracetest.SpanStub
 	root     *call
 	rootStub *tracetest.SpanStub
 	caller   int        // pid the root waits for
 	callers  []int      // or, its client end closed, the pids that could have held it
-	match    *clientRef // the one call found that contains the root
-	settle   time.Time  // when match joins, or a closed root with none goes
+	conn     event.Conn // the client end of the root's connection, while it waits
+	req      string     // "METHOD path" of the root, while it waits
+	match    *clientRef // the one call found that fits the root
+	noConn   bool       // a call of its caller without a connection contains it
+	settle   time.Time  // when match joins, or a root without one goes
 	lookup   Lookup     // while the root waits for its peer's owner
 	created  time.Time
 	deadline time.Time
@@ -161,6 +188,7 @@ type group struct {
 
 type goneRoot struct {
 	root    call
+	conn    event.Conn
 	callers []int
 	at      time.Time
 }
@@ -168,22 +196,28 @@ type goneRoot struct {
 // goneMax bounds the released closed-end roots remembered.
 const goneMax = 1024
 
+// maxCalls bounds the client calls remembered for roots still to come:
+// beyond, a call is not kept (a root it would have fitted counts as
+// Unmatched).
+const maxCalls = 1 << 16
+
 type owner struct {
 	pid        int
-	ok         bool  // on this node
-	neighbours []int // a closed client end: who could have held it
+	ok         bool       // on this node
+	conn       event.Conn // the client end found
+	neighbours []int      // a closed client end: who could have held it
 	expires    time.Time
 }
 
 type clientRef struct {
-	pid        int
-	method     string
-	path       string
-	start, end time.Time
-	sc         event.SpanContext
-	seen       time.Time
-	used       bool
-	by         *group // the root that reserved it, while it settles
+	pid          int
+	conn         event.Conn
+	method, path string
+	start, end   time.Time
+	sc           event.SpanContext
+	seen         time.Time
+	used         bool
+	by           *group // the root that reserved it, while it settles
 }
 
 // LookupQueue is how many peers may wait for an owner lookup.
@@ -193,18 +227,20 @@ const LookupQueue = 256
 // a 1 s window, 250 ms settle time, 30 s max hold, 10000 held spans.
 func NewLinker(find OwnerFunc) *Linker {
 	return &Linker{
-		pending: make(map[Lookup][]*group),
-		lookups: make(chan Lookup, LookupQueue),
-		Window:  time.Second,
-		Settle:  250 * time.Millisecond,
-		MaxHold: 30 * time.Second,
-		MaxHeld: 10000,
-		Owner:   find,
-		groups:  make(map[event.TraceID]*group),
-		waiting: make(map[string][]*group),
-		recent:  make(map[string][]*clientRef),
-		owners:  make(map[Lookup]owner),
-		heldBy:  make(map[Conn]owner),
+		pending:    make(map[Lookup][]*group),
+		lookups:    make(chan Lookup, LookupQueue),
+		Window:     time.Second,
+		Settle:     250 * time.Millisecond,
+		MaxHold:    30 * time.Second,
+		MaxHeld:    10000,
+		Owner:      find,
+		groups:     make(map[event.TraceID]*group),
+		waiting:    make(map[event.Conn][]*group),
+		recent:     make(map[event.Conn][]*clientRef),
+		unpaired:   make(map[string][]*clientRef),
+		waitingReq: make(map[string][]*group),
+		owners:     make(map[Lookup]owner),
+		heldBy:     make(map[Conn]owner),
 	}
 }
 
@@ -213,16 +249,17 @@ func NewLinker(find OwnerFunc) *Linker {
 func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
 	switch e := ev.(type) {
 	case *event.HTTPClient:
-		return l.addClient(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, e.Link != event.LinkNone}, stub, now)
+		return l.addClient(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, e.Link != event.LinkNone, e.Conn}, stub, now)
 	case *event.HTTPServer:
-		return l.addServer(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, false}, e.RemoteAddr, stub, now)
+		return l.addServer(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, false, event.Conn{}}, e.RemoteAddr, stub, now)
 	case *event.GRPC:
-		c := call{e.Process, "grpc", e.Method, e.Start, e.End, e.SpanContext, e.Linked}
+		c := call{e.Process, "grpc", e.Method, e.Start, e.End, e.SpanContext, e.Linked, e.Conn}
 		if e.Server {
 			peer := ""
 			if e.Peer.IsValid() {
 				peer = e.Peer.String()
 			}
+			c.conn = event.Conn{}
 			return l.addServer(c, peer, stub, now)
 		}
 		return l.addClient(c, stub, now)
@@ -230,8 +267,21 @@ func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []
 	return []*tracetest.SpanStub{stub}
 }
 
+// plain is c with IPv4 addresses as plain IPv4, as the socket tables and
+// the probes name them; zero when either end is unknown.
+func plain(c event.Conn) event.Conn {
+	if !c.Known() {
+		return event.Conn{}
+	}
+	return event.Conn{Local: unmap(c.Local), Remote: unmap(c.Remote)}
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
 func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
-	ref := &clientRef{pid: e.proc.PID, method: e.method, path: e.path, start: e.start, end: e.end, sc: e.sc, seen: now}
+	ref := &clientRef{pid: e.proc.PID, conn: plain(e.conn), method: e.method, path: e.path, start: e.start, end: e.end, sc: e.sc, seen: now}
 	var out []*tracetest.SpanStub
 	// A client span of a trace started here waits with its trace.
 	if g := l.groups[e.sc.TraceID]; g != nil || (e.linked && e.sc.Traceparent != event.TraceparentValid) {
@@ -239,13 +289,24 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 	} else {
 		out = append(out, stub)
 	}
-	key := requestKey(e.method, e.path)
+	if !ref.conn.Known() {
+		// Never paired: it only tells the roots it contains why they
+		// will stay unlinked.
+		for _, g := range l.waitingReq[requestKey(e.method, e.path)] {
+			if g.awaits(ref.pid) && g.trace != ref.sc.TraceID && contains(*ref, g.root) {
+				l.markNoConn(g, now)
+			}
+		}
+		remember(l, l.unpaired, requestKey(e.method, e.path), ref)
+		l.lateCall(ref)
+		return append(out, l.bound()...)
+	}
 	// Does a waiting root belong under this call? Only when it is the one
-	// root this call contains and this is the one call containing it:
-	// the root reserves the call and joins it once it settled.
+	// root this call fits and this is the one call fitting it: the root
+	// reserves the call and joins it once it settled.
 	var fit []*group
-	for _, g := range l.waiting[key] {
-		if g.awaits(ref.pid) && g.trace != ref.sc.TraceID && fits(*ref, g.root) {
+	for _, g := range l.waiting[ref.conn] {
+		if g.awaits(ref.pid) && g.trace != ref.sc.TraceID && fits(*ref, g.conn, g.root) {
 			fit = append(fit, g)
 		}
 	}
@@ -261,20 +322,50 @@ func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*t
 	case len(fit) == 1:
 		l.reserve(fit[0], ref, now)
 	}
-	l.recent[key] = insertByEnd(l.recent[key], ref)
+	remember(l, l.recent, ref.conn, ref)
 	l.lateCall(ref)
 	return append(out, l.bound()...)
+}
+
+// remember keeps call c for roots still to come, within maxCalls.
+func remember[K comparable](l *Linker, m map[K][]*clientRef, k K, c *clientRef) {
+	if l.calls >= maxCalls {
+		return
+	}
+	l.calls++
+	m[k] = insertByEnd(m[k], c)
+}
+
+// markNoConn notes that a call of root g's caller without a connection
+// contains g: unless a call that fits comes within Settle, g goes out
+// unlinked then, counted in NoConn, instead of waiting its whole Window.
+func (l *Linker) markNoConn(g *group, now time.Time) {
+	if g.noConn {
+		return
+	}
+	g.noConn = true
+	if g.match == nil && (g.settle.IsZero() || g.settle.After(now.Add(l.Settle))) {
+		g.settle = now.Add(l.Settle)
+	}
 }
 
 // lateCall counts a closed-end root released before call c came, when c
 // could have been its caller's: that link was lost, so it has a name.
 func (l *Linker) lateCall(c *clientRef) {
 	for i, r := range l.gone {
-		if c.seen.Sub(r.at) <= l.Window && fits(*c, &r.root) && slices.Contains(r.callers, c.pid) {
-			l.Unmatched++
-			l.gone = slices.Delete(l.gone, i, i+1)
-			return
+		if c.seen.Sub(r.at) > l.Window || !slices.Contains(r.callers, c.pid) {
+			continue
 		}
+		switch {
+		case !c.conn.Known() && contains(*c, &r.root):
+			l.NoConn++
+		case c.conn.Known() && fits(*c, r.conn, &r.root):
+			l.Unmatched++
+		default:
+			continue
+		}
+		l.gone = slices.Delete(l.gone, i, i+1)
+		return
 	}
 }
 
@@ -327,12 +418,17 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 }
 
 // place settles root group g once its caller is known: released when the
-// caller is not on this node; else, when one call of the caller that came
-// already contains it, reserving that call, or waiting for one until g's
-// deadline. A closed client end names no process: the root waits only
-// Settle, for a call of a process that could have held it.
+// caller is not on this node; else, when one call that came already fits
+// it, reserving that call, or waiting for one until g's deadline. A closed
+// client end names no process: the root waits only Settle, for a call of
+// a process that could have held it.
 func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
 	if !o.ok {
+		return append(l.release(g), l.bound()...)
+	}
+	if !o.conn.Known() {
+		// The client end's addresses are unknown: nothing can fit.
+		l.NoConn++
 		return append(l.release(g), l.bound()...)
 	}
 	g.callers = []int{o.pid}
@@ -340,6 +436,7 @@ func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
 		g.callers = o.neighbours
 		g.settle = now.Add(l.Settle)
 	}
+	g.conn = o.conn
 	fit := l.rivals(g)
 	var out []*tracetest.SpanStub
 	switch {
@@ -353,22 +450,20 @@ func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
 		return append(append(out, l.ambiguous(g)...), l.bound()...)
 	}
 	g.caller = o.pid
-	g.key = requestKey(g.root.method, g.root.path)
-	l.waiting[g.key] = append(l.waiting[g.key], g)
+	g.req = requestKey(g.root.method, g.root.path)
+	l.waiting[g.conn] = append(l.waiting[g.conn], g)
+	l.waitingReq[g.req] = append(l.waitingReq[g.req], g)
 	if len(fit) == 1 {
 		l.reserve(g, fit[0], now)
+	} else if l.unpairedContains(g) {
+		l.markNoConn(g, now)
 	}
 	return l.bound()
 }
 
 // awaits tells whether waiting root g may be the callee of a call of pid.
 func (g *group) awaits(pid int) bool {
-	for _, p := range g.callers {
-		if p == pid {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(g.callers, pid)
 }
 
 // reserve makes call c root g's match: g joins it after Settle unless a
@@ -379,30 +474,33 @@ func (l *Linker) reserve(g *group, c *clientRef, now time.Time) {
 	g.settle = now.Add(l.Settle)
 }
 
-// rivals lists the calls seen lately, taken or not, of the processes root
-// g may be the callee of, that contain it.
+// rivals lists the calls seen lately, taken or not, that fit root g: on
+// its connection, of a process that may have made it.
 func (l *Linker) rivals(g *group) []*clientRef {
 	var out []*clientRef
-	for _, pid := range g.callers {
-		out = append(out, l.containing(g.root, pid)...)
-	}
-	return out
-}
-
-// containing lists the calls of process pid seen lately, taken or not,
-// that root request e can be the far end of.
-func (l *Linker) containing(e *call, pid int) []*clientRef {
-	var out []*clientRef
-	// Calls are kept in end order: only those ending after e can contain
-	// it, and e is recent, so those are the last few of the Window's.
-	cs := l.recent[requestKey(e.method, e.path)]
-	first := sort.Search(len(cs), func(i int) bool { return !cs[i].end.Before(e.end) })
+	// Calls are kept in end order: only those ending after the root can
+	// contain it, and the root is recent, so those are the last few.
+	cs := l.recent[g.conn]
+	first := sort.Search(len(cs), func(i int) bool { return !cs[i].end.Before(g.root.end) })
 	for _, c := range cs[first:] {
-		if c.pid == pid && fits(*c, e) {
+		if g.awaits(c.pid) && fits(*c, g.conn, g.root) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// unpairedContains tells whether a call without a connection of a process
+// root g may be the callee of contains g.
+func (l *Linker) unpairedContains(g *group) bool {
+	cs := l.unpaired[g.req]
+	first := sort.Search(len(cs), func(i int) bool { return !cs[i].end.Before(g.root.end) })
+	for _, c := range cs[first:] {
+		if g.awaits(c.pid) && contains(*c, g.root) {
+			return true
+		}
+	}
+	return false
 }
 
 // ambiguous releases root group g as its own trace: more than one call
@@ -443,7 +541,8 @@ func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStu
 		// Closed since a lookup found it open: it was that process's.
 		c.PID = h.pid
 	}
-	o := owner{pid: c.PID, ok: c.OnNode, neighbours: c.Neighbours, expires: now.Add(ownerTTL)}
+	o := owner{pid: c.PID, ok: c.OnNode, neighbours: c.Neighbours, expires: now.Add(ownerTTL),
+		conn: plain(event.Conn{Local: c.Conn.Local, Remote: c.Conn.Remote})}
 	l.owners[q] = o
 	gs := l.pending[q]
 	delete(l.pending, q)
@@ -455,9 +554,18 @@ func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStu
 	return out
 }
 
-// fits tells whether server request e can be the far end of client call
-// c: same method and path, and inside the call's time.
-func fits(c clientRef, e *call) bool {
+// fits tells whether server request e, whose connection's client end is
+// conn, can be the far end of client call c: c went out on exactly that
+// connection, with the same method and path, and its call contains the
+// request. Both ends are stamped by the same kernel clock, so the nesting
+// needs no slack.
+func fits(c clientRef, conn event.Conn, e *call) bool {
+	return conn.Known() && c.conn == conn && contains(c, e)
+}
+
+// contains tells whether client call c has server request e's method and
+// path and contains it in time.
+func contains(c clientRef, e *call) bool {
 	return c.method == e.method && c.path == e.path && !e.start.Before(c.start) && !e.end.After(c.end)
 }
 
@@ -526,22 +634,25 @@ func (l *Linker) unwait(g *group) {
 		l.pending[g.lookup] = ps
 		g.lookup = Lookup{}
 	}
-	if g.key == "" {
+	if g.req == "" {
 		return
 	}
-	ws := l.waiting[g.key]
-	for i, w := range ws {
-		if w == g {
-			ws = append(ws[:i], ws[i+1:]...)
-			break
-		}
+	drop(l.waiting, g.conn, g)
+	drop(l.waitingReq, g.req, g)
+	g.req = ""
+}
+
+// drop removes root g from the roots waiting under key k.
+func drop[K comparable](m map[K][]*group, k K, g *group) {
+	ws := m[k]
+	if i := slices.Index(ws, g); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
 	}
 	if len(ws) == 0 {
-		delete(l.waiting, g.key)
+		delete(m, k)
 	} else {
-		l.waiting[g.key] = ws
+		m[k] = ws
 	}
-	g.key = ""
 }
 
 // bound keeps memory bounded on the hot path: past MaxHeld spans, the
@@ -566,10 +677,15 @@ func (l *Linker) bound() []*tracetest.SpanStub {
 func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 	var out []*tracetest.SpanStub
 	for _, ws := range l.waiting {
-		for _, g := range append([]*group(nil), ws...) {
+		for _, g := range slices.Clone(ws) {
 			switch {
 			case g.match != nil && !now.Before(g.settle):
 				out = append(out, l.join(g, *g.match)...)
+			case g.match == nil && g.noConn && !now.Before(g.settle):
+				// Its caller's call came, but without its connection:
+				// it cannot be paired, and that has a name.
+				l.NoConn++
+				out = append(out, l.release(g)...)
 			case g.match == nil && g.caller == 0 && !now.Before(g.settle):
 				// Closed client end, no call of its possible holders:
 				// most likely a client golens does not watch. Should
@@ -577,7 +693,7 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 				if len(l.gone) >= goneMax {
 					l.gone = l.gone[1:]
 				}
-				l.gone = append(l.gone, goneRoot{root: *g.root, callers: g.callers, at: now})
+				l.gone = append(l.gone, goneRoot{root: *g.root, conn: g.conn, callers: g.callers, at: now})
 				out = append(out, l.release(g)...)
 			case g.match == nil && now.After(g.deadline):
 				l.Unmatched++
@@ -586,7 +702,7 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 		}
 	}
 	for _, gs := range l.pending {
-		for _, g := range append([]*group(nil), gs...) {
+		for _, g := range slices.Clone(gs) {
 			if now.After(g.deadline) {
 				l.LookupBusy++
 				out = append(out, l.release(g)...)
@@ -601,25 +717,37 @@ func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
 	for len(l.gone) > 0 && now.Sub(l.gone[0].at) > l.Window {
 		l.gone = l.gone[1:]
 	}
-	for key, cs := range l.recent {
+	l.calls = forget(l.recent, now, l.Window) + forget(l.unpaired, now, l.Window)
+	return append(out, l.bound()...)
+}
+
+// forget drops the calls seen more than window ago and returns how many
+// are left.
+func forget[K comparable](m map[K][]*clientRef, now time.Time, window time.Duration) int {
+	n := 0
+	for k, cs := range m {
 		keep := cs[:0]
 		for _, c := range cs {
-			if now.Sub(c.seen) <= l.Window {
+			if now.Sub(c.seen) <= window {
 				keep = append(keep, c)
 			}
 		}
+		clear(cs[len(keep):])
 		if len(keep) == 0 {
-			delete(l.recent, key)
+			delete(m, k)
 		} else {
-			l.recent[key] = keep
+			m[k] = keep
 		}
+		n += len(keep)
 	}
-	return append(out, l.bound()...)
+	return n
 }
 
 // Empty tells whether the linker holds nothing and remembers no call: its
 // Flush has nothing to do until the next Add.
-func (l *Linker) Empty() bool { return len(l.groups) == 0 && len(l.recent) == 0 }
+func (l *Linker) Empty() bool {
+	return len(l.groups) == 0 && len(l.recent) == 0 && len(l.unpaired) == 0
+}
 
 // Flush releases what is due at now; with all set, everything held.
 func (l *Linker) Flush(now time.Time, all bool) []*tracetest.SpanStub {

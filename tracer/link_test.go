@@ -39,16 +39,27 @@ func settled(l *Linker, now time.Time) []*tracetest.SpanStub {
 	return l.Flush(now.Add(l.Settle), false)
 }
 
-// owners answers every peer with f.
+// calleeEnd is B's end of every connection in these tests.
+var calleeEnd = netip.MustParseAddrPort("127.0.0.1:80")
+
+// owners answers every peer with f; the client end found is the peer's
+// connection to calleeEnd.
 func owners(f func(netip.AddrPort) (int, bool)) OwnerFunc {
 	return func(qs []Lookup) []Caller {
 		out := make([]Caller, len(qs))
 		for i, q := range qs {
 			out[i].PID, out[i].OnNode = f(q.Peer)
-			out[i].Conn = Conn{Local: q.Peer}
+			out[i].Conn = Conn{Local: q.Peer, Remote: calleeEnd}
 		}
 		return out
 	}
+}
+
+// via says client call e went out on the connection from 127.0.0.1:port
+// to calleeEnd.
+func via(e *event.HTTPClient, port uint16) *event.HTTPClient {
+	e.Conn = event.Conn{Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Remote: calleeEnd}
+	return e
 }
 
 // fixedOwner says every peer port in m belongs to that pid.
@@ -97,7 +108,7 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 		t.Fatalf("root with a watched caller released before its caller's span: %d", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	out = append(add(l, ae, as, now), settled(l, now)...)
+	out = append(add(l, via(ae, 5000), as, now), settled(l, now)...)
 	if len(out) != 3 {
 		t.Fatalf("released %d spans, want A's client and B's two", len(out))
 	}
@@ -161,7 +172,7 @@ func TestLinkerConcurrentCalls(t *testing.T) {
 	add(l, b2, s2, t0)
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(5), ms(15))
-	out := append(add(l, c1, cs1, t0), add(l, c2, cs2, t0)...)
+	out := append(add(l, via(c1, 5001), cs1, t0), add(l, via(c2, 5002), cs2, t0)...)
 	out = append(out, settled(l, t0)...)
 	if len(out) != 4 {
 		t.Fatalf("released %d, want 4", len(out))
@@ -194,7 +205,7 @@ func closedEnd(neighbours ...int) OwnerFunc {
 	return func(qs []Lookup) []Caller {
 		out := make([]Caller, len(qs))
 		for i, q := range qs {
-			out[i] = Caller{OnNode: true, Conn: Conn{NetNS: 7, Local: q.Peer}, Neighbours: neighbours}
+			out[i] = Caller{OnNode: true, Conn: Conn{NetNS: 7, Local: q.Peer, Remote: calleeEnd}, Neighbours: neighbours}
 		}
 		return out
 	}
@@ -208,7 +219,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 	// A's call came first, A could have held the socket: linked.
 	l := NewLinker(closedEnd(procA.PID, procB.PID))
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0)
+	add(l, via(ae, 5000), as, t0)
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	add(l, be, bs, t0)
 	if got := settled(l, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
@@ -222,7 +233,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 		t.Fatalf("closed client end: released %d before the settle time", len(got))
 	}
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0.Add(ms(100)))
+	add(l, via(ae, 5000), as, t0.Add(ms(100)))
 	if got := settled(l, t0.Add(ms(100))); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("call after the root: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
@@ -230,7 +241,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 	// A's call fits, but A is not in the socket's namespace: not linked.
 	l = NewLinker(closedEnd(procB.PID))
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0)
+	add(l, via(ae, 5000), as, t0)
 	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	got := append(add(l, be, bs, t0), settled(l, t0)...)
 	if len(got) != 1 || bs.Parent.IsValid() {
@@ -249,8 +260,8 @@ func TestLinkerOwnerGone(t *testing.T) {
 	}
 	// ... but when A's call comes after all, the lost link is counted once.
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0.Add(l.Settle+ms(100)))
-	add(l, ae, as, t0.Add(l.Settle+ms(150)))
+	add(l, via(ae, 5000), as, t0.Add(l.Settle+ms(100)))
+	add(l, via(ae, 5000), as, t0.Add(l.Settle+ms(150)))
 	if l.Unmatched != 1 {
 		t.Errorf("a watched caller's call after the root went: unmatched %d, want 1", l.Unmatched)
 	}
@@ -260,7 +271,7 @@ func TestLinkerOwnerGone(t *testing.T) {
 	add(l, be, bs, t0)
 	settled(l, t0)
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	add(l, ae, as, t0.Add(l.Settle+l.Window+ms(100)))
+	add(l, via(ae, 5000), as, t0.Add(l.Settle+l.Window+ms(100)))
 	if l.Unmatched != 0 {
 		t.Errorf("a call past the window: unmatched %d, want 0", l.Unmatched)
 	}
@@ -282,20 +293,21 @@ func TestLinkerRemembersHolder(t *testing.T) {
 		t.Fatalf("root released (%d) before its caller's call came", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := append(l.Add(ae, as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
+	if got := append(l.Add(via(ae, 5000), as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
 }
 
-// Two calls of A with the same method and path both contain B's request,
-// or one call contains two of B's: the linker does not guess.
+// Two calls of A with the same method and path on one connection (two
+// HTTP/2 streams) both contain B's request, or one call contains two of
+// B's requests on its connection: the linker does not guess.
 func TestLinkerAmbiguous(t *testing.T) {
 	// Two calls, one callee inside both: the calls came first.
 	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
 	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
 	c2, cs2 := client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
-	add(l, c1, cs1, t0)
-	add(l, c2, cs2, t0)
+	add(l, via(c1, 5001), cs1, t0)
+	add(l, via(c2, 5001), cs2, t0)
 	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
 		t.Fatalf("callee in two calls: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
@@ -304,11 +316,11 @@ func TestLinkerAmbiguous(t *testing.T) {
 	// One call, two callees inside it, both waiting: neither is linked.
 	l = NewLinker(fixedOwner(map[uint16]int{5001: procA.PID, 5002: procA.PID}))
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
-	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	b2, s2 := server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5001", ms(4), ms(11))
 	add(l, b1, s1, t0)
 	add(l, b2, s2, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
-	if got := add(l, c1, cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
+	if got := add(l, via(c1, 5001), cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
 		t.Fatalf("two callees in one call: released %d, parents %s %s, ambiguous %d", len(got), s1.Parent.SpanID(), s2.Parent.SpanID(), l.Ambiguous)
 	}
 
@@ -317,9 +329,9 @@ func TestLinkerAmbiguous(t *testing.T) {
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	add(l, b1, s1, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
-	add(l, c1, cs1, t0)
+	add(l, via(c1, 5001), cs1, t0)
 	settled(l, t0) // s1 joins c1
-	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5002", ms(4), ms(11))
+	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5001", ms(4), ms(11))
 	if got := add(l, b2, s2, t0); len(got) != 1 || s2.Parent.IsValid() || l.Ambiguous != 1 {
 		t.Fatalf("callee in a taken call: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
 	}
@@ -330,9 +342,9 @@ func TestLinkerAmbiguous(t *testing.T) {
 	b1, s1 = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	add(l, b1, s1, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(11))
-	add(l, c1, cs1, t0)
+	add(l, via(c1, 5001), cs1, t0)
 	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(12))
-	got := append(add(l, c2, cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
+	got := append(add(l, via(c2, 5001), cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
 	if len(got) != 2 || s1.Parent.IsValid() || l.Ambiguous != 1 || l.Linked != 0 {
 		t.Fatalf("rival within the settle time: released %d, parent %s, ambiguous %d, linked %d", len(got), s1.Parent.SpanID(), l.Ambiguous, l.Linked)
 	}
@@ -355,11 +367,12 @@ func TestLinkerLookupsAsync(t *testing.T) {
 	}
 	// The caller's span comes while the lookup is in flight.
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := l.Add(ae, as, t0); len(got) != 1 {
+	if got := l.Add(via(ae, 5000), as, t0); len(got) != 1 {
 		t.Fatalf("client span: released %d, want 1", len(got))
 	}
 	<-l.Lookups()
-	got := append(l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:5000")}, Caller{PID: procA.PID, OnNode: true}, t0), settled(l, t0)...)
+	peer := netip.MustParseAddrPort("127.0.0.1:5000")
+	got := append(l.Resolve(Lookup{procB.PID, peer}, Caller{PID: procA.PID, OnNode: true, Conn: Conn{Local: peer, Remote: calleeEnd}}, t0), settled(l, t0)...)
 	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
 		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
 	}
@@ -387,5 +400,210 @@ func TestLinkerLookupsAsync(t *testing.T) {
 	// A late answer only fills the cache.
 	if got := l.Resolve(Lookup{procB.PID, netip.MustParseAddrPort("127.0.0.1:6000")}, Caller{}, t0.Add(2*time.Second)); len(got) != 0 {
 		t.Fatalf("late answer released %d", len(got))
+	}
+}
+
+// step is one event of a pairing case: a root server span of B (peer
+// 127.0.0.1:port) or a client call (pid, out on 127.0.0.1:port to remote,
+// or on an unknown connection with port 0), read in the order given.
+type step struct {
+	root       bool
+	id         byte // the span id (a root's trace id too)
+	pid        int
+	port       uint16
+	remote     string // a call's far end; calleeEnd when empty
+	start, end int    // ms
+	at         int    // ms after t0 the event is read (what was due is flushed first)
+}
+
+func rootAt(id byte, port uint16, start, end int) step {
+	return step{root: true, id: id, port: port, start: start, end: end}
+}
+
+func callOn(id byte, port uint16, start, end int) step {
+	return step{id: id, pid: procA.PID, port: port, start: start, end: end}
+}
+
+// Pairing is by connection: every callee gets exactly the call that went
+// out on its connection, whatever else overlaps in time with the same
+// method and path; when more than one call fits (streams sharing a
+// connection) or the call's connection is unknown, none is chosen, and
+// the reason is counted.
+func TestLinkerPairsByConnection(t *testing.T) {
+	other := &event.Process{PID: 300, ServiceName: "c"}
+	cases := []struct {
+		name  string
+		steps []step
+		want  map[byte]byte // root -> parent span id, 0 for none
+		// counters after everything settled
+		linked, ambiguous, noConn, unmatched uint64
+	}{{
+		name: "4 identical concurrent calls, roots first",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), rootAt(0x32, 5002, 4, 11), rootAt(0x33, 5003, 5, 12), rootAt(0x34, 5004, 6, 13),
+			callOn(0x44, 5004, 1, 20), callOn(0x41, 5001, 1, 21), callOn(0x43, 5003, 2, 22), callOn(0x42, 5002, 2, 23),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42, 0x33: 0x43, 0x34: 0x44},
+		linked: 4,
+	}, {
+		name: "4 identical concurrent calls, calls first",
+		steps: []step{
+			callOn(0x42, 5002, 1, 20), callOn(0x41, 5001, 1, 21), callOn(0x44, 5004, 2, 22), callOn(0x43, 5003, 2, 23),
+			rootAt(0x33, 5003, 5, 12), rootAt(0x31, 5001, 3, 10), rootAt(0x34, 5004, 6, 13), rootAt(0x32, 5002, 4, 11),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42, 0x33: 0x43, 0x34: 0x44},
+		linked: 4,
+	}, {
+		name: "a handler fanning out 3 identical calls, interleaved",
+		steps: []step{
+			rootAt(0x32, 5002, 3, 9), callOn(0x43, 5003, 1, 14), rootAt(0x31, 5001, 2, 10),
+			callOn(0x42, 5002, 1, 11), rootAt(0x33, 5003, 2, 12), callOn(0x41, 5001, 1, 13),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42, 0x33: 0x43},
+		linked: 3,
+	}, {
+		name: "keep-alive: two calls in turn on one connection",
+		steps: []step{
+			rootAt(0x31, 5001, 2, 5), callOn(0x41, 5001, 1, 6),
+			rootAt(0x32, 5001, 8, 11), callOn(0x42, 5001, 7, 12),
+		},
+		want:   map[byte]byte{0x31: 0x41, 0x32: 0x42},
+		linked: 2,
+	}, {
+		name: "two streams on one connection, both contain the root",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), callOn(0x41, 5001, 1, 20), callOn(0x42, 5001, 2, 21),
+		},
+		want:      map[byte]byte{0x31: 0},
+		ambiguous: 1,
+	}, {
+		name: "two streams on one connection, calls first",
+		steps: []step{
+			callOn(0x41, 5001, 1, 20), callOn(0x42, 5001, 2, 21), rootAt(0x31, 5001, 3, 10),
+		},
+		want:      map[byte]byte{0x31: 0},
+		ambiguous: 1,
+	}, {
+		name: "two streams, two roots, one call contains both",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), rootAt(0x32, 5001, 4, 11), callOn(0x41, 5001, 1, 20),
+		},
+		want:      map[byte]byte{0x31: 0, 0x32: 0},
+		ambiguous: 2,
+	}, {
+		name:   "the caller's call without a connection",
+		steps:  []step{rootAt(0x31, 5001, 3, 10), callOn(0x41, 0, 1, 20)},
+		want:   map[byte]byte{0x31: 0},
+		noConn: 1,
+	}, {
+		name:   "the caller's call without a connection, read first",
+		steps:  []step{callOn(0x41, 0, 1, 20), rootAt(0x31, 5001, 3, 10)},
+		want:   map[byte]byte{0x31: 0},
+		noConn: 1,
+	}, {
+		name: "a call without a connection beside the one on it",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), callOn(0x42, 0, 1, 20), callOn(0x41, 5001, 2, 21),
+		},
+		want:   map[byte]byte{0x31: 0x41},
+		linked: 1,
+	}, {
+		name: "the root's peer port towards another destination",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10),
+			{id: 0x41, pid: procA.PID, port: 5001, remote: "127.0.0.1:81", start: 1, end: 20},
+		},
+		want:      map[byte]byte{0x31: 0},
+		unmatched: 1,
+	}, {
+		name: "the same connection named by a process not holding it",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), {id: 0x41, pid: other.PID, port: 5001, start: 1, end: 20},
+		},
+		want:      map[byte]byte{0x31: 0},
+		unmatched: 1,
+	}, {
+		// A neighbour's identical call fits the root's time and is read
+		// first; the root's own call is read after the settle time (a
+		// loaded reader): the neighbour's is never taken for it.
+		name: "the root's own call read late, a neighbour's first",
+		steps: []step{
+			rootAt(0x31, 5001, 3, 10), callOn(0x42, 5002, 1, 11),
+			{id: 0x41, pid: procA.PID, port: 5001, start: 2, end: 12, at: 600},
+		},
+		want:   map[byte]byte{0x31: 0x41},
+		linked: 1,
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return procA.PID, true }))
+			roots := map[byte]*tracetest.SpanStub{}
+			for _, st := range tc.steps {
+				now := t0.Add(ms(st.at))
+				l.Flush(now, false)
+				if st.root {
+					e, s := server(procB, st.id, st.id, 0, event.TraceparentNone, fmt.Sprintf("127.0.0.1:%d", st.port), ms(st.start), ms(st.end))
+					roots[st.id] = s
+					add(l, e, s, now)
+					continue
+				}
+				p := procA
+				if st.pid == other.PID {
+					p = other
+				}
+				e, s := client(p, 0x01, st.id, 0x40, event.LinkContext, event.TraceparentValid, ms(st.start), ms(st.end))
+				if st.port != 0 {
+					via(e, st.port)
+				}
+				if st.remote != "" {
+					e.Conn.Remote = netip.MustParseAddrPort(st.remote)
+				}
+				add(l, e, s, now)
+			}
+			last := t0.Add(ms(tc.steps[len(tc.steps)-1].at))
+			l.Flush(last.Add(l.Settle), false)
+			l.Flush(last.Add(2*l.Window), false)
+			for id, want := range tc.want {
+				s := roots[id]
+				if got := s.Parent.SpanID(); got != (trace.SpanID{want}) && !(want == 0 && !s.Parent.IsValid()) {
+					t.Errorf("root %x: parent %s, want %x", id, got, want)
+				}
+				if want != 0 && s.SpanContext.TraceID() != (trace.TraceID{0x01}) {
+					t.Errorf("root %x in trace %s, want the caller's", id, s.SpanContext.TraceID())
+				}
+			}
+			if l.Linked != tc.linked || l.Ambiguous != tc.ambiguous || l.NoConn != tc.noConn || l.Unmatched != tc.unmatched || l.LookupBusy != 0 {
+				t.Errorf("linked %d ambiguous %d no_conn %d unmatched %d busy %d; want %d %d %d %d 0",
+					l.Linked, l.Ambiguous, l.NoConn, l.Unmatched, l.LookupBusy, tc.linked, tc.ambiguous, tc.noConn, tc.unmatched)
+			}
+			if l.held != 0 {
+				t.Errorf("%d spans still held", l.held)
+			}
+		})
+	}
+}
+
+// A root whose caller's call carries no connection is not held for the
+// whole window: it goes out once that call has settled, counted.
+func TestLinkerNoConnNotHeld(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID}))
+	be, bs := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, be, bs, t0)
+	ae, as := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	add(l, ae, as, t0.Add(ms(10)))
+	if got := l.Flush(t0.Add(ms(10)+l.Settle-ms(1)), false); len(got) != 0 {
+		t.Fatalf("released %d before the settle time", len(got))
+	}
+	if got := l.Flush(t0.Add(ms(10)+l.Settle), false); len(got) != 1 || bs.Parent.IsValid() || l.NoConn != 1 || l.Unmatched != 0 {
+		t.Fatalf("released %d, parent %s, no_conn %d, unmatched %d", len(got), bs.Parent.SpanID(), l.NoConn, l.Unmatched)
+	}
+	// A closed client end whose possible holder's call has no connection:
+	// counted too, where a call-less closed end is not.
+	l = NewLinker(closedEnd(procA.PID))
+	be, bs = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	add(l, be, bs, t0)
+	add(l, ae, as, t0)
+	if got := settled(l, t0); len(got) != 1 || bs.Parent.IsValid() || l.NoConn != 1 {
+		t.Fatalf("closed end: released %d, parent %s, no_conn %d", len(got), bs.Parent.SpanID(), l.NoConn)
 	}
 }

@@ -161,6 +161,7 @@ func HTTPClientSpan(e *event.HTTPClient) tracetest.SpanStub {
 	if len(e.Truncated) > 0 {
 		attrs = append(attrs, attribute.StringSlice("golens.truncated", e.Truncated))
 	}
+	attrs = appendLocal(attrs, e.Conn)
 	stub := tracetest.SpanStub{
 		Name:                 method,
 		SpanKind:             trace.SpanKindClient,
@@ -211,11 +212,14 @@ func GRPCSpan(e *event.GRPC) tracetest.SpanStub {
 			attrs = append(attrs, attribute.String("client.address", e.Peer.Addr().String()),
 				attribute.Int("client.port", int(e.Peer.Port())))
 		}
-	} else if host, port := splitHostPort(dialAddress(e.DialTarget)); host != "" {
-		attrs = append(attrs, attribute.String("server.address", host))
-		if port != 0 {
-			attrs = append(attrs, attribute.Int("server.port", port))
+	} else {
+		if host, port := splitHostPort(dialAddress(e.DialTarget)); host != "" {
+			attrs = append(attrs, attribute.String("server.address", host))
+			if port != 0 {
+				attrs = append(attrs, attribute.Int("server.port", port))
+			}
 		}
+		attrs = appendLocal(attrs, e.Conn)
 	}
 	if e.Cut {
 		attrs = append(attrs, attribute.StringSlice("golens.truncated", []string{"method"}))
@@ -244,4 +248,15 @@ func dialAddress(target string) string {
 		}
 	}
 	return target
+}
+
+// appendLocal adds the client's end of the connection a call went out on,
+// when the probe read it: the callee's span names the same address as
+// its client.address and client.port.
+func appendLocal(attrs []attribute.KeyValue, c event.Conn) []attribute.KeyValue {
+	if !c.Known() {
+		return attrs
+	}
+	return append(attrs, attribute.String("network.local.address", c.Local.Addr().Unmap().String()),
+		attribute.Int("network.local.port", int(c.Local.Port())))
 }

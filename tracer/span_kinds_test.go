@@ -31,6 +31,9 @@ func TestHTTPClientSpan(t *testing.T) {
 		{name: "4xx fails a client call", edit: func(e *event.HTTPClient) { e.Status = 404 }, errorType: "404", port: 443},
 		{name: "transport error", edit: func(e *event.HTTPClient) { e.Status, e.Err, e.ErrorType = 0, true, "*net.OpError" }, errorType: "*net.OpError", port: 443},
 		{name: "explicit port", edit: func(e *event.HTTPClient) { e.Scheme, e.Host = "http", "api.example:8080" }, port: 8080},
+		{name: "known connection", edit: func(e *event.HTTPClient) {
+			e.Conn = event.Conn{Local: netip.MustParseAddrPort("[::1]:40123"), Remote: netip.MustParseAddrPort("[::1]:443")}
+		}, port: 443},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := base
@@ -57,6 +60,12 @@ func TestHTTPClientSpan(t *testing.T) {
 			if (s.Status.Code == codes.Error) != (tc.errorType != "") || a["error.type"].AsString() != tc.errorType {
 				t.Errorf("status %v error.type %q, want error.type %q", s.Status.Code, a["error.type"].AsString(), tc.errorType)
 			}
+			// The client's end of the connection, as the callee's span
+			// names its peer: only when the probe read it.
+			_, hasLocal := a["network.local.port"]
+			if hasLocal != e.Conn.Known() || (hasLocal && (a["network.local.address"].AsString() != "::1" || a["network.local.port"].AsInt64() != 40123)) {
+				t.Errorf("network.local %v:%v (present %v), conn %v", a["network.local.address"], a["network.local.port"], hasLocal, e.Conn)
+			}
 		})
 	}
 }
@@ -81,6 +90,9 @@ func TestGRPCSpan(t *testing.T) {
 			check: map[string]any{"server.address": "cart.shop", "server.port": int64(50051)}},
 		{name: "client OK, plain target", e: event.GRPC{Method: "/shop.Cart/Add", Code: 0, DialTarget: "127.0.0.1:9000"},
 			check: map[string]any{"server.address": "127.0.0.1", "server.port": int64(9000)}},
+		{name: "client on a known connection", e: event.GRPC{Method: "/shop.Cart/Add", Code: 0, DialTarget: "127.0.0.1:9000",
+			Conn: event.Conn{Local: netip.MustParseAddrPort("127.0.0.1:40123"), Remote: netip.MustParseAddrPort("127.0.0.1:9000")}},
+			check: map[string]any{"network.local.address": "127.0.0.1", "network.local.port": int64(40123)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := tc.e

@@ -69,9 +69,11 @@ type Stats struct {
 	// because their peer's owner could not be looked up in time; Overflow
 	// are traces released early because the linker held too many spans;
 	// Ambiguous are server spans exported unlinked because more than one
-	// call of their caller could have been theirs.
-	Unlinked, LookupBusy, Overflow, Ambiguous uint64
-	Held                                      int // spans waiting for their trace to settle
+	// call of their caller could have been theirs; NoConn are server
+	// spans exported unlinked because their caller's call did not say
+	// which connection it used.
+	Unlinked, LookupBusy, Overflow, Ambiguous, NoConn uint64
+	Held                                              int // spans waiting for their trace to settle
 	// SamplingHeld are spans in the sampler's critical-path window.
 	SamplingHeld int
 }
@@ -431,7 +433,7 @@ func (t *Tracer) Stats() Stats {
 	}
 	if l := t.opts.Linker; l != nil {
 		t.linkMu.Lock()
-		s.Linked, s.Held, s.Unlinked, s.LookupBusy, s.Overflow, s.Ambiguous = l.Linked, l.held, l.Unmatched, l.LookupBusy, l.Overflow, l.Ambiguous
+		s.Linked, s.Held, s.Unlinked, s.LookupBusy, s.Overflow, s.Ambiguous, s.NoConn = l.Linked, l.held, l.Unmatched, l.LookupBusy, l.Overflow, l.Ambiguous, l.NoConn
 		t.linkMu.Unlock()
 	}
 	if t.sampling != nil {

@@ -201,7 +201,7 @@ func run(args []string) int {
 			DecodeErrors: ps.DecodeErrors, OrphanReturns: ps.OrphanReturns, Targets: ps.Targets,
 			ProbesAttached: ps.Attached, ProbesRefused: ps.Refused,
 			QueueLength: ts.Queued, SpansExported: ts.Exported, SpansDropped: ts.Dropped, SpansUnexported: ts.Unexported, SpansFailed: ts.Failed,
-			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, LinkOverflow: ts.Overflow,
+			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, SpansNoConn: ts.NoConn, LinkOverflow: ts.Overflow,
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
 		if injector != nil {

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/golens/golens/test/harness"
+)
+
+// getAll sends GET path(i) to addr for every i at once, each request
+// with a traceparent of its own; it returns the trace ids, by i.
+func getAll(t *testing.T, addr string, n int, path func(i int) string) []string {
+	t.Helper()
+	tids := make([]string, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		tids[i] = randHex(16)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", "http://"+addr+path(i), nil)
+			req.Header.Set("traceparent", "00-"+tids[i]+"-"+randHex(8)+"-01")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- fmt.Errorf("GET %s: %d", path(i), resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return tids
+}
+
+// onConn tells whether callee span b was served on the connection client
+// span c went out on: b's peer is c's local end.
+func onConn(b, c harness.Span) bool {
+	return b.Attrs["client.address"] != nil && b.Attrs["client.port"] != nil &&
+		fmt.Sprint(b.Attrs["client.address"]) == fmt.Sprint(c.Attrs["network.local.address"]) &&
+		fmt.Sprint(b.Attrs["client.port"]) == fmt.Sprint(c.Attrs["network.local.port"])
+}
+
+// services splits a trace's spans into A's server spans, A's client
+// spans and B's server spans.
+func services(spans []harness.Span) (aSrv, aCli, bSrv []harness.Span) {
+	for _, sp := range spans {
+		switch svc := sp.Resource["service.name"]; {
+		case svc == "svc-a" && sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+			aSrv = append(aSrv, sp)
+		case svc == "svc-a" && sp.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+			aCli = append(aCli, sp)
+		case svc == "svc-b" && sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+			bSrv = append(bSrv, sp)
+		}
+	}
+	return
+}
+
+// A calls B with identical requests (same method and path) at once, both
+// watched on one node, no --inject-context: every one of B's spans joins
+// exactly the trace of the request that caused it, under exactly the
+// client span that went out on its connection. Nothing is left unlinked
+// and nothing is guessed. First with connections the test chose (each of
+// A's requests calls B from a local port of its own, so which B span is
+// whose is known without asking golens), 4 and 16 at once; then through
+// A's shared connection pool, 16 at once; then a handler fanning out 3
+// identical calls at once.
+func TestSameNodeLinkingExact(t *testing.T) {
+	s := startSetup(t, harness.Variant{}, true)
+	sleep := url.QueryEscape("http://" + s.b.Addr + "/sleep?ms=20")
+	// Local ports for A's calls, out of the ephemeral range, picked anew
+	// per run so two runs at once on the machine do not collide.
+	base := 20000 + rand.IntN(10000)/16*16
+	requests, calls := 0, 0
+
+	check := func(t *testing.T, name string, before int, tids []string, fanout int, ports []int) {
+		t.Helper()
+		want := len(tids) * (1 + 2*fanout)
+		if _, err := s.recv.WaitFor(before+want, 15*time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, s.agent.Log())
+		}
+		time.Sleep(1200 * time.Millisecond) // a root that waited in vain is out by now
+		got := s.recv.Spans()[before:]
+		if len(got) != want {
+			t.Errorf("%s: %d spans, want %d", name, len(got), want)
+		}
+		traces := byTrace(got)
+		for i, tid := range tids {
+			aSrv, aCli, bSrv := services(traces[tid])
+			if len(aSrv) != 1 || len(aCli) != fanout || len(bSrv) != fanout {
+				t.Errorf("%s #%d: trace %s has A server %d, A client %d, B server %d; want 1, %d, %d",
+					name, i, tid, len(aSrv), len(aCli), len(bSrv), fanout, fanout)
+				continue
+			}
+			children := map[string]int{}
+			for _, c := range aCli {
+				if c.ParentSpanID != aSrv[0].SpanID {
+					t.Errorf("%s #%d: A client span %s under %s, want A's server span", name, i, c.SpanID, c.ParentSpanID)
+				}
+				if ports != nil && fmt.Sprint(c.Attrs["network.local.port"]) != fmt.Sprint(ports[i]) {
+					t.Errorf("%s #%d: A's call from port %v, want %d", name, i, c.Attrs["network.local.port"], ports[i])
+				}
+			}
+			for _, b := range bSrv {
+				var parent *harness.Span
+				for j := range aCli {
+					if aCli[j].SpanID == b.ParentSpanID {
+						parent = &aCli[j]
+					}
+				}
+				switch {
+				case parent == nil:
+					t.Errorf("%s #%d: B span %s under %q, not under a call of its request", name, i, b.SpanID, b.ParentSpanID)
+				case !onConn(b, *parent):
+					t.Errorf("%s #%d: B span %s from %v:%v under the call from %v:%v", name, i, b.SpanID,
+						b.Attrs["client.address"], b.Attrs["client.port"], parent.Attrs["network.local.address"], parent.Attrs["network.local.port"])
+				default:
+					children[parent.SpanID]++
+				}
+				if ports != nil && fmt.Sprint(b.Attrs["client.port"]) != fmt.Sprint(ports[i]) {
+					t.Errorf("%s #%d: B span from port %v in the trace of the request calling from %d", name, i, b.Attrs["client.port"], ports[i])
+				}
+			}
+			for _, c := range aCli {
+				if children[c.SpanID] != 1 {
+					t.Errorf("%s #%d: A's call %s has %d B spans, want 1", name, i, c.SpanID, children[c.SpanID])
+				}
+			}
+		}
+		if t.Failed() {
+			for _, sp := range got {
+				t.Logf("%s %v trace=%s span=%s parent=%s peer=%v:%v local=%v:%v %s–%s", sp.Resource["service.name"], sp.Kind, sp.TraceID[:8], sp.SpanID, sp.ParentSpanID,
+					sp.Attrs["client.address"], sp.Attrs["client.port"], sp.Attrs["network.local.address"], sp.Attrs["network.local.port"],
+					sp.Start.Format("05.000000"), sp.End.Format("05.000000"))
+			}
+		}
+		requests++
+		calls += len(tids) * fanout
+	}
+
+	for _, n := range []int{4, 16} {
+		for round := range 2 {
+			ports := make([]int, n)
+			for i := range ports {
+				ports[i] = base + i
+			}
+			before := len(s.recv.Spans())
+			tids := getAll(t, s.a.Addr, n, func(i int) string {
+				return "/chain?from=" + url.QueryEscape(fmt.Sprintf("127.0.0.1:%d", ports[i])) + "&to=" + sleep
+			})
+			check(t, fmt.Sprintf("%d from chosen ports, round %d", n, round), before, tids, 1, ports)
+		}
+	}
+	for round := range 2 {
+		before := len(s.recv.Spans())
+		tids := getAll(t, s.a.Addr, 16, func(int) string { return "/chain?to=" + sleep })
+		check(t, fmt.Sprintf("16 through A's pool, round %d", round), before, tids, 1, nil)
+	}
+	for round := range 5 {
+		before := len(s.recv.Spans())
+		tids := getAll(t, s.a.Addr, 1, func(int) string { return "/fanout?n=3&to=" + sleep })
+		check(t, fmt.Sprintf("fan-out of 3, round %d", round), before, tids, 3, nil)
+	}
+
+	text, err := s.agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, "golens_spans_linked_total"); v != float64(calls) {
+		t.Errorf("golens_spans_linked_total %v, want %d", v, calls)
+	}
+	for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous", "no_conn"} {
+		if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
+			t.Errorf("unlinked %s %v, want 0", r, v)
+		}
+	}
+	t.Logf("%d batches, %d B spans, each under its own call", requests, calls)
+}
