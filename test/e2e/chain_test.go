@@ -108,6 +108,7 @@ type chain struct {
 	recvs   []*harness.Receiver
 	agents  []*harness.Agent
 	callers []int // per agent: the hops it watches that call the next one
+	inject  bool  // whether the agents put traceparent on the wire
 
 	httpAddr, grpcAddr string // the first hop's
 	h1, h2c            *http.Client
@@ -307,10 +308,10 @@ func (c *chain) run(t *testing.T, proto string) {
 		byKey[k] = append(byKey[k], sp)
 		owner[sp.SpanID] = k
 	}
-	// What went over the wire: each hop after the first received exactly
-	// one traceparent, of its request's trace, naming the previous hop's
-	// client span; another request's trace is a swap, nothing is a
-	// request that went out without one.
+	// What went over the wire: with injection, each hop after the first
+	// received exactly one traceparent, of its request's trace, naming the
+	// previous hop's client span; another request's trace is a swap,
+	// nothing is a request that went out without one. Without, none.
 	wireSwapped, wireMissing := 0, 0
 	for _, rq := range reqs {
 		if len(rq.wire) != len(c.hops) {
@@ -327,6 +328,10 @@ func (c *chain) run(t *testing.T, proto string) {
 				want = "00-" + rq.tid + "-" + cli[0].SpanID + "-01"
 			}
 			switch {
+			case !c.inject:
+				if got != "-" {
+					t.Errorf("trace %s: %s received %q without --inject-context", rq.tid, c.hops[h], got)
+				}
 			case got == want:
 			case got == "-":
 				wireMissing++
@@ -571,6 +576,7 @@ func TestSameNodeChain(t *testing.T) {
 				recvs:    []*harness.Receiver{recv},
 				agents:   []*harness.Agent{agent},
 				callers:  []int{callers},
+				inject:   inject,
 				httpAddr: a.Addr, grpcAddr: "127.0.0.1:18411",
 			}
 			ch.connect(t, ns)
