@@ -205,8 +205,10 @@ func run(args []string) int {
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
 		if injector != nil {
-			s.ContextInjected, s.ContextInjectFailed = injector.Stats()
-			s.ContextInjectSkip = injector.Skipped()
+			st := injector.Stats()
+			for _, c := range nethttp.InjectStats {
+				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: st[c.Name]})
+			}
 		}
 		s.KernelFeatures = make(map[string]bool, len(kern))
 		for _, res := range kern {

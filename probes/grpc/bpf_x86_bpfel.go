@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfConnTuple struct {
+	_          structs.HostLayout
+	LocalIp    [16]uint8
+	RemoteIp   [16]uint8
+	LocalPort  uint16
+	RemotePort uint16
+	Pad        uint32
+}
+
 type bpfGrpcEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -33,6 +42,7 @@ type bpfGrpcEvent struct {
 	Port      uint16
 	Pad       [2]uint8
 	Ip        [16]uint8
+	Conn      bpfConnTuple
 	Method    [128]uint8
 	Addr      [64]uint8
 }
@@ -52,6 +62,22 @@ type bpfGrpcState struct {
 	Pad     [7]uint8
 	Sc      bpfSpanContext
 	Ev      bpfGrpcEvent
+}
+
+type bpfInjectIds struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [3]uint8
+	LineHash uint32
+}
+
+type bpfInjectKey struct {
+	_      structs.HostLayout
+	Pid    uint32
+	Stream uint32
+	Conn   bpfConnTuple
 }
 
 type bpfMapScratch struct {
@@ -83,24 +109,44 @@ const (
 	bpfMapCtxSpans                = "ctx_spans"
 	bpfMapEvents                  = "events"
 	bpfMapGoMapScratch            = "go_map_scratch"
+	bpfMapGrpcAnnounceStats       = "grpc_announce_stats"
+	bpfMapGrpcCallCtxs            = "grpc_call_ctxs"
 	bpfMapGrpcCalls               = "grpc_calls"
 	bpfMapGrpcScratch             = "grpc_scratch"
+	bpfMapInjectPending           = "inject_pending"
 	bpfMapStats                   = "stats"
+	bpfProgUprobeGrpcAnnounce     = "uprobe_grpc_announce"
+	bpfProgUprobeGrpcAnnounceOrig = "uprobe_grpc_announce_orig"
 	bpfProgUprobeGrpcClientEntry  = "uprobe_grpc_client_entry"
 	bpfProgUprobeGrpcClientFinish = "uprobe_grpc_client_finish"
 	bpfProgUprobeGrpcServerEntry  = "uprobe_grpc_server_entry"
 	bpfProgUprobeGrpcServerStatus = "uprobe_grpc_server_status"
+	bpfVarConnKnown               = "conn_known"
+	bpfVarInjectEnabled           = "inject_enabled"
 	bpfVarMapSwiss                = "map_swiss"
+	bpfVarOffAttemptTransport     = "off_attempt_transport"
 	bpfVarOffCallhdrMethod        = "off_callhdr_method"
 	bpfVarOffCcTarget             = "off_cc_target"
+	bpfVarOffConnFd               = "off_conn_fd"
 	bpfVarOffCsAttempt            = "off_cs_attempt"
 	bpfVarOffCsCallhdr            = "off_cs_callhdr"
 	bpfVarOffCsCc                 = "off_cs_cc"
 	bpfVarOffCsCtx                = "off_cs_ctx"
 	bpfVarOffCsFinished           = "off_cs_finished"
+	bpfVarOffH2cLocal             = "off_h2c_local"
+	bpfVarOffH2cRemote            = "off_h2c_remote"
+	bpfVarOffHdrHf                = "off_hdr_hf"
+	bpfVarOffHdrOrphaned          = "off_hdr_orphaned"
+	bpfVarOffHdrStreamId          = "off_hdr_stream_id"
 	bpfVarOffHmapB                = "off_hmap_b"
 	bpfVarOffHmapBuckets          = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets       = "off_hmap_oldbuckets"
+	bpfVarOffLoopyConn            = "off_loopy_conn"
+	bpfVarOffNetfdFamily          = "off_netfd_family"
+	bpfVarOffNetfdLaddr           = "off_netfd_laddr"
+	bpfVarOffNetfdNet             = "off_netfd_net"
+	bpfVarOffNetfdRaddr           = "off_netfd_raddr"
+	bpfVarOffNetfdSotype          = "off_netfd_sotype"
 	bpfVarOffServerPeer           = "off_server_peer"
 	bpfVarOffSpbCode              = "off_spb_code"
 	bpfVarOffStatusS              = "off_status_s"
@@ -110,8 +156,12 @@ const (
 	bpfVarOffSwissDirptr          = "off_swiss_dirptr"
 	bpfVarOffTableGroupsData      = "off_table_groups_data"
 	bpfVarOffTableGroupsMask      = "off_table_groups_mask"
+	bpfVarOffTcpaddrIp            = "off_tcpaddr_ip"
 	bpfVarOffTcpaddrPort          = "off_tcpaddr_port"
+	bpfVarOffTcpconnConn          = "off_tcpconn_conn"
 	bpfVarStreamIndirect          = "stream_indirect"
+	bpfVarTcpaddrType             = "tcpaddr_type"
+	bpfVarTcpconnType             = "tcpconn_type"
 	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
@@ -157,6 +207,8 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	UprobeGrpcAnnounce     *ebpf.ProgramSpec `ebpf:"uprobe_grpc_announce"`
+	UprobeGrpcAnnounceOrig *ebpf.ProgramSpec `ebpf:"uprobe_grpc_announce_orig"`
 	UprobeGrpcClientEntry  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_entry"`
 	UprobeGrpcClientFinish *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_finish"`
 	UprobeGrpcServerEntry  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_entry"`
@@ -167,41 +219,63 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	CtxSpans     *ebpf.MapSpec `ebpf:"ctx_spans"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	GoMapScratch *ebpf.MapSpec `ebpf:"go_map_scratch"`
-	GrpcCalls    *ebpf.MapSpec `ebpf:"grpc_calls"`
-	GrpcScratch  *ebpf.MapSpec `ebpf:"grpc_scratch"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	CtxSpans          *ebpf.MapSpec `ebpf:"ctx_spans"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	GoMapScratch      *ebpf.MapSpec `ebpf:"go_map_scratch"`
+	GrpcAnnounceStats *ebpf.MapSpec `ebpf:"grpc_announce_stats"`
+	GrpcCallCtxs      *ebpf.MapSpec `ebpf:"grpc_call_ctxs"`
+	GrpcCalls         *ebpf.MapSpec `ebpf:"grpc_calls"`
+	GrpcScratch       *ebpf.MapSpec `ebpf:"grpc_scratch"`
+	InjectPending     *ebpf.MapSpec `ebpf:"inject_pending"`
+	Stats             *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	MapSwiss           *ebpf.VariableSpec `ebpf:"map_swiss"`
-	OffCallhdrMethod   *ebpf.VariableSpec `ebpf:"off_callhdr_method"`
-	OffCcTarget        *ebpf.VariableSpec `ebpf:"off_cc_target"`
-	OffCsAttempt       *ebpf.VariableSpec `ebpf:"off_cs_attempt"`
-	OffCsCallhdr       *ebpf.VariableSpec `ebpf:"off_cs_callhdr"`
-	OffCsCc            *ebpf.VariableSpec `ebpf:"off_cs_cc"`
-	OffCsCtx           *ebpf.VariableSpec `ebpf:"off_cs_ctx"`
-	OffCsFinished      *ebpf.VariableSpec `ebpf:"off_cs_finished"`
-	OffHmapB           *ebpf.VariableSpec `ebpf:"off_hmap_b"`
-	OffHmapBuckets     *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
-	OffHmapOldbuckets  *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
-	OffServerPeer      *ebpf.VariableSpec `ebpf:"off_server_peer"`
-	OffSpbCode         *ebpf.VariableSpec `ebpf:"off_spb_code"`
-	OffStatusS         *ebpf.VariableSpec `ebpf:"off_status_s"`
-	OffStreamCtx       *ebpf.VariableSpec `ebpf:"off_stream_ctx"`
-	OffStreamMethod    *ebpf.VariableSpec `ebpf:"off_stream_method"`
-	OffSwissDirlen     *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
-	OffSwissDirptr     *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
-	OffTableGroupsData *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
-	OffTableGroupsMask *ebpf.VariableSpec `ebpf:"off_table_groups_mask"`
-	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
-	StreamIndirect     *ebpf.VariableSpec `ebpf:"stream_indirect"`
-	UnusedGrpcEvent    *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
+	ConnKnown           *ebpf.VariableSpec `ebpf:"conn_known"`
+	InjectEnabled       *ebpf.VariableSpec `ebpf:"inject_enabled"`
+	MapSwiss            *ebpf.VariableSpec `ebpf:"map_swiss"`
+	OffAttemptTransport *ebpf.VariableSpec `ebpf:"off_attempt_transport"`
+	OffCallhdrMethod    *ebpf.VariableSpec `ebpf:"off_callhdr_method"`
+	OffCcTarget         *ebpf.VariableSpec `ebpf:"off_cc_target"`
+	OffConnFd           *ebpf.VariableSpec `ebpf:"off_conn_fd"`
+	OffCsAttempt        *ebpf.VariableSpec `ebpf:"off_cs_attempt"`
+	OffCsCallhdr        *ebpf.VariableSpec `ebpf:"off_cs_callhdr"`
+	OffCsCc             *ebpf.VariableSpec `ebpf:"off_cs_cc"`
+	OffCsCtx            *ebpf.VariableSpec `ebpf:"off_cs_ctx"`
+	OffCsFinished       *ebpf.VariableSpec `ebpf:"off_cs_finished"`
+	OffH2cLocal         *ebpf.VariableSpec `ebpf:"off_h2c_local"`
+	OffH2cRemote        *ebpf.VariableSpec `ebpf:"off_h2c_remote"`
+	OffHdrHf            *ebpf.VariableSpec `ebpf:"off_hdr_hf"`
+	OffHdrOrphaned      *ebpf.VariableSpec `ebpf:"off_hdr_orphaned"`
+	OffHdrStreamId      *ebpf.VariableSpec `ebpf:"off_hdr_stream_id"`
+	OffHmapB            *ebpf.VariableSpec `ebpf:"off_hmap_b"`
+	OffHmapBuckets      *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets   *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffLoopyConn        *ebpf.VariableSpec `ebpf:"off_loopy_conn"`
+	OffNetfdFamily      *ebpf.VariableSpec `ebpf:"off_netfd_family"`
+	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdNet         *ebpf.VariableSpec `ebpf:"off_netfd_net"`
+	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffNetfdSotype      *ebpf.VariableSpec `ebpf:"off_netfd_sotype"`
+	OffServerPeer       *ebpf.VariableSpec `ebpf:"off_server_peer"`
+	OffSpbCode          *ebpf.VariableSpec `ebpf:"off_spb_code"`
+	OffStatusS          *ebpf.VariableSpec `ebpf:"off_status_s"`
+	OffStreamCtx        *ebpf.VariableSpec `ebpf:"off_stream_ctx"`
+	OffStreamMethod     *ebpf.VariableSpec `ebpf:"off_stream_method"`
+	OffSwissDirlen      *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
+	OffSwissDirptr      *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
+	OffTableGroupsData  *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
+	OffTableGroupsMask  *ebpf.VariableSpec `ebpf:"off_table_groups_mask"`
+	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn      *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	StreamIndirect      *ebpf.VariableSpec `ebpf:"stream_indirect"`
+	TcpaddrType         *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
+	TcpconnType         *ebpf.VariableSpec `ebpf:"tcpconn_type"`
+	UnusedGrpcEvent     *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -224,12 +298,15 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	CtxSpans     *ebpf.Map `ebpf:"ctx_spans"`
-	Events       *ebpf.Map `ebpf:"events"`
-	GoMapScratch *ebpf.Map `ebpf:"go_map_scratch"`
-	GrpcCalls    *ebpf.Map `ebpf:"grpc_calls"`
-	GrpcScratch  *ebpf.Map `ebpf:"grpc_scratch"`
-	Stats        *ebpf.Map `ebpf:"stats"`
+	CtxSpans          *ebpf.Map `ebpf:"ctx_spans"`
+	Events            *ebpf.Map `ebpf:"events"`
+	GoMapScratch      *ebpf.Map `ebpf:"go_map_scratch"`
+	GrpcAnnounceStats *ebpf.Map `ebpf:"grpc_announce_stats"`
+	GrpcCallCtxs      *ebpf.Map `ebpf:"grpc_call_ctxs"`
+	GrpcCalls         *ebpf.Map `ebpf:"grpc_calls"`
+	GrpcScratch       *ebpf.Map `ebpf:"grpc_scratch"`
+	InjectPending     *ebpf.Map `ebpf:"inject_pending"`
+	Stats             *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -237,8 +314,11 @@ func (m *bpfMaps) Close() error {
 		m.CtxSpans,
 		m.Events,
 		m.GoMapScratch,
+		m.GrpcAnnounceStats,
+		m.GrpcCallCtxs,
 		m.GrpcCalls,
 		m.GrpcScratch,
+		m.InjectPending,
 		m.Stats,
 	)
 }
@@ -247,35 +327,56 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	MapSwiss           *ebpf.Variable `ebpf:"map_swiss"`
-	OffCallhdrMethod   *ebpf.Variable `ebpf:"off_callhdr_method"`
-	OffCcTarget        *ebpf.Variable `ebpf:"off_cc_target"`
-	OffCsAttempt       *ebpf.Variable `ebpf:"off_cs_attempt"`
-	OffCsCallhdr       *ebpf.Variable `ebpf:"off_cs_callhdr"`
-	OffCsCc            *ebpf.Variable `ebpf:"off_cs_cc"`
-	OffCsCtx           *ebpf.Variable `ebpf:"off_cs_ctx"`
-	OffCsFinished      *ebpf.Variable `ebpf:"off_cs_finished"`
-	OffHmapB           *ebpf.Variable `ebpf:"off_hmap_b"`
-	OffHmapBuckets     *ebpf.Variable `ebpf:"off_hmap_buckets"`
-	OffHmapOldbuckets  *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
-	OffServerPeer      *ebpf.Variable `ebpf:"off_server_peer"`
-	OffSpbCode         *ebpf.Variable `ebpf:"off_spb_code"`
-	OffStatusS         *ebpf.Variable `ebpf:"off_status_s"`
-	OffStreamCtx       *ebpf.Variable `ebpf:"off_stream_ctx"`
-	OffStreamMethod    *ebpf.Variable `ebpf:"off_stream_method"`
-	OffSwissDirlen     *ebpf.Variable `ebpf:"off_swiss_dirlen"`
-	OffSwissDirptr     *ebpf.Variable `ebpf:"off_swiss_dirptr"`
-	OffTableGroupsData *ebpf.Variable `ebpf:"off_table_groups_data"`
-	OffTableGroupsMask *ebpf.Variable `ebpf:"off_table_groups_mask"`
-	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
-	StreamIndirect     *ebpf.Variable `ebpf:"stream_indirect"`
-	UnusedGrpcEvent    *ebpf.Variable `ebpf:"unused_grpc_event"`
+	ConnKnown           *ebpf.Variable `ebpf:"conn_known"`
+	InjectEnabled       *ebpf.Variable `ebpf:"inject_enabled"`
+	MapSwiss            *ebpf.Variable `ebpf:"map_swiss"`
+	OffAttemptTransport *ebpf.Variable `ebpf:"off_attempt_transport"`
+	OffCallhdrMethod    *ebpf.Variable `ebpf:"off_callhdr_method"`
+	OffCcTarget         *ebpf.Variable `ebpf:"off_cc_target"`
+	OffConnFd           *ebpf.Variable `ebpf:"off_conn_fd"`
+	OffCsAttempt        *ebpf.Variable `ebpf:"off_cs_attempt"`
+	OffCsCallhdr        *ebpf.Variable `ebpf:"off_cs_callhdr"`
+	OffCsCc             *ebpf.Variable `ebpf:"off_cs_cc"`
+	OffCsCtx            *ebpf.Variable `ebpf:"off_cs_ctx"`
+	OffCsFinished       *ebpf.Variable `ebpf:"off_cs_finished"`
+	OffH2cLocal         *ebpf.Variable `ebpf:"off_h2c_local"`
+	OffH2cRemote        *ebpf.Variable `ebpf:"off_h2c_remote"`
+	OffHdrHf            *ebpf.Variable `ebpf:"off_hdr_hf"`
+	OffHdrOrphaned      *ebpf.Variable `ebpf:"off_hdr_orphaned"`
+	OffHdrStreamId      *ebpf.Variable `ebpf:"off_hdr_stream_id"`
+	OffHmapB            *ebpf.Variable `ebpf:"off_hmap_b"`
+	OffHmapBuckets      *ebpf.Variable `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets   *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffLoopyConn        *ebpf.Variable `ebpf:"off_loopy_conn"`
+	OffNetfdFamily      *ebpf.Variable `ebpf:"off_netfd_family"`
+	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdNet         *ebpf.Variable `ebpf:"off_netfd_net"`
+	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffNetfdSotype      *ebpf.Variable `ebpf:"off_netfd_sotype"`
+	OffServerPeer       *ebpf.Variable `ebpf:"off_server_peer"`
+	OffSpbCode          *ebpf.Variable `ebpf:"off_spb_code"`
+	OffStatusS          *ebpf.Variable `ebpf:"off_status_s"`
+	OffStreamCtx        *ebpf.Variable `ebpf:"off_stream_ctx"`
+	OffStreamMethod     *ebpf.Variable `ebpf:"off_stream_method"`
+	OffSwissDirlen      *ebpf.Variable `ebpf:"off_swiss_dirlen"`
+	OffSwissDirptr      *ebpf.Variable `ebpf:"off_swiss_dirptr"`
+	OffTableGroupsData  *ebpf.Variable `ebpf:"off_table_groups_data"`
+	OffTableGroupsMask  *ebpf.Variable `ebpf:"off_table_groups_mask"`
+	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn      *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	StreamIndirect      *ebpf.Variable `ebpf:"stream_indirect"`
+	TcpaddrType         *ebpf.Variable `ebpf:"tcpaddr_type"`
+	TcpconnType         *ebpf.Variable `ebpf:"tcpconn_type"`
+	UnusedGrpcEvent     *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	UprobeGrpcAnnounce     *ebpf.Program `ebpf:"uprobe_grpc_announce"`
+	UprobeGrpcAnnounceOrig *ebpf.Program `ebpf:"uprobe_grpc_announce_orig"`
 	UprobeGrpcClientEntry  *ebpf.Program `ebpf:"uprobe_grpc_client_entry"`
 	UprobeGrpcClientFinish *ebpf.Program `ebpf:"uprobe_grpc_client_finish"`
 	UprobeGrpcServerEntry  *ebpf.Program `ebpf:"uprobe_grpc_server_entry"`
@@ -284,6 +385,8 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.UprobeGrpcAnnounce,
+		p.UprobeGrpcAnnounceOrig,
 		p.UprobeGrpcClientEntry,
 		p.UprobeGrpcClientFinish,
 		p.UprobeGrpcServerEntry,

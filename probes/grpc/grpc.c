@@ -20,6 +20,23 @@
  * begin an RPC too. The method, the dial target and the parent (found up
  * cs.ctx, the per-stream context derived from the caller's) are read from
  * the stream.
+ *
+ * The client's connection: at finish, cs.attempt's transport (an
+ * *http2Client) has the socket's two addresses (localAddr, remoteAddr), read
+ * into the event at no extra hit.
+ *
+ * --inject-context, one more hit per client call, on the transport's writer
+ * goroutine (loopy): (*loopyWriter).originateStream(str, hdr *headerFrame)
+ * up to grpc-go 1.81, clientHeaderHandler(hdr *clientHeaders) from 1.82, run
+ * once per stream before its HEADERS frame is encoded, with the stream id
+ * already assigned (hdr.streamID) and the header fields grpc-go built
+ * (hdr.hf, exactly what goes on the wire). The stream is hdr.onOrphaned's one
+ * captured variable (the cleanup closure, {fn, s}); its context descends from
+ * cs.ctx, which newAttemptLocked registered, so the call is found by
+ * identity up the context chain, never by method or time. The announcement
+ * inject_pending[{pid, stream id, connection}] is made before the frame can
+ * be written; the sk_msg program consumes it. A call whose headers already
+ * carry a traceparent (the application set it) is not announced.
  */
 #include "types.h"
 #include "go_abi.h"
@@ -28,6 +45,10 @@
 #include "trace_context.h"
 #include "propagation.h"
 #include "events.h"
+#include "conn.h"
+/* The announcement map shared with net/http's probe and the socket
+ * programs (--inject-context). */
+#include "../nethttp/inject.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -37,7 +58,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u64 off_stream_method = 0;  /* transport.Stream.method */
 volatile const __u64 off_stream_ctx = 0;     /* transport.Stream.ctx */
 volatile const __u64 off_server_peer = 0;    /* http2Server.peer (peer.Peer, Addr first) */
-volatile const __u64 off_tcpaddr_port = 24;  /* net.TCPAddr.Port */
 volatile const __u64 off_status_s = 0;       /* internal/status.Status.s */
 volatile const __u64 off_spb_code = 0;       /* genproto status.Status.Code */
 volatile const __u64 off_cc_target = 0;      /* ClientConn.target */
@@ -47,6 +67,15 @@ volatile const __u64 off_callhdr_method = 0; /* transport.CallHdr.Method */
 volatile const __u64 off_cs_cc = 0;          /* clientStream.cc */
 volatile const __u64 off_cs_attempt = 0;     /* clientStream.attempt */
 volatile const __u64 off_cs_finished = 0;    /* clientStream.finished */
+volatile const __u64 off_attempt_transport = 0; /* csAttempt.t, .transport from 1.7x */
+volatile const __u64 off_h2c_local = 0;      /* http2Client.localAddr */
+volatile const __u64 off_h2c_remote = 0;     /* http2Client.remoteAddr */
+/* --inject-context, the client headers hook: */
+volatile const __u8 inject_enabled = 0;
+volatile const __u64 off_hdr_stream_id = 0;  /* headerFrame/clientHeaders.streamID */
+volatile const __u64 off_hdr_hf = 0;         /* .hf */
+volatile const __u64 off_hdr_orphaned = 0;   /* .onOrphaned */
+volatile const __u64 off_loopy_conn = 0;     /* loopyWriter.conn, the net.Conn frames go to */
 /* grpc-go 1.69 to 1.76: handleStream's *ServerStream embeds *Stream (a
  * pointer, its first field); before, it was handed a *Stream, and from 1.77
  * ServerStream embeds Stream by value at offset 0. */
@@ -72,6 +101,7 @@ struct grpc_event {
 	__u16 port;     /* server: peer port */
 	__u8 _pad[2];
 	__u8 ip[16];
+	struct conn_tuple conn; /* client: the call's connection; zero unknown */
 	__u8 method[METHOD_MAX];
 	__u8 addr[ADDR_MAX];
 };
@@ -104,6 +134,32 @@ struct {
 	__type(key, __u32);
 	__type(value, struct grpc_state);
 } grpc_scratch SEC(".maps");
+
+/* --inject-context: the calls whose stream may still be announced, by
+ * cs.ctx (a context made for each call, so one per stream). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct grpc_key);
+	__type(value, __u64); /* the *clientStream */
+} grpc_call_ctxs SEC(".maps");
+
+/* Outcomes of the client headers hook, by slot (enum grpc_announce). */
+enum grpc_announce {
+	ANNOUNCED = 0,          /* inject_pending written */
+	ANNOUNCE_APP_TP = 1,    /* the call's headers carry a traceparent already */
+	ANNOUNCE_NO_CALL = 2,   /* the stream's call was not found (started before attach, evicted) */
+	ANNOUNCE_NO_CONN = 3,   /* not a plain TCP connection (TLS, a wrapper), or unreadable */
+	ANNOUNCE_UNCHECKED = 4, /* more header fields than the scan covers */
+	ANNOUNCE_MAX = 8,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ANNOUNCE_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} grpc_announce_stats SEC(".maps");
 
 const struct grpc_event *unused_grpc_event __attribute__((unused));
 
@@ -249,6 +305,136 @@ int uprobe_grpc_server_status(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The connection of an *http2Client, from its two addresses (net.Addr
+ * interfaces holding *net.TCPAddr, read by conn.h): 0 when read. */
+static __always_inline int transport_conn(struct conn_tuple *c, __u64 t)
+{
+	if (!t || !off_h2c_local || !off_h2c_remote)
+		return -1;
+	struct conn_tuple tmp = {};
+	if (!go_tcp_addr(t + off_h2c_local, tmp.local_ip, &tmp.local_port) ||
+	    !go_tcp_addr(t + off_h2c_remote, tmp.remote_ip, &tmp.remote_port))
+		return -1;
+	*c = tmp;
+	return 0;
+}
+
+/* The connection a call's (last) attempt went out on, left zero when
+ * unknown: cs.attempt.transport, a ClientTransport holding *http2Client. */
+static __always_inline void call_conn(struct conn_tuple *c, __u64 cs)
+{
+	if (!off_attempt_transport)
+		return;
+	__u64 a = go_word_at((void *)(cs + off_cs_attempt));
+	if (a)
+		transport_conn(c, go_word_at((void *)(a + off_attempt_transport + 8)));
+}
+
+/* The *clientStream whose context chain holds c, 0 when none does. */
+static __always_inline __u64 call_of_ctx(__u32 pid, __u64 c)
+{
+	for (int i = 0; i < CTX_WALK_MAX; i++) {
+		if (!c)
+			return 0;
+		struct grpc_key k = {.pid = pid, .ptr = c};
+		__u64 *cs = bpf_map_lookup_elem(&grpc_call_ctxs, &k);
+		if (cs)
+			return *cs;
+		c = go_word_at((void *)(c + 8));
+	}
+	return 0;
+}
+
+static __always_inline void announce_count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&grpc_announce_stats, &slot);
+	if (v)
+		*v += 1;
+}
+
+/* Header fields scanned for an application's own traceparent. */
+#define HF_MAX 48
+
+struct hpack_field {
+	struct go_string name;
+	struct go_string value;
+	__u64 sensitive;
+};
+
+/* 1 when hf (a []hpack.HeaderField) has a "traceparent" field, 0 when it
+ * has none, -1 when it is longer than the scan covers. */
+static __always_inline int hf_has_traceparent(struct go_slice *hf)
+{
+	if (hf->len < 0 || hf->len > HF_MAX)
+		return -1;
+	for (int i = 0; i < HF_MAX; i++) {
+		if (i >= hf->len)
+			return 0;
+		struct go_string n = {};
+		if (bpf_probe_read_user(&n, sizeof(n), (void *)((__u64)hf->ptr + i * sizeof(struct hpack_field))) != 0)
+			return -1;
+		if (n.len != 11)
+			continue;
+		char b[11] = {};
+		if (bpf_probe_read_user(b, sizeof(b), n.ptr) != 0)
+			return -1;
+		/* Metadata keys go out lowercased; compare without case anyway. */
+		const char want[] = "traceparent";
+		int same = 1;
+		for (int j = 0; j < 11; j++)
+			if ((b[j] | 0x20) != want[j])
+				same = 0;
+		if (same)
+			return 1;
+	}
+	return 0;
+}
+
+/* l: the *loopyWriter; hdr: the stream's *headerFrame (originateStream)
+ * or *clientHeaders. */
+static __always_inline int announce_stream(__u64 l, __u64 hdr)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_slice hf = {};
+	__u32 sid = 0;
+	if (!hdr || bpf_probe_read_user(&hf, sizeof(hf), (void *)(hdr + off_hdr_hf)) != 0 ||
+	    bpf_probe_read_user(&sid, sizeof(sid), (void *)(hdr + off_hdr_stream_id)) != 0 || !(sid & 1)) {
+		announce_count(ANNOUNCE_NO_CALL);
+		return 0;
+	}
+	int tp = hf_has_traceparent(&hf);
+	if (tp != 0) {
+		announce_count(tp > 0 ? ANNOUNCE_APP_TP : ANNOUNCE_UNCHECKED);
+		return 0;
+	}
+	/* onOrphaned is the cleanup closure {fn, s}: the transport stream. */
+	__u64 s = go_word_at((void *)(go_word_at((void *)(hdr + off_hdr_orphaned)) + 8));
+	__u64 base = stream_indirect ? go_word_at((void *)s) : s;
+	__u64 cs = s ? call_of_ctx(pid, go_word_at((void *)(base + off_stream_ctx + 8))) : 0;
+	struct grpc_key k = {.pid = pid, .ptr = cs};
+	struct grpc_state *st = cs ? bpf_map_lookup_elem(&grpc_calls, &k) : 0;
+	if (!st) {
+		announce_count(ANNOUNCE_NO_CALL);
+		return 0;
+	}
+	/* The connection loopy writes to: only a plain *net.TCPConn (a TLS
+	 * conn's bytes are encrypted before the socket sees them). */
+	struct inject_key ik = {.pid = pid, .stream = sid};
+	__u64 conn[2] = {};
+	if (bpf_probe_read_user(conn, sizeof(conn), (void *)(l + off_loopy_conn)) != 0 ||
+	    !go_tcp_conn(conn[0], conn[1], &ik.conn)) {
+		announce_count(ANNOUNCE_NO_CONN);
+		return 0;
+	}
+	struct inject_ids ids = {.flags = st->sc.trace_flags};
+	__builtin_memcpy(ids.trace_id, st->sc.trace_id, 16);
+	__builtin_memcpy(ids.span_id, st->sc.span_id, 8);
+	bpf_map_update_elem(&inject_pending, &ik, &ids, BPF_ANY);
+	st->ev.conn = ik.conn;
+	announce_count(ANNOUNCED);
+	return 0;
+}
+
 SEC("uprobe/grpc_new_attempt")
 int uprobe_grpc_client_entry(struct pt_regs *ctx)
 {
@@ -292,6 +478,11 @@ int uprobe_grpc_client_entry(struct pt_regs *ctx)
 	 * whose creation failed ends without finish) is replaced. */
 	struct grpc_key k = {.pid = pid, .ptr = cs};
 	bpf_map_update_elem(&grpc_calls, &k, st, BPF_ANY);
+	if (inject_enabled) {
+		struct grpc_key ck = {.pid = pid, .ptr = go_word_at((void *)(cs + off_cs_ctx + 8))};
+		if (ck.ptr)
+			bpf_map_update_elem(&grpc_call_ctxs, &ck, &cs, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -339,12 +530,35 @@ int uprobe_grpc_client_finish(struct pt_regs *ctx)
 		return 0;
 	}
 	fill(e, st, pid, GRPC_CLIENT, error_code(GO_ARG2(ctx), GO_ARG3(ctx)));
+	/* Announced: the connection its headers went out on is known. */
+	if (!e->conn.local_port)
+		call_conn(&e->conn, cs);
 	/* Two finishes racing (the watcher and the caller): only the one that
 	 * removes the state reports the call. */
 	if (bpf_map_delete_elem(&grpc_calls, &k) != 0) {
 		bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
+	if (inject_enabled) {
+		struct grpc_key ck = {.pid = pid, .ptr = go_word_at((void *)(cs + off_cs_ctx + 8))};
+		bpf_map_delete_elem(&grpc_call_ctxs, &ck);
+	}
 	event_submit(e);
 	return 0;
+}
+
+SEC("uprobe/grpc_announce")
+int uprobe_grpc_announce(struct pt_regs *ctx)
+{
+	/* clientHeaderHandler(l, hdr) */
+	stat_inc(STAT_HITS);
+	return announce_stream(GO_ARG1(ctx), GO_ARG2(ctx));
+}
+
+SEC("uprobe/grpc_announce_orig")
+int uprobe_grpc_announce_orig(struct pt_regs *ctx)
+{
+	/* originateStream(l, str, hdr), grpc-go 1.81 and older */
+	stat_inc(STAT_HITS);
+	return announce_stream(GO_ARG1(ctx), GO_ARG3(ctx));
 }

@@ -21,7 +21,8 @@ const (
 	grpcPkg   = "google.golang.org/grpc"
 )
 
-// Probe declares the gRPC probes. Both sides cost two hits per RPC.
+// Probe declares the gRPC probes. Both sides cost two hits per RPC; with
+// --inject-context a client call costs one more (its stream's announcement).
 var Probe = probes.Spec{
 	Name:    "grpc",
 	Library: grpcPkg + ".(*Server).Serve",
@@ -64,21 +65,69 @@ var Probe = probes.Spec{
 		},
 		Optional: true,
 	}, {
-		Name:     "client finish",
-		Symbol:   grpcPkg + ".(*clientStream).finish",
-		Entry:    "uprobe_grpc_client_finish",
-		Fields:   []probes.Field{{Const: "off_cs_finished", Struct: grpcPkg + ".clientStream", Field: "finished"}},
+		Name:   "client finish",
+		Symbol: grpcPkg + ".(*clientStream).finish",
+		Entry:  "uprobe_grpc_client_finish",
+		Fields: []probes.Field{
+			{Const: "off_cs_finished", Struct: grpcPkg + ".clientStream", Field: "finished"},
+			// The call's connection (event.GRPC.Conn); csAttempt.t was
+			// renamed transport in grpc-go 1.71.
+			{Const: "off_attempt_transport", Struct: grpcPkg + ".csAttempt", Field: "t", Optional: true},
+			{Const: "off_attempt_transport", Struct: grpcPkg + ".csAttempt", Field: "transport", Optional: true},
+			{Const: "off_h2c_local", Struct: transport + ".http2Client", Field: "localAddr", Optional: true},
+			{Const: "off_h2c_remote", Struct: transport + ".http2Client", Field: "remoteAddr", Optional: true},
+			{Const: "off_tcpaddr_ip", Struct: "net.TCPAddr", Field: "IP"},
+			{Const: "off_tcpaddr_port", Struct: "net.TCPAddr", Field: "Port"},
+		},
 		Optional: true,
+	}, {
+		// --inject-context: each client stream announced on the writer
+		// goroutine before its HEADERS frame is encoded (grpc.c). grpc-go
+		// 1.82 replaced originateStream(str, *headerFrame) with
+		// clientHeaderHandler(*clientHeaders); one of them exists.
+		Name:     "client headers",
+		Symbol:   transport + ".(*loopyWriter).clientHeaderHandler",
+		Entry:    "uprobe_grpc_announce",
+		Fields:   headerFields(transport + ".clientHeaders"),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
+		Optional: true,
+		Feature:  probes.FeatureInject,
+	}, {
+		Name:     "client headers (grpc-go 1.81 and older)",
+		Symbol:   transport + ".(*loopyWriter).originateStream",
+		Entry:    "uprobe_grpc_announce_orig",
+		Fields:   headerFields(transport + ".headerFrame"),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
+		Optional: true,
+		Feature:  probes.FeatureInject,
 	}},
 	Fields: []probes.Field{
 		{Const: "off_status_s", Struct: "google.golang.org/grpc/internal/status.Status", Field: "s"},
 		{Const: "off_spb_code", Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Code"},
 	},
+	Types:       probes.ConnTypes,
 	ReadsGoMaps: true,
 	Tune:        tune,
-	Shared:      []string{"ctx_spans"},
-	Load:        loadBpf,
-	Decoders:    map[uint32]probes.Decoder{eventGRPC: decode},
+	Shared:      []string{"ctx_spans", "inject_pending", "grpc_announce_stats"},
+	FeatureConsts: map[string]map[string]any{
+		probes.FeatureInject: {"inject_enabled": uint8(1)},
+	},
+	Load:     loadBpf,
+	Decoders: map[uint32]probes.Decoder{eventGRPC: decode},
+}
+
+// headerFields are the fields the client headers hook reads from hdr, a
+// *headerFrame or *clientHeaders, from the stream it belongs to and from
+// the connection loopy writes to.
+func headerFields(hdr string) []probes.Field {
+	return append([]probes.Field{
+		{Const: "off_hdr_stream_id", Struct: hdr, Field: "streamID"},
+		{Const: "off_hdr_hf", Struct: hdr, Field: "hf"},
+		{Const: "off_hdr_orphaned", Struct: hdr, Field: "onOrphaned"},
+		{Const: "off_stream_ctx", Struct: transport + ".Stream", Field: "ctx"},
+		{Const: "off_cs_ctx", Struct: grpcPkg + ".clientStream", Field: "ctx"},
+		{Const: "off_loopy_conn", Struct: transport + ".loopyWriter", Field: "conn"},
+	}, probes.ConnFields...)
 }
 
 // tune sets the layout switch of grpc-go 1.69 to 1.76 (see grpc.c).
@@ -126,10 +175,50 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 		TraceID: e.Sc.TraceId, SpanID: e.Sc.SpanId, Parent: e.Sc.ParentSpanId,
 		Flags: e.Sc.TraceFlags, Traceparent: event.TraceparentState(e.Sc.TpState),
 	}
+	if !ev.Server {
+		ev.Conn = probes.ConnTuple(e.Conn.LocalIp, e.Conn.RemoteIp, e.Conn.LocalPort, e.Conn.RemotePort)
+	}
 	if n := int(e.IpLen); n == 4 || n == 16 {
 		if ip, ok := netip.AddrFromSlice(e.Ip[:n]); ok {
 			ev.Peer = netip.AddrPortFrom(ip.Unmap(), e.Port)
 		}
 	}
 	return ev, nil
+}
+
+// AnnounceStats names the counters of the client headers hook
+// (--inject-context), in the order of grpc.c's enum grpc_announce: what
+// became of each client stream it saw.
+var AnnounceStats = []struct {
+	Name   string // AnnounceCounts' key
+	Result string // "announced" or "skipped"
+	Reason string
+}{
+	{"announced", "announced", "grpc"},
+	{"app_traceparent", "skipped", "grpc_app_traceparent"},
+	{"no_call", "skipped", "grpc_no_call"},
+	{"not_tcp", "skipped", "grpc_not_tcp"},
+	{"unchecked", "skipped", "grpc_unchecked"},
+}
+
+// AnnounceCounts returns the counters of AnnounceStats by name, summed over
+// every target; nil when no gRPC probe was loaded.
+func AnnounceCounts(m *probes.Manager) (map[string]uint64, error) {
+	mp, err := m.Shared("grpc_announce_stats")
+	if err != nil || mp == nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(AnnounceStats))
+	for slot, s := range AnnounceStats {
+		var per []uint64
+		if err := mp.Lookup(uint32(slot), &per); err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.Name, err)
+		}
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		out[s.Name] = n
+	}
+	return out, nil
 }

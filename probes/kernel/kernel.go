@@ -110,7 +110,10 @@ var Features = []Feature{
 	{Name: "sk_msg_current_pid", Use: Injection, Without: noInjection,
 		Probe: helper(ebpf.SkMsg, asm.FnGetCurrentPidTgid)},
 	{Name: "sk_msg_push_data", Since: "4.20", Use: Injection, Without: noInjection,
-		Probe: all(helper(ebpf.SkMsg, asm.FnMsgPushData), helper(ebpf.SkMsg, asm.FnMsgPullData))},
+		Probe: all(helper(ebpf.SkMsg, asm.FnMsgPushData), helper(ebpf.SkMsg, asm.FnMsgPullData), helper(ebpf.SkMsg, asm.FnMsgPopData))},
+	// Where a connection's HTTP/2 frames start, across its sends.
+	{Name: "sk_msg_sk_storage", Use: Injection, Without: noInjection,
+		Probe: all(func() error { return features.HaveMapType(ebpf.SkStorage) }, helper(ebpf.SkMsg, asm.FnSkStorageGet))},
 }
 
 // Floor is the oldest Linux release with every required feature.

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type injectConnState struct {
+	_          structs.HostLayout
+	Proto      uint8
+	Pad        [3]uint8
+	Skip       uint32
+	ContStream uint32
+	Seq        uint32
+}
+
 type injectInjectIds struct {
 	_        structs.HostLayout
 	TraceId  [16]uint8
@@ -41,6 +50,7 @@ type injectInjectKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	injectMapInjectConnecting = "inject_connecting"
+	injectMapInjectConns      = "inject_conns"
 	injectMapInjectPending    = "inject_pending"
 	injectMapInjectPids       = "inject_pids"
 	injectMapInjectSocks      = "inject_socks"
@@ -100,6 +110,7 @@ type injectProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectMapSpecs struct {
 	InjectConnecting *ebpf.MapSpec `ebpf:"inject_connecting"`
+	InjectConns      *ebpf.MapSpec `ebpf:"inject_conns"`
 	InjectPending    *ebpf.MapSpec `ebpf:"inject_pending"`
 	InjectPids       *ebpf.MapSpec `ebpf:"inject_pids"`
 	InjectSocks      *ebpf.MapSpec `ebpf:"inject_socks"`
@@ -133,6 +144,7 @@ func (o *injectObjects) Close() error {
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectMaps struct {
 	InjectConnecting *ebpf.Map `ebpf:"inject_connecting"`
+	InjectConns      *ebpf.Map `ebpf:"inject_conns"`
 	InjectPending    *ebpf.Map `ebpf:"inject_pending"`
 	InjectPids       *ebpf.Map `ebpf:"inject_pids"`
 	InjectSocks      *ebpf.Map `ebpf:"inject_socks"`
@@ -142,6 +154,7 @@ type injectMaps struct {
 func (m *injectMaps) Close() error {
 	return _InjectClose(
 		m.InjectConnecting,
+		m.InjectConns,
 		m.InjectPending,
 		m.InjectPids,
 		m.InjectSocks,

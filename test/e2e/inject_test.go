@@ -76,8 +76,8 @@ func TestInjectContext(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := scrapeValue(t, text, "golens_context_injected_total"); got != 3 {
-					t.Errorf("golens_context_injected_total %v, want 3", got)
+				if got := scrapeValue(t, text, `golens_inject_total{reason="http1",result="injected"}`); got != 3 {
+					t.Errorf("golens_inject_total{http1,injected} %v, want 3", got)
 				}
 			}
 		})
@@ -165,12 +165,12 @@ func TestInjectContextConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := scrapeValue(t, text, "golens_context_injected_total"); got != float64(total) {
-		t.Errorf("golens_context_injected_total %v, want %d", got, total)
+	if got := scrapeValue(t, text, `golens_inject_total{reason="http1",result="injected"}`); got != float64(total) {
+		t.Errorf("golens_inject_total{http1,injected} %v, want %d", got, total)
 	}
-	for _, reason := range []string{"no_announcement", "line_mismatch"} {
-		if got := scrapeValue(t, text, `golens_context_inject_skipped_total{reason="`+reason+`"}`); got != 0 {
-			t.Errorf("golens_context_inject_skipped_total{reason=%q} %v, want 0", reason, got)
+	for _, reason := range []string{"http1_no_announcement", "http1_mismatch", "http1_no_line"} {
+		if got := scrapeValue(t, text, `golens_inject_total{reason="`+reason+`",result="skipped"}`); got != 0 {
+			t.Errorf("golens_inject_total{reason=%q,skipped} %v, want 0", reason, got)
 		}
 	}
 }

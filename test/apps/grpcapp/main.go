@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -194,10 +195,13 @@ func main() {
 
 	var connsMu sync.Mutex
 	conns := map[string]*grpc.ClientConn{}
-	dial := func(target string) (*grpc.ClientConn, error) {
+	// dial returns the ClientConn (its own TCP connection) number k to
+	// target, made on first use.
+	dial := func(target string, k int) (*grpc.ClientConn, error) {
 		connsMu.Lock()
 		defer connsMu.Unlock()
-		if conn, ok := conns[target]; ok {
+		key := target + "#" + strconv.Itoa(k)
+		if conn, ok := conns[key]; ok {
 			return conn, nil
 		}
 		// grpc.Dial, not grpc.NewClient: that came in grpc-go v1.63.
@@ -205,7 +209,7 @@ func main() {
 		if err != nil {
 			return nil, err
 		}
-		conns[target] = conn
+		conns[key] = conn
 		return conn, nil
 	}
 	mux := http.NewServeMux()
@@ -213,7 +217,7 @@ func main() {
 	// call with the request's context; 200 when it returned OK, else 502
 	// with the code in the body.
 	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
-		conn, err := dial(r.URL.Query().Get("target"))
+		conn, err := dial(r.URL.Query().Get("target"), 0)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -225,29 +229,43 @@ func main() {
 		}
 		fmt.Fprint(w, code.String())
 	})
-	// /fanout?target=ADDR&calls=METHOD[:N],... makes all the calls at once,
-	// each from its own goroutine with the one request context (an
+	// /fanout?target=ADDR&calls=METHOD[:N][@K],... makes all the calls at
+	// once, each from its own goroutine with the one request context (an
 	// errgroup-style fan-out), and answers 200 with their codes in order,
-	// comma-separated.
+	// comma-separated. @K sends a call on connection K (default 0), each
+	// its own ClientConn; a call ending in +tp carries the request's tp
+	// parameter as its own "traceparent" metadata, as an application with
+	// an SDK would.
 	mux.HandleFunc("/fanout", func(w http.ResponseWriter, r *http.Request) {
-		conn, err := dial(r.URL.Query().Get("target"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
 		calls := strings.Split(r.URL.Query().Get("calls"), ",")
+		conns := make([]*grpc.ClientConn, len(calls))
+		for i, c := range calls {
+			_, at, _ := strings.Cut(strings.TrimSuffix(c, "+tp"), "@")
+			k, _ := strconv.Atoi(at)
+			var err error
+			if conns[i], err = dial(r.URL.Query().Get("target"), k); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
 		got := make([]string, len(calls))
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for i, c := range calls {
+			ctx := r.Context()
+			if c, ok := strings.CutSuffix(c, "+tp"); ok {
+				calls[i] = c
+				ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", r.URL.Query().Get("tp"))
+			}
+			c, _, _ := strings.Cut(calls[i], "@")
 			method, arg, _ := strings.Cut(c, ":")
 			n, _ := strconv.Atoi(arg)
 			wg.Add(1)
-			go func(i int, method string, n int) {
+			go func(i int, ctx context.Context, conn *grpc.ClientConn, method string, n int) {
 				defer wg.Done()
 				<-start // all in flight together
-				got[i] = call(r.Context(), conn, method, n).String()
-			}(i, method, n)
+				got[i] = call(ctx, conn, method, n).String()
+			}(i, ctx, conns[i], method, n)
 		}
 		close(start)
 		wg.Wait()

@@ -53,11 +53,16 @@ var moduleFields = []struct {
 	names  []string
 }{
 	{grpcModule, grpcModule + "/internal/transport.Stream", []string{"method", "ctx"}},
+	{grpcModule, grpcModule + "/internal/transport.loopyWriter", []string{"conn"}},
 	{grpcModule, grpcModule + "/internal/transport.http2Server", []string{"peer"}},
+	{grpcModule, grpcModule + "/internal/transport.http2Client", []string{"localAddr", "remoteAddr"}},
+	{grpcModule, grpcModule + "/internal/transport.headerFrame", []string{"streamID", "hf", "onOrphaned"}},
+	{grpcModule, grpcModule + "/internal/transport.clientHeaders", []string{"streamID", "hf", "onOrphaned"}},
 	{grpcModule, grpcModule + "/internal/status.Status", []string{"s"}},
 	{grpcModule, grpcModule + ".ClientConn", []string{"target"}},
 	{grpcModule, grpcModule + "/internal/transport.CallHdr", []string{"Method"}},
 	{grpcModule, grpcModule + ".clientStream", []string{"ctx", "callHdr", "cc", "attempt", "finished"}},
+	{grpcModule, grpcModule + ".csAttempt", []string{"t", "transport"}},
 	{genprotoModule, genprotoModule + "/status.Status", []string{"Code"}},
 }
 
