@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
+	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -196,15 +199,47 @@ func (c *chain) send(proto, tp string) ([]string, error) {
 	return strings.Split(strings.Join(hdr.Get("hop-traceparents"), ""), ","), nil
 }
 
-// injectCounts is what an agent says it injected and skipped, summed over
-// every series.
-func injectCounts(t *testing.T, a *harness.Agent) (injected, skipped float64) {
+// injectCounts is what an agent says it did on the wire, from
+// golens_inject_total: traceparents injected, by reason (http1, http2), and
+// requests or connections it skipped, by reason.
+func injectCounts(t *testing.T, a *harness.Agent) (injected, skipped map[string]float64) {
 	t.Helper()
 	text, err := a.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sumMetric(text, "golens_context_injected_total"), sumMetric(text, "golens_context_inject_failures_total")
+	injected, skipped = map[string]float64{}, map[string]float64{}
+	re := regexp.MustCompile(`(?m)^golens_inject_total\{(.*)\} (\S+)$`)
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		labels := map[string]string{}
+		for _, kv := range regexp.MustCompile(`(\w+)="([^"]*)"`).FindAllStringSubmatch(m[1], -1) {
+			labels[kv[1]] = kv[2]
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch labels["result"] {
+		case "injected":
+			injected[labels["reason"]] += v
+		case "skipped":
+			skipped[labels["reason"]] += v
+		default:
+			t.Errorf("golens_inject_total with result %q", labels["result"])
+		}
+	}
+	return injected, skipped
+}
+
+// delta is after minus before, reasons that did not change left out.
+func delta(after, before map[string]float64) map[string]float64 {
+	d := map[string]float64{}
+	for k, v := range after {
+		if v != before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	return d
 }
 
 // run drives the chain over proto with chainRounds rounds of
@@ -220,8 +255,8 @@ func (c *chain) run(t *testing.T, proto string) {
 	for i, r := range c.recvs {
 		before[i] = len(r.Spans())
 	}
-	inj0 := make([]float64, len(c.agents))
-	skip0 := make([]float64, len(c.agents))
+	inj0 := make([]map[string]float64, len(c.agents))
+	skip0 := make([]map[string]float64, len(c.agents))
 	for i, a := range c.agents {
 		inj0[i], skip0[i] = injectCounts(t, a)
 	}
@@ -424,13 +459,23 @@ func (c *chain) run(t *testing.T, proto string) {
 	}
 	t.Logf("%s: %d of %d chains exact; %d extra callees under one call, %d server spans without parent, %d spans outside the requests' traces",
 		proto, exact, n, swapped, unparented, strays)
+	// Every call a hop made was injected, as its protocol, and nothing was
+	// skipped.
+	reason := "http2"
+	if proto == "http1" {
+		reason = "http1"
+	}
 	for i, a := range c.agents {
 		inj, skip := injectCounts(t, a)
-		if got, want := inj-inj0[i], float64(n*c.callers[i]); got != want {
-			t.Errorf("agent %d injected %v traceparents, want %v (one per call its hops made)", i, got, want)
+		want := map[string]float64{}
+		if c.inject && c.callers[i] > 0 {
+			want[reason] = float64(n * c.callers[i])
 		}
-		if got := skip - skip0[i]; got != 0 {
-			t.Errorf("agent %d skipped %v calls, want 0", i, got)
+		if got := delta(inj, inj0[i]); !reflect.DeepEqual(got, want) {
+			t.Errorf("agent %d injected %v, want %v (one per call its hops made)", i, got, want)
+		}
+		if got := delta(skip, skip0[i]); len(got) != 0 {
+			t.Errorf("agent %d skipped %v, want none", i, got)
 		}
 	}
 	if t.Failed() {
@@ -444,7 +489,7 @@ func (c *chain) run(t *testing.T, proto string) {
 			text, _ := a.Metrics()
 			var m []string
 			for _, line := range strings.Split(text, "\n") {
-				if strings.HasPrefix(line, "golens_context") || strings.HasPrefix(line, "golens_spans_") || strings.HasPrefix(line, "golens_inject") {
+				if strings.HasPrefix(line, "golens_spans_") || strings.HasPrefix(line, "golens_inject") {
 					m = append(m, line)
 				}
 			}
@@ -566,16 +611,12 @@ func TestSameNodeChain(t *testing.T) {
 			a := startIn(t, ns, chainBin, env("chain-a"), "-addr", "127.0.0.1:18401", "-grpc-addr", "127.0.0.1:18411",
 				"-next", "http://127.0.0.1:18402/hop", "-next-grpc", "127.0.0.1:18412")
 			agent, recv := startAgentFor(t, inject, a.PID(), b.PID(), c.PID())
-			callers := 0
-			if inject {
-				callers = 2 // A's calls and B's
-			}
 			ch := &chain{
 				hops:     []string{"chain-a", "chain-b", "chain-c"},
 				recvOf:   []int{0, 0, 0},
 				recvs:    []*harness.Receiver{recv},
 				agents:   []*harness.Agent{agent},
-				callers:  []int{callers},
+				callers:  []int{2}, // A's calls and B's
 				inject:   inject,
 				httpAddr: a.Addr, grpcAddr: "127.0.0.1:18411",
 			}
