@@ -573,6 +573,7 @@ func TestCrossNodeChain(t *testing.T) {
 		recvs:    []*harness.Receiver{recv1, recv2},
 		agents:   []*harness.Agent{agent1, agent2},
 		callers:  []int{1, 1},
+		inject:   true,
 		httpAddr: a.Addr, grpcAddr: node1 + ":18311",
 	}
 	golens.connect(t, ns1)
@@ -582,6 +583,7 @@ func TestCrossNodeChain(t *testing.T) {
 		recvs:    []*harness.Receiver{recv1, otelRecv},
 		agents:   []*harness.Agent{agent1},
 		callers:  []int{1},
+		inject:   true,
 		httpAddr: a2.Addr, grpcAddr: node1 + ":18331",
 	}
 	otel.connect(t, ns1)
