@@ -191,3 +191,147 @@ func TestSameNodeLinkingExact(t *testing.T) {
 	}
 	t.Logf("%d batches, %d B spans, each under its own call", requests, calls)
 }
+
+// HTTP → gRPC client → gRPC server, both watched on one node: a handler
+// making 4 identical unary calls at once, each on a ClientConn (a TCP
+// connection) of its own, 5 requests in a row: every gRPC server span
+// joins its request's trace under exactly the client span on its
+// connection. Then 4 requests at once each making the same call on one
+// shared connection (4 HTTP/2 streams on it): golens cannot tell those
+// apart, so each server span is either under the one call on its
+// connection containing it, or its own trace, counted as ambiguous; never
+// under another call.
+func TestSameNodeLinkingExactGRPC(t *testing.T) {
+	bin := buildApp(t, "grpcapp", harness.Variant{})
+	recv, err := harness.NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	bGRPC, _ := harness.FreeAddr()
+	b, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=grpc-b"}, "-grpc-addr", bGRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	a, err := harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=grpc-a", "GODEBUG=httpmuxgo121=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	agent, err := harness.StartAgent(agentBin, nil, "--pid", fmt.Sprint(a.PID()), "--pid", fmt.Sprint(b.PID()),
+		"--otlp-endpoint", recv.Addr(), "--otlp-insecure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Stop(5 * time.Second) })
+	if err := agent.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	target := url.QueryEscape(bGRPC)
+	split := func(spans []harness.Span) (httpSrv, cli, srv []harness.Span) {
+		for _, s := range spans {
+			switch {
+			case s.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+				cli = append(cli, s)
+			case s.Attrs["rpc.system"] == "grpc":
+				srv = append(srv, s)
+			default:
+				httpSrv = append(httpSrv, s)
+			}
+		}
+		return
+	}
+
+	const rounds = 5
+	for round := range rounds {
+		before := len(recv.Spans())
+		tid := getAll(t, a.Addr, 1, func(int) string { return "/fanout?target=" + target + "&calls=Ok@1,Ok@2,Ok@3,Ok@4" })[0]
+		if _, err := recv.WaitFor(before+9, 15*time.Second); err != nil {
+			t.Fatalf("round %d: %v\n%s", round, err, agent.Log())
+		}
+		time.Sleep(1200 * time.Millisecond)
+		got := recv.Spans()[before:]
+		httpSrv, cli, srv := split(byTrace(got)[tid])
+		if len(got) != 9 || len(httpSrv) != 1 || len(cli) != 4 || len(srv) != 4 {
+			t.Errorf("round %d: %d spans, in its trace HTTP %d, client %d, server %d; want 9 and 1, 4, 4", round, len(got), len(httpSrv), len(cli), len(srv))
+			continue
+		}
+		children := map[string]int{}
+		for _, s := range srv {
+			for _, c := range cli {
+				if c.SpanID == s.ParentSpanID && onConn(s, c) {
+					children[c.SpanID]++
+				}
+			}
+		}
+		for _, c := range cli {
+			if c.ParentSpanID != httpSrv[0].SpanID || children[c.SpanID] != 1 {
+				t.Errorf("round %d: client span %s under %s with %d server spans on its connection; want under the HTTP span, 1",
+					round, c.SpanID, c.ParentSpanID, children[c.SpanID])
+			}
+		}
+	}
+	text, err := agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scrapeValue(t, text, "golens_spans_linked_total"); v != 4*rounds {
+		t.Errorf("golens_spans_linked_total %v, want %d", v, 4*rounds)
+	}
+	for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous", "no_conn"} {
+		if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
+			t.Errorf("unlinked %s %v, want 0", r, v)
+		}
+	}
+
+	// One connection, 4 identical streams at once.
+	unlinked := 0
+	for round := range 3 {
+		before := len(recv.Spans())
+		tids := getAll(t, a.Addr, 4, func(int) string { return "/call?target=" + target + "&method=Ok" })
+		if _, err := recv.WaitFor(before+12, 15*time.Second); err != nil {
+			t.Fatalf("shared round %d: %v\n%s", round, err, agent.Log())
+		}
+		time.Sleep(1200 * time.Millisecond)
+		got := recv.Spans()[before:]
+		_, cli, srv := split(got)
+		if len(got) != 12 || len(cli) != 4 || len(srv) != 4 {
+			t.Fatalf("shared round %d: %d spans, %d client, %d server; want 12, 4, 4", round, len(got), len(cli), len(srv))
+		}
+		traces := map[string]bool{}
+		for _, tid := range tids {
+			traces[tid] = true
+		}
+		taken := map[string]bool{}
+		for _, s := range srv {
+			if s.ParentSpanID == "" {
+				unlinked++
+				continue
+			}
+			var parent *harness.Span
+			for j := range cli {
+				if cli[j].SpanID == s.ParentSpanID {
+					parent = &cli[j]
+				}
+			}
+			if parent == nil || !onConn(s, *parent) || parent.TraceID != s.TraceID || !traces[s.TraceID] ||
+				s.Start.Before(parent.Start) || s.End.After(parent.End) || taken[parent.SpanID] {
+				t.Errorf("shared round %d: server span %s under %s: not the one call on its connection containing it", round, s.SpanID, s.ParentSpanID)
+				continue
+			}
+			taken[parent.SpanID] = true
+		}
+	}
+	text, err = agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked := scrapeValue(t, text, "golens_spans_linked_total") - 4*rounds
+	ambiguous := scrapeValue(t, text, `golens_spans_unlinked_total{reason="ambiguous"}`)
+	late := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_client_span"}`)
+	t.Logf("shared connection: of 12 server spans, %v linked, %v ambiguous, %v too late", linked, ambiguous, late)
+	if int(linked) != 12-unlinked || int(ambiguous+late) != unlinked {
+		t.Errorf("shared connection: linked %v, ambiguous %v, late %v; want %d linked, %d unlinked in all", linked, ambiguous, late, 12-unlinked, unlinked)
+	}
+}
