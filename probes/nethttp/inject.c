@@ -58,7 +58,6 @@ enum inject_stat {
 	STAT_H2_FRAME_SPLIT,      /* an announced header block's last frame spans sends */
 	STAT_H2_TOO_LARGE,        /* the grown frame would pass 16384 bytes */
 	STAT_H2_MALFORMED,        /* padding longer than the frame */
-	STAT_H2_HEADER_SPLIT,     /* connection lost: a frame header spans sends */
 	STAT_H2_TOO_MANY_FRAMES,  /* connection lost: more frames in one send than walked */
 	STAT_H2_BAD_FRAME,        /* connection lost: a frame a client cannot send */
 	STAT_H2_PULL_FAILED,      /* connection lost: the kernel could not show the bytes */

@@ -170,7 +170,6 @@ var InjectStats = []struct {
 	{"h2_frame_split", "skipped", "h2_frame_split"},
 	{"h2_too_large", "skipped", "h2_too_large"},
 	{"h2_malformed", "skipped", "h2_malformed"},
-	{"h2_header_split", "skipped", "h2_header_split"},
 	{"h2_too_many_frames", "skipped", "h2_too_many_frames"},
 	{"h2_bad_frame", "skipped", "h2_bad_frame"},
 	{"h2_pull_failed", "skipped", "h2_pull_failed"},
@@ -183,7 +182,7 @@ var InjectStats = []struct {
 }
 
 // kernelStats is how many of InjectStats are inject.c's slots.
-const kernelStats = 16
+const kernelStats = 15
 
 // Stats returns every counter of InjectStats by name.
 func (in *Injector) Stats() map[string]uint64 {

@@ -51,7 +51,8 @@ enum conn_proto {
 /* Per connection (socket local storage: freed with the socket). */
 struct conn_state {
 	__u8 proto;
-	__u8 _pad[3];
+	__u8 hdr_len; /* HTTP/2: bytes of a frame header cut by the last send */
+	__u8 _pad[2];
 	/* HTTP/2: bytes of the current frame still to come in later sends. */
 	__u32 skip;
 	/* HTTP/2: the stream whose header block goes on in CONTINUATION
@@ -60,6 +61,10 @@ struct conn_state {
 	/* HTTP/2: the socket's write_seq once the last message walked is
 	 * queued whole. */
 	__u32 seq;
+	__u32 _pad2;
+	/* HTTP/2: the first hdr_len (< 9) bytes of that frame header, the
+	 * first one highest. */
+	__u64 hdr;
 };
 
 /* The one field of the kernel's struct tcp_sock the walker reads; its
@@ -211,6 +216,50 @@ undo:
 	return 0;
 }
 
+/* What a client may not send: seeing it means the walk is not where it
+ * thinks it is (or the client is broken). */
+static __always_inline int h2_bad(struct conn_state *st, __u8 type, __u32 sid)
+{
+	int block = type == H2_HEADERS || type == H2_CONTINUATION;
+	return (sid >> 31) || (block && sid == 0) ||
+	       (st->cont_stream && (type != H2_CONTINUATION || sid != st->cont_stream)) ||
+	       (!st->cont_stream && type == H2_CONTINUATION);
+}
+
+/* A header block of stream sid ends in a frame whose header went out in
+ * an earlier send: its length can no longer grow. */
+static __always_inline void h2_block_end_split(struct h2_walk *w, __u32 sid)
+{
+	w->key.stream = sid;
+	if (!bpf_map_lookup_elem(&inject_pending, &w->key))
+		return;
+	bpf_map_delete_elem(&inject_pending, &w->key);
+	inject_count(STAT_H2_FRAME_SPLIT);
+}
+
+/* Keeps the n (< 9) bytes of a frame header at pos, the end of the
+ * message, for the next send. */
+static __always_inline int h2_keep_header(struct h2_walk *w, __u32 pos)
+{
+	struct sk_msg_md *msg = w->msg;
+	__u32 n = w->size - pos;
+	if (bpf_msg_pull_data(msg, pos, w->size, 0) != 0)
+		return -1;
+	__u8 *d = msg->data;
+	__u8 *end = msg->data_end;
+	__u64 acc = 0;
+	for (int i = 0; i < H2_FRAME_HEADER - 1; i++) {
+		if (i >= n)
+			break;
+		if (d + i + 1 > end)
+			return -1;
+		acc = acc << 8 | d[i];
+	}
+	w->st->hdr = acc;
+	w->st->hdr_len = n;
+	return 0;
+}
+
 /* bpf_loop callback: one frame. Returns 1 to stop the walk. */
 static long h2_frame(__u32 i, void *ctx)
 {
@@ -221,8 +270,10 @@ static long h2_frame(__u32 i, void *ctx)
 	if (pos >= w->size)
 		return 1;
 	if (pos + H2_FRAME_HEADER > w->size) {
-		/* Where the frame ends is in a later send: not followed. */
-		h2_lose(st, STAT_H2_HEADER_SPLIT);
+		/* The header goes on in the next send. */
+		if (h2_keep_header(w, pos) != 0)
+			h2_lose(st, STAT_H2_PULL_FAILED);
+		w->pos = w->size;
 		return 1;
 	}
 	if (bpf_msg_pull_data(msg, pos, pos + H2_FRAME_HEADER, 0) != 0) {
@@ -237,18 +288,12 @@ static long h2_frame(__u32 i, void *ctx)
 	__u32 len = (__u32)d[0] << 16 | (__u32)d[1] << 8 | d[2];
 	__u8 type = d[3], flags = d[4];
 	__u32 sid = (__u32)d[5] << 24 | (__u32)d[6] << 16 | (__u32)d[7] << 8 | d[8];
-
-	/* What a client may not send: seeing it means the walk is not where
-	 * it thinks it is (or the client is broken): stop. */
-	int block = type == H2_HEADERS || type == H2_CONTINUATION;
-	if ((sid >> 31) || (block && sid == 0) ||
-	    (st->cont_stream && (type != H2_CONTINUATION || sid != st->cont_stream)) ||
-	    (!st->cont_stream && type == H2_CONTINUATION)) {
+	if (h2_bad(st, type, sid)) {
 		h2_lose(st, STAT_H2_BAD_FRAME);
 		return 1;
 	}
 	__u32 added = 0;
-	if (block) {
+	if (type == H2_HEADERS || type == H2_CONTINUATION) {
 		if (flags & H2_END_HEADERS) {
 			st->cont_stream = 0;
 			added = h2_block_end(w, pos, len, type, flags, sid);
@@ -265,6 +310,71 @@ static long h2_frame(__u32 i, void *ctx)
 	return 0;
 }
 
+/*
+ * The last send ended inside a frame header: complete it from this one's
+ * first bytes. Returns where the frame's payload ends in this message
+ * (maybe beyond it), or -1 when the connection was given up; with *more
+ * 0, the whole message was header bytes.
+ */
+static __always_inline long h2_header_rest(struct h2_walk *w, int *more)
+{
+	struct conn_state *st = w->st;
+	struct sk_msg_md *msg = w->msg;
+	__u32 have = st->hdr_len;
+	if (have >= H2_FRAME_HEADER) {
+		h2_lose(st, STAT_H2_BAD_FRAME);
+		return -1;
+	}
+	__u32 need = H2_FRAME_HEADER - have;
+	__u32 take = need < w->size ? need : w->size;
+	if (bpf_msg_pull_data(msg, 0, take, 0) != 0) {
+		h2_lose(st, STAT_H2_PULL_FAILED);
+		return -1;
+	}
+	__u8 *d = msg->data;
+	__u8 *end = msg->data_end;
+	/* Bytes 0-7 of the header in acc, byte 8 in last. */
+	__u64 acc = st->hdr;
+	__u8 last = 0;
+	for (int i = 0; i < H2_FRAME_HEADER; i++) {
+		if (i >= take)
+			break;
+		if (d + i + 1 > end) {
+			h2_lose(st, STAT_H2_PULL_FAILED);
+			return -1;
+		}
+		if (have + i < H2_FRAME_HEADER - 1)
+			acc = acc << 8 | d[i];
+		else
+			last = d[i];
+	}
+	if (take < need) {
+		st->hdr = acc;
+		st->hdr_len = have + take;
+		*more = 0;
+		return 0;
+	}
+	st->hdr = 0;
+	st->hdr_len = 0;
+	*more = 1;
+	__u32 len = acc >> 40;
+	__u8 type = acc >> 32, flags = acc >> 24;
+	__u32 sid = (__u32)(acc & 0xffffff) << 8 | last;
+	if (h2_bad(st, type, sid)) {
+		h2_lose(st, STAT_H2_BAD_FRAME);
+		return -1;
+	}
+	if (type == H2_HEADERS || type == H2_CONTINUATION) {
+		if (flags & H2_END_HEADERS) {
+			st->cont_stream = 0;
+			h2_block_end_split(w, sid);
+		} else {
+			st->cont_stream = sid;
+		}
+	}
+	return (long)need + len;
+}
+
 /* Walks the frames of an HTTP/2 connection's message. */
 static __always_inline void h2_walk(struct sk_msg_md *msg, struct conn_state *st, struct inject_key *key)
 {
@@ -274,12 +384,25 @@ static __always_inline void h2_walk(struct sk_msg_md *msg, struct conn_state *st
 		h2_lose(st, STAT_H2_RESENT);
 		return;
 	}
-	if (st->skip >= size) { /* all of it is the middle of one frame */
-		st->skip -= size;
+	struct h2_walk w = {.msg = msg, .st = st, .key = *key, .size = size};
+	__u64 start = st->skip;
+	if (st->hdr_len) {
+		int more = 0;
+		long end = h2_header_rest(&w, &more);
+		if (end < 0)
+			return;
+		if (!more) {
+			st->seq = seq + size;
+			return;
+		}
+		start = end;
+	}
+	if (start >= size) { /* all of it is the middle of one frame */
+		st->skip = start - size;
 		st->seq = seq + size;
 		return;
 	}
-	struct h2_walk w = {.msg = msg, .st = st, .key = *key, .pos = st->skip, .size = size};
+	w.pos = start;
 	st->skip = 0;
 	long n = bpf_loop(H2_MAX_FRAMES, h2_frame, &w, 0);
 	if (st->proto != PROTO_HTTP2)

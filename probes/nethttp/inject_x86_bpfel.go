@@ -16,10 +16,14 @@ import (
 type injectConnState struct {
 	_          structs.HostLayout
 	Proto      uint8
-	Pad        [3]uint8
+	HdrLen     uint8
+	Pad        [2]uint8
 	Skip       uint32
 	ContStream uint32
 	Seq        uint32
+	Pad2       uint32
+	_          [4]byte
+	Hdr        uint64
 }
 
 type injectInjectIds struct {
