@@ -209,6 +209,14 @@ func run(args []string) int {
 			for _, c := range nethttp.InjectStats {
 				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: st[c.Name]})
 			}
+			// gRPC client streams the uprobe side did not announce.
+			if an, err := grpcprobe.AnnounceCounts(mgr); err == nil && an != nil {
+				for _, c := range grpcprobe.AnnounceStats {
+					if c.Result == "skipped" {
+						s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: an[c.Name]})
+					}
+				}
+			}
 		}
 		s.KernelFeatures = make(map[string]bool, len(kern))
 		for _, res := range kern {
