@@ -596,37 +596,39 @@ func TestCrossNodeChain(t *testing.T) {
 	t.Logf("%s in all", time.Since(began).Round(time.Millisecond))
 }
 
-// One node, one namespace, one golens watching A, B and C: the chain
-// A -> B -> C, driven as across nodes, is exact with --inject-context (B
-// and C continue the traceparent on the wire) and without it (the
-// same-node linker pairs each callee with its caller by connection).
-func TestSameNodeChain(t *testing.T) {
+// One node, one namespace, one golens watching A, B and C, with
+// --inject-context: the chain A -> B -> C, driven as across nodes, is
+// exact (B and C continue the traceparent on the wire).
+func TestSameNodeChain(t *testing.T) { sameNodeChain(t, true) }
+
+// The same without --inject-context: the same-node linker alone pairs
+// each callee with its caller's call by connection (and, for HTTP/2,
+// stream), and must be as exact.
+func TestSameNodeChainLinker(t *testing.T) { sameNodeChain(t, false) }
+
+func sameNodeChain(t *testing.T, inject bool) {
+	began := time.Now()
 	chainBin := buildApp(t, "chainapp", harness.Variant{})
-	for _, inject := range []bool{true, false} {
-		t.Run(fmt.Sprintf("inject=%v", inject), func(t *testing.T) {
-			began := time.Now()
-			ns := netns(t)
-			env := func(svc string) []string { return []string{"OTEL_SERVICE_NAME=" + svc} }
-			c := startIn(t, ns, chainBin, env("chain-c"), "-addr", "127.0.0.1:18403", "-grpc-addr", "127.0.0.1:18413", "-delay", "20ms")
-			b := startIn(t, ns, chainBin, env("chain-b"), "-addr", "127.0.0.1:18402", "-grpc-addr", "127.0.0.1:18412",
-				"-next", "http://127.0.0.1:18403/hop", "-next-grpc", "127.0.0.1:18413")
-			a := startIn(t, ns, chainBin, env("chain-a"), "-addr", "127.0.0.1:18401", "-grpc-addr", "127.0.0.1:18411",
-				"-next", "http://127.0.0.1:18402/hop", "-next-grpc", "127.0.0.1:18412")
-			agent, recv := startAgentFor(t, inject, a.PID(), b.PID(), c.PID())
-			ch := &chain{
-				hops:     []string{"chain-a", "chain-b", "chain-c"},
-				recvOf:   []int{0, 0, 0},
-				recvs:    []*harness.Receiver{recv},
-				agents:   []*harness.Agent{agent},
-				callers:  []int{2}, // A's calls and B's
-				inject:   inject,
-				httpAddr: a.Addr, grpcAddr: "127.0.0.1:18411",
-			}
-			ch.connect(t, ns)
-			for _, proto := range chainProtocols {
-				t.Run(proto, func(t *testing.T) { ch.run(t, proto) })
-			}
-			t.Logf("%s in all", time.Since(began).Round(time.Millisecond))
-		})
+	ns := netns(t)
+	env := func(svc string) []string { return []string{"OTEL_SERVICE_NAME=" + svc} }
+	c := startIn(t, ns, chainBin, env("chain-c"), "-addr", "127.0.0.1:18403", "-grpc-addr", "127.0.0.1:18413", "-delay", "20ms")
+	b := startIn(t, ns, chainBin, env("chain-b"), "-addr", "127.0.0.1:18402", "-grpc-addr", "127.0.0.1:18412",
+		"-next", "http://127.0.0.1:18403/hop", "-next-grpc", "127.0.0.1:18413")
+	a := startIn(t, ns, chainBin, env("chain-a"), "-addr", "127.0.0.1:18401", "-grpc-addr", "127.0.0.1:18411",
+		"-next", "http://127.0.0.1:18402/hop", "-next-grpc", "127.0.0.1:18412")
+	agent, recv := startAgentFor(t, inject, a.PID(), b.PID(), c.PID())
+	ch := &chain{
+		hops:     []string{"chain-a", "chain-b", "chain-c"},
+		recvOf:   []int{0, 0, 0},
+		recvs:    []*harness.Receiver{recv},
+		agents:   []*harness.Agent{agent},
+		callers:  []int{2}, // A's calls and B's
+		inject:   inject,
+		httpAddr: a.Addr, grpcAddr: "127.0.0.1:18411",
 	}
+	ch.connect(t, ns)
+	for _, proto := range chainProtocols {
+		t.Run(proto, func(t *testing.T) { ch.run(t, proto) })
+	}
+	t.Logf("%s in all", time.Since(began).Round(time.Millisecond))
 }
