@@ -2,14 +2,19 @@ package nethttp
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -685,4 +690,185 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 		checkStats(t, in, base, map[string]uint64{"injected_http2": 1})
 	}
 	decode(t, b)
+}
+
+// announcingConn plays the client probe for a real Go HTTP/2 client: it
+// follows the frames the transport writes and, before the bytes of a
+// HEADERS frame reach the socket, announces its stream.
+type announcingConn struct {
+	*net.TCPConn
+	t     *testing.T
+	in    *Injector
+	mu    sync.Mutex
+	seen  int    // bytes of the stream so far
+	next  int    // where the next frame header starts
+	carry []byte // a frame header cut by the last write
+}
+
+func (c *announcingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == 0 {
+		c.next = len(preface)
+	}
+	buf := append(append([]byte(nil), c.carry...), p...)
+	base := c.seen - len(c.carry) // stream offset of buf[0]
+	c.carry = nil
+	for c.next >= base && c.next-base < len(buf) {
+		at := c.next - base
+		if at+9 > len(buf) {
+			c.carry = buf[at:]
+			break
+		}
+		h := buf[at : at+9]
+		n := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+		if h[3] == 0x1 { // HEADERS
+			sid := uint32(h[5]&0x7f)<<24 | uint32(h[6])<<16 | uint32(h[7])<<8 | uint32(h[8])
+			announce(c.t, c.in, c.TCPConn, sid, idsFor(sid), 0)
+		}
+		c.next += 9 + n
+	}
+	c.seen += len(p)
+	return c.TCPConn.Write(p)
+}
+
+func idsFor(sid uint32) ids {
+	id := newIDs(byte(sid))
+	binary.BigEndian.PutUint32(id.trace[12:], sid)
+	binary.BigEndian.PutUint32(id.span[4:], sid)
+	return id
+}
+
+// A real net/http HTTP/2 (h2c) client and server: 16 concurrent POSTs
+// with bodies, several rounds on one connection, so bufio cuts frames
+// wherever it flushes. Every request that arrives with a traceparent has
+// its own stream's; the rest are exactly the ones counted as split; the
+// connection is never given up and every body arrives intact.
+func TestInjectHTTP2RealClient(t *testing.T) {
+	in := startTestInjector(t)
+	base := in.Stats()
+	var mu sync.Mutex
+	got := map[string]string{} // request id -> traceparent received
+	var bad []string
+	srv := &http.Server{
+		Protocols: new(http.Protocols),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			rid := r.Header.Get("x-id")
+			mu.Lock()
+			defer mu.Unlock()
+			if r.ProtoMajor != 2 || !bytes.Equal(body, bodyFor(rid)) {
+				bad = append(bad, fmt.Sprintf("%s: proto %d, body of %d bytes", rid, r.ProtoMajor, len(body)))
+			}
+			if _, dup := got[rid]; dup {
+				bad = append(bad, rid+" twice")
+			}
+			got[rid] = r.Header.Get("traceparent")
+		}),
+	}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	var dials atomic.Int32
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp4", addr)
+		if err != nil {
+			return nil, err
+		}
+		dials.Add(1)
+		return &announcingConn{TCPConn: c.(*net.TCPConn), t: t, in: in}, nil
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	// One connection first, so that all the rounds share it.
+	warm, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/same/path", bytes.NewReader(bodyFor("warm")))
+	warm.Header.Set("x-id", "warm")
+	resp, err := client.Do(warm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	const n, rounds = 16, 4
+	for r := 0; r < rounds; r++ {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			rid := fmt.Sprintf("r%d-%d", r, i)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/same/path", bytes.NewReader(bodyFor(rid)))
+				req.Header.Set("x-id", rid)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("%s: status %d", rid, resp.StatusCode)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	if d := dials.Load(); d != 1 {
+		t.Errorf("%d connections, want 1", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if len(got) != n*rounds+1 {
+		t.Fatalf("%d requests arrived, want %d", len(got), n*rounds+1)
+	}
+	seen := map[string]bool{}
+	var with, without uint64
+	for rid, tp := range got {
+		if tp == "" {
+			without++
+			continue
+		}
+		with++
+		ok := false
+		for s := uint32(1); s < 2*n*rounds+4; s += 2 {
+			ok = ok || tp == idsFor(s).traceparent()
+		}
+		if !ok || seen[tp] {
+			t.Errorf("%s arrived with traceparent %q: not one announced, or twice", rid, tp)
+		}
+		seen[tp] = true
+	}
+	st := in.Stats()
+	if d := st["injected_http2"] - base["injected_http2"]; d != with {
+		t.Errorf("injected_http2 %d, but %d requests arrived with a traceparent", d, with)
+	}
+	if d := st["h2_frame_split"] - base["h2_frame_split"]; d != without {
+		t.Errorf("h2_frame_split %d, but %d requests arrived without a traceparent", d, without)
+	}
+	for _, s := range InjectStats {
+		if s.Name != "injected_http2" && s.Name != "h2_frame_split" && s.Name != "http1_unsent" && s.Name != "h2_unsent" {
+			if d := st[s.Name] - base[s.Name]; d != 0 {
+				t.Errorf("counter %s: %d, want 0", s.Name, d)
+			}
+		}
+	}
+	t.Logf("%d of %d requests injected, %d with their HEADERS frame cut between sends", with, len(got), without)
+}
+
+func bodyFor(rid string) []byte {
+	return bytes.Repeat([]byte(rid+";"), 3000)
 }
