@@ -2,10 +2,7 @@ package grpc_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -49,49 +46,19 @@ func (k injectKey) conn() event.Conn {
 // whose application set "traceparent" metadata itself is not announced,
 // and counted. The announcement costs one probe hit per call.
 func TestAnnounce(t *testing.T) {
-	needEBPF(t)
-	bin, err := harness.BuildApp("grpcapp", harness.Variant{}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bGRPC, err := harness.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := harness.StartApp(bin, nil, "-grpc-addr", bGRPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop()
-	a, err := harness.StartApp(bin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Stop()
+	forVersions(t, testAnnounce)
+}
 
+func testAnnounce(t *testing.T, bin string) {
 	var got collector
 	m := startManager(t, got.handle, probes.FeatureInject)
-	for _, app := range []*harness.App{a, b} {
-		if _, err := m.Attach(app.PID(), &event.Process{PID: app.PID()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, bGRPC := startPair(t, bin, m)
 	stats, err := harness.RunStats()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stats.Close()
-	fanout := func(calls []string, tp string) string {
-		resp, err := http.Get("http://" + a.Addr + "/fanout?target=" + url.QueryEscape(bGRPC) +
-			"&calls=" + url.QueryEscape(strings.Join(calls, ",")) + "&tp=" + tp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body)
-	}
-	fanout([]string{"Missing@0", "Missing@1", "Missing@2", "Missing@3"}, "")
+	fanout(t, a, bGRPC, []string{"Missing@0", "Missing@1", "Missing@2", "Missing@3"}, "")
 	if c, s := got.wait("/test.Echo/Missing", 4, 10*time.Second); len(c) != 4 || len(s) != 4 {
 		t.Fatalf("warm-up: %d client and %d server events, want 4 each", len(c), len(s))
 	}
@@ -112,7 +79,7 @@ func TestAnnounce(t *testing.T) {
 	// announced.
 	appTrace := "0af7651916cd43dd8448eb211c80319c"
 	calls = append(calls, "Fail@1+tp")
-	if body, want := fanout(calls, "00-"+appTrace+"-b7ad6b7169203331-01"), strings.Repeat("OK,", 16)+"Internal"; body != want {
+	if body, want := fanout(t, a, bGRPC, calls, "00-"+appTrace+"-b7ad6b7169203331-01"), strings.Repeat("OK,", 16)+"Internal"; body != want {
 		t.Fatalf("A answered %q, want %q", body, want)
 	}
 	clients, servers := got.wait("/test.Echo/Ok", 16, 10*time.Second)

@@ -30,6 +30,95 @@ func needEBPF(t *testing.T) {
 	}
 }
 
+// versions are the grpc-go builds of test/apps/grpcapp the client tests
+// run against, with a toolchain each accepts: the layouts differ (the
+// transport stream is a *Stream up to 1.68, a *ClientStream embedding
+// *Stream from 1.69 to 1.76 and Stream by value from 1.77; csAttempt.t
+// became transport in 1.71; loopy's originateStream gave way to
+// clientHeaderHandler in 1.82). The zero one is the app's own go.mod
+// (v1.84) with the installed Go, also stripped.
+var versions = []struct {
+	grpc string
+	v    harness.Variant
+}{
+	{"v1.60.1", harness.Variant{Go: "go1.22.12"}},
+	{"v1.70.0", harness.Variant{Go: "go1.23.12"}},
+	{"v1.76.0", harness.Variant{Go: "go1.24.13"}},
+	{"v1.81.1", harness.Variant{Go: "go1.25.14"}},
+	{"v1.82.1", harness.Variant{Go: "go1.25.14"}},
+	{"v1.85.0", harness.Variant{Go: "go1.26.8"}},
+	{"", harness.Variant{}},
+	{"", harness.Variant{Stripped: true}},
+}
+
+// forVersions runs f in a subtest per build of grpcapp in versions.
+func forVersions(t *testing.T, f func(t *testing.T, bin string)) {
+	needEBPF(t)
+	dir := t.TempDir()
+	for _, ver := range versions {
+		name := ver.grpc
+		if name == "" {
+			name = "go.mod"
+		}
+		t.Run(name+"-"+ver.v.String(), func(t *testing.T) {
+			var bin string
+			var err error
+			if ver.grpc == "" {
+				bin, err = harness.BuildApp("grpcapp", ver.v, dir)
+			} else {
+				bin, err = harness.BuildAppAgainst("grpcapp", ver.v, dir, "google.golang.org/grpc@"+ver.grpc)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f(t, bin)
+		})
+	}
+}
+
+// startPair starts B, a gRPC server, and A, whose /fanout calls B, and
+// attaches m to both.
+func startPair(t *testing.T, bin string, m *probes.Manager) (a *harness.App, bGRPC string) {
+	t.Helper()
+	bGRPC, err := harness.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := harness.StartApp(bin, nil, "-grpc-addr", bGRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	a, err = harness.StartApp(bin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	for _, app := range []*harness.App{a, b} {
+		res, err := m.Attach(app.PID(), &event.Process{PID: app.PID()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Refused) > 0 {
+			t.Fatalf("probes refused: %v", res.Refused)
+		}
+	}
+	return a, bGRPC
+}
+
+// fanout asks A for one /fanout request to bGRPC.
+func fanout(t *testing.T, a *harness.App, bGRPC string, calls []string, tp string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + a.Addr + "/fanout?target=" + url.QueryEscape(bGRPC) +
+		"&calls=" + url.QueryEscape(strings.Join(calls, ",")) + "&tp=" + tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // collector keeps the gRPC events a manager delivers.
 type collector struct {
 	mu  sync.Mutex
@@ -97,44 +186,15 @@ func startManager(t *testing.T, h probes.Handler, features ...string) *probes.Ma
 // saw for that call, its remote end the server's listener. A call is told
 // apart on both sides by the status code it asks for.
 func TestClientConn(t *testing.T) {
-	needEBPF(t)
-	bin, err := harness.BuildApp("grpcapp", harness.Variant{}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bGRPC, err := harness.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := harness.StartApp(bin, nil, "-grpc-addr", bGRPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop()
-	a, err := harness.StartApp(bin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Stop()
+	forVersions(t, testClientConn)
+}
 
+func testClientConn(t *testing.T, bin string) {
 	var got collector
 	m := startManager(t, got.handle)
-	for _, app := range []*harness.App{a, b} {
-		if _, err := m.Attach(app.PID(), &event.Process{PID: app.PID()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fanout := func(calls []string) string {
-		resp, err := http.Get("http://" + a.Addr + "/fanout?target=" + url.QueryEscape(bGRPC) + "&calls=" + strings.Join(calls, ","))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body)
-	}
+	a, bGRPC := startPair(t, bin, m)
 	// The four connections are set up first.
-	fanout([]string{"Ok@0", "Ok@1", "Ok@2", "Ok@3"})
+	fanout(t, a, bGRPC, []string{"Ok@0", "Ok@1", "Ok@2", "Ok@3"}, "")
 	if c, s := got.wait("/test.Echo/Ok", 4, 10*time.Second); len(c) != 4 || len(s) != 4 {
 		t.Fatalf("warm-up: %d client and %d server events, want 4 each", len(c), len(s))
 	}
@@ -155,7 +215,7 @@ func TestClientConn(t *testing.T) {
 		conn[code] = k
 		calls = append(calls, fmt.Sprintf("Status:%d@%d", code, k))
 	}
-	fanout(calls)
+	fanout(t, a, bGRPC, calls, "")
 	clients, servers := got.wait("/test.Echo/Status", 16, 10*time.Second)
 	if len(clients) != 16 || len(servers) != 16 {
 		t.Fatalf("%d client and %d server events, want 16 each", len(clients), len(servers))

@@ -34,13 +34,28 @@ func TestModuleVersions(t *testing.T) {
 	if got := offsets.ModuleVersions(grpcModule); !slices.Equal(got, want) {
 		t.Errorf("ModuleVersions(grpc) = %v, want %v", got, want)
 	}
-	for _, v := range want {
+	// Fields that grpc-go has in some releases only, by struct or field:
+	// the first and last minor release with them.
+	const transport = grpcModule + "/internal/transport."
+	ranges := map[string][2]int{
+		transport + "headerFrame":           {60, 81}, // clientHeaders from 1.82
+		transport + "clientHeaders":         {82, 85},
+		grpcModule + ".csAttempt.t":         {60, 70}, // renamed transport in 1.71
+		grpcModule + ".csAttempt.transport": {71, 85},
+	}
+	for minor := 60; minor <= 85; minor++ {
+		v := fmt.Sprintf("v1.%d", minor)
 		for _, f := range offsets.ModuleFields() {
 			if !strings.HasPrefix(f.Struct, grpcModule+"/") && !strings.HasPrefix(f.Struct, grpcModule+".") {
 				continue
 			}
-			if _, ok := offsets.LookupModule(grpcModule, v+".0", f.Struct, f.Name); !ok {
-				t.Errorf("grpc %s: no %s.%s", v, f.Struct, f.Name)
+			r, ok := ranges[f.Struct+"."+f.Name]
+			if !ok {
+				r, ok = ranges[f.Struct]
+			}
+			has := !ok || (minor >= r[0] && minor <= r[1])
+			if _, ok := offsets.LookupModule(grpcModule, v+".0", f.Struct, f.Name); ok != has {
+				t.Errorf("grpc %s: %s.%s in the table: %v, want %v", v, f.Struct, f.Name, ok, has)
 			}
 		}
 	}
