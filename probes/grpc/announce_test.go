@@ -159,7 +159,7 @@ func testAnnounce(t *testing.T, bin string) {
 	if hits != 17 {
 		t.Errorf("the announcing program ran %d times for 17 calls, want 17", hits)
 	}
-	logRunTime(t, "uprobe_grpc_announce", "uprobe_grpc_client_entry", "uprobe_grpc_client_finish")
+	logRunTime(t, "uprobe_grpc_announce", "uprobe_grpc_announce_orig", "uprobe_grpc_client_entry", "uprobe_grpc_client_finish")
 }
 
 // logRunTime logs the mean run time of the named programs this process

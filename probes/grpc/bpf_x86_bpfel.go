@@ -121,6 +121,7 @@ const (
 	bpfProgUprobeGrpcClientFinish = "uprobe_grpc_client_finish"
 	bpfProgUprobeGrpcServerEntry  = "uprobe_grpc_server_entry"
 	bpfProgUprobeGrpcServerStatus = "uprobe_grpc_server_status"
+	bpfVarCancelctxType           = "cancelctx_type"
 	bpfVarConnKnown               = "conn_known"
 	bpfVarInjectEnabled           = "inject_enabled"
 	bpfVarMapSwiss                = "map_swiss"
@@ -162,6 +163,7 @@ const (
 	bpfVarStreamIndirect          = "stream_indirect"
 	bpfVarTcpaddrType             = "tcpaddr_type"
 	bpfVarTcpconnType             = "tcpconn_type"
+	bpfVarTimerctxType            = "timerctx_type"
 	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
@@ -234,6 +236,7 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	CancelctxType       *ebpf.VariableSpec `ebpf:"cancelctx_type"`
 	ConnKnown           *ebpf.VariableSpec `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.VariableSpec `ebpf:"map_swiss"`
@@ -275,6 +278,7 @@ type bpfVariableSpecs struct {
 	StreamIndirect      *ebpf.VariableSpec `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.VariableSpec `ebpf:"tcpconn_type"`
+	TimerctxType        *ebpf.VariableSpec `ebpf:"timerctx_type"`
 	UnusedGrpcEvent     *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
@@ -327,6 +331,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	CancelctxType       *ebpf.Variable `ebpf:"cancelctx_type"`
 	ConnKnown           *ebpf.Variable `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.Variable `ebpf:"map_swiss"`
@@ -368,6 +373,7 @@ type bpfVariables struct {
 	StreamIndirect      *ebpf.Variable `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.Variable `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.Variable `ebpf:"tcpconn_type"`
+	TimerctxType        *ebpf.Variable `ebpf:"timerctx_type"`
 	UnusedGrpcEvent     *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 

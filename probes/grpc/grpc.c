@@ -330,17 +330,57 @@ static __always_inline void call_conn(struct conn_tuple *c, __u64 cs)
 		transport_conn(c, go_word_at((void *)(a + off_attempt_transport + 8)));
 }
 
-/* The *clientStream whose context chain holds c, 0 when none does. */
-static __always_inline __u64 call_of_ctx(__u32 pid, __u64 c)
+/* The type descriptors of *context.cancelCtx and *context.timerCtx (from
+ * the symbol table; 0 in a stripped binary). */
+volatile const __u64 cancelctx_type = 0;
+volatile const __u64 timerctx_type = 0;
+
+static __always_inline int itab_type_is(__u64 itab, __u64 want)
 {
+	return want && itab && go_word_at((void *)(itab + GO_ITAB_TYPE)) == want;
+}
+
+/* The call registered under context c, when it still has c as its cs.ctx. */
+static __always_inline __u64 call_at(__u32 pid, __u64 c)
+{
+	struct grpc_key k = {.pid = pid, .ptr = c};
+	__u64 *cs = bpf_map_lookup_elem(&grpc_call_ctxs, &k);
+	if (!cs || go_word_at((void *)(*cs + off_cs_ctx + 8)) != c)
+		return 0;
+	return *cs;
+}
+
+/*
+ * The *clientStream of a transport stream whose context is the interface
+ * (itab, c); 0 when not found. Between the stream's context and cs.ctx
+ * grpc-go puts only value contexts (peer, RPC info, outgoing metadata, a
+ * trace), and cs.ctx is the cancel (or timer) context newClientStream made
+ * for the call: so the first cancel or timer context up the chain is cs.ctx,
+ * and only it is looked up. An entry left by a call that never finished
+ * cannot then be matched by a value context reusing its address. Without
+ * the type descriptors (a stripped binary) each context up the chain is
+ * looked up, nearest first.
+ */
+static __always_inline __u64 call_of_ctx(__u32 pid, __u64 itab, __u64 c)
+{
+	int typed = cancelctx_type || timerctx_type;
 	for (int i = 0; i < CTX_WALK_MAX; i++) {
-		if (!c)
+		if (!c || !itab)
 			return 0;
-		struct grpc_key k = {.pid = pid, .ptr = c};
-		__u64 *cs = bpf_map_lookup_elem(&grpc_call_ctxs, &k);
-		if (cs)
-			return *cs;
-		c = go_word_at((void *)(c + 8));
+		if (!typed) {
+			__u64 cs = call_at(pid, c);
+			if (cs)
+				return cs;
+		} else if (itab_type_is(itab, cancelctx_type) || itab_type_is(itab, timerctx_type)) {
+			return call_at(pid, c);
+		}
+		/* Every context type of package context embeds its parent
+		 * Context first: (itab, data) at offset 0. */
+		__u64 parent[2] = {};
+		if (bpf_probe_read_user(parent, sizeof(parent), (void *)c) != 0)
+			return 0;
+		itab = parent[0];
+		c = parent[1];
 	}
 	return 0;
 }
@@ -410,7 +450,10 @@ static __always_inline int announce_stream(__u64 l, __u64 hdr)
 	/* onOrphaned is the cleanup closure {fn, s}: the transport stream. */
 	__u64 s = go_word_at((void *)(go_word_at((void *)(hdr + off_hdr_orphaned)) + 8));
 	__u64 base = stream_indirect ? go_word_at((void *)s) : s;
-	__u64 cs = s ? call_of_ctx(pid, go_word_at((void *)(base + off_stream_ctx + 8))) : 0;
+	__u64 sctx[2] = {};
+	if (s)
+		bpf_probe_read_user(sctx, sizeof(sctx), (void *)(base + off_stream_ctx));
+	__u64 cs = call_of_ctx(pid, sctx[0], sctx[1]);
 	struct grpc_key k = {.pid = pid, .ptr = cs};
 	struct grpc_state *st = cs ? bpf_map_lookup_elem(&grpc_calls, &k) : 0;
 	if (!st) {

@@ -81,6 +81,12 @@ func TestGRPCInjectAcrossAgents(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	before := len(recv.Spans())
+	stats, err := harness.RunStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stats.Close()
+	runsBefore := runCounts(t, agentA)
 
 	// Sixteen requests at once, each with its own trace, per method.
 	traces := map[string]string{} // trace id -> method
@@ -167,6 +173,22 @@ func TestGRPCInjectAcrossAgents(t *testing.T) {
 		if s[0].ParentSpanID != c[0].SpanID {
 			t.Errorf("fan-out, code %d: server's parent %s, want its client span %s", code, s[0].ParentSpanID, c[0].SpanID)
 		}
+	}
+
+	// The announcement is one hit per call; the other client hits are
+	// those of every call (two, a stream's context watcher a third).
+	runs := runCounts(t, agentA)
+	hits := map[string]uint64{}
+	for name, n := range runs {
+		if strings.HasPrefix(name, "uprobe_grpc_") {
+			hits[name] = n - runsBefore[name]
+		}
+	}
+	if n := hits["uprobe_grpc_announce"] + hits["uprobe_grpc_announce_orig"]; n != 48 {
+		t.Errorf("the announcing program ran %d times for 48 calls, want 48 (%v)", n, hits)
+	}
+	if n := hits["uprobe_grpc_client_entry"] + hits["uprobe_grpc_client_finish"]; n != 48*2+16 {
+		t.Errorf("the client programs ran %d times for 32 unary calls and 16 streams, want %d (%v)", n, 48*2+16, hits)
 	}
 
 	text, err := agentA.Metrics()
