@@ -115,6 +115,7 @@ func inspectAll(t *testing.T, data []byte) {
 	b.StructSize("runtime.g")
 	b.ErrorItabs()
 	b.DataSymbol("runtime.gcController")
+	b.ItabType("*net.TCPConn", "net.Conn")
 	b.HasDWARF()
 	b.GoVersionAtLeast(21)
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
@@ -446,5 +447,47 @@ func TestPushFrame(t *testing.T) {
 		if got := raw[fn.FileOffset+off]; got != 0x55 {
 			t.Errorf("%s: byte at +%d is %#x, want 0x55 (push rbp)", name, off, got)
 		}
+	}
+}
+
+// ItabType reads the type word of an itab: the same descriptor whichever
+// interface pairs the type with, inside the binary's type section, another
+// for another type; nothing without a symbol table.
+func TestItabType(t *testing.T) {
+	for _, v := range variants {
+		path, ok := exes[v.name]
+		if !ok {
+			continue
+		}
+		t.Run(v.name, func(t *testing.T) {
+			b := open(t, path)
+			conn, ok := b.ItabType("*net.TCPConn", "net.Conn")
+			stripped := strings.Contains(strings.Join(v.flags, " "), "-s")
+			if stripped {
+				if ok {
+					t.Errorf("stripped: ItabType = %#x, want none", conn)
+				}
+				return
+			}
+			if !ok {
+				t.Fatal("no itab *net.TCPConn,net.Conn")
+			}
+			reader, ok := b.ItabType("*net.TCPConn", "io.Reader")
+			if !ok || reader != conn {
+				t.Errorf("*net.TCPConn's type through io.Reader %#x %v, through net.Conn %#x: want the same", reader, ok, conn)
+			}
+			start, ok1 := b.DataSymbol("runtime.types")
+			end, ok2 := b.DataSymbol("runtime.etypes")
+			if !ok1 || !ok2 || conn < start || conn >= end {
+				t.Errorf("*net.TCPConn's type %#x outside the type section [%#x, %#x)", conn, start, end)
+			}
+			addr, ok := b.ItabType("*net.TCPAddr", "net.Addr")
+			if !ok || addr == conn || addr < start || addr >= end {
+				t.Errorf("*net.TCPAddr's type %#x %v: want another in [%#x, %#x)", addr, ok, start, end)
+			}
+			if _, ok := b.ItabType("*net.TCPConn", "no.Such"); ok {
+				t.Error("an itab that does not exist was found")
+			}
+		})
 	}
 }

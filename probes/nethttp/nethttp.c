@@ -667,9 +667,15 @@ int uprobe_h2_client(struct pt_regs *ctx)
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_h2cc_tconn)) != 0)
 		iface[0] = iface[1] = 0;
 	go_tcp_conn(iface[0], iface[1], &r->conn);
-	if (!inject_enabled || conn_unknown(&r->conn) || own_traceparent(r->req))
+	if (!inject_enabled)
 		return 0;
 	struct ptr_key pk = {.pid = k.pid, .ptr = GO_ARG2(ctx)};
+	if (conn_unknown(&r->conn) || own_traceparent(r->req)) {
+		/* Nothing to announce: and nothing an earlier request that
+		 * lived at this address left behind may be taken for it. */
+		bpf_map_delete_elem(&h2_requests, &pk);
+		return 0;
+	}
 	struct inject_ids ids = {.flags = r->sc.trace_flags, .line_hash = 0};
 	__builtin_memcpy(ids.trace_id, r->sc.trace_id, 16);
 	__builtin_memcpy(ids.span_id, r->sc.span_id, 8);

@@ -124,23 +124,23 @@ func TestFdinfoProgID(t *testing.T) {
 
 func TestChainChecks(t *testing.T) {
 	// Without program statistics: the total less the server hops.
-	r := report{ChainAgent: summary{HitsPerReq: 6}}
+	r := report{ChainAgent: summary{HitsPerReq: 7}}
 	c := r.chainChecks()
-	if len(c) != 2 || !c[0].Pass || !c[1].Pass || c[0].Value != "2.0000 (all programs 6.0000 − 2 server hops)" {
-		t.Fatalf("6 hits: %+v", c)
+	if len(c) != 2 || !c[0].Pass || !c[1].Pass || c[0].Value != "3.0000 (all programs 7.0000 − 2 server hops)" {
+		t.Fatalf("7 hits: %+v", c)
 	}
-	r.ChainAgent.HitsPerReq = 6.01 // a client request costing more than 2 hits
+	r.ChainAgent.HitsPerReq = 7.01 // a client request costing more than 3 hits
 	if c := r.chainChecks(); c[0].Pass {
-		t.Fatalf("6.01 hits passed: %+v", c)
+		t.Fatalf("7.01 hits passed: %+v", c)
 	}
 	// With them: GC hits count in the total but not against a request.
-	r.ChainAgent.ProgSplit = hitSplit{Server: 4, Client: 2, Other: 0.01}
+	r.ChainAgent.ProgSplit = hitSplit{Server: 4, Client: 3, Other: 0.01}
 	if c := r.chainChecks(); !c[0].Pass || !c[1].Pass {
-		t.Fatalf("server 4, client 2, runtime 0.01: %+v", c)
+		t.Fatalf("server 4, client 3, runtime 0.01: %+v", c)
 	}
-	r.ChainAgent.ProgSplit.Client = 3
+	r.ChainAgent.ProgSplit.Client = 4
 	if c := r.chainChecks(); c[0].Pass {
-		t.Fatalf("client 3 passed: %+v", c)
+		t.Fatalf("client 4 passed: %+v", c)
 	}
 }
 

@@ -159,11 +159,14 @@ func perRequest(programs, total float64) float64 {
 func (r report) chainChecks() []check {
 	client := perRequest(r.ChainAgent.ProgSplit.Client, r.chainClientHits())
 	server := perRequest(r.ChainAgent.ProgSplit.Server, r.ChainAgent.HitsPerReq-client) / serverHops
+	// A client call costs three: Transport.roundTrip's entry and RET, and
+	// the connection's own round trip, the first point where the request's
+	// TCP connection is known (exact pairing and injection, issue 13).
 	return []check{{
 		Name:   "client request hits (client programs' runs/req)",
 		Value:  fmt.Sprintf("%.4f (all programs %.4f − 2 server hops)", client, r.ChainAgent.HitsPerReq),
-		Target: "≤ 2",
-		Pass:   client <= 2,
+		Target: "≤ 3",
+		Pass:   client <= 3,
 	}, {
 		Name:   "hits per server hop (server programs' runs/req ÷ 2)",
 		Value:  fmt.Sprintf("%.4f", server),

@@ -93,16 +93,27 @@ func TestInjectContext(t *testing.T) {
 // request, none missing, none borrowed. Matching by (process, METHOD
 // /path) swapped and lost them (issue 13); by connection it is exact.
 func TestInjectContextConcurrent(t *testing.T) {
-	s := startSetup(t, harness.Variant{}, true, "--inject-context")
-	injectConcurrent(t, s, "http://"+s.b.Addr+"/sleep?ms=30", "http1")
+	for _, v := range []harness.Variant{{}, {PIE: true}, {Go: "go1.21.13", Stripped: true}} {
+		t.Run(v.String(), func(t *testing.T) {
+			s := startSetup(t, v, true, "--inject-context")
+			injectConcurrent(t, s, "http://"+s.b.Addr+"/sleep?ms=30", "http1")
+		})
+	}
 }
 
 // The same over h2c (net/http's HTTP/2 client without TLS, Go >= 1.24):
 // the 16 requests of a round are streams of one connection, announced by
-// connection and stream id and injected into their HEADERS frames.
+// connection and stream id and injected into their HEADERS frames. With
+// the first release that has h2c, the installed one, and Go 1.27, whose
+// HTTP/2 client moved to net/http/internal/http2; stripped too (offsets
+// from the tables, the connection's type vouched for by its shape).
 func TestInjectContextConcurrentH2C(t *testing.T) {
-	s := startSetupB(t, harness.Variant{}, true, []string{"-h2c"}, "--inject-context")
-	injectConcurrent(t, s, "h2c://"+s.b.Addr+"/sleep?ms=30", "http2")
+	for _, v := range []harness.Variant{{Go: "go1.24.13"}, {}, {Go: "go1.27.3"}, {Go: "go1.27.3", Stripped: true}} {
+		t.Run(v.String(), func(t *testing.T) {
+			s := startSetupB(t, v, true, []string{"-h2c"}, "--inject-context")
+			injectConcurrent(t, s, "h2c://"+s.b.Addr+"/sleep?ms=30", "http2")
+		})
+	}
 }
 
 // injectConcurrent sends rounds of concurrent identical requests through
