@@ -43,9 +43,7 @@ var versions = []struct {
 }{
 	{"v1.60.1", harness.Variant{Go: "go1.22.12"}},
 	{"v1.70.0", harness.Variant{Go: "go1.23.12"}},
-	{"v1.76.0", harness.Variant{Go: "go1.24.13"}},
 	{"v1.81.1", harness.Variant{Go: "go1.25.14"}},
-	{"v1.82.1", harness.Variant{Go: "go1.25.14"}},
 	{"v1.85.0", harness.Variant{Go: "go1.26.8"}},
 	{"", harness.Variant{}},
 	{"", harness.Variant{Stripped: true}},
