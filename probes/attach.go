@@ -63,6 +63,10 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		t.close()
 		return Attachment{}, fmt.Errorf("pid %d: already attached", pid)
 	}
+	// Served once attached, so that release, which unserves, covers it.
+	if err := m.serve(pid); err != nil {
+		res.Skipped = append(res.Skipped, fmt.Sprintf("socket programs: %v", err))
+	}
 	go m.awaitExit(pid, t)
 	if m.reader != nil {
 		// Wake the reader: it waits without a deadline while there is no
