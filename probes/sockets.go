@@ -119,13 +119,11 @@ func (s *sockets) counters(into map[string]uint64) {
 	}
 }
 
-// serve makes the programs serve pid's connections from now on.
-func (m *Manager) serve(pid int) error {
-	m.mu.Lock()
-	socks := m.sockets
-	m.mu.Unlock()
+// serveLocked makes the socket programs serve the connections pid opens
+// from now on. m.mu is held.
+func (m *Manager) serveLocked(pid int) error {
 	var errs []error
-	for _, s := range socks {
+	for _, s := range m.sockets {
 		if err := s.pids.Put(uint32(pid), uint8(1)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.decl.Feature, err))
 		}
