@@ -87,10 +87,9 @@ func run(args []string) int {
 	if !logKernel(log, kern, cfg.InjectContext == InjectOn) {
 		return exitKernel
 	}
-	inject := cfg.InjectContext
-	if err := kern.Check(true); inject == InjectAuto && err != nil {
-		log.Info("no context injection on the wire: this kernel cannot do it (--inject-context=auto)", "kernel", kernel.Release(), "err", err)
-		inject = InjectOff
+	inject, why := injectOnKernel(cfg.InjectContext, kern)
+	if why != nil {
+		log.Info("no context injection on the wire: this kernel cannot do it (--inject-context=auto)", "kernel", kernel.Release(), "err", why)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -354,6 +353,21 @@ func logKernel(log *slog.Logger, kern kernel.Report, inject bool) bool {
 		return false
 	}
 	return true
+}
+
+// injectOnKernel decides what --inject-context asks of a kernel golens
+// runs on (logKernel passed it): auto turns off where the kernel lacks a
+// feature the socket programs need, and says why; on and off stay. A
+// feature whose probe could not tell turns nothing off: the manager's
+// attach of the socket programs is the test then.
+func injectOnKernel(mode InjectMode, kern kernel.Report) (InjectMode, error) {
+	if mode != InjectAuto {
+		return mode, nil
+	}
+	if err := kern.Check(true); err != nil {
+		return InjectOff, err
+	}
+	return InjectAuto, nil
 }
 
 // loopback reports whether a is reachable from this host only.
