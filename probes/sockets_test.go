@@ -2,6 +2,7 @@ package probes_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -214,4 +215,37 @@ func cgroupSockOps(t *testing.T) []ebpf.ProgramID {
 		ids = append(ids, p.ID)
 	}
 	return ids
+}
+
+// Socket programs that cannot be attached turn their feature off: Open
+// says so with a FeatureError, and targets are attached (traced) without
+// it.
+func TestSocketProgramsFailTurnFeatureOff(t *testing.T) {
+	needEBPF(t)
+	exe, err := inspecttest.Build(t.TempDir(), inspecttest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := nethttp.Probe
+	sp := *spec.Sockets
+	sp.Load = func() (*ebpf.CollectionSpec, error) { return nil, errors.New("no socket objects here") }
+	spec.Sockets = &sp
+	m := probes.NewManager([]probes.Spec{spec, goruntime.Probe}, []string{probes.FeatureInject}, func(event.Event) {}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer m.Close()
+	err = m.Open()
+	var fe *probes.FeatureError
+	if !errors.As(err, &fe) || fe.Feature != probes.FeatureInject || !strings.Contains(err.Error(), "no socket objects here") {
+		t.Fatalf("Open = %v, want a FeatureError for %s", err, probes.FeatureInject)
+	}
+	if m.Feature(probes.FeatureInject) {
+		t.Error("inject feature still on")
+	}
+	c := startTarget(t, exe)
+	res, err := m.Attach(c.Process.Pid, &event.Process{PID: c.Process.Pid, ServiceName: "t"})
+	if err != nil || !slices.Contains(res.Probes, "net/http") {
+		t.Fatalf("attach without the feature: %+v, %v", res, err)
+	}
+	if s := probes.Served(m); len(s) != 0 {
+		t.Errorf("served %v with the feature off", s)
+	}
 }
