@@ -49,8 +49,8 @@ type Manager struct {
 	stats    *ebpf.Map            // shared per-CPU counters
 	shared   map[string]*ebpf.Map // every map shared by all objects, by name
 	reader   *ringbuf.Reader
-	sockets  []*sockets // the features' socket programs, attached once
-	featErr  error      // why a feature's socket programs are off
+	sockets  []Sockets // the features' socket programs, started once
+	featErr  error     // why a feature's socket programs are off
 	targets  map[int]*target
 	refused  map[string]int
 	decoders map[uint32]Decoder
@@ -204,54 +204,8 @@ func (m *Manager) ensureShared() error {
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	m.events, m.stats, m.shared, m.reader = shared["events"], shared["stats"], shared, rd
-	m.attachSockets()
+	m.startSockets()
 	return nil
-}
-
-// attachSockets attaches the socket programs of the features asked for.
-// One that cannot be attached turns its feature off, before any target
-// is attached, so that no uprobe announces what nothing would consume.
-func (m *Manager) attachSockets() {
-	var errs []error
-	for _, s := range m.specs {
-		sp := s.Sockets
-		if sp == nil || !m.features[sp.Feature] {
-			continue
-		}
-		socks, err := attachSockets(*sp, m.shared)
-		if err != nil {
-			delete(m.features, sp.Feature)
-			ferr := &FeatureError{Feature: sp.Feature, Err: fmt.Errorf("%s: %w", s.Name, err)}
-			m.log.Warn("feature off: its socket programs cannot be attached", "feature", sp.Feature, "probe", s.Name, "err", err)
-			errs = append(errs, ferr)
-			continue
-		}
-		m.sockets = append(m.sockets, socks)
-	}
-	m.featErr = errors.Join(errs...)
-}
-
-// Open loads the maps every target shares and attaches the socket
-// programs of the features asked for; the first Attach does it when Open
-// was not called. A feature whose socket programs cannot be attached is
-// turned off and reported as a *FeatureError (errors.As): the manager
-// works without it, and the caller decides whether that is fatal.
-func (m *Manager) Open() error {
-	if err := m.ensureShared(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.featErr
-}
-
-// Feature reports whether the manager runs with feature f: asked for,
-// and its socket programs, if any, attached.
-func (m *Manager) Feature(f string) bool {
-	if err := m.ensureShared(); err != nil {
-		return false
-	}
-	return m.features[f]
 }
 
 // Shared returns the shared map of that name (nil when no spec has it).
@@ -295,7 +249,9 @@ func (m *Manager) Stats() Stats {
 	if len(socks) > 0 {
 		s.Sockets = make(map[string]uint64)
 		for _, sk := range socks {
-			sk.counters(s.Sockets)
+			for k, v := range sk.Stats() {
+				s.Sockets[k] += v
+			}
 		}
 	}
 	return s
@@ -319,10 +275,7 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
-	for _, s := range m.sockets {
-		errs = append(errs, s.close())
-	}
-	m.sockets = nil
+	errs = append(errs, m.closeSockets())
 	if m.reader != nil {
 		errs = append(errs, m.reader.Close())
 	}

@@ -45,7 +45,7 @@ func TestSocketProgramsFollowTargets(t *testing.T) {
 	if n := ownProgs(t); n[ebpf.SockOps] != 1 || n[ebpf.SkMsg] != 1 {
 		t.Errorf("socket programs loaded by this process %v, want one sock_ops and one sk_msg", n)
 	}
-	ids := probes.SockOpsIDs(m)
+	ids := ownProgIDs(t, ebpf.SockOps)
 	if len(ids) != 1 {
 		t.Fatalf("sock_ops ids %v, want one", ids)
 	}
@@ -60,13 +60,13 @@ func TestSocketProgramsFollowTargets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, want := served(m), sorted(a.Process.Pid, b.Process.Pid); !slices.Equal(got, want) {
+	if got, want := served(t), sorted(a.Process.Pid, b.Process.Pid); !slices.Equal(got, want) {
 		t.Fatalf("served %v, want the two targets %v", got, want)
 	}
 	if err := m.Detach(b.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := served(m), sorted(a.Process.Pid); !slices.Equal(got, want) {
+	if got, want := served(t), sorted(a.Process.Pid); !slices.Equal(got, want) {
 		t.Errorf("after detaching %d: served %v, want %v", b.Process.Pid, got, want)
 	}
 	// A target that exits is released by the manager's own watcher.
@@ -80,7 +80,7 @@ func TestSocketProgramsFollowTargets(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("exit of the target not seen")
 	}
-	if got := served(m); len(got) != 0 {
+	if got := served(t); len(got) != 0 {
 		t.Errorf("after the target exited: served %v, want none (its pid leaked)", got)
 	}
 	s := m.Stats().Sockets
@@ -118,8 +118,11 @@ func TestSocketProgramsOnlyWithFeature(t *testing.T) {
 	if n := ownProgs(t); n[ebpf.SockOps] != 0 || n[ebpf.SkMsg] != 0 {
 		t.Errorf("socket programs loaded without the feature: %v", n)
 	}
-	if ids := probes.SockOpsIDs(m); len(ids) != 0 {
-		t.Errorf("sock_ops attached without the feature: %v", ids)
+	if ids := ownProgIDs(t, ebpf.SockOps); len(ids) != 0 {
+		t.Errorf("sock_ops loaded without the feature: %v", ids)
+	}
+	if pids := served(t); pids != nil {
+		t.Errorf("a pid map %v without the feature", pids)
 	}
 	if s := m.Stats(); s.Sockets != nil {
 		t.Errorf("socket counters without the feature: %v", s.Sockets)
@@ -160,46 +163,114 @@ func startTarget(t *testing.T, exe string) *exec.Cmd {
 	return c
 }
 
-func served(m *probes.Manager) []int {
-	pids := probes.Served(m)[probes.FeatureInject]
+// served returns the pids in this process's own inject_pids map (nil when
+// it holds none), read from the kernel, whatever the manager says.
+func served(t *testing.T) []int {
+	t.Helper()
+	var pids []int
+	found := false
+	for _, f := range ownFDInfo(t) {
+		id, ok := f["map_id"]
+		if !ok {
+			continue
+		}
+		mp, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			continue
+		}
+		if info, err := mp.Info(); err == nil && info.Name == "inject_pids" {
+			found = true
+			var pid uint32
+			var v uint8
+			for it := mp.Iterate(); it.Next(&pid, &v); {
+				pids = append(pids, int(pid))
+			}
+		}
+		mp.Close()
+	}
+	if !found {
+		return nil
+	}
 	slices.Sort(pids)
+	if pids == nil {
+		pids = []int{}
+	}
 	return pids
 }
 
 func sorted(pids ...int) []int { slices.Sort(pids); return pids }
 
-// ownProgs counts the BPF programs this process holds, by type, from its
-// file descriptors (/proc/self/fdinfo), whatever the manager says.
-func ownProgs(t *testing.T) map[ebpf.ProgramType]int {
+// ownFDInfo reads the numeric fields of every /proc/self/fdinfo entry.
+func ownFDInfo(t *testing.T) []map[string]uint64 {
 	t.Helper()
 	fds, err := filepath.Glob("/proc/self/fdinfo/*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := make(map[ebpf.ProgramType]int)
+	var infos []map[string]uint64
 	for _, f := range fds {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			continue // closed meanwhile
 		}
+		info := make(map[string]uint64)
 		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "prog_type:"); ok {
-				if pt, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
-					n[ebpf.ProgramType(pt)]++
-				}
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
 			}
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+				info[k] = n
+			}
+		}
+		infos = append(infos, info)
+	}
+	return infos
+}
+
+// ownProgs counts the BPF programs this process holds, by type, from its
+// file descriptors, whatever the manager says.
+func ownProgs(t *testing.T) map[ebpf.ProgramType]int {
+	t.Helper()
+	n := make(map[ebpf.ProgramType]int)
+	for _, f := range ownFDInfo(t) {
+		if pt, ok := f["prog_type"]; ok {
+			n[ebpf.ProgramType(pt)]++
 		}
 	}
 	return n
+}
+
+// ownProgIDs lists the ids of this process's programs of type pt.
+func ownProgIDs(t *testing.T, pt ebpf.ProgramType) []ebpf.ProgramID {
+	t.Helper()
+	var ids []ebpf.ProgramID
+	for _, f := range ownFDInfo(t) {
+		if typ, ok := f["prog_type"]; ok && ebpf.ProgramType(typ) == pt {
+			ids = append(ids, ebpf.ProgramID(f["prog_id"]))
+		}
+	}
+	return ids
 }
 
 // cgroupSockOps lists the sock_ops programs attached to the cgroup v2
 // root (other agents' too).
 func cgroupSockOps(t *testing.T) []ebpf.ProgramID {
 	t.Helper()
-	root, err := probes.Cgroup2Root()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
+	}
+	root := ""
+	for _, l := range strings.Split(string(raw), "\n") {
+		pre, post, _ := strings.Cut(l, " - ")
+		if f := strings.Fields(pre); len(f) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			root = f[4]
+			break
+		}
+	}
+	if root == "" {
+		t.Fatal("no cgroup v2 hierarchy mounted")
 	}
 	f, err := os.Open(root)
 	if err != nil {
@@ -217,7 +288,7 @@ func cgroupSockOps(t *testing.T) []ebpf.ProgramID {
 	return ids
 }
 
-// Socket programs that cannot be attached turn their feature off: Open
+// Socket programs that cannot be started turn their feature off: Open
 // says so with a FeatureError, and targets are attached (traced) without
 // it.
 func TestSocketProgramsFailTurnFeatureOff(t *testing.T) {
@@ -228,7 +299,7 @@ func TestSocketProgramsFailTurnFeatureOff(t *testing.T) {
 	}
 	spec := nethttp.Probe
 	sp := *spec.Sockets
-	sp.Load = func() (*ebpf.CollectionSpec, error) { return nil, errors.New("no socket objects here") }
+	sp.Start = func(map[string]*ebpf.Map) (probes.Sockets, error) { return nil, errors.New("no socket objects here") }
 	spec.Sockets = &sp
 	m := probes.NewManager([]probes.Spec{spec, goruntime.Probe}, []string{probes.FeatureInject}, func(event.Event) {}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer m.Close()
@@ -245,7 +316,7 @@ func TestSocketProgramsFailTurnFeatureOff(t *testing.T) {
 	if err != nil || !slices.Contains(res.Probes, "net/http") {
 		t.Fatalf("attach without the feature: %+v, %v", res, err)
 	}
-	if s := probes.Served(m); len(s) != 0 {
-		t.Errorf("served %v with the feature off", s)
+	if pids := served(t); pids != nil {
+		t.Errorf("a pid map (serving %v) with the feature off", pids)
 	}
 }

@@ -94,28 +94,9 @@ var Probe = probes.Spec{
 	},
 	Load:     loadBpf,
 	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
-	// --inject-context (see inject.c): sock_ops puts the connections the
-	// targets open into a sockhash, sk_msg adds a traceparent to the
-	// requests the client probe announced in inject_pending.
-	Sockets: &probes.SocketPrograms{
-		Feature:  probes.FeatureInject,
-		SockOps:  "sockops_inject",
-		Msg:      "sk_msg_inject",
-		Sockhash: "inject_socks",
-		Pids:     "inject_pids",
-		Stats:    "inject_stats",
-		// Slots of inject_stats: headers added; insertions the kernel
-		// refused (bpf_msg_pull_data or bpf_msg_push_data failed).
-		Counters: []string{CounterInjected, CounterInjectFailed},
-		Load:     loadInject,
-	},
+	// --inject-context (see inject.go): one injector for the agent.
+	Sockets: &probes.SocketPrograms{Feature: probes.FeatureInject, Start: sockets},
 }
-
-// Names of the injector's counters in probes.Stats.Sockets.
-const (
-	CounterInjected     = "injected"
-	CounterInjectFailed = "inject_failed"
-)
 
 // Bits of the events' cut field, mirroring the CUT_ enum in nethttp.c.
 const (
