@@ -36,8 +36,9 @@ type SelfStats struct {
 	SamplingReloadFailures uint64
 	SamplingHeld           int
 
-	ContextInjected     uint64 // traceparent headers added on the wire
-	ContextInjectFailed uint64 // insertions the kernel refused
+	// Inject is what --inject-context's socket programs did, by result
+	// and reason; nil without --inject-context.
+	Inject []InjectCount
 
 	// KubernetesAPI is 1 while the API server answers, 0 while it does
 	// not, -1 when golens does not use it.
@@ -58,6 +59,13 @@ type DiscoveryStats struct {
 	EventLosses uint64            // times the kernel dropped process events
 	Binaries    uint64            // executables read for Go build info
 	Rescans     map[string]uint64 // scans of /proc, by reason
+}
+
+// InjectCount is one golens_inject_total series.
+type InjectCount struct {
+	Result string // injected or skipped
+	Reason string
+	N      uint64
 }
 
 // SamplingRate is the root sampling in force for a service/operation.
@@ -97,8 +105,7 @@ var (
 	descDecision = desc("golens_sampling_decisions_total", "Sampling decisions by reason.", "reason")
 	descRate     = desc("golens_sampling_probability", "Effective root sampling probability per service and operation (empty operation: the service default), after SLA scaling.", "service_name", "operation")
 	descReloads  = desc("golens_sampling_reloads_total", "Sampling strategies files applied.")
-	descInjected = desc("golens_context_injected_total", "traceparent headers added on the wire to targets' outgoing HTTP/1.x requests (--inject-context).")
-	descInjectKO = desc("golens_context_inject_failures_total", "traceparent insertions the kernel refused; those requests went out unchanged.")
+	descInject   = desc("golens_inject_total", "What --inject-context did on the wire: result=injected (reason http1 or http2: a traceparent added to a request), or result=skipped with why the request or connection went out untouched (push_failed: the kernel refused the insertion; http1_no_announcement: an HTTP/1.x request line with nothing announced for its connection (not a *net.TCPConn, or the application set traceparent); http1_mismatch, http1_no_line: another request line than the announced one, or none at the start of the send; http1_unsent, h2_unsent: an announced request or stream that never went out as announced; h2_frame_split, h2_too_large, h2_malformed: an announced HTTP/2 header block that spans sends, would grow past 16384 bytes, or has bad padding; h2_too_many_frames, h2_bad_frame, h2_pull_failed, h2_preface_split, h2_resent: an HTTP/2 connection given up, every later byte untouched; no_state: the kernel had no storage for a connection's state).", "result", "reason")
 	descK8sAPI   = desc("golens_kubernetes_api_reachable", "1 while the Kubernetes API server answers golens' pod watch, 0 while it does not (the known pods stay instrumented).")
 	descK8sPods  = desc("golens_kubernetes_pods", "Pods bound to this node that golens knows from the API server.")
 	descExecs    = desc("golens_discovery_execs_total", "Program executions (exec) the kernel reported to discovery.")
@@ -110,7 +117,7 @@ var (
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInjected, descInjectKO, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInject, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
 		ch <- d
 	}
 }
@@ -154,8 +161,9 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descReloads, s.SamplingReloads)
 	counter(descReloadKO, s.SamplingReloadFailures)
-	counter(descInjected, s.ContextInjected)
-	counter(descInjectKO, s.ContextInjectFailed)
+	for _, c := range s.Inject {
+		counter(descInject, c.N, c.Result, c.Reason)
+	}
 	for f, ok := range s.KernelFeatures {
 		v := 0
 		if ok {

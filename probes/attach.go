@@ -283,6 +283,13 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 		consts[g.AddrConst] = addr + im.bias
 		consts[g.Field.Const] = off
 	}
+	for _, ta := range s.Types {
+		addr, ok := bin.ItabType(ta.Type, ta.Iface)
+		if !ok || im.biasErr != nil {
+			continue // 0: unknown, which the programs are written for
+		}
+		consts[ta.Const] = addr + im.bias
+	}
 	for name, v := range consts {
 		vs, ok := cs.Variables[name]
 		if !ok {

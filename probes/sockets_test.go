@@ -84,8 +84,8 @@ func TestSocketProgramsFollowTargets(t *testing.T) {
 		t.Errorf("after the target exited: served %v, want none (its pid leaked)", got)
 	}
 	s := m.Stats().Sockets
-	if _, ok := s[nethttp.CounterInjected]; !ok {
-		t.Errorf("socket counters %v lack %s", s, nethttp.CounterInjected)
+	if _, ok := s["injected_http1"]; !ok {
+		t.Errorf("socket counters %v lack injected_http1", s)
 	}
 	stop()
 	if n := ownProgs(t); n[ebpf.SockOps] != 0 || n[ebpf.SkMsg] != 0 {

@@ -81,6 +81,20 @@ type Global struct {
 	Field     Field  // e.g. {Const: "off_heap_marked", Struct: "runtime.gcControllerState", Field: "heapMarked"}
 }
 
+// TypeAddr asks for the run-time address of a Go type's descriptor, in
+// Const: what the type word of an interface holding that type is, so a
+// program can tell which dynamic type an interface holds before reading
+// it as that type. It is read from an itab of the type for Iface, which
+// needs the symbol table; it stays 0 (the C code must then check the
+// value's shape instead, or give up) in stripped binaries, when the bias
+// of a PIE is unknown, and when the program never converts the type to
+// Iface.
+type TypeAddr struct {
+	Const string // C global, e.g. "tcpconn_type"
+	Type  string // e.g. "*net.TCPConn"
+	Iface string // e.g. "net.Conn"
+}
+
 // Decoder turns one raw event of the probe's kind into an event value.
 type Decoder func(raw []byte, t *Target) (event.Event, error)
 
@@ -107,6 +121,8 @@ type Spec struct {
 	ReadsGoMaps bool
 	// Globals the programs read, best effort.
 	Globals []Global
+	// Types whose descriptor addresses the programs compare, best effort.
+	Types []TypeAddr
 	// Shared names maps that every target's objects share (one instance
 	// for the whole agent), besides the ring buffer and the stats.
 	Shared []string

@@ -215,7 +215,11 @@ func run(args []string) int {
 			SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, LinkOverflow: ts.Overflow,
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		}
-		s.ContextInjected, s.ContextInjectFailed = ps.Sockets[nethttp.CounterInjected], ps.Sockets[nethttp.CounterInjectFailed]
+		if ps.Sockets != nil { // with --inject-context
+			for _, c := range nethttp.InjectStats {
+				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: ps.Sockets[c.Name]})
+			}
+		}
 		s.KernelFeatures = make(map[string]bool, len(kern))
 		for _, res := range kern {
 			s.KernelFeatures[res.Name] = res.State == kernel.Present

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -110,7 +111,14 @@ var Features = []Feature{
 	{Name: "sk_msg_current_pid", Use: Injection, Without: noInjection,
 		Probe: helper(ebpf.SkMsg, asm.FnGetCurrentPidTgid)},
 	{Name: "sk_msg_push_data", Since: "4.20", Use: Injection, Without: noInjection,
-		Probe: all(helper(ebpf.SkMsg, asm.FnMsgPushData), helper(ebpf.SkMsg, asm.FnMsgPullData))},
+		Probe: all(helper(ebpf.SkMsg, asm.FnMsgPushData), helper(ebpf.SkMsg, asm.FnMsgPullData), helper(ebpf.SkMsg, asm.FnMsgPopData))},
+	// Where a connection's HTTP/2 frames start, across its sends.
+	{Name: "sk_msg_sk_storage", Use: Injection, Without: noInjection,
+		Probe: all(func() error { return features.HaveMapType(ebpf.SkStorage) }, helper(ebpf.SkMsg, asm.FnSkStorageGet))},
+	// tcp_sock.write_seq, read through kernel BTF (CO-RE): tells a send
+	// whose tail TCP could not queue, and which comes again.
+	{Name: "sk_msg_tcp_sock", Use: Injection, Without: noInjection,
+		Probe: all(helper(ebpf.SkMsg, asm.FnSkcToTcpSock), haveKernelBTF)},
 }
 
 // Floor is the oldest Linux release with every required feature.
@@ -255,4 +263,13 @@ func (r Report) missingRequired() bool {
 		}
 	}
 	return false
+}
+
+// haveKernelBTF is nil when the running kernel describes its types (CO-RE
+// relocations are resolved against them).
+func haveKernelBTF() error {
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		return fmt.Errorf("%w: kernel BTF: %v", ebpf.ErrNotSupported, err)
+	}
+	return nil
 }

@@ -20,6 +20,14 @@ type bpfClientReq struct {
 	Link    uint8
 	Pad     [7]uint8
 	Sc      bpfSpanContext
+	Conn    struct {
+		_          structs.HostLayout
+		LocalIp    [16]uint8
+		RemoteIp   [16]uint8
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint32
+	}
 }
 
 type bpfHttpClientEvent struct {
@@ -41,10 +49,18 @@ type bpfHttpClientEvent struct {
 	Cut       uint8
 	Link      uint8
 	Pad       [6]uint8
-	Method    [16]uint8
-	Scheme    [16]uint8
-	Host      [64]uint8
-	Path      [128]uint8
+	Conn      struct {
+		_          structs.HostLayout
+		LocalIp    [16]uint8
+		RemoteIp   [16]uint8
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint32
+	}
+	Method [16]uint8
+	Scheme [16]uint8
+	Host   [64]uint8
+	Path   [128]uint8
 }
 
 type bpfHttpServerEvent struct {
@@ -77,17 +93,26 @@ type bpfHttpServerEvent struct {
 }
 
 type bpfInjectIds struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [3]uint8
+	LineHash uint32
 }
 
 type bpfInjectKey struct {
-	_    structs.HostLayout
-	Pid  uint32
-	Hash uint32
+	_      structs.HostLayout
+	Pid    uint32
+	Stream uint32
+	Conn   struct {
+		_          structs.HostLayout
+		LocalIp    [16]uint8
+		RemoteIp   [16]uint8
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint32
+	}
 }
 
 type bpfMapScratch struct {
@@ -144,14 +169,17 @@ const (
 	bpfMapServerReqs            = "server_reqs"
 	bpfMapServerScratch         = "server_scratch"
 	bpfMapStats                 = "stats"
+	bpfProgUprobeClientConn     = "uprobe_client_conn"
 	bpfProgUprobeClientEntry    = "uprobe_client_entry"
 	bpfProgUprobeClientReturn   = "uprobe_client_return"
 	bpfProgUprobeNewproc1Return = "uprobe_newproc1_return"
 	bpfProgUprobeRecovery       = "uprobe_recovery"
 	bpfProgUprobeServerEntry    = "uprobe_server_entry"
 	bpfProgUprobeServerReturn   = "uprobe_server_return"
+	bpfVarConnKnown             = "conn_known"
 	bpfVarInjectEnabled         = "inject_enabled"
 	bpfVarMapSwiss              = "map_swiss"
+	bpfVarOffConnFd             = "off_conn_fd"
 	bpfVarOffCwWroteHeader      = "off_cw_wrote_header"
 	bpfVarOffG_goid             = "off_g_goid"
 	bpfVarOffG_panic            = "off_g_panic"
@@ -168,7 +196,13 @@ const (
 	bpfVarOffHmapB              = "off_hmap_b"
 	bpfVarOffHmapBuckets        = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets     = "off_hmap_oldbuckets"
+	bpfVarOffNetfdFamily        = "off_netfd_family"
+	bpfVarOffNetfdLaddr         = "off_netfd_laddr"
+	bpfVarOffNetfdNet           = "off_netfd_net"
+	bpfVarOffNetfdRaddr         = "off_netfd_raddr"
+	bpfVarOffNetfdSotype        = "off_netfd_sotype"
 	bpfVarOffPanicSp            = "off_panic_sp"
+	bpfVarOffPconnConn          = "off_pconn_conn"
 	bpfVarOffReqCtx             = "off_req_ctx"
 	bpfVarOffReqHeader          = "off_req_header"
 	bpfVarOffReqHost            = "off_req_host"
@@ -186,9 +220,14 @@ const (
 	bpfVarOffSwissDirptr        = "off_swiss_dirptr"
 	bpfVarOffTableGroupsData    = "off_table_groups_data"
 	bpfVarOffTableGroupsMask    = "off_table_groups_mask"
+	bpfVarOffTcpaddrIp          = "off_tcpaddr_ip"
+	bpfVarOffTcpaddrPort        = "off_tcpaddr_port"
+	bpfVarOffTcpconnConn        = "off_tcpconn_conn"
 	bpfVarOffUrlHost            = "off_url_host"
 	bpfVarOffUrlPath            = "off_url_path"
 	bpfVarOffUrlScheme          = "off_url_scheme"
+	bpfVarTcpaddrType           = "tcpaddr_type"
+	bpfVarTcpconnType           = "tcpconn_type"
 	bpfVarTrackGoroutines       = "track_goroutines"
 	bpfVarTrackPanics           = "track_panics"
 	bpfVarUnusedHttpClientEvent = "unused_http_client_event"
@@ -237,6 +276,7 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	UprobeClientConn     *ebpf.ProgramSpec `ebpf:"uprobe_client_conn"`
 	UprobeClientEntry    *ebpf.ProgramSpec `ebpf:"uprobe_client_entry"`
 	UprobeClientReturn   *ebpf.ProgramSpec `ebpf:"uprobe_client_return"`
 	UprobeNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
@@ -265,8 +305,10 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	ConnKnown             *ebpf.VariableSpec `ebpf:"conn_known"`
 	InjectEnabled         *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss              *ebpf.VariableSpec `ebpf:"map_swiss"`
+	OffConnFd             *ebpf.VariableSpec `ebpf:"off_conn_fd"`
 	OffCwWroteHeader      *ebpf.VariableSpec `ebpf:"off_cw_wrote_header"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_panic            *ebpf.VariableSpec `ebpf:"off_g_panic"`
@@ -283,7 +325,13 @@ type bpfVariableSpecs struct {
 	OffHmapB              *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffNetfdFamily        *ebpf.VariableSpec `ebpf:"off_netfd_family"`
+	OffNetfdLaddr         *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdNet           *ebpf.VariableSpec `ebpf:"off_netfd_net"`
+	OffNetfdRaddr         *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffNetfdSotype        *ebpf.VariableSpec `ebpf:"off_netfd_sotype"`
 	OffPanicSp            *ebpf.VariableSpec `ebpf:"off_panic_sp"`
+	OffPconnConn          *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
 	OffReqCtx             *ebpf.VariableSpec `ebpf:"off_req_ctx"`
 	OffReqHeader          *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqHost            *ebpf.VariableSpec `ebpf:"off_req_host"`
@@ -301,9 +349,14 @@ type bpfVariableSpecs struct {
 	OffSwissDirptr        *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData    *ebpf.VariableSpec `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask    *ebpf.VariableSpec `ebpf:"off_table_groups_mask"`
+	OffTcpaddrIp          *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort        *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn        *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
 	OffUrlHost            *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.VariableSpec `ebpf:"off_url_scheme"`
+	TcpaddrType           *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
+	TcpconnType           *ebpf.VariableSpec `ebpf:"tcpconn_type"`
 	TrackGoroutines       *ebpf.VariableSpec `ebpf:"track_goroutines"`
 	TrackPanics           *ebpf.VariableSpec `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
@@ -361,8 +414,10 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	ConnKnown             *ebpf.Variable `ebpf:"conn_known"`
 	InjectEnabled         *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss              *ebpf.Variable `ebpf:"map_swiss"`
+	OffConnFd             *ebpf.Variable `ebpf:"off_conn_fd"`
 	OffCwWroteHeader      *ebpf.Variable `ebpf:"off_cw_wrote_header"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_panic            *ebpf.Variable `ebpf:"off_g_panic"`
@@ -379,7 +434,13 @@ type bpfVariables struct {
 	OffHmapB              *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffNetfdFamily        *ebpf.Variable `ebpf:"off_netfd_family"`
+	OffNetfdLaddr         *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdNet           *ebpf.Variable `ebpf:"off_netfd_net"`
+	OffNetfdRaddr         *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffNetfdSotype        *ebpf.Variable `ebpf:"off_netfd_sotype"`
 	OffPanicSp            *ebpf.Variable `ebpf:"off_panic_sp"`
+	OffPconnConn          *ebpf.Variable `ebpf:"off_pconn_conn"`
 	OffReqCtx             *ebpf.Variable `ebpf:"off_req_ctx"`
 	OffReqHeader          *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqHost            *ebpf.Variable `ebpf:"off_req_host"`
@@ -397,9 +458,14 @@ type bpfVariables struct {
 	OffSwissDirptr        *ebpf.Variable `ebpf:"off_swiss_dirptr"`
 	OffTableGroupsData    *ebpf.Variable `ebpf:"off_table_groups_data"`
 	OffTableGroupsMask    *ebpf.Variable `ebpf:"off_table_groups_mask"`
+	OffTcpaddrIp          *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort        *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn        *ebpf.Variable `ebpf:"off_tcpconn_conn"`
 	OffUrlHost            *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.Variable `ebpf:"off_url_scheme"`
+	TcpaddrType           *ebpf.Variable `ebpf:"tcpaddr_type"`
+	TcpconnType           *ebpf.Variable `ebpf:"tcpconn_type"`
 	TrackGoroutines       *ebpf.Variable `ebpf:"track_goroutines"`
 	TrackPanics           *ebpf.Variable `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
@@ -410,6 +476,7 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	UprobeClientConn     *ebpf.Program `ebpf:"uprobe_client_conn"`
 	UprobeClientEntry    *ebpf.Program `ebpf:"uprobe_client_entry"`
 	UprobeClientReturn   *ebpf.Program `ebpf:"uprobe_client_return"`
 	UprobeNewproc1Return *ebpf.Program `ebpf:"uprobe_newproc1_return"`
@@ -420,6 +487,7 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.UprobeClientConn,
 		p.UprobeClientEntry,
 		p.UprobeClientReturn,
 		p.UprobeNewproc1Return,

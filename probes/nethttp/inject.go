@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -13,18 +16,32 @@ import (
 	"github.com/golens/golens/probes"
 )
 
-// Injector adds a W3C traceparent to the outgoing HTTP/1.x requests of the
-// processes it is given, on the wire (see inject.c): a service on another
-// node, instrumented by golens or by an OpenTelemetry SDK, then continues
-// the trace. The manager starts it (Probe.Sockets) when it runs with
-// probes.FeatureInject, which also makes the client probe announce each
-// request's ids, and adds and removes its targets' pids.
+// Injector adds a W3C traceparent to the outgoing HTTP/1.x and HTTP/2
+// requests of the processes it is given, on the wire (see inject.c and
+// inject_h2.h): a service on another node, instrumented by golens or by
+// an OpenTelemetry SDK, then continues the trace. The manager starts it
+// (Probe.Sockets) when it runs with probes.FeatureInject, which also makes
+// the client probes announce each request's ids, and adds and removes its
+// targets' pids.
 type Injector struct {
 	objs    injectObjects
 	sockops link.Link
 	msgProg *ebpf.Program
 	socks   *ebpf.Map
+
+	// Announcements whose request never went out as announced (the
+	// sweeper's; see sweep).
+	sweepMu sync.Mutex
+	prev    map[injectInjectKey]injectInjectIds
+	unsent  [2]atomic.Uint64 // HTTP/1.x, HTTP/2
+	stop    chan struct{}
+	stopped sync.WaitGroup
 }
+
+// sweepEvery is how often stale announcements are looked for: one that
+// survives a whole period was not consumed by its request (a send takes
+// microseconds after its announcement).
+const sweepEvery = 5 * time.Second
 
 // sockets is Probe.Sockets.Start: the injector, sharing the announcement
 // map with the manager's client probes.
@@ -72,7 +89,57 @@ func startInjector(pending *ebpf.Map) (*Injector, error) {
 		in.Close()
 		return nil, fmt.Errorf("attach sock_ops to %s: %w", root, err)
 	}
+	in.stop = make(chan struct{})
+	in.stopped.Add(1)
+	go func() {
+		defer in.stopped.Done()
+		t := time.NewTicker(sweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-in.stop:
+				return
+			case <-t.C:
+				in.sweep()
+			}
+		}
+	}()
 	return in, nil
+}
+
+// sweep removes and counts the announcements that were already there, the
+// same, at the previous sweep: their request was never sent as announced
+// (an HTTP/2 stream whose HEADERS never came, on a connection the walker
+// gave up or never saw; an HTTP/1.x request on a connection opened before
+// golens attached). The map is an LRU of 8192 entries, so one pass is
+// bounded.
+func (in *Injector) sweep() {
+	in.sweepMu.Lock()
+	defer in.sweepMu.Unlock()
+	var k injectInjectKey
+	var v injectInjectIds
+	now := make(map[injectInjectKey]injectInjectIds, len(in.prev))
+	var stale []injectInjectKey
+	it := in.objs.InjectPending.Iterate()
+	for it.Next(&k, &v) {
+		if old, ok := in.prev[k]; ok && old == v {
+			stale = append(stale, k)
+			continue
+		}
+		now[k] = v
+	}
+	for _, k := range stale {
+		// Gone meanwhile: the request went out after all.
+		if err := in.objs.InjectPending.Delete(&k); err != nil {
+			continue
+		}
+		if k.Stream == 0 {
+			in.unsent[0].Add(1)
+		} else {
+			in.unsent[1].Add(1)
+		}
+	}
+	in.prev = now
 }
 
 // Add makes the connections pid opens from now on carry traceparents.
@@ -85,33 +152,63 @@ func (in *Injector) Remove(pid int) {
 	in.objs.InjectPids.Delete(uint32(pid))
 }
 
-// Names of the injector's counters in Stats (and probes.Stats.Sockets),
-// by slot of inject_stats.
-const (
-	CounterInjected     = "injected"      // traceparent headers added
-	CounterInjectFailed = "inject_failed" // insertions the kernel refused
-)
+// InjectStats names the injector's counters, in the order of inject.c's
+// enum inject_stat: what became of each request and connection the socket
+// programs saw.
+var InjectStats = []struct {
+	Name   string // the counter's name, Stats' key
+	Result string // "injected" or "skipped"
+	Reason string // the metric's reason label
+}{
+	{"injected_http1", "injected", "http1"},
+	{"injected_http2", "injected", "http2"},
+	{"push_failed", "skipped", "push_failed"},
+	{"http1_no_announcement", "skipped", "http1_no_announcement"},
+	{"http1_mismatch", "skipped", "http1_mismatch"},
+	{"http1_no_line", "skipped", "http1_no_line"},
+	{"h2_frame_split", "skipped", "h2_frame_split"},
+	{"h2_too_large", "skipped", "h2_too_large"},
+	{"h2_malformed", "skipped", "h2_malformed"},
+	{"h2_too_many_frames", "skipped", "h2_too_many_frames"},
+	{"h2_bad_frame", "skipped", "h2_bad_frame"},
+	{"h2_pull_failed", "skipped", "h2_pull_failed"},
+	{"h2_preface_split", "skipped", "h2_preface_split"},
+	{"no_state", "skipped", "no_state"},
+	{"h2_resent", "skipped", "h2_resent"},
+	// Counted in user space (sweep), not by the kernel.
+	{"http1_unsent", "skipped", "http1_unsent"},
+	{"h2_unsent", "skipped", "h2_unsent"},
+}
 
-// Stats returns the headers injected and the insertions the kernel
-// refused, by name.
+// kernelStats is how many of InjectStats are inject.c's slots.
+const kernelStats = 15
+
+// Stats returns every counter of InjectStats by name.
 func (in *Injector) Stats() map[string]uint64 {
-	sum := func(slot uint32) uint64 {
+	st := make(map[string]uint64, len(InjectStats))
+	for slot, s := range InjectStats[:kernelStats] {
 		var per []uint64
-		if err := in.objs.InjectStats.Lookup(slot, &per); err != nil {
-			return 0
-		}
 		var n uint64
-		for _, v := range per {
-			n += v
+		if err := in.objs.InjectStats.Lookup(uint32(slot), &per); err == nil {
+			for _, v := range per {
+				n += v
+			}
 		}
-		return n
+		st[s.Name] = n
 	}
-	return map[string]uint64{CounterInjected: sum(0), CounterInjectFailed: sum(1)}
+	st["http1_unsent"] = in.unsent[0].Load()
+	st["h2_unsent"] = in.unsent[1].Load()
+	return st
 }
 
 // Close detaches and unloads the socket programs; connections keep working
 // unchanged.
 func (in *Injector) Close() error {
+	if in.stop != nil {
+		close(in.stop)
+		in.stopped.Wait()
+		in.stop = nil
+	}
 	var errs []error
 	if in.sockops != nil {
 		errs = append(errs, in.sockops.Close())

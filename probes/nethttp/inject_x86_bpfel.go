@@ -13,18 +13,40 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type injectConnState struct {
+	_          structs.HostLayout
+	Proto      uint8
+	HdrLen     uint8
+	Pad        [2]uint8
+	Skip       uint32
+	ContStream uint32
+	Seq        uint32
+	Pad2       uint32
+	_          [4]byte
+	Hdr        uint64
+}
+
 type injectInjectIds struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [3]uint8
+	LineHash uint32
 }
 
 type injectInjectKey struct {
-	_    structs.HostLayout
-	Pid  uint32
-	Hash uint32
+	_      structs.HostLayout
+	Pid    uint32
+	Stream uint32
+	Conn   struct {
+		_          structs.HostLayout
+		LocalIp    [16]uint8
+		RemoteIp   [16]uint8
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint32
+	}
 }
 
 // Names of all BPF objects in the ELF.
@@ -32,6 +54,7 @@ type injectInjectKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	injectMapInjectConnecting = "inject_connecting"
+	injectMapInjectConns      = "inject_conns"
 	injectMapInjectPending    = "inject_pending"
 	injectMapInjectPids       = "inject_pids"
 	injectMapInjectSocks      = "inject_socks"
@@ -91,6 +114,7 @@ type injectProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectMapSpecs struct {
 	InjectConnecting *ebpf.MapSpec `ebpf:"inject_connecting"`
+	InjectConns      *ebpf.MapSpec `ebpf:"inject_conns"`
 	InjectPending    *ebpf.MapSpec `ebpf:"inject_pending"`
 	InjectPids       *ebpf.MapSpec `ebpf:"inject_pids"`
 	InjectSocks      *ebpf.MapSpec `ebpf:"inject_socks"`
@@ -124,6 +148,7 @@ func (o *injectObjects) Close() error {
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectMaps struct {
 	InjectConnecting *ebpf.Map `ebpf:"inject_connecting"`
+	InjectConns      *ebpf.Map `ebpf:"inject_conns"`
 	InjectPending    *ebpf.Map `ebpf:"inject_pending"`
 	InjectPids       *ebpf.Map `ebpf:"inject_pids"`
 	InjectSocks      *ebpf.Map `ebpf:"inject_socks"`
@@ -133,6 +158,7 @@ type injectMaps struct {
 func (m *injectMaps) Close() error {
 	return _InjectClose(
 		m.InjectConnecting,
+		m.InjectConns,
 		m.InjectPending,
 		m.InjectPids,
 		m.InjectSocks,

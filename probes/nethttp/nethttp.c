@@ -22,6 +22,7 @@
 #include "go_map.h"
 #include "trace_context.h"
 #include "events.h"
+#include "conn.h"
 #include "inject.h"
 #include "propagation.h"
 
@@ -87,6 +88,7 @@ volatile const __u64 off_req_ctx = 232;         /* Request.ctx, an interface */
 volatile const __u64 off_url_scheme = 0;
 volatile const __u64 off_url_host = 40;
 volatile const __u64 off_response_status_code = 16; /* Response.StatusCode */
+volatile const __u64 off_pconn_conn = 0;            /* persistConn.conn, a net.Conn */
 volatile const __u64 off_g_goid = 152;
 volatile const __u64 off_g_parent_goid = 0;
 /* Panics (see uprobe_recovery). */
@@ -187,6 +189,7 @@ struct http_client_event {
 	__u8 cut;
 	__u8 link; /* enum parent_link */
 	__u8 _pad[6];
+	struct conn_tuple conn; /* the connection it went out on (HTTP/1.x); zero: unknown */
 	__u8 method[METHOD_MAX];
 	__u8 scheme[16];
 	__u8 host[HOST_MAX];
@@ -199,6 +202,7 @@ struct client_req {
 	__u8 link;
 	__u8 _pad[7];
 	struct span_context sc;
+	struct conn_tuple conn; /* set by uprobe_client_conn */
 };
 
 struct {
@@ -437,12 +441,15 @@ int uprobe_recovery(struct pt_regs *ctx)
 }
 
 /*
- * Tell the socket programs which ids the request about to be written
- * carries, keyed by a hash of its "METHOD /path" as it will appear on the
- * request line, unless the application set a traceparent itself.
+ * Tell the socket programs which ids the request about to be written on the
+ * connection r->conn carries, with a hash of its "METHOD /path" as it will
+ * appear on the request line, unless the application set a traceparent
+ * itself: then an announcement left for that connection is withdrawn, so
+ * the app's own header is never doubled.
  */
 static __always_inline void announce(__u32 pid, struct client_req *r)
 {
+	struct inject_key k = {.pid = pid, .stream = 0, .conn = r->conn};
 	struct map_search ms = {
 		.key = "Traceparent",
 		.key_len = 11,
@@ -450,8 +457,10 @@ static __always_inline void announce(__u32 pid, struct client_req *r)
 	char own[8];
 	__u8 cut = 0;
 	__u64 hdr = go_word_at((void *)(r->req + off_req_header));
-	if (go_header_get(hdr, &ms, own, sizeof(own), &cut) > 0 || cut)
+	if (go_header_get(hdr, &ms, own, sizeof(own), &cut) > 0 || cut) {
+		bpf_map_delete_elem(&inject_pending, &k);
 		return;
+	}
 
 	char method[METHOD_MAX] = {};
 	char path[INJECT_PATH_MAX] = {};
@@ -481,8 +490,7 @@ static __always_inline void announce(__u32 pid, struct client_req *r)
 			break;
 		h = fnv(h, path[i]);
 	}
-	struct inject_key k = {.pid = pid, .hash = h};
-	struct inject_ids ids = {.flags = r->sc.trace_flags};
+	struct inject_ids ids = {.flags = r->sc.trace_flags, .line_hash = h};
 	__builtin_memcpy(ids.trace_id, r->sc.trace_id, 16);
 	__builtin_memcpy(ids.span_id, r->sc.span_id, 8);
 	bpf_map_update_elem(&inject_pending, &k, &ids, BPF_ANY);
@@ -531,11 +539,38 @@ int uprobe_client_entry(struct pt_regs *ctx)
 		r->sc.trace_flags = 1;
 	}
 	random_bytes(r->sc.span_id, 8);
-	if (inject_enabled)
-		announce(pid, r);
 
 	struct server_key k = {.pid = pid, .g = GO_G(ctx)};
 	bpf_map_update_elem(&client_reqs, &k, r, BPF_ANY);
+	return 0;
+}
+
+/*
+ * HTTP/1.x: (*persistConn).roundTrip(req *transportRequest) runs on the
+ * caller's goroutine once Transport.roundTrip has picked the connection
+ * (pc in RAX), before the request can reach its writeLoop: the
+ * connection, pc.conn, goes into the caller's client_req (for its event),
+ * and with --inject-context the request is announced for exactly that
+ * connection. HTTP/2 takes pconn.alt instead and never comes here. A retry
+ * on another connection comes again and announces for that one.
+ */
+SEC("uprobe/persist_conn_round_trip")
+int uprobe_client_conn(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_G(ctx),
+	};
+	struct client_req *r = bpf_map_lookup_elem(&client_reqs, &k);
+	if (!r)
+		return 0;
+	__u64 iface[2] = {};
+	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_pconn_conn)) != 0)
+		iface[0] = iface[1] = 0;
+	go_tcp_conn(iface[0], iface[1], &r->conn);
+	if (inject_enabled && !conn_unknown(&r->conn))
+		announce(k.pid, r);
 	return 0;
 }
 
@@ -565,6 +600,7 @@ int uprobe_client_return(struct pt_regs *ctx)
 	e->sc = r->sc;
 	e->link = r->link;
 	e->cut = 0;
+	e->conn = r->conn;
 	__u64 resp = GO_ARG1(ctx);
 	e->err_itab = GO_ARG2(ctx);
 	e->status = resp ? go_word_at((void *)(resp + off_response_status_code)) : 0;

@@ -35,6 +35,16 @@ var Probe = probes.Spec{
 		// A program that never sends HTTP requests has no Transport code.
 		Optional: true,
 	}, {
+		// The connection an HTTP/1.x request goes out on, for the client
+		// event and for --inject-context's announcement (one more hit per
+		// request; see uprobe_client_conn).
+		Name:     "client_conn",
+		Symbol:   "net/http.(*persistConn).roundTrip",
+		Entry:    "uprobe_client_conn",
+		Fields:   append([]probes.Field{{Const: "off_pconn_conn", Struct: "net/http.persistConn", Field: "conn"}}, probes.ConnFields...),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
+		Optional: true,
+	}, {
 		Name:   "goroutines",
 		Symbol: "runtime.newproc1",
 		Return: "uprobe_newproc1_return",
@@ -87,6 +97,7 @@ var Probe = probes.Spec{
 		{Const: "off_h2sreq_url", Struct: "net/http/internal/http2.ServerRequest", Field: "URL", Optional: true},
 		{Const: "off_req_ctx", Struct: "net/http.Request", Field: "ctx"},
 	},
+	Types:       probes.ConnTypes,
 	ReadsGoMaps: true,
 	Shared:      []string{"inject_pending", "ctx_spans"},
 	FeatureConsts: map[string]map[string]any{
@@ -171,6 +182,7 @@ func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
 		Status:    int(e.Status),
 		Err:       e.ErrItab != 0,
 		Truncated: truncated(e.Cut),
+		Conn:      probes.ConnTuple(e.Conn.LocalIp, e.Conn.RemoteIp, e.Conn.LocalPort, e.Conn.RemotePort),
 	}
 	ev.SpanContext = spanContext(&e.Sc)
 	if ev.Err {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -19,9 +20,11 @@ import (
 
 // The README's cost claim, as a count rather than a timing: a request
 // served costs its target exactly two probe hits, an RPC served exactly
-// two, whatever the connection reuse — read from the kernel's own run
-// counts of every program the agent holds. Only the runtime's GC programs
-// (uprobe_stw_*) may run besides, when the target collects.
+// two, whatever the connection reuse, and an HTTP/1.x client request three
+// (its connection is read where the transport picked it) — read from the
+// kernel's own run counts of every program the agent holds. Only the
+// runtime's GC programs (uprobe_stw_*) may run besides, when the target
+// collects.
 func TestProbeHitsPerRequest(t *testing.T) {
 	httpBin := buildApp(t, "httpserver", harness.Variant{})
 	grpcBin := buildApp(t, "grpcapp", harness.Variant{})
@@ -69,15 +72,28 @@ func TestProbeHitsPerRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	serve := map[string]int{"uprobe_server_": 2}
 	for _, c := range []struct {
-		name  string
-		n     int
-		group string // the programs that serve it, by kernel name prefix
-		do    func() error
+		name string
+		n    int
+		want map[string]int // hits per request of the programs that serve it, by kernel name prefix
+		do   func() error
 	}{
-		{"HTTP/1.1 keep-alive", 300, "uprobe_server_", func() error { return httpGet(keepAlive, web.Addr) }},
-		{"HTTP/1.1 a connection per request", 100, "uprobe_server_", func() error { return httpGet(fresh, web.Addr) }},
-		{"gRPC unary", 300, "uprobe_grpc_ser", func() error {
+		{"HTTP/1.1 keep-alive", 300, serve, func() error { return httpGet(keepAlive, web.Addr) }},
+		{"HTTP/1.1 a connection per request", 100, serve, func() error { return httpGet(fresh, web.Addr) }},
+		// /chain served, its call to /hello sent and served.
+		{"HTTP/1.1 client call", 100, map[string]int{"uprobe_server_": 4, "uprobe_client_": 3}, func() error {
+			resp, err := keepAlive.Get("http://" + web.Addr + "/chain?to=" + url.QueryEscape("http://"+web.Addr+"/hello"))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}},
+		{"gRPC unary", 300, map[string]int{"uprobe_grpc_ser": 2}, func() error {
 			return conn.Invoke(context.Background(), "/test.Echo/Ok", new(emptypb.Empty), new(emptypb.Empty))
 		}},
 	} {
@@ -88,23 +104,32 @@ func TestProbeHitsPerRequest(t *testing.T) {
 			}
 		}
 		after := runCounts(t, agent)
-		var served, other uint64
+		served := make(map[string]uint64)
+		var other uint64
 		var others []string
+	runs:
 		for name, runs := range after {
 			d := runs - before[name]
-			switch {
-			case d == 0 || strings.HasPrefix(name, "uprobe_stw"):
-			case strings.HasPrefix(name, c.group):
-				served += d
-			default:
-				other += d
-				others = append(others, fmt.Sprintf("%s=%d", name, d))
+			if d == 0 || strings.HasPrefix(name, "uprobe_stw") {
+				continue
 			}
+			for prefix := range c.want {
+				if strings.HasPrefix(name, prefix) {
+					served[prefix] += d
+					continue runs
+				}
+			}
+			other += d
+			others = append(others, fmt.Sprintf("%s=%d", name, d))
 		}
 		sort.Strings(others)
-		if served != uint64(2*c.n) || other != 0 {
-			t.Errorf("%s: %d requests ran %s* %d times (want exactly %d) and other programs %d times %v",
-				c.name, c.n, c.group, served, 2*c.n, other, others)
+		for prefix, per := range c.want {
+			if served[prefix] != uint64(per*c.n) {
+				t.Errorf("%s: %d requests ran %s* %d times, want exactly %d", c.name, c.n, prefix, served[prefix], per*c.n)
+			}
+		}
+		if other != 0 {
+			t.Errorf("%s: other programs ran %d times %v", c.name, other, others)
 		}
 	}
 }

@@ -30,6 +30,17 @@ var (
 )
 
 func handle(w http.ResponseWriter, r *http.Request) {
+	// /call?to=URL: an HTTP client request from inside a handler.
+	if to := r.URL.Query().Get("to"); r.URL.Path == "/call" && to != "" {
+		resp, err := http.Get(to)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		resp.Body.Close()
+		fmt.Fprintf(w, "%d\n", resp.StatusCode)
+		return
+	}
 	mu.Lock()
 	seen[r.URL.Path] = append(seen[r.URL.Path], r.Method)
 	n := len(seen[r.URL.Path])

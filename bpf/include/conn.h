@@ -1,0 +1,151 @@
+/*
+ * Which TCP connection a Go program uses: struct conn_tuple, as a uprobe
+ * reads it from a Go net.Conn (or any interface) holding a *net.TCPConn,
+ * and as a socket program (sk_msg, sock_ops) builds it from the socket, so
+ * both sides can key the same map by connection.
+ */
+#ifndef GOLENS_CONN_H
+#define GOLENS_CONN_H
+
+#include "types.h"
+#include "go_types.h"
+
+/*
+ * One TCP connection seen from one of its ends. IPv4 addresses are stored
+ * IPv4-mapped (::ffff:a.b.c.d), so a dual-stack socket and an IPv4 one
+ * give the same bytes; ports in host byte order. All zero: unknown.
+ */
+struct conn_tuple {
+	__u8 local_ip[16];
+	__u8 remote_ip[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 _pad;
+};
+
+/* Socket programs need only the tuple: they define CONN_TUPLE_ONLY. */
+#ifndef CONN_TUPLE_ONLY
+
+/*
+ * Set at load time (probes.ConnFields, probes.ConnTypes). conn_known says
+ * the offsets were resolved for this target: without it nothing is read.
+ * The type addresses come from the symbol table (0 in a stripped binary).
+ */
+volatile const __u8 conn_known = 0;
+volatile const __u64 tcpconn_type = 0; /* *net.TCPConn's type descriptor in the process */
+volatile const __u64 tcpaddr_type = 0; /* *net.TCPAddr's */
+volatile const __u64 off_tcpconn_conn = 0; /* net.TCPConn.conn (embedded net.conn) */
+volatile const __u64 off_conn_fd = 0;      /* net.conn.fd, a *netFD */
+volatile const __u64 off_netfd_family = 0;
+volatile const __u64 off_netfd_sotype = 0;
+volatile const __u64 off_netfd_net = 0;   /* "tcp", "tcp4", "tcp6" */
+volatile const __u64 off_netfd_laddr = 0; /* net.Addr */
+volatile const __u64 off_netfd_raddr = 0;
+volatile const __u64 off_tcpaddr_ip = 0; /* net.IP, a []byte of 4 or 16 */
+volatile const __u64 off_tcpaddr_port = 0;
+
+#define CONN_AF_INET 2
+#define CONN_AF_INET6 10
+#define CONN_SOCK_STREAM 1
+
+/* An itab starts {inter, type}: the dynamic type's descriptor is its
+ * second word, in every Go release. */
+#define GO_ITAB_TYPE 8
+
+/* Whether the interface whose itab is given holds the type at want; with
+ * want unknown (0: a stripped binary) the caller checks the shape instead. */
+static __always_inline int go_itab_is(__u64 itab, __u64 want)
+{
+	if (!want)
+		return 1;
+	__u64 typ = 0;
+	if (bpf_probe_read_user(&typ, sizeof(typ), (void *)(itab + GO_ITAB_TYPE)) != 0)
+		return 0;
+	return typ == want;
+}
+
+/* Read the net.Addr interface at addr, which must hold a *net.TCPAddr,
+ * into ip (IPv4-mapped for a 4-byte IP) and port. 1 when read. */
+static __always_inline int go_tcp_addr(__u64 addr, __u8 *ip, __u16 *port)
+{
+	__u64 iface[2] = {};
+	if (bpf_probe_read_user(iface, sizeof(iface), (void *)addr) != 0)
+		return 0;
+	if (!iface[0] || !iface[1] || !go_itab_is(iface[0], tcpaddr_type))
+		return 0;
+	struct go_slice s = {};
+	if (bpf_probe_read_user(&s, sizeof(s), (void *)(iface[1] + off_tcpaddr_ip)) != 0 || !s.ptr)
+		return 0;
+	if (s.len == 4) {
+		if (bpf_probe_read_user(ip + 12, 4, s.ptr) != 0)
+			return 0;
+		__builtin_memset(ip, 0, 10);
+		ip[10] = 0xff;
+		ip[11] = 0xff;
+	} else if (s.len == 16) {
+		if (bpf_probe_read_user(ip, 16, s.ptr) != 0)
+			return 0;
+	} else {
+		return 0;
+	}
+	__s64 p = 0;
+	if (bpf_probe_read_user(&p, sizeof(p), (void *)(iface[1] + off_tcpaddr_port)) != 0)
+		return 0;
+	if (p <= 0 || p > 65535)
+		return 0;
+	*port = (__u16)p;
+	return 1;
+}
+
+/*
+ * Read into *t the connection that the Go interface (itab, data) holds,
+ * when it holds a *net.TCPConn. Returns 1 when *t is known; otherwise 0
+ * and *t all zero: another dynamic type (a *tls.Conn, a wrapper), no
+ * offsets for this target, or a read that failed. Never a guess.
+ *
+ * With the symbol table the itab's type word must be *net.TCPConn's. A
+ * stripped binary has no address to compare with; the value must then
+ * have the shape of one: its *netFD a stream socket of family AF_INET or
+ * AF_INET6 on network "tcp…", with *net.TCPAddr ends (net sets them from
+ * the socket for every TCP netFD). Any other type read that way (a TLS
+ * conn's first word is an itab, whose words are code pointers) fails
+ * those checks.
+ */
+static __always_inline int go_tcp_conn(__u64 itab, __u64 data, struct conn_tuple *t)
+{
+	__builtin_memset(t, 0, sizeof(*t));
+	if (!conn_known || !itab || !data || !go_itab_is(itab, tcpconn_type))
+		return 0;
+	__u64 fd = 0;
+	if (bpf_probe_read_user(&fd, sizeof(fd), (void *)(data + off_tcpconn_conn + off_conn_fd)) != 0 || !fd)
+		return 0;
+	__s64 family = 0, sotype = 0;
+	if (bpf_probe_read_user(&family, sizeof(family), (void *)(fd + off_netfd_family)) != 0 ||
+	    bpf_probe_read_user(&sotype, sizeof(sotype), (void *)(fd + off_netfd_sotype)) != 0)
+		return 0;
+	if ((family != CONN_AF_INET && family != CONN_AF_INET6) || sotype != CONN_SOCK_STREAM)
+		return 0;
+	struct go_string net = {};
+	char name[3] = {};
+	if (go_string_at(&net, (void *)(fd + off_netfd_net)) != 0 || net.len < 3 || net.len > 4 ||
+	    bpf_probe_read_user(name, sizeof(name), net.ptr) != 0)
+		return 0;
+	if (name[0] != 't' || name[1] != 'c' || name[2] != 'p')
+		return 0;
+	if (!go_tcp_addr(fd + off_netfd_laddr, t->local_ip, &t->local_port) ||
+	    !go_tcp_addr(fd + off_netfd_raddr, t->remote_ip, &t->remote_port)) {
+		__builtin_memset(t, 0, sizeof(*t));
+		return 0;
+	}
+	return 1;
+}
+
+#endif /* CONN_TUPLE_ONLY */
+
+/* Whether t says nothing (the reader did not know the connection). */
+static __always_inline int conn_unknown(const struct conn_tuple *t)
+{
+	return t->local_port == 0 || t->remote_port == 0;
+}
+
+#endif
