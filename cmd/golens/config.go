@@ -151,7 +151,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
 	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
 	inject := InjectOff
-	fs.Var(&inject, "inject-context", "add a W3C traceparent to targets' outgoing HTTP/1.x requests on the wire (sk_msg), so services on other nodes continue the trace: on (refuse to start on a kernel that cannot), auto (inject where the kernel can, else one log line and run without; what the DaemonSet, chart and systemd unit use) or off. Off by default: a bare golens run does not change its targets' packets unless asked")
+	fs.Var(&inject, "inject-context", "add a W3C traceparent to targets' outgoing plaintext HTTP/1.x and HTTP/2 (h2c, gRPC) requests on the wire (sk_msg), so services on other nodes continue the trace: on (refuse to start on a kernel that cannot), auto (inject where the kernel can, else one log line and run without; what the DaemonSet, chart and systemd unit use) or off. Off by default: a bare golens run does not change its targets' packets unless asked")
 	fs.Lookup("inject-context").NoOptDefVal = string(InjectOn)
 	pprofOn := fs.Bool("pprof", false, "serve golens' own Go profiles at /debug/pprof/ on --pprof-addr (for debugging golens)")
 	pprofAddr := fs.String("pprof-addr", cfg.PprofAddr, "address of --pprof's listener; keep it on loopback: goroutine stacks show the targets' requests in flight")
