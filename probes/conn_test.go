@@ -1,11 +1,14 @@
 package probes_test
 
 import (
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,19 +21,27 @@ import (
 // out on: the caller's end is the peer address the callee saw, the other
 // end the callee's listener. With the symbol table (the dynamic type
 // checked against *net.TCPConn's descriptor, PIE too) and without it (the
-// value's shape checked instead).
+// value's shape checked instead, offsets from the generated tables for
+// every supported Go release).
 func TestClientConn(t *testing.T) {
 	needEBPF(t)
-	for _, v := range []struct {
-		name  string
-		flags []string
-	}{
-		{"plain", nil},
-		{"stripped", []string{"-ldflags=-s -w"}},
-		{"pie", []string{"-buildmode=pie"}},
-	} {
+	type variant struct {
+		name, toolchain string
+		flags           []string
+	}
+	variants := []variant{
+		{"plain", "", nil},
+		{"stripped", "", []string{"-ldflags=-s -w"}},
+		{"pie", "", []string{"-buildmode=pie"}},
+	}
+	// Stripped, every supported release: the offsets come from the
+	// generated tables and only the value's shape vouches for its type.
+	for _, tc := range []string{"go1.21.13", "go1.22.12", "go1.23.12", "go1.24.13", "go1.25.14", "go1.27.3"} {
+		variants = append(variants, variant{"stripped-" + tc, tc, []string{"-ldflags=-s -w"}})
+	}
+	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			exe, err := inspecttest.Build(t.TempDir(), inspecttest.Options{Flags: v.flags})
+			exe, err := inspecttest.Build(t.TempDir(), inspecttest.Options{Toolchain: v.toolchain, Flags: v.flags})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,8 +56,18 @@ func TestClientConn(t *testing.T) {
 				mu.Unlock()
 			}))
 			defer callee.Close()
+			// A TLS callee: the target's connection to it is a *tls.Conn,
+			// whose connection must stay unknown (the target trusts its
+			// certificate through SSL_CERT_FILE).
+			tlsCallee := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			defer tlsCallee.Close()
+			ca := filepath.Join(t.TempDir(), "ca.pem")
+			if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCallee.Certificate().Raw}), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			addr := freeAddr(t)
 			cmd := exec.Command(exe, addr)
+			cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+ca)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -64,8 +85,12 @@ func TestClientConn(t *testing.T) {
 				t.Fatal(err)
 			}
 			const n = 3
-			for i := 0; i < n; i++ {
-				resp, err := http.Get(fmt.Sprintf("http://%s/call?to=%s/x%d", addr, callee.URL, i))
+			for i := 0; i <= n; i++ {
+				to := fmt.Sprintf("%s/x%d", callee.URL, i)
+				if i == n {
+					to = tlsCallee.URL + "/tls"
+				}
+				resp, err := http.Get(fmt.Sprintf("http://%s/call?to=%s", addr, to))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -79,11 +104,14 @@ func TestClientConn(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if len(conns) != n || len(peers) != n {
-				t.Fatalf("%d client events, %d requests served, want %d of each", len(conns), len(peers), n)
+			if len(conns) != n+1 || len(peers) != n {
+				t.Fatalf("%d client events, %d plain requests served, want %d and %d", len(conns), len(peers), n+1, n)
+			}
+			if c := conns[n]; c != (event.Conn{}) {
+				t.Errorf("request over TLS: Conn %v, want unknown", c)
 			}
 			remote := netip.MustParseAddrPort(callee.Listener.Addr().String())
-			for i, c := range conns {
+			for i, c := range conns[:n] {
 				want := event.Conn{Local: netip.MustParseAddrPort(peers[i]), Remote: remote}
 				if c != want {
 					t.Errorf("request %d: Conn %v, want %v", i, c, want)

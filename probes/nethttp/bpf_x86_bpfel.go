@@ -165,6 +165,7 @@ const (
 	bpfMapEvents                = "events"
 	bpfMapGoMapScratch          = "go_map_scratch"
 	bpfMapGoidSpans             = "goid_spans"
+	bpfMapH2Requests            = "h2_requests"
 	bpfMapInjectPending         = "inject_pending"
 	bpfMapServerReqs            = "server_reqs"
 	bpfMapServerScratch         = "server_scratch"
@@ -172,6 +173,8 @@ const (
 	bpfProgUprobeClientConn     = "uprobe_client_conn"
 	bpfProgUprobeClientEntry    = "uprobe_client_entry"
 	bpfProgUprobeClientReturn   = "uprobe_client_return"
+	bpfProgUprobeH2Client       = "uprobe_h2_client"
+	bpfProgUprobeH2Headers      = "uprobe_h2_headers"
 	bpfProgUprobeNewproc1Return = "uprobe_newproc1_return"
 	bpfProgUprobeRecovery       = "uprobe_recovery"
 	bpfProgUprobeServerEntry    = "uprobe_server_entry"
@@ -186,6 +189,9 @@ const (
 	bpfVarOffG_parentGoid       = "off_g_parent_goid"
 	bpfVarOffG_sigcode0         = "off_g_sigcode0"
 	bpfVarOffG_stack            = "off_g_stack"
+	bpfVarOffH2ccTconn          = "off_h2cc_tconn"
+	bpfVarOffH2csCc             = "off_h2cs_cc"
+	bpfVarOffH2csId             = "off_h2cs_id"
 	bpfVarOffH2rws2Req          = "off_h2rws2_req"
 	bpfVarOffH2rws2SentHeader   = "off_h2rws2_sent_header"
 	bpfVarOffH2rws2Status       = "off_h2rws2_status"
@@ -279,6 +285,8 @@ type bpfProgramSpecs struct {
 	UprobeClientConn     *ebpf.ProgramSpec `ebpf:"uprobe_client_conn"`
 	UprobeClientEntry    *ebpf.ProgramSpec `ebpf:"uprobe_client_entry"`
 	UprobeClientReturn   *ebpf.ProgramSpec `ebpf:"uprobe_client_return"`
+	UprobeH2Client       *ebpf.ProgramSpec `ebpf:"uprobe_h2_client"`
+	UprobeH2Headers      *ebpf.ProgramSpec `ebpf:"uprobe_h2_headers"`
 	UprobeNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
 	UprobeRecovery       *ebpf.ProgramSpec `ebpf:"uprobe_recovery"`
 	UprobeServerEntry    *ebpf.ProgramSpec `ebpf:"uprobe_server_entry"`
@@ -295,6 +303,7 @@ type bpfMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	GoMapScratch  *ebpf.MapSpec `ebpf:"go_map_scratch"`
 	GoidSpans     *ebpf.MapSpec `ebpf:"goid_spans"`
+	H2Requests    *ebpf.MapSpec `ebpf:"h2_requests"`
 	InjectPending *ebpf.MapSpec `ebpf:"inject_pending"`
 	ServerReqs    *ebpf.MapSpec `ebpf:"server_reqs"`
 	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
@@ -315,6 +324,9 @@ type bpfVariableSpecs struct {
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	OffG_sigcode0         *ebpf.VariableSpec `ebpf:"off_g_sigcode0"`
 	OffG_stack            *ebpf.VariableSpec `ebpf:"off_g_stack"`
+	OffH2ccTconn          *ebpf.VariableSpec `ebpf:"off_h2cc_tconn"`
+	OffH2csCc             *ebpf.VariableSpec `ebpf:"off_h2cs_cc"`
+	OffH2csId             *ebpf.VariableSpec `ebpf:"off_h2cs_id"`
 	OffH2rws2Req          *ebpf.VariableSpec `ebpf:"off_h2rws2_req"`
 	OffH2rws2SentHeader   *ebpf.VariableSpec `ebpf:"off_h2rws2_sent_header"`
 	OffH2rws2Status       *ebpf.VariableSpec `ebpf:"off_h2rws2_status"`
@@ -389,6 +401,7 @@ type bpfMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	GoMapScratch  *ebpf.Map `ebpf:"go_map_scratch"`
 	GoidSpans     *ebpf.Map `ebpf:"goid_spans"`
+	H2Requests    *ebpf.Map `ebpf:"h2_requests"`
 	InjectPending *ebpf.Map `ebpf:"inject_pending"`
 	ServerReqs    *ebpf.Map `ebpf:"server_reqs"`
 	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
@@ -403,6 +416,7 @@ func (m *bpfMaps) Close() error {
 		m.Events,
 		m.GoMapScratch,
 		m.GoidSpans,
+		m.H2Requests,
 		m.InjectPending,
 		m.ServerReqs,
 		m.ServerScratch,
@@ -424,6 +438,9 @@ type bpfVariables struct {
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	OffG_sigcode0         *ebpf.Variable `ebpf:"off_g_sigcode0"`
 	OffG_stack            *ebpf.Variable `ebpf:"off_g_stack"`
+	OffH2ccTconn          *ebpf.Variable `ebpf:"off_h2cc_tconn"`
+	OffH2csCc             *ebpf.Variable `ebpf:"off_h2cs_cc"`
+	OffH2csId             *ebpf.Variable `ebpf:"off_h2cs_id"`
 	OffH2rws2Req          *ebpf.Variable `ebpf:"off_h2rws2_req"`
 	OffH2rws2SentHeader   *ebpf.Variable `ebpf:"off_h2rws2_sent_header"`
 	OffH2rws2Status       *ebpf.Variable `ebpf:"off_h2rws2_status"`
@@ -479,6 +496,8 @@ type bpfPrograms struct {
 	UprobeClientConn     *ebpf.Program `ebpf:"uprobe_client_conn"`
 	UprobeClientEntry    *ebpf.Program `ebpf:"uprobe_client_entry"`
 	UprobeClientReturn   *ebpf.Program `ebpf:"uprobe_client_return"`
+	UprobeH2Client       *ebpf.Program `ebpf:"uprobe_h2_client"`
+	UprobeH2Headers      *ebpf.Program `ebpf:"uprobe_h2_headers"`
 	UprobeNewproc1Return *ebpf.Program `ebpf:"uprobe_newproc1_return"`
 	UprobeRecovery       *ebpf.Program `ebpf:"uprobe_recovery"`
 	UprobeServerEntry    *ebpf.Program `ebpf:"uprobe_server_entry"`
@@ -490,6 +509,8 @@ func (p *bpfPrograms) Close() error {
 		p.UprobeClientConn,
 		p.UprobeClientEntry,
 		p.UprobeClientReturn,
+		p.UprobeH2Client,
+		p.UprobeH2Headers,
 		p.UprobeNewproc1Return,
 		p.UprobeRecovery,
 		p.UprobeServerEntry,

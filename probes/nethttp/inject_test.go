@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -622,7 +623,15 @@ func TestInjectHTTP1(t *testing.T) {
 // leave its bytes as they are; otherwise it injects exactly.
 func TestInjectHTTP2BackPressure(t *testing.T) {
 	in := startTestInjector(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// A small receive buffer from the start (accepted sockets inherit
+	// the listener's), so the window closes and the client's send buffer
+	// fills while the reader sleeps.
+	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
+		})
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

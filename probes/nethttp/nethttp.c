@@ -89,6 +89,11 @@ volatile const __u64 off_url_scheme = 0;
 volatile const __u64 off_url_host = 40;
 volatile const __u64 off_response_status_code = 16; /* Response.StatusCode */
 volatile const __u64 off_pconn_conn = 0;            /* persistConn.conn, a net.Conn */
+/* net/http's HTTP/2 client: bundled (http2ClientConn, http2clientStream)
+ * up to Go 1.26, net/http/internal/http2 (ClientConn, clientStream) from 1.27. */
+volatile const __u64 off_h2cc_tconn = 0; /* ClientConn.tconn, a net.Conn */
+volatile const __u64 off_h2cs_cc = 0;    /* clientStream.cc */
+volatile const __u64 off_h2cs_id = 0;    /* clientStream.ID, a uint32 */
 volatile const __u64 off_g_goid = 152;
 volatile const __u64 off_g_parent_goid = 0;
 /* Panics (see uprobe_recovery). */
@@ -218,6 +223,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct client_req);
 } client_scratch SEC(".maps");
+
+/*
+ * --inject-context, HTTP/2: a request's ids between its RoundTrip (on the
+ * caller's goroutine, where its client span is) and the writing of its
+ * header block (on the stream's own goroutine, where its stream id is), by
+ * the request pointer both receive. LRU: a request that never gets to
+ * write is evicted.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ptr_key);
+	__type(value, struct inject_ids);
+} h2_requests SEC(".maps");
 
 /* Force the event types into BTF so bpf2go can generate their Go twins. */
 const struct http_server_event *unused_http_server_event __attribute__((unused));
@@ -447,17 +466,24 @@ int uprobe_recovery(struct pt_regs *ctx)
  * itself: then an announcement left for that connection is withdrawn, so
  * the app's own header is never doubled.
  */
-static __always_inline void announce(__u32 pid, struct client_req *r)
+/* Whether the application set a traceparent on the *http.Request itself. */
+static __always_inline int own_traceparent(__u64 req)
 {
-	struct inject_key k = {.pid = pid, .stream = 0, .conn = r->conn};
 	struct map_search ms = {
 		.key = "Traceparent",
 		.key_len = 11,
 	};
 	char own[8];
 	__u8 cut = 0;
-	__u64 hdr = go_word_at((void *)(r->req + off_req_header));
-	if (go_header_get(hdr, &ms, own, sizeof(own), &cut) > 0 || cut) {
+	__u64 hdr = go_word_at((void *)(req + off_req_header));
+	return go_header_get(hdr, &ms, own, sizeof(own), &cut) > 0 || cut;
+}
+
+static __always_inline void announce(__u32 pid, struct client_req *r)
+{
+	struct inject_key k = {.pid = pid, .stream = 0, .conn = r->conn};
+	__u8 cut = 0;
+	if (own_traceparent(r->req)) {
 		bpf_map_delete_elem(&inject_pending, &k);
 		return;
 	}
@@ -614,6 +640,72 @@ int uprobe_client_return(struct pt_regs *ctx)
 
 	bpf_map_delete_elem(&client_reqs, &k);
 	event_submit(e);
+	return 0;
+}
+
+/*
+ * HTTP/2: (*http2ClientConn).roundTrip(req, streamf) (internal/http2's
+ * (*ClientConn).roundTrip from Go 1.27) runs on the caller's goroutine
+ * with the connection chosen (cc in RAX, the request in RBX: the
+ * *Request, or from 1.27 the *ClientRequest net/http made of it). The
+ * connection, cc.tconn, goes into the caller's client_req; with
+ * --inject-context the request's ids wait for its stream id in
+ * h2_requests, unless the application set a traceparent itself.
+ */
+SEC("uprobe/h2_client_conn_round_trip")
+int uprobe_h2_client(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct server_key k = {
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.g = GO_G(ctx),
+	};
+	struct client_req *r = bpf_map_lookup_elem(&client_reqs, &k);
+	if (!r)
+		return 0;
+	__u64 iface[2] = {};
+	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_h2cc_tconn)) != 0)
+		iface[0] = iface[1] = 0;
+	go_tcp_conn(iface[0], iface[1], &r->conn);
+	if (!inject_enabled || conn_unknown(&r->conn) || own_traceparent(r->req))
+		return 0;
+	struct ptr_key pk = {.pid = k.pid, .ptr = GO_ARG2(ctx)};
+	struct inject_ids ids = {.flags = r->sc.trace_flags, .line_hash = 0};
+	__builtin_memcpy(ids.trace_id, r->sc.trace_id, 16);
+	__builtin_memcpy(ids.span_id, r->sc.span_id, 8);
+	bpf_map_update_elem(&h2_requests, &pk, &ids, BPF_ANY);
+	return 0;
+}
+
+/*
+ * HTTP/2, --inject-context only: (*http2clientStream).encodeAndWriteHeaders
+ * (cs in RAX, the same request in RBX) runs on the stream's goroutine once
+ * writeRequest has given the stream its id, before it encodes and writes
+ * the header block: the request is announced for exactly that connection
+ * and stream, for the socket program's HTTP/2 walker (inject_h2.h).
+ */
+SEC("uprobe/h2_encode_and_write_headers")
+int uprobe_h2_headers(struct pt_regs *ctx)
+{
+	stat_inc(STAT_HITS);
+	struct ptr_key pk = {.pid = bpf_get_current_pid_tgid() >> 32, .ptr = GO_ARG2(ctx)};
+	struct inject_ids *p = bpf_map_lookup_elem(&h2_requests, &pk);
+	if (!p)
+		return 0;
+	struct inject_ids ids = *p;
+	bpf_map_delete_elem(&h2_requests, &pk);
+	__u64 cs = GO_ARG1(ctx);
+	__u32 id = 0;
+	if (bpf_probe_read_user(&id, sizeof(id), (void *)(cs + off_h2cs_id)) != 0 || id == 0)
+		return 0;
+	__u64 cc = go_word_at((void *)(cs + off_h2cs_cc));
+	__u64 iface[2] = {};
+	if (!cc || bpf_probe_read_user(iface, sizeof(iface), (void *)(cc + off_h2cc_tconn)) != 0)
+		return 0;
+	struct inject_key key = {.pid = pk.pid, .stream = id};
+	if (!go_tcp_conn(iface[0], iface[1], &key.conn))
+		return 0;
+	bpf_map_update_elem(&inject_pending, &key, &ids, BPF_ANY);
 	return 0;
 }
 

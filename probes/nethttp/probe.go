@@ -44,39 +44,44 @@ var Probe = probes.Spec{
 		Fields:   append([]probes.Field{{Const: "off_pconn_conn", Struct: "net/http.persistConn", Field: "conn"}}, probes.ConnFields...),
 		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
 		Optional: true,
-	}, {
-		Name:   "goroutines",
-		Symbol: "runtime.newproc1",
-		Return: "uprobe_newproc1_return",
-		Fields: []probes.Field{
-			{Const: "off_g_goid", Struct: "runtime.g", Field: "goid"},
-			{Const: "off_g_parent_goid", Struct: "runtime.g", Field: "parentGoid"},
-		},
-		Consts:   map[string]any{"track_goroutines": uint8(1)},
-		Feature:  probes.FeatureGoroutines,
-		Optional: true,
-	}, {
-		// A handler's panic that net/http recovers: the request ends there
-		// (see uprobe_recovery). Hit only when a recover() succeeds.
-		Name:   "panics",
-		Symbol: "runtime.recovery",
-		Entry:  "uprobe_recovery",
-		Fields: []probes.Field{
-			{Const: "off_g_stack", Struct: "runtime.g", Field: "stack"},
-			{Const: "off_stack_hi", Struct: "runtime.stack", Field: "hi"},
-			{Const: "off_g_panic", Struct: "runtime.g", Field: "_panic"},
-			// Go 1.21 hands recovery the frame's SP in g.sigcode0, later
-			// releases in the _panic itself.
-			{Const: "off_panic_sp", Struct: "runtime._panic", Field: "sp", MinGo: 22},
-			{Const: "off_g_sigcode0", Struct: "runtime.g", Field: "sigcode0"},
-			{Const: "off_resp_cw", Struct: "net/http.response", Field: "cw"},
-			{Const: "off_cw_wrote_header", Struct: "net/http.chunkWriter", Field: "wroteHeader"},
-			{Const: "off_h2rws_sent_header", Struct: "net/http.http2responseWriterState", Field: "sentHeader", Optional: true},
-			{Const: "off_h2rws2_sent_header", Struct: "net/http/internal/http2.responseWriterState", Field: "sentHeader", Optional: true},
-		},
-		Consts:   map[string]any{"track_panics": uint8(1)},
-		Optional: true,
-	}},
+	},
+		h2Client("net/http.(*http2ClientConn).roundTrip", "net/http.http2ClientConn"),
+		h2Client("net/http/internal/http2.(*ClientConn).roundTrip", "net/http/internal/http2.ClientConn"),
+		h2Headers("net/http.(*http2clientStream).encodeAndWriteHeaders", "net/http.http2clientStream", "net/http.http2ClientConn"),
+		h2Headers("net/http/internal/http2.(*clientStream).encodeAndWriteHeaders", "net/http/internal/http2.clientStream", "net/http/internal/http2.ClientConn"),
+		{
+			Name:   "goroutines",
+			Symbol: "runtime.newproc1",
+			Return: "uprobe_newproc1_return",
+			Fields: []probes.Field{
+				{Const: "off_g_goid", Struct: "runtime.g", Field: "goid"},
+				{Const: "off_g_parent_goid", Struct: "runtime.g", Field: "parentGoid"},
+			},
+			Consts:   map[string]any{"track_goroutines": uint8(1)},
+			Feature:  probes.FeatureGoroutines,
+			Optional: true,
+		}, {
+			// A handler's panic that net/http recovers: the request ends there
+			// (see uprobe_recovery). Hit only when a recover() succeeds.
+			Name:   "panics",
+			Symbol: "runtime.recovery",
+			Entry:  "uprobe_recovery",
+			Fields: []probes.Field{
+				{Const: "off_g_stack", Struct: "runtime.g", Field: "stack"},
+				{Const: "off_stack_hi", Struct: "runtime.stack", Field: "hi"},
+				{Const: "off_g_panic", Struct: "runtime.g", Field: "_panic"},
+				// Go 1.21 hands recovery the frame's SP in g.sigcode0, later
+				// releases in the _panic itself.
+				{Const: "off_panic_sp", Struct: "runtime._panic", Field: "sp", MinGo: 22},
+				{Const: "off_g_sigcode0", Struct: "runtime.g", Field: "sigcode0"},
+				{Const: "off_resp_cw", Struct: "net/http.response", Field: "cw"},
+				{Const: "off_cw_wrote_header", Struct: "net/http.chunkWriter", Field: "wroteHeader"},
+				{Const: "off_h2rws_sent_header", Struct: "net/http.http2responseWriterState", Field: "sentHeader", Optional: true},
+				{Const: "off_h2rws2_sent_header", Struct: "net/http/internal/http2.responseWriterState", Field: "sentHeader", Optional: true},
+			},
+			Consts:   map[string]any{"track_panics": uint8(1)},
+			Optional: true,
+		}},
 	Fields: []probes.Field{
 		{Const: "off_req_method", Struct: "net/http.Request", Field: "Method"},
 		{Const: "off_req_url", Struct: "net/http.Request", Field: "URL"},
@@ -107,6 +112,42 @@ var Probe = probes.Spec{
 	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
 	// --inject-context (see inject.go): one injector for the agent.
 	Sockets: &probes.SocketPrograms{Feature: probes.FeatureInject, Start: sockets},
+}
+
+// h2Client is the hook on net/http's HTTP/2 client RoundTrip (bundled up
+// to Go 1.26, net/http/internal/http2 from 1.27; a binary has one of the
+// two): the connection of each HTTP/2 request, and with --inject-context
+// its ids kept for its stream (see uprobe_h2_client). One more hit per
+// HTTP/2 client request.
+func h2Client(symbol, clientConn string) probes.Hook {
+	return probes.Hook{
+		Name:     "h2_client",
+		Symbol:   symbol,
+		Entry:    "uprobe_h2_client",
+		Fields:   append([]probes.Field{{Const: "off_h2cc_tconn", Struct: clientConn, Field: "tconn"}}, probes.ConnFields...),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
+		Optional: true,
+	}
+}
+
+// h2Headers is the hook, with --inject-context only, where an HTTP/2
+// request's stream id is known and its header block not yet written: the
+// announcement by connection and stream (see uprobe_h2_headers). One more
+// hit per HTTP/2 client request, only with --inject-context.
+func h2Headers(symbol, clientStream, clientConn string) probes.Hook {
+	return probes.Hook{
+		Name:   "h2_headers",
+		Symbol: symbol,
+		Entry:  "uprobe_h2_headers",
+		Fields: append([]probes.Field{
+			{Const: "off_h2cs_cc", Struct: clientStream, Field: "cc"},
+			{Const: "off_h2cs_id", Struct: clientStream, Field: "ID"},
+			{Const: "off_h2cc_tconn", Struct: clientConn, Field: "tconn"},
+		}, probes.ConnFields...),
+		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
+		Feature:  probes.FeatureInject,
+		Optional: true,
+	}
 }
 
 // Bits of the events' cut field, mirroring the CUT_ enum in nethttp.c.

@@ -27,6 +27,12 @@ func startClientSetup(t *testing.T, v harness.Variant, agentArgs ...string) *cli
 // startSetup starts A and B; golens watches A, and B too when watchB.
 func startSetup(t *testing.T, v harness.Variant, watchB bool, agentArgs ...string) *clientSetup {
 	t.Helper()
+	return startSetupB(t, v, watchB, nil, agentArgs...)
+}
+
+// startSetupB is startSetup with B started with bArgs.
+func startSetupB(t *testing.T, v harness.Variant, watchB bool, bArgs []string, agentArgs ...string) *clientSetup {
+	t.Helper()
 	bin := buildApp(t, "httpserver", v)
 	s := &clientSetup{}
 	var err error
@@ -34,7 +40,7 @@ func startSetup(t *testing.T, v harness.Variant, watchB bool, agentArgs ...strin
 		t.Fatal(err)
 	}
 	t.Cleanup(s.recv.Close)
-	if s.b, err = harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=svc-b", "GODEBUG=httpmuxgo121=0"}); err != nil {
+	if s.b, err = harness.StartApp(bin, []string{"OTEL_SERVICE_NAME=svc-b", "GODEBUG=httpmuxgo121=0"}, bArgs...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.b.Stop)

@@ -20,8 +20,8 @@ import (
 
 // The README's cost claim, as a count rather than a timing: a request
 // served costs its target exactly two probe hits, an RPC served exactly
-// two, whatever the connection reuse, and an HTTP/1.x client request three
-// (its connection is read where the transport picked it) — read from the
+// two, whatever the connection reuse, and an HTTP/1.x or HTTP/2 client
+// request three (its connection is read where the transport picked it) — read from the
 // kernel's own run counts of every program the agent holds. Only the
 // runtime's GC programs (uprobe_stw_*) may run besides, when the target
 // collects.
@@ -33,7 +33,7 @@ func TestProbeHitsPerRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer recv.Close()
-	web, err := harness.StartApp(httpBin, nil)
+	web, err := harness.StartApp(httpBin, nil, "-h2c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,15 +83,10 @@ func TestProbeHitsPerRequest(t *testing.T) {
 		{"HTTP/1.1 a connection per request", 100, serve, func() error { return httpGet(fresh, web.Addr) }},
 		// /chain served, its call to /hello sent and served.
 		{"HTTP/1.1 client call", 100, map[string]int{"uprobe_server_": 4, "uprobe_client_": 3}, func() error {
-			resp, err := keepAlive.Get("http://" + web.Addr + "/chain?to=" + url.QueryEscape("http://"+web.Addr+"/hello"))
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
+			return chainGet(keepAlive, web.Addr, "http://"+web.Addr+"/hello")
+		}},
+		{"HTTP/2 (h2c) client call", 100, map[string]int{"uprobe_server_": 4, "uprobe_client_": 2, "uprobe_h2_clien": 1}, func() error {
+			return chainGet(keepAlive, web.Addr, "h2c://"+web.Addr+"/hello")
 		}},
 		{"gRPC unary", 300, map[string]int{"uprobe_grpc_ser": 2}, func() error {
 			return conn.Invoke(context.Background(), "/test.Echo/Ok", new(emptypb.Empty), new(emptypb.Empty))
@@ -132,6 +127,19 @@ func TestProbeHitsPerRequest(t *testing.T) {
 			t.Errorf("%s: other programs ran %d times %v", c.name, other, others)
 		}
 	}
+}
+
+// chainGet has the target at addr call to (its /chain) and checks the status.
+func chainGet(c *http.Client, addr, to string) error {
+	resp, err := c.Get("http://" + addr + "/chain?to=" + url.QueryEscape(to))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 func httpGet(c *http.Client, addr string) error {

@@ -37,6 +37,14 @@ var h2Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transpor
 	ForceAttemptHTTP2: true,
 }}
 
+// h2cClient speaks HTTP/2 without TLS (prior knowledge), and serveH2C
+// makes a server accept it besides HTTP/1.x: Go >= 1.24 only (h2c.go);
+// nil before.
+var (
+	h2cClient *http.Client
+	serveH2C  func(*http.Server)
+)
+
 // call GETs url and returns the status, or 502 when the request failed.
 func call(ctx context.Context, url string) int { return callWith(ctx, url, "") }
 
@@ -51,6 +59,19 @@ func callWith(ctx context.Context, url, traceparent string) int {
 	c := client
 	if strings.HasPrefix(url, "https://") {
 		c = h2Client
+	}
+	// h2c://host/path: http://host/path over HTTP/2 without TLS.
+	if rest, ok := strings.CutPrefix(url, "h2c://"); ok {
+		if h2cClient == nil {
+			return http.StatusNotImplemented
+		}
+		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rest, nil); err != nil {
+			return http.StatusBadRequest
+		}
+		if traceparent != "" {
+			req.Header.Set("traceparent", traceparent)
+		}
+		c = h2cClient
 	}
 	if from, ok := ctx.Value(fromKey{}).(string); ok {
 		c = clientFrom(from)
@@ -96,6 +117,7 @@ func clientFrom(from string) *http.Client {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a throwaway self-signed certificate: clients that offer it get HTTP/2")
+	h2c := flag.Bool("h2c", false, "also serve HTTP/2 without TLS (h2c, Go >= 1.24)")
 	hold := flag.Int("hold", 0, "open and keep this many TCP sockets (loopback connections to itself, two sockets each) before serving")
 	flag.Parse()
 	if *hold > 0 {
@@ -129,7 +151,8 @@ func main() {
 
 	// /chain?to=URL calls URL with the request's context and answers with
 	// the status it got (502 on a transport error); an https URL is called
-	// over HTTP/2.
+	// over HTTP/2, an h2c://host/path URL over HTTP/2 without TLS (Go >=
+	// 1.24; 501 before).
 	// With own=VALUE the outgoing request carries that traceparent, set by
 	// the application itself.
 	// With bg=1 the call gets a fresh context of its own instead, not
@@ -226,6 +249,13 @@ func main() {
 	// The tests read this line to learn the port.
 	fmt.Printf("listening on %s\n", ln.Addr())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if *h2c {
+		if serveH2C == nil {
+			fmt.Fprintln(os.Stderr, "-h2c needs Go 1.24 or later")
+			os.Exit(64)
+		}
+		serveH2C(srv)
+	}
 	if *useTLS {
 		cert, err := selfSigned()
 		if err != nil {
