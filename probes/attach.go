@@ -53,15 +53,22 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 		pidfd.Close()
 		return res, err
 	}
+	var serveErr error
 	m.mu.Lock()
 	_, dup := m.targets[pid]
 	if !dup {
 		m.targets[pid] = t
+		// Served in the same step as it becomes a target, so that the
+		// releaser who claims it (and unserves it) always comes after.
+		serveErr = m.serveLocked(pid)
 	}
 	m.mu.Unlock()
 	if dup {
 		t.close()
 		return Attachment{}, fmt.Errorf("pid %d: already attached", pid)
+	}
+	if serveErr != nil {
+		res.Skipped = append(res.Skipped, fmt.Sprintf("socket programs: %v", serveErr))
 	}
 	go m.awaitExit(pid, t)
 	if m.reader != nil {

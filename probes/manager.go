@@ -31,6 +31,9 @@ type Stats struct {
 	Targets       int
 	Attached      map[string]int // probe name -> targets it is attached to
 	Refused       map[string]int // reason -> count since start
+	// Sockets are the socket programs' counters by name (Spec.Sockets),
+	// nil when none is attached.
+	Sockets map[string]uint64
 }
 
 // Manager owns the shared kernel maps and every target's probes.
@@ -46,6 +49,8 @@ type Manager struct {
 	stats    *ebpf.Map            // shared per-CPU counters
 	shared   map[string]*ebpf.Map // every map shared by all objects, by name
 	reader   *ringbuf.Reader
+	sockets  []Sockets // the features' socket programs, started once
+	featErr  error     // why a feature's socket programs are off
 	targets  map[int]*target
 	refused  map[string]int
 	decoders map[uint32]Decoder
@@ -199,6 +204,7 @@ func (m *Manager) ensureShared() error {
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	m.events, m.stats, m.shared, m.reader = shared["events"], shared["stats"], shared, rd
+	m.startSockets()
 	return nil
 }
 
@@ -233,12 +239,20 @@ func (m *Manager) Stats() Stats {
 	for k, v := range m.refused {
 		s.Refused[k] = v
 	}
-	statsMap := m.stats
+	statsMap, socks := m.stats, m.sockets
 	m.mu.Unlock()
 	if statsMap != nil {
 		s.ProbeHits = sumSlot(statsMap, 0)
 		s.EventsLost = sumSlot(statsMap, 1)
 		s.OrphanReturns = sumSlot(statsMap, 2)
+	}
+	if len(socks) > 0 {
+		s.Sockets = make(map[string]uint64)
+		for _, sk := range socks {
+			for k, v := range sk.Stats() {
+				s.Sockets[k] += v
+			}
+		}
 	}
 	return s
 }
@@ -255,11 +269,13 @@ func sumSlot(mp *ebpf.Map, slot uint32) uint64 {
 	return n
 }
 
-// Close releases the shared maps. Call after Run returned.
+// Close detaches the socket programs and releases the shared maps. Call
+// after Run returned.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
+	errs = append(errs, m.closeSockets())
 	if m.reader != nil {
 		errs = append(errs, m.reader.Close())
 	}

@@ -42,9 +42,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	// Closing links waits for the kernel's uprobe grace periods: let the
 	// targets' waits overlap.
 	var cwg sync.WaitGroup
-	for _, t := range targets {
+	for pid, t := range targets {
 		cwg.Add(1)
-		go func() { defer cwg.Done(); t.close() }()
+		go func() { defer cwg.Done(); m.unserve(pid); t.close() }()
 	}
 	cwg.Wait()
 	// Events already in the ring were paid for by the target: deliver them.

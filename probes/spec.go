@@ -147,6 +147,9 @@ type Spec struct {
 	Load func() (*ebpf.CollectionSpec, error)
 	// Decoders by event kind (enum event_kind in bpf/include/events.h).
 	Decoders map[uint32]Decoder
+	// Sockets, when set, are programs on the targets' sockets rather than
+	// in them, attached once for the agent while their feature is on.
+	Sockets *SocketPrograms
 }
 
 // View reads raw, one event as the ring buffer delivered it, as a *T: a

@@ -91,6 +91,7 @@ func (m *Manager) claim(pid int, t *target) bool {
 // release closes a claimed target's links and objects, waits until the
 // events it left in the ring are delivered, and forgets it.
 func (m *Manager) release(pid int, t *target) error {
+	m.unserve(pid)
 	err := t.close()
 	m.awaitDrained()
 	m.mu.Lock()

@@ -144,6 +144,12 @@ type Linker struct {
 	// later (within Window) and contains it, the lost link is counted
 	// after all. Bounded by goneMax.
 	gone []goneRoot
+	// moved says which trace each joined local trace became, for a call
+	// of its that a callee joins later: the call's clientRef still names
+	// the trace it began in (a chain A -> B -> C whose B joined A before
+	// C joined B). The oldest of movedMax are forgotten first.
+	moved      map[event.TraceID]event.TraceID
+	movedOrder []event.TraceID
 
 	// Linked counts server spans joined to a caller's trace; Unmatched
 	// counts roots whose caller was a watched process but whose client
@@ -241,6 +247,7 @@ func NewLinker(find OwnerFunc) *Linker {
 		waitingReq: make(map[string][]*group),
 		owners:     make(map[Lookup]owner),
 		heldBy:     make(map[Conn]owner),
+		moved:      make(map[event.TraceID]event.TraceID),
 	}
 }
 
@@ -577,7 +584,9 @@ func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
 		g.match = nil
 	}
 	delete(l.groups, g.trace)
-	newTrace := trace.TraceID(c.sc.TraceID)
+	callerTrace := l.currentTrace(c.sc.TraceID)
+	l.move(g.trace, callerTrace)
+	newTrace := trace.TraceID(callerTrace)
 	for _, s := range g.spans {
 		s.SpanContext = s.SpanContext.WithTraceID(newTrace)
 		if s.Parent.IsValid() {
@@ -591,12 +600,45 @@ func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
 	})
 	l.Linked++
 	// If the caller's own trace is still held, the joined spans wait with it.
-	if cg := l.groups[c.sc.TraceID]; cg != nil {
+	if cg := l.groups[callerTrace]; cg != nil {
 		cg.spans = append(cg.spans, g.spans...)
 		return nil
 	}
 	l.held -= len(g.spans)
 	return g.spans
+}
+
+// movedMax bounds the joined traces remembered by move: a callee joins
+// within Window of its call, and fewer traces than this join in a Window.
+const movedMax = 4096
+
+// move records that local trace from joined trace to.
+func (l *Linker) move(from, to event.TraceID) {
+	if from == to {
+		return
+	}
+	if _, ok := l.moved[from]; !ok {
+		if len(l.movedOrder) >= movedMax {
+			delete(l.moved, l.movedOrder[0])
+			l.movedOrder = l.movedOrder[1:]
+		}
+		l.movedOrder = append(l.movedOrder, from)
+	}
+	l.moved[from] = to
+}
+
+// currentTrace is the trace that spans begun in trace id are in now,
+// following joins (a chain of n services moves n-2 times at most; the
+// bound only guards against a cycle).
+func (l *Linker) currentTrace(id event.TraceID) event.TraceID {
+	for i := 0; i < 64; i++ {
+		next, ok := l.moved[id]
+		if !ok || next == id {
+			return id
+		}
+		id = next
+	}
+	return id
 }
 
 func (l *Linker) hold(id event.TraceID, stub *tracetest.SpanStub, now time.Time) *group {

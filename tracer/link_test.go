@@ -133,6 +133,37 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 	}
 }
 
+// A -> B -> C, where B joins A's trace before C joins B's call: C lands in
+// A's trace (the one B's call is in now), not in the trace B's call began
+// in, which no longer exists.
+func TestLinkerChainJoinsAfterCallerMoved(t *testing.T) {
+	procC := &event.Process{PID: 300, ServiceName: "c"}
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID, 6000: procB.PID}))
+	now := t0
+	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(9))
+	bce, bcs := client(procB, 9, 0x21, 0x20, event.LinkContext, event.TraceparentNone, ms(3), ms(8))
+	add(l, via(bce, 6000), bcs, now)
+	add(l, be, bs, now)
+	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(10))
+	out := append(add(l, via(ae, 5000), as, now), settled(l, now)...)
+	if len(out) != 3 {
+		t.Fatalf("released %d spans, want A's client and B's two", len(out))
+	}
+	// C's span is read only now.
+	now = now.Add(ms(300))
+	ce, cs := server(procC, 7, 0x30, 0, event.TraceparentNone, "127.0.0.1:6000", ms(4), ms(7))
+	out = append(add(l, ce, cs, now), settled(l, now)...)
+	if len(out) != 1 {
+		t.Fatalf("released %d spans, want C's", len(out))
+	}
+	if tr, _, parent := ids(out[0]); tr != (trace.TraceID{1}) || parent != (trace.SpanID{0x21}) || out[0].Parent.TraceID() != (trace.TraceID{1}) {
+		t.Errorf("C in trace %s under %s/%s, want trace 01… under B's call 21…", tr, out[0].Parent.TraceID(), parent)
+	}
+	if l.Linked != 2 {
+		t.Errorf("linked %d, want 2", l.Linked)
+	}
+}
+
 // A root whose peer is not a watched process is released at once; one that
 // waits in vain is released after the window, unchanged.
 func TestLinkerReleases(t *testing.T) {

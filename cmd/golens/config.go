@@ -60,8 +60,9 @@ type Config struct {
 	// OTLPMetrics pushes the metrics over OTLP/gRPC too.
 	OTLPMetrics         bool          `yaml:"otlp_metrics"`
 	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
-	// InjectContext adds traceparent to outgoing HTTP/1.x requests on the wire.
-	InjectContext bool `yaml:"inject_context"`
+	// InjectContext adds traceparent to outgoing requests on the wire: off,
+	// on, or auto (where the kernel can).
+	InjectContext InjectMode `yaml:"inject_context"`
 	// Pprof serves Go's profiles of golens itself at /debug/pprof/ on
 	// PprofAddr, a listener of its own (never the metrics one).
 	Pprof     bool   `yaml:"pprof"`
@@ -82,6 +83,10 @@ func defaultConfig() Config {
 		MetricsIdleTTL:      10 * time.Minute,
 		OTLPMetricsInterval: 15 * time.Second,
 		SamplingCriticalTTL: 300 * time.Second,
+		// Off for a bare run: an operator who attaches golens by hand to
+		// look at a service may not expect its packets to change. The
+		// deployments ask for auto.
+		InjectContext: InjectOff,
 	}
 }
 
@@ -145,7 +150,9 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	slaP95 := fs.Duration("sampling-sla-p95", 0, "p95 latency a service must stay under; above it (or above 1% 5xx) its healthy-path sampling is scaled down")
 	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
 	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
-	inject := fs.Bool("inject-context", false, "add a W3C traceparent to targets' outgoing HTTP/1.x requests on the wire (sk_msg), so services on other nodes continue the trace")
+	inject := InjectOff
+	fs.Var(&inject, "inject-context", "add a W3C traceparent to targets' outgoing plaintext HTTP/1.x and HTTP/2 (h2c, gRPC) requests on the wire (sk_msg), so services on other nodes continue the trace: on (refuse to start on a kernel that cannot), auto (inject where the kernel can, else one log line and run without; what the DaemonSet, chart and systemd unit use) or off. Off by default: a bare golens run does not change its targets' packets unless asked")
+	fs.Lookup("inject-context").NoOptDefVal = string(InjectOn)
 	pprofOn := fs.Bool("pprof", false, "serve golens' own Go profiles at /debug/pprof/ on --pprof-addr (for debugging golens)")
 	pprofAddr := fs.String("pprof-addr", cfg.PprofAddr, "address of --pprof's listener; keep it on loopback: goroutine stacks show the targets' requests in flight")
 	help := fs.BoolP("help", "h", false, "show this help")
@@ -257,7 +264,7 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
 	set("sampling-critical-ttl", func() { cfg.SamplingCriticalTTL = *criticalTTL })
 	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
-	set("inject-context", func() { cfg.InjectContext = *inject })
+	set("inject-context", func() { cfg.InjectContext = inject })
 	set("pprof", func() { cfg.Pprof = *pprofOn })
 	set("pprof-addr", func() { cfg.PprofAddr = *pprofAddr })
 	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
@@ -313,4 +320,64 @@ func firstEnv(names ...string) string {
 		}
 	}
 	return ""
+}
+
+// InjectMode is --inject-context: whether golens adds a traceparent to the
+// targets' outgoing requests on the wire.
+type InjectMode string
+
+const (
+	// InjectOff leaves the targets' traffic as it is (the default of a
+	// bare golens run).
+	InjectOff InjectMode = "off"
+	// InjectOn injects, and refuses to start on a kernel that cannot.
+	InjectOn InjectMode = "on"
+	// InjectAuto injects where the kernel can, and otherwise runs without,
+	// saying so in one line (what the deployments use).
+	InjectAuto InjectMode = "auto"
+)
+
+// parseInjectMode takes on, off, auto, or a boolean as the flag was
+// before it had a mode (--inject-context=true).
+func parseInjectMode(s string) (InjectMode, error) {
+	switch m := InjectMode(strings.ToLower(strings.TrimSpace(s))); m {
+	case InjectOff, InjectOn, InjectAuto:
+		return m, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return "", fmt.Errorf("inject-context %q: want on, off or auto", s)
+	}
+	if b {
+		return InjectOn, nil
+	}
+	return InjectOff, nil
+}
+
+// String, Set and Type make *InjectMode a pflag.Value.
+func (m *InjectMode) String() string { return string(*m) }
+
+// Set parses a flag value.
+func (m *InjectMode) Set(s string) error {
+	v, err := parseInjectMode(s)
+	if err == nil {
+		*m = v
+	}
+	return err
+}
+
+// Type names the flag's values in --help.
+func (m *InjectMode) Type() string { return "on|off|auto" }
+
+// UnmarshalYAML takes inject_context: on, off, auto, true or false.
+func (m *InjectMode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: inject_context: want on, off or auto", n.Line)
+	}
+	v, err := parseInjectMode(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*m = v
+	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/golens/golens/discovery"
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
-	"github.com/golens/golens/probes/nethttp"
 )
 
 // DiscoverConfig selects processes to instrument as they start (config file
@@ -117,13 +116,12 @@ func resolveDiscover(file DiscoverConfig, exe, units []string, kf k8sFlags) (Dis
 // RCU grace period per link, ~300 ms here) delays the next attach; what is
 // done to one pid still happens in the order the events came.
 type discoverer struct {
-	watcher  *discovery.Watcher
-	mgr      *probes.Manager
-	injector *nethttp.Injector // with --inject-context
-	service  string            // --service-name
-	log      *slog.Logger
+	watcher *discovery.Watcher
+	mgr     *probes.Manager
+	service string // --service-name
+	log     *slog.Logger
 	// released is told of every target released here rather than by the
-	// manager's own exit watcher (tracer state, context injection).
+	// manager's own exit watcher (tracer state).
 	released func(pid int)
 
 	// Kubernetes pod opt-in (nil pods: off). Every Go process is offered
@@ -158,13 +156,13 @@ type candidate struct {
 
 // newDiscovery prepares discovery for mgr's targets; ready is called once
 // the targets the initial scan selected were attached (or refused).
-func newDiscovery(cfg Config, mgr *probes.Manager, injector *nethttp.Injector, released func(pid int), ready func(), log *slog.Logger) (*discoverer, error) {
+func newDiscovery(cfg Config, mgr *probes.Manager, released func(pid int), ready func(), log *slog.Logger) (*discoverer, error) {
 	sel, err := discovery.NewSelector(cfg.Discover.Exe, cfg.Discover.SystemdUnit)
 	if err != nil {
 		return nil, err
 	}
 	d := &discoverer{
-		mgr: mgr, injector: injector, service: cfg.ServiceName, log: log, released: released,
+		mgr: mgr, service: cfg.ServiceName, log: log, released: released,
 		last:  make(map[int]chan struct{}),
 		slots: make(chan struct{}, runtime.NumCPU()),
 	}
@@ -390,11 +388,6 @@ func (d *discoverer) attach(f discovery.Found, pod *discovery.PodContainer) {
 	}
 	for _, why := range res.Skipped {
 		d.log.Debug("optional hook not attached", "pid", f.PID, "hook", why)
-	}
-	if d.injector != nil {
-		if err := d.injector.Add(f.PID); err != nil {
-			d.log.Warn("no context injection for target", "pid", f.PID, "err", err)
-		}
 	}
 	args := []any{"pid", f.PID, "exe", proc.ExePath, "service", proc.ServiceName, "go", proc.GoVersion,
 		"selected_by", f.Rule, "probes", res.Probes, "uprobes", res.Uprobes, "took", time.Since(start).Round(time.Millisecond)}

@@ -84,8 +84,12 @@ func run(args []string) int {
 	// Before anything is attached: a kernel that cannot run every probe
 	// must not leave a target half-instrumented.
 	kern := kernel.ProbeRunning()
-	if !logKernel(log, kern, cfg.InjectContext) {
+	if !logKernel(log, kern, cfg.InjectContext == InjectOn) {
 		return exitKernel
+	}
+	inject, why := injectOnKernel(cfg.InjectContext, kern)
+	if why != nil {
+		log.Info("no context injection on the wire: this kernel cannot do it (--inject-context=auto)", "kernel", kernel.Release(), "err", why)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -183,7 +187,7 @@ func run(args []string) int {
 	if cfg.TrackGoroutines {
 		features = append(features, probes.FeatureGoroutines)
 	}
-	if cfg.InjectContext {
+	if inject != InjectOff {
 		features = append(features, probes.FeatureInject)
 	}
 	mgr := probes.NewManager([]probes.Spec{nethttp.Probe, grpcprobe.Probe, goruntime.Probe}, features, func(ev event.Event) {
@@ -192,8 +196,15 @@ func run(args []string) int {
 	}, log)
 	defer mgr.Close()
 	targets = mgr.Targets
-	var injector *nethttp.Injector // with --inject-context
-	var disc *discoverer           // with selectors; set before serving
+	// The socket programs of --inject-context are attached here, before
+	// any target: with "on" golens would rather not start than run
+	// without them; with "auto" the manager said why it goes without.
+	// Other errors are the attaches' to report, per target.
+	if err := mgr.Open(); err != nil && inject == InjectOn {
+		log.Error("cannot inject context on the wire", "err", err)
+		return 1
+	}
+	var disc *discoverer // with selectors; set before serving
 	met.RegisterSelf(func() metrics.SelfStats {
 		ps, ts := mgr.Stats(), tr.Stats()
 		s := metrics.SelfStats{
@@ -205,10 +216,9 @@ func run(args []string) int {
 			SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 			PressureLevel: ts.PressureLevel, SpansThinned: ts.Thinned, PressureEntered: ts.PressureEntered,
 		}
-		if injector != nil {
-			st := injector.Stats()
+		if ps.Sockets != nil { // with --inject-context
 			for _, c := range nethttp.InjectStats {
-				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: st[c.Name]})
+				s.Inject = append(s.Inject, metrics.InjectCount{Result: c.Result, Reason: c.Reason, N: ps.Sockets[c.Name]})
 			}
 			// gRPC client streams the uprobe side did not announce.
 			if an, err := grpcprobe.AnnounceCounts(mgr); err == nil && an != nil {
@@ -250,23 +260,10 @@ func run(args []string) int {
 		return s
 	})
 
-	if cfg.InjectContext {
-		injector, err = nethttp.StartInjector(mgr)
-		if err != nil {
-			log.Error("cannot inject context on the wire", "err", err)
-			return 1
-		}
-		defer injector.Close()
-	}
 	attached := 0
 	for _, pid := range cfg.PIDs {
 		if attach(mgr, pid, cfg.ServiceName, log) {
 			attached++
-			if injector != nil {
-				if err := injector.Add(pid); err != nil {
-					log.Warn("no context injection for target", "pid", pid, "err", err)
-				}
-			}
 		}
 	}
 	if attached == 0 && !cfg.Discover.active() {
@@ -274,15 +271,10 @@ func run(args []string) int {
 		return exitUsage
 	}
 	// What is left of a target released after it exited.
-	release := func(pid int) {
-		tr.Forget(pid)
-		if injector != nil {
-			injector.Remove(pid)
-		}
-	}
+	release := tr.Forget
 	if cfg.Discover.active() {
 		// Ready once the initial scan's targets are attached.
-		if disc, err = newDiscovery(cfg, mgr, injector, release, srv.SetReady, log); err != nil {
+		if disc, err = newDiscovery(cfg, mgr, release, srv.SetReady, log); err != nil {
 			log.Error("cannot discover processes", "err", err)
 			return exitUsage
 		}
@@ -297,7 +289,8 @@ func run(args []string) int {
 	} else {
 		srv.SetReady()
 	}
-	log.Info("golens running", "targets", attached, "kernel", kernel.Release(), "kernel_missing", kern.Missing(), "discover", cfg.Discover.active(), "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
+	log.Info("golens running", "targets", attached, "kernel", kernel.Release(), "kernel_missing", kern.Missing(), "discover", cfg.Discover.active(),
+		"inject_context", mgr.Feature(probes.FeatureInject), "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
@@ -373,6 +366,21 @@ func logKernel(log *slog.Logger, kern kernel.Report, inject bool) bool {
 		return false
 	}
 	return true
+}
+
+// injectOnKernel decides what --inject-context asks of a kernel golens
+// runs on (logKernel passed it): auto turns off where the kernel lacks a
+// feature the socket programs need, and says why; on and off stay. A
+// feature whose probe could not tell turns nothing off: the manager's
+// attach of the socket programs is the test then.
+func injectOnKernel(mode InjectMode, kern kernel.Report) (InjectMode, error) {
+	if mode != InjectAuto {
+		return mode, nil
+	}
+	if err := kern.Check(true); err != nil {
+		return InjectOff, err
+	}
+	return InjectAuto, nil
 }
 
 // loopback reports whether a is reachable from this host only.

@@ -73,7 +73,7 @@ const uprobe = ebpf.Kprobe
 
 const (
 	noTracing   = "golens cannot trace: no probe can load"
-	noInjection = "no traceparent injection on the wire; --inject-context is refused"
+	noInjection = "no traceparent injection on the wire: --inject-context=on is refused, auto runs without"
 )
 
 // Features is every kernel capability golens uses, what it is for and what

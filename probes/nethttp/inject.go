@@ -19,8 +19,10 @@ import (
 // Injector adds a W3C traceparent to the outgoing HTTP/1.x and HTTP/2
 // requests of the processes it is given, on the wire (see inject.c and
 // inject_h2.h): a service on another node, instrumented by golens or by
-// an OpenTelemetry SDK, then continues the trace. It needs the manager to run with probes.FeatureInject so the
-// client probe announces each request's ids.
+// an OpenTelemetry SDK, then continues the trace. The manager starts it
+// (Probe.Sockets) when it runs with probes.FeatureInject, which also makes
+// the client probes announce each request's ids, and adds and removes its
+// targets' pids.
 type Injector struct {
 	objs    injectObjects
 	sockops link.Link
@@ -41,22 +43,19 @@ type Injector struct {
 // microseconds after its announcement).
 const sweepEvery = 5 * time.Second
 
-// StartInjector loads the socket programs, sharing the announcement map
-// with the manager's client probes, and attaches them: sock_ops to the
-// cgroup v2 root, sk_msg to the sockhash.
-func StartInjector(m *probes.Manager) (*Injector, error) {
-	pending, err := m.Shared("inject_pending")
-	if err != nil {
-		return nil, err
-	}
+// sockets is Probe.Sockets.Start: the injector, sharing the announcement
+// map with the manager's client probes.
+func sockets(shared map[string]*ebpf.Map) (probes.Sockets, error) {
+	pending := shared["inject_pending"]
 	if pending == nil {
 		return nil, errors.New("the net/http probe declares no inject_pending map")
 	}
 	return startInjector(pending)
 }
 
-// startInjector loads and attaches the socket programs; with pending nil
-// they have an announcement map of their own (tests fill it).
+// startInjector loads the socket programs and attaches them: sock_ops to
+// the cgroup v2 root, sk_msg to the sockhash. With pending nil they have an
+// announcement map of their own.
 func startInjector(pending *ebpf.Map) (*Injector, error) {
 	root, err := cgroup2Root()
 	if err != nil {

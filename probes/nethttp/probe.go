@@ -110,6 +110,8 @@ var Probe = probes.Spec{
 	},
 	Load:     loadBpf,
 	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
+	// --inject-context (see inject.go): one injector for the agent.
+	Sockets: &probes.SocketPrograms{Feature: probes.FeatureInject, Start: sockets},
 }
 
 // h2Client is the hook on net/http's HTTP/2 client RoundTrip (bundled up

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -243,6 +244,7 @@ type agentConfig struct {
 	Pprof              bool   `yaml:"pprof"`
 	PprofAddr          string `yaml:"pprof_addr"`
 	SamplingStrategies string `yaml:"sampling_strategies"`
+	InjectContext      string `yaml:"inject_context"`
 }
 
 // wantAgent is what a rendering of golens for Kubernetes must hold.
@@ -252,6 +254,7 @@ type wantAgent struct {
 	account   string // ServiceAccount
 	image     string
 	optIn     string
+	inject    string // inject_context in config.yaml; "" for auto, the default
 }
 
 // rbacGrant is the whole of what golens may do on the API server:
@@ -522,6 +525,11 @@ func checkAgent(t *testing.T, objs []object, w wantAgent) daemonSet {
 		t.Errorf("config.yaml sets listeners (metrics_addr %q, sampling_server_addr %q, pprof %v %q): the pod IP comes from the Downward API in the args",
 			cfg.MetricsAddr, cfg.SamplingServerAddr, cfg.Pprof, cfg.PprofAddr)
 	}
+	// On by default where the node's kernel can inject (auto), never
+	// refusing to start where it cannot.
+	if want := cmp.Or(w.inject, "auto"); cfg.InjectContext != want {
+		t.Errorf("config.yaml inject_context %q, want %q", cfg.InjectContext, want)
+	}
 	if cfg.SamplingStrategies != configDir+"/sampling.json" {
 		t.Errorf("sampling_strategies %q, want %s/sampling.json", cfg.SamplingStrategies, configDir)
 	}
@@ -687,7 +695,7 @@ func TestHelmChart(t *testing.T) {
 	objs = parseObjects(t, "helm template -f custom", []byte(rendered))
 	ds = checkAgent(t, objs, wantAgent{
 		namespace: "monitoring", name: "obs-golens", account: "obs-golens",
-		image: "registry.example/golens:1.2.3", optIn: "example.com/trace=yes",
+		image: "registry.example/golens:1.2.3", optIn: "example.com/trace=yes", inject: "true",
 	})
 	ns := find(t, objs, "Namespace")
 	if ns.Metadata.Name != "monitoring" || ns.Metadata.Labels["pod-security.kubernetes.io/enforce"] != "privileged" {

@@ -329,6 +329,10 @@ func TestSystemdConfigAccepted(t *testing.T) {
 		<-done
 		t.Errorf("golens did not stop within 10 s of SIGTERM (the unit's TimeoutStopSec is 15 s)")
 	}
+	// inject_context: auto, on a kernel that can (this one): injecting.
+	if !strings.Contains(log.String(), "inject_context=true") {
+		t.Errorf("the example config (inject_context: auto) did not turn injection on here:\n%s", log.String())
+	}
 }
 
 // sameSet tells whether a and b hold the same strings, in any order.

@@ -15,18 +15,21 @@ import (
 	"github.com/golens/golens/test/harness"
 )
 
-// With --inject-context, A's requests to a service golens does not watch (as
-// if on another node) carry a traceparent naming A's client span; an
-// application's own traceparent is left alone; without the flag, nothing is
-// added.
+// With --inject-context (alone, or =auto on this kernel, which can), A's
+// requests to a service golens does not watch (as if on another node) carry
+// a traceparent naming A's client span; an application's own traceparent is
+// left alone; without the flag, nothing is added.
 func TestInjectContext(t *testing.T) {
-	for _, inject := range []bool{true, false} {
-		t.Run(fmt.Sprintf("inject=%v", inject), func(t *testing.T) {
-			var args []string
-			if inject {
-				args = append(args, "--inject-context")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{{"on", []string{"--inject-context"}}, {"auto", []string{"--inject-context=auto"}}, {"off", nil}} {
+		inject := c.args != nil
+		t.Run(c.name, func(t *testing.T) {
+			s := startClientSetup(t, harness.Variant{}, c.args...) // B is not watched
+			if want := fmt.Sprintf("inject_context=%v", inject); !strings.Contains(s.agent.Log(), want) {
+				t.Errorf("start-up line lacks %s:\n%s", want, s.agent.Log())
 			}
-			s := startClientSetup(t, harness.Variant{}, args...) // B is not watched
 			last := func() string {
 				resp, err := http.Get("http://" + s.b.Addr + "/last")
 				if err != nil {

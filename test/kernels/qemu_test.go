@@ -240,16 +240,15 @@ OTEL_SERVICE_NAME=qemusvc GODEBUG=httpmuxgo121=0 /httpserver -addr 127.0.0.1:808
 app=$!
 i=0
 until grep -q listening /tmp/app.log; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done
-inject=--inject-context
 if [ "$(cat /inject-refused)" = 1 ]; then
 	/golens --pid $app --inject-context --exporter console --metrics-addr 127.0.0.1:9465 >/tmp/inject.out 2>/tmp/inject.log
 	echo "guest: inject exit=$?"
 	sed 's/^/inject: /' /tmp/inject.log /tmp/inject.out
-	inject=
 fi
 cellpids=
 [ -f /cells.sh ] && . /cells.sh
-/golens --pid $app $cellpids $inject --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+# As the deployments run it: injecting where this kernel can.
+/golens --pid $app $cellpids --inject-context=auto --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
 agent=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
@@ -319,8 +318,10 @@ type guestKernel struct {
 // continues the incoming trace in exactly one server span per request with
 // the right status, and exits 0 on SIGTERM. Where --inject-context cannot
 // work it is refused with one clear line and exit 69 before anything is
-// attached; where it can, the agent runs with it. Each kernel that traces
-// also runs the cells (cells_test.go): chained HTTP and gRPC calls between
+// attached; the agent then runs as the deployments run it,
+// --inject-context=auto: without injection, saying so in one line, where
+// the kernel cannot, with it where it can. Each kernel that traces also
+// runs the cells (cells_test.go): chained HTTP and gRPC calls between
 // watched processes, stripped builds among them, every span exact.
 func TestDebianKernels(t *testing.T) {
 	need(t, "qemu-system-x86_64", "qemu-system-x86")
@@ -448,10 +449,8 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 
 	if k.refused {
-		// Refused at start-up: one line, exit 69, nothing attached or served.
-		if !injectRefused { // the agent ran with --inject-context
-			stopsMain = stopsInject
-		}
+		// Refused at start-up: one line, exit 69, nothing attached or
+		// served; auto adds no reason of its own.
 		log := strings.Join(lines("log: "), "\n")
 		if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "69" {
 			t.Errorf("golens exit status %q, want 69:\n%s", e, out)
@@ -497,6 +496,15 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 	}
 	if strings.Contains(log, "level=ERROR") || !strings.Contains(log, "msg=attached") {
 		t.Errorf("agent did not attach cleanly:\n%s", log)
+	}
+	// --inject-context=auto: one line where it goes without, and the
+	// start-up line says which.
+	off := `msg="no context injection on the wire: this kernel cannot do it (--inject-context=auto)" kernel=` + k.release
+	if n := strings.Count(log, off); injectRefused && (n != 1 || !strings.Contains(log, strings.Join(stopsInject, ", ")+", which this kernel lacks")) || !injectRefused && n != 0 {
+		t.Errorf("%d lines %q, want one naming %v where the kernel cannot inject (%v):\n%s", n, off, stopsInject, injectRefused, log)
+	}
+	if want := fmt.Sprintf("inject_context=%v", !injectRefused); !strings.Contains(log, want) {
+		t.Errorf("start-up line lacks %s:\n%s", want, log)
 	}
 
 	// Spans: one server span per request, in the caller's trace.
