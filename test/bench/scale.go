@@ -51,7 +51,9 @@ func (f bpfFDs) String() string {
 }
 
 // countBPF reads /proc/PID/fd: what each descriptor links to says whether it
-// is a bpf map, program or link; a map's fdinfo says its memlock.
+// is a bpf map, program or link, and its fdinfo says which one (its id) and,
+// for a map, its memlock. An object held by several descriptors (the ring
+// buffer every target's objects share) counts once.
 func countBPF(pid int) (bpfFDs, error) {
 	var f bpfFDs
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
@@ -59,38 +61,59 @@ func countBPF(pid int) (bpfFDs, error) {
 	if err != nil {
 		return f, err
 	}
+	seen := map[string]bool{}
 	for _, e := range ents {
 		to, err := os.Readlink(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue // closed meanwhile
 		}
+		idKey, n := "", (*int)(nil)
 		switch to {
 		case "anon_inode:bpf-map":
-			f.Maps++
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
-			if err != nil {
-				continue
-			}
-			f.MapMemlock += fdinfoMemlock(string(b))
+			idKey, n = "map_id", &f.Maps
 		case "anon_inode:bpf-prog":
-			f.Progs++
+			idKey, n = "prog_id", &f.Progs
 		case "anon_inode:bpf_link":
-			f.Links++
+			idKey, n = "link_id", &f.Links
+		default:
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+		if err != nil {
+			continue
+		}
+		id, ok := fdinfoField(string(b), idKey)
+		if !ok {
+			id = "fd" + e.Name() // an older kernel without ids: one per descriptor
+		}
+		if seen[idKey+id] {
+			continue
+		}
+		seen[idKey+id] = true
+		*n++
+		if idKey == "map_id" {
+			f.MapMemlock += fdinfoMemlock(string(b))
 		}
 	}
 	return f, nil
 }
 
+// fdinfoField is the value of key in an fdinfo file.
+func fdinfoField(fdinfo, key string) (string, bool) {
+	for _, line := range strings.Split(fdinfo, "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}
+
 // fdinfoMemlock is the memlock line of a bpf map's fdinfo, in bytes (0 when
 // there is none).
 func fdinfoMemlock(fdinfo string) uint64 {
-	for _, line := range strings.Split(fdinfo, "\n") {
-		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n
-		}
-	}
-	return 0
+	v, _ := fdinfoField(fdinfo, "memlock")
+	n, _ := strconv.ParseUint(v, 10, 64)
+	return n
 }
 
 // rss is VmRSS from /proc/PID/status, in bytes.
@@ -109,28 +132,30 @@ func rss(pid int) (uint64, error) {
 
 // scaleResult is what the scale section measured.
 type scaleResult struct {
-	Load     scaleLoad
-	Binaries []string        // the binary files the targets run
-	Attach   durationStats   // start → golens' attached line, over the targets
-	Attached int             // targets golens said it attached
-	Idle     time.Duration   // agent CPU over the idle window
-	IdleWall time.Duration   // its length
-	Steady   time.Duration   // agent CPU over the steady window, until its spans arrived
-	SteadyN  int             // spans of the steady window
-	RSS, HWM uint64          // agent VmRSS after the steady window, VmHWM at the end
-	Before   bpfFDs          // the agent's eBPF objects before any target
-	With     bpfFDs          // with every target attached
-	After    bpfFDs          // once every target was released
-	TargetsG float64         // golens_targets once every target was released
-	Released int             // targets golens said it released
-	Inspect  float64         // golens_discovery_binaries_read_total over the whole section
-	Execs    float64         // golens_discovery_execs_total over the churn
-	Churned  int             // short-lived processes that ran
-	Sent     int             // steady requests answered 200, over steady window and churn
-	Failed   int             // steady requests that failed
-	Spans    int             // spans of those at the receiver
-	Losses   string          // golens' loss counters at the end
-	Took     map[string]time.Duration
+	Load      scaleLoad
+	Binaries  []string      // the binary files the targets run
+	Attach    durationStats // start → golens' attached line, over the targets
+	SinceExec durationStats // golens' own since_exec of the same lines
+	AllIn     time.Duration // first start → last attached line
+	Attached  int           // targets golens said it attached
+	Idle      time.Duration // agent CPU over the idle window
+	IdleWall  time.Duration // its length
+	Steady    time.Duration // agent CPU over the steady window, until its spans arrived
+	SteadyN   int           // spans of the steady window
+	RSS, HWM  uint64        // agent VmRSS after the steady window, VmHWM at the end
+	Before    bpfFDs        // the agent's eBPF objects before any target
+	With      bpfFDs        // with every target attached
+	After     bpfFDs        // once every target was released
+	TargetsG  float64       // golens_targets once every target was released
+	Released  int           // targets golens said it released
+	Inspect   float64       // golens_discovery_binaries_read_total over the whole section
+	Execs     float64       // golens_discovery_execs_total over the churn
+	Churned   int           // short-lived processes that ran
+	Sent      int           // steady requests answered 200, over steady window and churn
+	Failed    int           // steady requests that failed
+	Spans     int           // spans of those at the receiver
+	Losses    string        // golens' loss counters at the end
+	Took      map[string]time.Duration
 }
 
 // runScale measures golens watching s.Targets processes of a few binaries
@@ -201,10 +226,14 @@ func runScale(e env, bins []string, s scaleLoad) (res scaleResult, err error) {
 		if err != nil {
 			return res, err
 		}
-		attach = append(attach, execRun{Attached: max(at.Sub(begun[i]), time.Millisecond)})
+		r := execRun{Attached: max(at.Sub(begun[i]), time.Millisecond)}
+		r.SinceExec, _ = rec.Duration("since_exec")
+		attach = append(attach, r)
+		res.AllIn = max(res.AllIn, at.Sub(begun[0]))
 	}
 	res.Attached = len(attach)
 	res.Attach = statsOf(attach, func(r execRun) time.Duration { return r.Attached })
+	res.SinceExec = statsOf(attach, func(r execRun) time.Duration { return r.SinceExec })
 	phase("start and attach", t0)
 	if res.With, err = countBPF(apid); err != nil {
 		return res, err
@@ -496,8 +525,8 @@ func (r scaleResult) write(out io.Writer, err error) {
 	if err != nil {
 		fmt.Fprintf(out, "  stopped early: %v\n", firstLine(err))
 	}
-	fmt.Fprintf(out, "  start → attached (golens' attached line, from just before the exec; targets started one after another): median %s, max %s over %d\n",
-		ms(r.Attach.Median), ms(r.Attach.Max), r.Attach.N)
+	fmt.Fprintf(out, "  start → attached (golens' attached line, from just before the exec; targets started one after another): median %s, max %s over %d (golens' since_exec: median %s, max %s); all %d attached %s after the first start\n",
+		ms(r.Attach.Median), ms(r.Attach.Max), r.Attach.N, ms(r.SinceExec.Median), ms(r.SinceExec.Max), r.Attached, ms(r.AllIn))
 	if r.IdleWall > 0 {
 		fmt.Fprintf(out, "  agent idle CPU, %d attached, no request: %s over %s = %.2f%% of a core\n",
 			s.Targets, r.Idle.Round(time.Millisecond), r.IdleWall.Round(time.Second), 100*float64(r.Idle)/float64(r.IdleWall))
