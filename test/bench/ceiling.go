@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -21,10 +22,15 @@ type ceilingLoad struct {
 	Rates   []int
 	Step    time.Duration
 	Workers int // keep-alive connections, each paced at rate/Workers
+	// Stalls are how long the agent (SIGSTOP) and then the collector (it
+	// answers late) stop in each stall trial, at StallRate.
+	Stalls    []time.Duration
+	StallRate int
 }
 
-// ceilingStep is one offered rate.
+// ceilingStep is one offered rate, or one stall trial.
 type ceilingStep struct {
+	Stall    time.Duration // how long the agent or the collector stopped; 0 for a rate step
 	Offered  int
 	Achieved float64 // requests answered per second
 	Sent     int
@@ -56,14 +62,20 @@ func (s ceilingStep) Saturated() bool { return s.Achieved < 0.9*float64(s.Offere
 type ceilingResult struct {
 	Load  ceilingLoad
 	Steps []ceilingStep
+	// AgentStalls and CollectorStalls are the stall trials, at
+	// Load.StallRate, until the first that lost a span.
+	AgentStalls, CollectorStalls []ceilingStep
 }
+
+// lossy: a span was lost, or golens counted a loss.
+func (s ceilingStep) lossy() bool { return s.Lost() > 0 || s.RingLost > 0 || s.DroppedTotal() > 0 }
 
 // Best is the highest achieved rate without loss, and the first step that
 // lost spans (nil when none did).
 func (r ceilingResult) Best() (float64, *ceilingStep) {
 	best := 0.0
 	for i, s := range r.Steps {
-		if s.Lost() > 0 || s.RingLost > 0 || s.DroppedTotal() > 0 {
+		if s.lossy() {
 			return best, &r.Steps[i]
 		}
 		best = max(best, s.Achieved)
@@ -119,72 +131,52 @@ func runCeiling(e env, app string, c ceilingLoad) (ceilingResult, error) {
 	}
 	apid := agent.Cmd.Process.Pid
 	for _, rate := range c.Rates {
-		path := fmt.Sprintf("/echo/ceiling-%d", rate)
-		count := func() int {
-			n := 0
-			for _, s := range recv.Spans() {
-				if s.Attrs["url.path"] == path {
-					n++
-				}
-			}
-			return n
-		}
-		before, err := agent.Metrics()
-		if err != nil {
-			return res, err
-		}
-		cpu0, err := cpuTime(apid)
-		if err != nil {
-			return res, err
-		}
 		slog.Info("ceiling: step", "offered_per_s", rate, "for", c.Step)
-		st := ceilingStep{Offered: rate}
-		var queueMax atomic.Int64
-		watch := make(chan struct{})
-		watched := make(chan struct{})
-		go func() {
-			defer close(watched)
-			for {
-				select {
-				case <-watch:
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-				if text, err := agent.Metrics(); err == nil {
-					if q, err := metricValue(text, "golens_export_queue_length"); err == nil && int64(q) > queueMax.Load() {
-						queueMax.Store(int64(q))
-					}
-				}
-			}
-		}()
-		start := time.Now()
-		st.Sent, st.Failed = paced("http://"+a.Addr+path, rate, c.Workers, c.Step)
-		st.Achieved = float64(st.Sent) / time.Since(start).Seconds()
-		waitCount(count, st.Sent)
-		close(watch)
-		<-watched
-		st.QueueMax = float64(queueMax.Load())
-		st.Spans = count()
-		cpu1, err := cpuTime(apid)
+		st, err := ceilingTrial(agent, recv, a.Addr, fmt.Sprintf("/echo/ceiling-%d", rate), rate, c.Workers, c.Step, 0, nil)
 		if err != nil {
 			return res, err
 		}
-		if st.Spans > 0 {
-			st.AgentCPU = (cpu1 - cpu0) / time.Duration(st.Spans)
-		}
-		after, err := agent.Metrics()
-		if err != nil {
-			return res, err
-		}
-		l0, _ := metricValue(before, "golens_events_lost_total")
-		l1, _ := metricValue(after, "golens_events_lost_total")
-		st.RingLost = l1 - l0
-		st.Dropped = seriesDelta(seriesWithPrefix(before, "golens_spans_dropped_total"), seriesWithPrefix(after, "golens_spans_dropped_total"))
-		slog.Info("ceiling: step done", "offered_per_s", rate, "achieved_per_s", int(st.Achieved), "sent", st.Sent,
-			"spans", st.Spans, "ring_lost", st.RingLost, "dropped", st.DroppedTotal(), "queue_max", st.QueueMax)
 		res.Steps = append(res.Steps, st)
 		if _, lossy := res.Best(); lossy != nil || st.Saturated() {
 			break
+		}
+	}
+	// Stalls: how long the ring buffer (agent stopped) and the export queue
+	// (collector answering late) carry the load without loss.
+	rate := c.StallRate
+	if best, _ := res.Best(); best > 0 && float64(rate) > best {
+		rate = int(best)
+	}
+	for _, kind := range []string{"agent", "collector"} {
+		for _, d := range c.Stalls {
+			stall := func(on bool) {
+				switch {
+				case kind == "agent" && on:
+					syscall.Kill(apid, syscall.SIGSTOP)
+				case kind == "agent":
+					syscall.Kill(apid, syscall.SIGCONT)
+				case on:
+					// An export started in the window is answered d
+					// late; the queue holds what comes meanwhile.
+					recv.SetDelay(d)
+				default:
+					recv.SetDelay(0)
+				}
+			}
+			slog.Info("ceiling: stall", "what", kind, "for", d, "rate_per_s", rate)
+			st, err := ceilingTrial(agent, recv, a.Addr, fmt.Sprintf("/echo/stall-%s-%d", kind, d.Milliseconds()), rate, c.Workers, d+2*time.Second, d, stall)
+			recv.SetDelay(0)
+			if err != nil {
+				return res, err
+			}
+			if kind == "agent" {
+				res.AgentStalls = append(res.AgentStalls, st)
+			} else {
+				res.CollectorStalls = append(res.CollectorStalls, st)
+			}
+			if st.lossy() {
+				break
+			}
 		}
 	}
 	stopped = true
@@ -192,6 +184,92 @@ func runCeiling(e env, app string, c ceilingLoad) (ceilingResult, error) {
 		return res, fmt.Errorf("golens exit: code %d, %v\n%s", code, err, agent.Log())
 	}
 	return res, nil
+}
+
+// ceilingTrial sends GET path at rate for d and measures it, as one step of
+// the ceiling. With stall, the stall begins a second in: stall(true), then
+// stall(false) after stallFor.
+func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path string, rate, workers int, d, stallFor time.Duration, stall func(bool)) (ceilingStep, error) {
+	apid := agent.Cmd.Process.Pid
+	count := func() int {
+		n := 0
+		for _, s := range recv.Spans() {
+			if s.Attrs["url.path"] == path {
+				n++
+			}
+		}
+		return n
+	}
+	before, err := agent.Metrics()
+	if err != nil {
+		return ceilingStep{}, err
+	}
+	cpu0, err := cpuTime(apid)
+	if err != nil {
+		return ceilingStep{}, err
+	}
+	st := ceilingStep{Offered: rate, Stall: stallFor}
+	var queueMax atomic.Int64
+	watch := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if stall != nil {
+			select {
+			case <-watch:
+				return
+			case <-time.After(time.Second):
+			}
+			stall(true)
+			select {
+			case <-watch:
+			case <-time.After(stallFor):
+			}
+			stall(false)
+		}
+		for {
+			select {
+			case <-watch:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if text, err := agent.Metrics(); err == nil {
+				if q, err := metricValue(text, "golens_export_queue_length"); err == nil && int64(q) > queueMax.Load() {
+					queueMax.Store(int64(q))
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	st.Sent, st.Failed = paced("http://"+addr+path, rate, workers, d)
+	st.Achieved = float64(st.Sent) / time.Since(start).Seconds()
+	if stall != nil {
+		// The collector's delay holds every export until it ends.
+		time.Sleep(stallFor)
+	}
+	waitCount(count, st.Sent)
+	close(watch)
+	<-watched
+	st.QueueMax = float64(queueMax.Load())
+	st.Spans = count()
+	cpu1, err := cpuTime(apid)
+	if err != nil {
+		return st, err
+	}
+	if st.Spans > 0 {
+		st.AgentCPU = (cpu1 - cpu0) / time.Duration(st.Spans)
+	}
+	after, err := agent.Metrics()
+	if err != nil {
+		return st, err
+	}
+	l0, _ := metricValue(before, "golens_events_lost_total")
+	l1, _ := metricValue(after, "golens_events_lost_total")
+	st.RingLost = l1 - l0
+	st.Dropped = seriesDelta(seriesWithPrefix(before, "golens_spans_dropped_total"), seriesWithPrefix(after, "golens_spans_dropped_total"))
+	slog.Info("ceiling: done", "path", path, "offered_per_s", rate, "achieved_per_s", int(st.Achieved), "sent", st.Sent,
+		"spans", st.Spans, "ring_lost", st.RingLost, "dropped", st.DroppedTotal(), "queue_max", st.QueueMax)
+	return st, nil
 }
 
 // paced sends GET url at rate per second over workers keep-alive
@@ -240,6 +318,8 @@ func (r ceilingResult) write(out io.Writer, err error) {
 		fmt.Fprintf(tw, "  %d\t%.0f\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%s\t\n", s.Offered, s.Achieved, s.Sent, s.Spans, s.Lost(), s.RingLost, droppedSummary(s.Dropped), s.QueueMax, usNum(s.AgentCPU))
 	}
 	tw.Flush()
+	writeStalls(out, "agent stopped (SIGSTOP): the ring buffer holds the events", r.AgentStalls)
+	writeStalls(out, "collector answering late: the export queue holds the spans", r.CollectorStalls)
 	best, lossy := r.Best()
 	switch {
 	case lossy != nil:
@@ -270,4 +350,50 @@ func droppedSummary(d map[string]float64) string {
 		return "0"
 	}
 	return strings.Join(parts, " ")
+}
+
+// writeStalls writes the stall trials of one kind and the longest stall
+// without loss.
+func writeStalls(out io.Writer, what string, trials []ceilingStep) {
+	if len(trials) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "  stalls at %d spans/s, %s:\n", trials[0].Offered, what)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "    stall\tsent\tspans\tlost\tring lost\tqueue dropped\tqueue max\t\n")
+	longest := time.Duration(0)
+	lossy := false
+	for _, s := range trials {
+		fmt.Fprintf(tw, "    %s\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t\n", ms(s.Stall), s.Sent, s.Spans, s.Lost(), s.RingLost, droppedSummary(s.Dropped), s.QueueMax)
+		if s.lossy() {
+			lossy = true
+		} else if !lossy {
+			longest = s.Stall
+		}
+	}
+	tw.Flush()
+	if lossy {
+		fmt.Fprintf(out, "    longest stall without loss: %s\n", ms(longest))
+	} else {
+		fmt.Fprintf(out, "    no loss up to the longest stall tried, %s\n", ms(longest))
+	}
+}
+
+// parseStalls reads "250ms,1s" as increasing durations; "" is none.
+func parseStalls(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 || d > 8*time.Second {
+			return nil, fmt.Errorf("stall %q: want a duration in (0, 8s] (the export timeout is 10 s)", f)
+		}
+		if len(out) > 0 && d <= out[len(out)-1] {
+			return nil, fmt.Errorf("stalls must increase: %s after %s", d, out[len(out)-1])
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

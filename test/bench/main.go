@@ -90,12 +90,17 @@ func main() {
 	rates := flag.String("ceiling-rates", "1000,2000,5000,10000,20000,40000", "offered span rates of the ceiling section, increasing")
 	flag.DurationVar(&cfg.Ceiling.Step, "ceiling-step", 5*time.Second, "length of each ceiling step")
 	flag.IntVar(&cfg.Ceiling.Workers, "ceiling-conns", 8, "keep-alive connections of the ceiling load")
+	stalls := flag.String("ceiling-stalls", "250ms,500ms,1s,2s,4s", "stalls of the agent and of the collector tried, each at -ceiling-stall-rate, increasing")
+	flag.IntVar(&cfg.Ceiling.StallRate, "ceiling-stall-rate", 5000, "span rate of the stall trials (at most the highest rate sustained)")
 	only := flag.String("only", "all", "sections to run, separated by commas: all, "+strings.Join(sections, ", "))
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()
 	var err error
 	if cfg.Only, err = parseOnly(*only); err == nil {
 		cfg.Ceiling.Rates, err = parseRates(*rates)
+	}
+	if err == nil {
+		cfg.Ceiling.Stalls, err = parseStalls(*stalls)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -119,8 +124,8 @@ func run(cfg config) error {
 	if s := cfg.Scale; s.Targets < 1 || s.Churn < 0 || s.Rate < 1 || s.Window < time.Second {
 		return fmt.Errorf("need -scale-targets ≥ 1, -scale-churn ≥ 0, -scale-rate ≥ 1, -scale-window ≥ 1s")
 	}
-	if c := cfg.Ceiling; c.Step < time.Second || c.Workers < 1 {
-		return fmt.Errorf("need -ceiling-step ≥ 1s, -ceiling-conns ≥ 1")
+	if c := cfg.Ceiling; c.Step < time.Second || c.Workers < 1 || c.StallRate < 1 {
+		return fmt.Errorf("need -ceiling-step ≥ 1s, -ceiling-conns ≥ 1, -ceiling-stall-rate ≥ 1")
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root: it attaches eBPF uprobes (try: sudo go run ./test/bench)")
