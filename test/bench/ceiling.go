@@ -210,28 +210,20 @@ func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path strin
 	}
 	st := ceilingStep{Offered: rate, Stall: stallFor}
 	var queueMax atomic.Int64
+	var agentStopped atomic.Bool // no scrape while it cannot answer
 	watch := make(chan struct{})
-	watched := make(chan struct{})
+	var watched sync.WaitGroup
+	watched.Add(2)
 	go func() {
-		defer close(watched)
-		if stall != nil {
-			select {
-			case <-watch:
-				return
-			case <-time.After(time.Second):
-			}
-			stall(true)
-			select {
-			case <-watch:
-			case <-time.After(stallFor):
-			}
-			stall(false)
-		}
+		defer watched.Done()
 		for {
 			select {
 			case <-watch:
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond):
+			}
+			if agentStopped.Load() {
+				continue
 			}
 			if text, err := agent.Metrics(); err == nil {
 				if q, err := metricValue(text, "golens_export_queue_length"); err == nil && int64(q) > queueMax.Load() {
@@ -239,6 +231,25 @@ func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path strin
 				}
 			}
 		}
+	}()
+	go func() {
+		defer watched.Done()
+		if stall == nil {
+			return
+		}
+		select {
+		case <-watch:
+			return
+		case <-time.After(time.Second):
+		}
+		agentStopped.Store(true)
+		stall(true)
+		select {
+		case <-watch:
+		case <-time.After(stallFor):
+		}
+		stall(false)
+		agentStopped.Store(false)
 	}()
 	start := time.Now()
 	st.Sent, st.Failed = paced("http://"+addr+path, rate, workers, d)
@@ -249,7 +260,7 @@ func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path strin
 	}
 	waitCount(count, st.Sent)
 	close(watch)
-	<-watched
+	watched.Wait()
 	st.QueueMax = float64(queueMax.Load())
 	st.Spans = count()
 	cpu1, err := cpuTime(apid)
