@@ -132,7 +132,7 @@ func runCeiling(e env, app string, c ceilingLoad) (ceilingResult, error) {
 	apid := agent.Cmd.Process.Pid
 	for _, rate := range c.Rates {
 		slog.Info("ceiling: step", "offered_per_s", rate, "for", c.Step)
-		st, err := ceilingTrial(agent, recv, a.Addr, fmt.Sprintf("/echo/ceiling-%d", rate), rate, c.Workers, c.Step, 0, nil)
+		st, err := ceilingTrial(agent, recv, a.Addr, fmt.Sprintf("/echo/ceiling-%d", rate), rate, c.Workers, c.Step, 0, nil, false)
 		if err != nil {
 			return res, err
 		}
@@ -164,7 +164,7 @@ func runCeiling(e env, app string, c ceilingLoad) (ceilingResult, error) {
 				}
 			}
 			slog.Info("ceiling: stall", "what", kind, "for", d, "rate_per_s", rate)
-			st, err := ceilingTrial(agent, recv, a.Addr, fmt.Sprintf("/echo/stall-%s-%d", kind, d.Milliseconds()), rate, c.Workers, d+2*time.Second, d, stall)
+			st, err := ceilingTrial(agent, recv, a.Addr, fmt.Sprintf("/echo/stall-%s-%d", kind, d.Milliseconds()), rate, c.Workers, d+2*time.Second, d, stall, kind == "agent")
 			recv.SetDelay(0)
 			if err != nil {
 				return res, err
@@ -188,8 +188,9 @@ func runCeiling(e env, app string, c ceilingLoad) (ceilingResult, error) {
 
 // ceilingTrial sends GET path at rate for d and measures it, as one step of
 // the ceiling. With stall, the stall begins a second in: stall(true), then
-// stall(false) after stallFor.
-func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path string, rate, workers int, d, stallFor time.Duration, stall func(bool)) (ceilingStep, error) {
+// stall(false) after stallFor; stopsAgent: the agent cannot be scraped
+// meanwhile.
+func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path string, rate, workers int, d, stallFor time.Duration, stall func(bool), stopsAgent bool) (ceilingStep, error) {
 	apid := agent.Cmd.Process.Pid
 	count := func() int {
 		n := 0
@@ -242,7 +243,7 @@ func ceilingTrial(agent *harness.Agent, recv *harness.Receiver, addr, path strin
 			return
 		case <-time.After(time.Second):
 		}
-		agentStopped.Store(true)
+		agentStopped.Store(stopsAgent)
 		stall(true)
 		select {
 		case <-watch:
