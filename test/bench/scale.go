@@ -535,7 +535,7 @@ func (r scaleResult) write(out io.Writer, err error) {
 	fmt.Fprintf(out, "  start → attached (golens' attached line, from just before the exec; targets started one after another): median %s, max %s over %d (golens' since_exec: median %s, max %s); all %d attached %s after the first start\n",
 		ms(r.Attach.Median), ms(r.Attach.Max), r.Attach.N, ms(r.SinceExec.Median), ms(r.SinceExec.Max), r.Attached, ms(r.AllIn))
 	if r.AttachTook.N > 0 {
-		fmt.Fprintf(out, "  one attach (golens' took=, programs loaded and verified per target): median %s, max %s; attaches run one after another, so a burst of starts waits for the ones before it (the discovery goal, < 2 s, is for one start)\n",
+		fmt.Fprintf(out, "  one attach (golens' took=, programs loaded and verified per target): median %s, max %s; attaches are queued, so in a burst of starts each waits for those before it (the discovery goal, < 2 s, is for one start)\n",
 			ms(r.AttachTook.Median), ms(r.AttachTook.Max))
 	}
 	if r.IdleWall > 0 {
