@@ -16,10 +16,28 @@
 // newly started httpserver takes to be attached and to reach the receiver
 // as a span, -discovery-runs times.
 //
+// Its scale section starts -scale-targets watched processes of three
+// binary files (httpserver built three ways) under one golens selecting them
+// with --exe, serves them a steady load, runs -scale-churn short-lived
+// processes of the same binaries meanwhile, and ends them all: attach
+// times, agent CPU idle and per span, RSS, eBPF objects and map memory, one
+// inspection per binary file, 0 steady spans lost, nothing left after the
+// release (scale.go).
+//
+// Its ceiling section raises the span rate on one target until the first
+// loss, naming where it began, then stops the agent and the collector for
+// growing stalls to show how long the ring buffer and the export queue
+// carry the load (ceiling.go).
+//
+// -only runs some sections: rounds (hit cost, single and chained),
+// discovery, scale, ceiling.
+//
 // It attaches eBPF programs, so it must run as root:
 //
-//	sudo go run ./test/bench [-requests N] [-chain-requests N] [-rounds N] [-warmup N]
-//		[-discovery-window D] [-idle-procs N] [-discovery-runs N] [-out FILE]
+//	sudo go run ./test/bench [-only SECTIONS] [-requests N] [-chain-requests N] [-rounds N] [-warmup N]
+//		[-discovery-window D] [-idle-procs N] [-discovery-runs N]
+//		[-scale-targets N] [-scale-churn N] [-scale-rate N] [-scale-window D]
+//		[-ceiling-rates N,N] [-ceiling-step D] [-ceiling-conns N] [-ceiling-stalls D,D] [-ceiling-stall-rate N] [-out FILE]
 package main
 
 import (
