@@ -319,7 +319,7 @@ func paced(url string, rate, workers int, d time.Duration) (sent, failed int) {
 
 // write writes the ceiling section.
 func (r ceilingResult) write(out io.Writer, err error) {
-	fmt.Fprintf(out, "\nceiling: one httpserver, every trace kept, GET over %d keep-alive connections paced at the offered rate for %s per step; stops at the first loss or when the machine cannot send the rate\n",
+	fmt.Fprintf(out, "\n=== ceiling ===\none httpserver, every trace kept, GET over %d keep-alive connections paced at the offered rate for %s per step; stops at the first loss or when the machine cannot send the rate\n",
 		r.Load.Workers, r.Load.Step)
 	if err != nil {
 		fmt.Fprintf(out, "  stopped early: %v\n", firstLine(err))

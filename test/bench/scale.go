@@ -527,7 +527,7 @@ func (r scaleResult) checks() []check {
 // writeScale writes the scale section.
 func (r scaleResult) write(out io.Writer, err error) {
 	s := r.Load
-	fmt.Fprintf(out, "\nscale: %d targets of %d binaries (test/apps/httpserver built %d ways) selected by --exe; %d req/s GET %s spread over them (keep-alive); %d short-lived processes of the same binaries (exec → exit, -h) while they serve\n",
+	fmt.Fprintf(out, "\n=== scale ===\n%d targets of %d binaries (test/apps/httpserver built %d ways) selected by --exe; %d req/s GET %s spread over them (keep-alive); %d short-lived processes of the same binaries (exec → exit, -h) while they serve\n",
 		s.Targets, len(r.Binaries), len(r.Binaries), s.Rate, scalePath, s.Churn)
 	if err != nil {
 		fmt.Fprintf(out, "  stopped early: %v\n", firstLine(err))
