@@ -190,6 +190,7 @@ func TestWriteChain(t *testing.T) {
 	rd := round{P50: 100 * time.Microsecond, Spans: 30, SpansWanted: 30, Linked: 9}
 	chainAgent := mode{Name: "chain-agent", Agent: true, Chain: true}
 	r := report{
+		Sections:      map[string]bool{"rounds": true, "discovery": true},
 		Hit:           hitCost{Without: 1, With: 10001},
 		Load:          load{Requests: 1000, Warmup: 10, Path: "/hello"},
 		ChainLoad:     load{Requests: 1000, Warmup: 10, Path: "/hello"},
@@ -406,7 +407,7 @@ func TestStatsOf(t *testing.T) {
 // The discovery section comes last, with both windows, what the idle
 // processes add, the starts and the 2 s checks; a failure is said.
 func TestWriteDiscovery(t *testing.T) {
-	r := report{Load: load{Requests: 1000}, ChainLoad: load{Requests: 1000}, Discovery: discoveryResult{
+	r := report{Sections: map[string]bool{"rounds": true, "discovery": true}, Load: load{Requests: 1000}, ChainLoad: load{Requests: 1000}, Discovery: discoveryResult{
 		Glob: "/b/httpserver",
 		Load: discoveryLoad{Window: 65 * time.Second, Idle: 500, Runs: 3},
 		Windows: []idleWindow{
@@ -461,6 +462,7 @@ func TestWriteDiscovery(t *testing.T) {
 // make bench fails on a missed target or a lost span, naming each.
 func TestMissed(t *testing.T) {
 	r := report{
+		Sections:   map[string]bool{"rounds": true},
 		Hit:        hitCost{Without: 1, With: 10001},
 		Baseline:   summary{P50: 50 * time.Microsecond, TargetCPU: 30 * time.Microsecond},
 		Agent:      summary{P50: 70 * time.Microsecond, TargetCPU: 50 * time.Microsecond, HitsPerReq: 2, AgentCPU: 10 * time.Microsecond},
@@ -480,5 +482,84 @@ func TestMissed(t *testing.T) {
 	r.Agent.Rounds = []round{{Spans: 99, SpansWanted: 100}}
 	if got := r.missed(); len(got) != base+1 || !strings.Contains(got[len(got)-1], "99 spans received") {
 		t.Errorf("a lost span is not a miss: %q", got)
+	}
+}
+
+func TestParseOnly(t *testing.T) {
+	m, err := parseOnly("scale,ceiling")
+	if err != nil || len(m) != 2 || !m["scale"] || !m["ceiling"] {
+		t.Fatalf("scale,ceiling: %v, %v", m, err)
+	}
+	if m, err = parseOnly("all"); err != nil || len(m) != len(sections) {
+		t.Fatalf("all: %v, %v", m, err)
+	}
+	if _, err = parseOnly("scale,nope"); err == nil {
+		t.Fatal("an unknown section accepted")
+	}
+	if _, err := parseRates("1000,500"); err == nil {
+		t.Fatal("decreasing rates accepted")
+	}
+	if r, err := parseRates("1000, 2000"); err != nil || len(r) != 2 || r[1] != 2000 {
+		t.Fatalf("rates: %v, %v", r, err)
+	}
+}
+
+func TestFdinfoMemlock(t *testing.T) {
+	if n := fdinfoMemlock("pos:\t0\nflags:\t02000002\nmap_type:\t27\nmemlock:\t4198400\nmap_id:\t9\n"); n != 4198400 {
+		t.Fatalf("memlock = %d", n)
+	}
+	if n := fdinfoMemlock("pos:\t0\n"); n != 0 {
+		t.Fatalf("memlock without a line = %d", n)
+	}
+}
+
+// The scale section fails make bench on each of its goals: RSS, loss,
+// release, one inspection per binary.
+func TestScaleChecks(t *testing.T) {
+	objs := bpfFDs{Maps: 3, Progs: 1, Links: 1, MapMemlock: 1 << 20}
+	good := scaleResult{
+		Load: scaleLoad{Targets: 100, Churn: 1000}, Binaries: []string{"a", "b", "c"},
+		Attached: 100, Released: 100, HWM: 80 << 20, Inspect: 3,
+		Churned: 1000, Sent: 5000, Spans: 5000, Before: objs, After: objs,
+	}
+	for _, c := range good.checks() {
+		if !c.Pass {
+			t.Errorf("good run: %s missed: %s", c.Name, c.Value)
+		}
+	}
+	for name, bad := range map[string]func(*scaleResult){
+		"RSS":        func(r *scaleResult) { r.HWM = 101 << 20 },
+		"inspection": func(r *scaleResult) { r.Inspect = 103 },
+		"loss":       func(r *scaleResult) { r.Spans = 4999 },
+		"failed":     func(r *scaleResult) { r.Failed = 1 },
+		"link left":  func(r *scaleResult) { r.After.Links++ },
+		"map left":   func(r *scaleResult) { r.After.MapMemlock += 4096 },
+		"pid left":   func(r *scaleResult) { r.TargetsG = 1 },
+		"unreleased": func(r *scaleResult) { r.Released = 99 },
+	} {
+		r := good
+		bad(&r)
+		rep := report{Sections: map[string]bool{"scale": true}, Scale: r}
+		if len(rep.missed()) != 1 {
+			t.Errorf("%s: missed %q, want one", name, rep.missed())
+		}
+	}
+}
+
+// The ceiling is the last rate without loss, and it says where loss began.
+func TestCeilingBest(t *testing.T) {
+	r := ceilingResult{Steps: []ceilingStep{
+		{Offered: 1000, Achieved: 1000, Sent: 5000, Spans: 5000},
+		{Offered: 2000, Achieved: 1990, Sent: 9950, Spans: 9950},
+		{Offered: 5000, Achieved: 4900, Sent: 24500, Spans: 24000, Dropped: map[string]float64{`golens_spans_dropped_total{reason="queue_full"}`: 500}},
+	}}
+	best, lossy := r.Best()
+	if best != 1990 || lossy == nil || lossy.Offered != 5000 {
+		t.Fatalf("best %v, lossy %+v", best, lossy)
+	}
+	var b strings.Builder
+	r.write(&b, nil)
+	if !strings.Contains(b.String(), `loss starts at 4900 spans/s offered 5000, in the export queue (golens_spans_dropped_total: 500 reason="queue_full")`) {
+		t.Errorf("report:\n%s", b.String())
 	}
 }

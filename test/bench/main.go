@@ -16,10 +16,28 @@
 // newly started httpserver takes to be attached and to reach the receiver
 // as a span, -discovery-runs times.
 //
+// Its scale section starts -scale-targets watched processes of three
+// binary files (httpserver built three ways) under one golens selecting them
+// with --exe, serves them a steady load, runs -scale-churn short-lived
+// processes of the same binaries meanwhile, and ends them all: attach
+// times, agent CPU idle and per span, RSS, eBPF objects and map memory, one
+// inspection per binary file, 0 steady spans lost, nothing left after the
+// release (scale.go).
+//
+// Its ceiling section raises the span rate on one target until the first
+// loss, naming where it began, then stops the agent and the collector for
+// growing stalls to show how long the ring buffer and the export queue
+// carry the load (ceiling.go).
+//
+// -only runs some sections: rounds (hit cost, single and chained),
+// discovery, scale, ceiling.
+//
 // It attaches eBPF programs, so it must run as root:
 //
-//	sudo go run ./test/bench [-requests N] [-chain-requests N] [-rounds N] [-warmup N]
-//		[-discovery-window D] [-idle-procs N] [-discovery-runs N] [-out FILE]
+//	sudo go run ./test/bench [-only SECTIONS] [-requests N] [-chain-requests N] [-rounds N] [-warmup N]
+//		[-discovery-window D] [-idle-procs N] [-discovery-runs N]
+//		[-scale-targets N] [-scale-churn N] [-scale-rate N] [-scale-window D]
+//		[-ceiling-rates N,N] [-ceiling-step D] [-ceiling-conns N] [-ceiling-stalls D,D] [-ceiling-stall-rate N] [-out FILE]
 package main
 
 import (
@@ -31,6 +49,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +62,32 @@ type config struct {
 	ChainRequests            int
 	HitCalls, HitRuns        int
 	Discovery                discoveryLoad
+	Scale                    scaleLoad
+	Ceiling                  ceilingLoad
+	Only                     map[string]bool // sections to run
 	Out                      string
+}
+
+// sections are the parts of the bench, in the order they run.
+var sections = []string{"rounds", "discovery", "scale", "ceiling"}
+
+// parseOnly reads -only: "all", or sections separated by commas.
+func parseOnly(s string) (map[string]bool, error) {
+	m := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "all":
+			for _, n := range sections {
+				m[n] = true
+			}
+		case slices.Contains(sections, f):
+			m[f] = true
+		default:
+			return nil, fmt.Errorf("-only %q: sections are all, %s", f, strings.Join(sections, ", "))
+		}
+	}
+	return m, nil
 }
 
 func main() {
@@ -57,8 +101,29 @@ func main() {
 	flag.DurationVar(&cfg.Discovery.Window, "discovery-window", 65*time.Second, "each idle window of the discovery section (65 s holds two of the 30 s rescans of /proc)")
 	flag.IntVar(&cfg.Discovery.Idle, "idle-procs", 500, "idle non-Go processes (sleep) on the machine in the second idle window")
 	flag.IntVar(&cfg.Discovery.Runs, "discovery-runs", 10, "starts of the target, each a fresh process, for exec → first span")
+	flag.IntVar(&cfg.Scale.Targets, "scale-targets", 100, "watched processes of the scale section")
+	flag.IntVar(&cfg.Scale.Churn, "scale-churn", 1000, "short-lived processes (exec → exit) started while the scale section's targets serve")
+	flag.IntVar(&cfg.Scale.Rate, "scale-rate", 500, "steady requests per second over all the scale section's targets")
+	flag.DurationVar(&cfg.Scale.Window, "scale-window", 10*time.Second, "the scale section's idle window and steady window, each")
+	rates := flag.String("ceiling-rates", "1000,2000,5000,10000,20000,40000", "offered span rates of the ceiling section, increasing")
+	flag.DurationVar(&cfg.Ceiling.Step, "ceiling-step", 5*time.Second, "length of each ceiling step")
+	flag.IntVar(&cfg.Ceiling.Workers, "ceiling-conns", 8, "keep-alive connections of the ceiling load")
+	stalls := flag.String("ceiling-stalls", "250ms,500ms,1s,2s,4s", "stalls of the agent and of the collector tried, each at -ceiling-stall-rate, increasing")
+	flag.IntVar(&cfg.Ceiling.StallRate, "ceiling-stall-rate", 5000, "span rate of the stall trials (at most the highest rate sustained)")
+	only := flag.String("only", "all", "sections to run, separated by commas: all, "+strings.Join(sections, ", "))
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()
+	var err error
+	if cfg.Only, err = parseOnly(*only); err == nil {
+		cfg.Ceiling.Rates, err = parseRates(*rates)
+	}
+	if err == nil {
+		cfg.Ceiling.Stalls, err = parseStalls(*stalls)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(64)
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 
 	if err := run(cfg); err != nil {
@@ -73,6 +138,12 @@ func run(cfg config) error {
 	}
 	if d := cfg.Discovery; d.Window < time.Second || d.Idle < 1 || d.Runs < 1 {
 		return fmt.Errorf("need -discovery-window ≥ 1s, -idle-procs ≥ 1, -discovery-runs ≥ 1")
+	}
+	if s := cfg.Scale; s.Targets < 1 || s.Churn < 0 || s.Rate < 1 || s.Window < time.Second {
+		return fmt.Errorf("need -scale-targets ≥ 1, -scale-churn ≥ 0, -scale-rate ≥ 1, -scale-window ≥ 1s")
+	}
+	if c := cfg.Ceiling; c.Step < time.Second || c.Workers < 1 || c.StallRate < 1 {
+		return fmt.Errorf("need -ceiling-step ≥ 1s, -ceiling-conns ≥ 1, -ceiling-stall-rate ≥ 1")
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root: it attaches eBPF uprobes (try: sudo go run ./test/bench)")
@@ -99,7 +170,100 @@ func run(cfg config) error {
 			return err
 		}
 	}
+	sampling := filepath.Join(dir, "sample-all.json")
+	if err := os.WriteFile(sampling, []byte(sampleAll), 0o644); err != nil {
+		return err
+	}
+	e := env{
+		AgentBin:  agentBin,
+		Sampling:  sampling,
+		Load:      load{Warmup: cfg.Warmup, Requests: cfg.Requests, Path: "/hello"},
+		ChainLoad: load{Warmup: cfg.Warmup, Requests: cfg.ChainRequests, Path: "/hello"},
+	}
+	rep := report{
+		GoVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
+		Kernel:    kernel(),
+		CPU:       cpuModel(),
+		CPUs:      runtime.NumCPU(),
+		Load:      e.Load,
+		ChainLoad: e.ChainLoad,
+		Rounds:    cfg.Rounds,
+		Sections:  cfg.Only,
+		Took:      map[string]time.Duration{},
+	}
+	took := func(name string, since time.Time) { rep.Took[name] = time.Since(since).Round(time.Second) }
 
+	if cfg.Only["rounds"] {
+		t0 := time.Now()
+		if err := runRounds(cfg, e, bins, &rep); err != nil {
+			return err
+		}
+		took("rounds", t0)
+	}
+	// The sections after the rounds write what they measured even when they
+	// stop early; their error is returned after the report.
+	if cfg.Only["discovery"] {
+		t0 := time.Now()
+		rep.Discovery, rep.DiscoveryErr = runDiscovery(e, bins["httpserver"], cfg.Discovery)
+		if rep.DiscoveryErr != nil {
+			slog.Error("discovery section stopped early", "err", rep.DiscoveryErr)
+		}
+		took("discovery", t0)
+	}
+	if cfg.Only["scale"] {
+		t0 := time.Now()
+		// A few binaries, many replicas: the same server built three ways,
+		// each a binary file of its own.
+		scaleBins := []string{bins["httpserver"]}
+		for _, v := range []harness.Variant{{Stripped: true}, {PIE: true}} {
+			b, err := harness.BuildApp("httpserver", v, dir)
+			if err != nil {
+				return err
+			}
+			scaleBins = append(scaleBins, b)
+		}
+		rep.Scale, rep.ScaleErr = runScale(e, scaleBins, cfg.Scale)
+		if rep.ScaleErr != nil {
+			slog.Error("scale section stopped early", "err", rep.ScaleErr)
+		}
+		took("scale", t0)
+	}
+	if cfg.Only["ceiling"] {
+		t0 := time.Now()
+		rep.Ceiling, rep.CeilingErr = runCeiling(e, bins["httpserver"], cfg.Ceiling)
+		if rep.CeilingErr != nil {
+			slog.Error("ceiling section stopped early", "err", rep.CeilingErr)
+		}
+		took("ceiling", t0)
+	}
+	rep.Loadavg = [2]string{loadBefore, loadavg()}
+
+	var buf bytes.Buffer
+	rep.write(&buf)
+	fmt.Fprintf(&buf, "\ntook %s\n", time.Since(began).Round(time.Second))
+	os.Stdout.Write(buf.Bytes())
+	if cfg.Out != "" {
+		if err := os.WriteFile(cfg.Out, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		err  error
+	}{{"discovery", rep.DiscoveryErr}, {"scale", rep.ScaleErr}, {"ceiling", rep.CeilingErr}} {
+		if f.err != nil {
+			return fmt.Errorf("%s: %w", f.name, f.err)
+		}
+	}
+	if missed := rep.missed(); len(missed) > 0 {
+		return fmt.Errorf("%d targets missed:\n  %s", len(missed), strings.Join(missed, "\n  "))
+	}
+	return nil
+}
+
+// runRounds calibrates the hit cost, then runs the interleaved rounds of
+// every mode into rep.
+func runRounds(cfg config, e env, bins map[string]string, rep *report) error {
 	slog.Info("calibrating uprobe hit cost", "calls", cfg.HitCalls, "runs", cfg.HitRuns)
 	hit, err := calibrate(bins["hitloop"], cfg.HitCalls, cfg.HitRuns)
 	if err != nil {
@@ -113,16 +277,6 @@ func run(cfg config) error {
 		{Name: "otelhttp", App: bins["httpserver-otel"], OTel: true},
 		{Name: "chain-baseline", App: bins["httpserver"], Chain: true},
 		{Name: "chain-agent", App: bins["httpserver"], Agent: true, Chain: true},
-	}
-	sampling := filepath.Join(dir, "sample-all.json")
-	if err := os.WriteFile(sampling, []byte(sampleAll), 0o644); err != nil {
-		return err
-	}
-	e := env{
-		AgentBin:  agentBin,
-		Sampling:  sampling,
-		Load:      load{Warmup: cfg.Warmup, Requests: cfg.Requests, Path: "/hello"},
-		ChainLoad: load{Warmup: cfg.Warmup, Requests: cfg.ChainRequests, Path: "/hello"},
 	}
 	results := make([][]round, len(modes))
 	for i := 0; i < cfg.Rounds; i++ {
@@ -143,49 +297,12 @@ func run(cfg config) error {
 			results[j] = append(results[j], r)
 		}
 	}
-
-	// Last, so that a failure here does not lose the rounds: the report is
-	// written with what was measured, then the error is returned.
-	disc, discErr := runDiscovery(e, bins["httpserver"], cfg.Discovery)
-	if discErr != nil {
-		slog.Error("discovery section stopped early", "err", discErr)
-	}
-
-	rep := report{
-		GoVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
-		Kernel:    kernel(),
-		CPU:       cpuModel(),
-		CPUs:      runtime.NumCPU(),
-		Loadavg:   [2]string{loadBefore, loadavg()},
-		Load:      e.Load,
-		ChainLoad: e.ChainLoad,
-		Rounds:    cfg.Rounds,
-		Hit:       hit,
-		Baseline:  summarize(modes[0], results[0]),
-		Agent:     summarize(modes[1], results[1]),
-		OTel:      summarize(modes[2], results[2]),
-
-		ChainBaseline: summarize(modes[3], results[3]),
-		ChainAgent:    summarize(modes[4], results[4]),
-
-		Discovery:    disc,
-		DiscoveryErr: discErr,
-	}
-	var buf bytes.Buffer
-	rep.write(&buf)
-	fmt.Fprintf(&buf, "\ntook %s\n", time.Since(began).Round(time.Second))
-	os.Stdout.Write(buf.Bytes())
-	if cfg.Out != "" {
-		if err := os.WriteFile(cfg.Out, buf.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("write report: %w", err)
-		}
-	}
-	if discErr != nil {
-		return fmt.Errorf("discovery: %w", discErr)
-	}
-	if missed := rep.missed(); len(missed) > 0 {
-		return fmt.Errorf("%d targets missed:\n  %s", len(missed), strings.Join(missed, "\n  "))
-	}
+	rep.Hit = hit
+	rep.Baseline = summarize(modes[0], results[0])
+	rep.Agent = summarize(modes[1], results[1])
+	rep.OTel = summarize(modes[2], results[2])
+	rep.ChainBaseline = summarize(modes[3], results[3])
+	rep.ChainAgent = summarize(modes[4], results[4])
 	return nil
 }
 

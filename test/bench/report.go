@@ -89,6 +89,14 @@ type report struct {
 
 	Discovery    discoveryResult
 	DiscoveryErr error // what stopped the discovery section early, if anything
+
+	Scale      scaleResult
+	ScaleErr   error
+	Ceiling    ceilingResult
+	CeilingErr error
+
+	Sections map[string]bool          // which ran (-only)
+	Took     map[string]time.Duration // each section's wall time
 }
 
 // check is one target the benchmark judges.
@@ -205,6 +213,36 @@ func (r report) write(out io.Writer) {
 	fmt.Fprintf(out, "golens benchmark\n")
 	fmt.Fprintf(out, "go %s, kernel %s, %d CPUs (%s)\n", r.GoVersion, r.Kernel, r.CPUs, r.CPU)
 	fmt.Fprintf(out, "load average: %s at start, %s at end\n", r.Loadavg[0], r.Loadavg[1])
+	var took []string
+	for _, n := range sections {
+		if d, ok := r.Took[n]; ok {
+			took = append(took, fmt.Sprintf("%s %s", n, d))
+		}
+	}
+	fmt.Fprintf(out, "sections run: %s\n", strings.Join(took, ", "))
+	if r.Sections["rounds"] {
+		r.writeRounds(out)
+	}
+	if r.Sections["discovery"] {
+		r.writeDiscovery(out)
+	}
+	if r.Sections["scale"] {
+		r.Scale.write(out, r.ScaleErr)
+	}
+	if r.Sections["ceiling"] {
+		r.Ceiling.write(out, r.CeilingErr)
+	}
+	if w := r.spanWarnings(); len(w) > 0 {
+		fmt.Fprintf(out, "\n!!! WARNING: span counts differ from requests sent !!!\n")
+		for _, l := range w {
+			fmt.Fprintf(out, "!!! %s\n", l)
+		}
+	}
+}
+
+// writeRounds writes the hit cost and the interleaved rounds, single
+// service and chained.
+func (r report) writeRounds(out io.Writer) {
 	fmt.Fprintf(out, "load: GET %s, 1 client, keep-alive, closed loop; %d requests per round after %d warm-up; %d rounds interleaved; medians over rounds\n",
 		r.Load.Path, r.Load.Requests, r.Load.Warmup, r.Rounds)
 	fmt.Fprintf(out, "golens: --sampling-strategies %s (every trace kept)\n", sampleAll)
@@ -265,14 +303,6 @@ func (r report) write(out io.Writer) {
 	writeChecks(out, r.checks())
 
 	r.writeChain(out)
-	r.writeDiscovery(out)
-
-	if w := r.spanWarnings(); len(w) > 0 {
-		fmt.Fprintf(out, "\n!!! WARNING: span counts differ from requests sent !!!\n")
-		for _, l := range w {
-			fmt.Fprintf(out, "!!! %s\n", l)
-		}
-	}
 }
 
 // writeChain writes the chained section: A → B, per request and per hop.
@@ -496,7 +526,17 @@ func joinNs(v []float64) string {
 // lost, each as one line: make bench fails on any of them.
 func (r report) missed() []string {
 	var out []string
-	for _, cs := range [][]check{r.checks(), r.chainChecks(), r.Discovery.checks()} {
+	var all [][]check
+	if r.Sections["rounds"] {
+		all = append(all, r.checks(), r.chainChecks())
+	}
+	if r.Sections["discovery"] {
+		all = append(all, r.Discovery.checks())
+	}
+	if r.Sections["scale"] {
+		all = append(all, r.Scale.checks())
+	}
+	for _, cs := range all {
 		for _, c := range cs {
 			if !c.Pass {
 				out = append(out, fmt.Sprintf("%s: %s, target %s", c.Name, c.Value, c.Target))
