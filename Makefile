@@ -84,10 +84,14 @@ install:
 
 # The container image, built without Docker (scripts/image, its own module):
 # bin/golens-image.tar, tagged golens:<version>, for `docker load`, `ctr
-# images import` or `kind load image-archive`.
+# images import` or `kind load image-archive`; and
+# bin/golens-image-multiarch.tar, the same tag as one OCI image index over
+# linux/amd64 and linux/arm64, for `skopeo copy --all oci-archive:... docker://REGISTRY/golens:<version>`.
 image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/golens-static ./cmd/golens
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o bin/golens-static-arm64 ./cmd/golens
 	cd scripts/image && $(GO) run . build --binary ../../bin/golens-static --out ../../bin/golens-image.tar
+	cd scripts/image && $(GO) run . index --binary amd64=../../bin/golens-static --binary arm64=../../bin/golens-static-arm64 --out ../../bin/golens-image-multiarch.tar
 
 clean:
 	rm -rf bin
