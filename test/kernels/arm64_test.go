@@ -187,7 +187,7 @@ func TestDebianKernelArm64Chain(t *testing.T) {
 	busybox := debianBusybox(t, arm64Suite)
 	// A Go PIE names the dynamic loader as its interpreter, even without
 	// cgo (it needs no library): the guest gets libc6's.
-	loader := debianFile(t, arm64Suite, "libc6", "usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
+	loader := debianFile(t, arm64Suite, "libc6", "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
 	a, err := harness.BuildApp("httpserver", harness.Variant{Arch: "arm64"}, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +258,7 @@ func TestDebianKernelArm64Chain(t *testing.T) {
 		s := consoleSpan{m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]}
 		byTrace[s.trace] = append(byTrace[s.trace], s)
 	}
+	t.Logf("spans:\n%s", strings.Join(raw, "\n"))
 	if len(raw) != 6 || len(byTrace) != 4 {
 		t.Fatalf("%d spans in %d traces, want 6 in 4:\n%s", len(raw), len(byTrace), strings.Join(raw, "\n"))
 	}
