@@ -305,3 +305,188 @@ func TestDebianKernelArm64Chain(t *testing.T) {
 		t.Errorf("B's hello span: %+v", h)
 	}
 }
+
+// arm64Boot boots the arm64 guest with busybox, the arm64 agent, libc6's
+// loader and files, running script as /init, and returns the console lines
+// that start with a prefix, by prefix. It fails the test unless the guest
+// ran script to its end on an arm64 6.1 kernel.
+func arm64Boot(t *testing.T, dir, script string, files ...entry) func(prefix string) []string {
+	t.Helper()
+	busybox := debianBusybox(t, arm64Suite)
+	loader := debianFile(t, arm64Suite, "libc6", "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
+	initrd := filepath.Join(dir, "guest.gz")
+	err := writeInitramfs(initrd, append([]entry{
+		{name: "bin", mode: modeDir | 0o755},
+		{name: "dev", mode: modeDir | 0o755},
+		{name: "dev/console", mode: modeChar | 0o600, major: 5, minor: 1},
+		{name: "proc", mode: modeDir | 0o755},
+		{name: "sys", mode: modeDir | 0o755},
+		{name: "tmp", mode: modeDir | 0o1777},
+		{name: "lib", mode: modeDir | 0o755},
+		{name: "lib/ld-linux-aarch64.so.1", mode: modeFile | 0o755, data: readFile(t, loader)},
+		{name: "bin/busybox", mode: modeFile | 0o755, data: readFile(t, busybox)},
+		{name: "init", mode: modeFile | 0o755, data: []byte(script)},
+		{name: "golens", mode: modeFile | 0o755, data: staticAgentFor(t, dir, "arm64")},
+	}, files...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmlinuz := debianKernel(t, regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-arm64$`), arm64Suite)
+	out := boot(t, "arm64", vmlinuz, initrd, 420*time.Second)
+	lines := func(prefix string) []string {
+		var ls []string
+		for _, l := range strings.Split(out, "\n") {
+			if i := strings.Index(l, prefix); i >= 0 {
+				ls = append(ls, l[i+len(prefix):])
+			}
+		}
+		return ls
+	}
+	if !strings.Contains(out, "guest: done") {
+		t.Fatalf("guest did not finish its script:\n%s", out)
+	}
+	if k := lines("guest: kernel "); len(k) != 1 || !strings.HasPrefix(k[0], "6.1.0-") || !strings.HasSuffix(k[0], " aarch64") {
+		t.Fatalf("guest kernel %q, want 6.1.0-* aarch64:\n%s", k, out)
+	}
+	return lines
+}
+
+const (
+	grpcOKTrace   = "4af7651916cd43dd8448eb211c80319c"
+	grpcFailTrace = "5af7651916cd43dd8448eb211c80319c"
+)
+
+// grpcInit: gRPC app A (symbols, DWARF) calls gRPC app B (stripped: the
+// grpc-go offsets come from the module table) from an HTTP handler.
+var grpcInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir -p /tmp
+ip link set lo up
+echo "guest: kernel $(uname -r) $(uname -m)"
+OTEL_SERVICE_NAME=grpca GODEBUG=httpmuxgo121=0 /grpcapp -addr 127.0.0.1:8080 >/tmp/a.log 2>&1 &
+a=$!
+OTEL_SERVICE_NAME=grpcb /grpcapp-stripped -addr 127.0.0.1:8082 -grpc-addr 127.0.0.1:9090 >/tmp/b.log 2>&1 &
+b=$!
+i=0
+until grep -q listening /tmp/a.log && grep -q listening /tmp/b.log; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done
+/golens --pid $a --pid $b --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+agent=$!
+i=0
+until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
+	i=$((i+1)); [ $i -gt 600 ] && break
+	kill -0 $agent 2>/dev/null || break
+	sleep 0.1
+done
+tp() { echo "traceparent: 00-$1-` + chainParent + `-01"; }
+wget -q -O /tmp/r1 --header "$(tp ` + grpcOKTrace + `)" "http://127.0.0.1:8080/call?target=127.0.0.1%3A9090&method=Ok"
+echo "guest: ok exit=$? $(cat /tmp/r1)"
+wget -q -O /tmp/r2 --header "$(tp ` + grpcFailTrace + `)" "http://127.0.0.1:8080/call?target=127.0.0.1%3A9090&method=Fail"
+echo "guest: fail exit=$?"
+kill -TERM $agent
+wait $agent
+echo "guest: golens exit=$?"
+sed 's/^/log: /' /tmp/golens.log
+sed 's/^/out: /' /tmp/spans.log
+sed 's/^/app: /' /tmp/a.log /tmp/b.log
+echo "guest: done"
+poweroff -f
+`
+
+// TestDebianKernelArm64GRPC: in the arm64 guest, an HTTP handler's gRPC
+// call, OK and INTERNAL, between two watched arm64 grpc-go apps: HTTP
+// server span -> gRPC client span, exact parents, gRPC codes and span
+// statuses on both ends.
+//
+// B's server span is not linked under A's client span on Debian 12's 6.1:
+// measured the same with the amd64 agent and apps in the amd64 6.1 guest,
+// while the 6.12 guest links them (and HTTP calls link on 6.1): a
+// limitation of same-node gRPC linking on that kernel, not of arm64. The
+// test asserts it as it is, so that it says so when that changes.
+func TestDebianKernelArm64GRPC(t *testing.T) {
+	need(t, "qemu-system-aarch64", "qemu-system-arm")
+	dir := t.TempDir()
+	a, err := harness.BuildApp("grpcapp", harness.Variant{Arch: "arm64"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := harness.BuildApp("grpcapp", harness.Variant{Arch: "arm64", Stripped: true}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := arm64Boot(t, dir, grpcInit,
+		entry{name: "grpcapp", mode: modeFile | 0o755, data: readFile(t, a)},
+		entry{name: "grpcapp-stripped", mode: modeFile | 0o755, data: readFile(t, b)})
+	for prefix, want := range map[string]string{"guest: ok exit=": "0 OK", "guest: fail exit=": "1"} {
+		if got := lines(prefix); len(got) != 1 || got[0] != want {
+			t.Errorf("%s%q, want %q", prefix, got, want)
+		}
+	}
+	log := strings.Join(lines("log: "), "\n")
+	if strings.Contains(log, "level=ERROR") || strings.Count(log, "msg=attached") != 2 {
+		t.Errorf("agent did not attach cleanly to both targets:\n%s", log)
+	}
+	if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "0" {
+		t.Errorf("golens exit status %q, want 0; log:\n%s", e, log)
+	}
+	raw := lines("out: ")
+	t.Logf("spans:\n%s", strings.Join(raw, "\n"))
+	byTrace := map[string][]consoleSpan{}
+	for _, l := range raw {
+		m := consoleSpanRe.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("unparsed span line: %s", l)
+			continue
+		}
+		s := consoleSpan{m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]}
+		byTrace[s.trace] = append(byTrace[s.trace], s)
+	}
+	if len(raw) != 6 || len(byTrace) != 4 {
+		t.Fatalf("%d spans in %d traces, want 6 in 4 (B's server spans unlinked on 6.1)", len(raw), len(byTrace))
+	}
+	attr := func(s consoleSpan, kv string) bool { return strings.Contains(s.attrs+" ", " "+kv+" ") }
+	for _, c := range []struct {
+		trace, method, code, httpStatus, cliStatus, srvStatus string
+	}{
+		{grpcOKTrace, "Ok", "0", "200", "Unset", "Unset"},
+		{grpcFailTrace, "Fail", "13", "502", "Error", "Error"},
+	} {
+		var httpSrv, cli, srv []consoleSpan
+		for _, s := range byTrace[c.trace] {
+			switch {
+			case s.kind == "client":
+				cli = append(cli, s)
+			case attr(s, `rpc.system="grpc"`):
+				srv = append(srv, s)
+			default:
+				httpSrv = append(httpSrv, s)
+			}
+		}
+		// The 6.1 limitation above: B's server span is a root of its own.
+		for tr, spans := range byTrace {
+			if tr != grpcOKTrace && tr != grpcFailTrace && len(spans) == 1 && spans[0].name == "test.Echo/"+c.method && spans[0].parent == "" {
+				srv = append(srv, spans[0])
+			}
+		}
+		if len(httpSrv) != 1 || len(cli) != 1 || len(srv) != 1 {
+			t.Errorf("%s: %d HTTP server, %d gRPC client, %d gRPC server spans, want 1 each", c.method, len(httpSrv), len(cli), len(srv))
+			continue
+		}
+		h, cl, sv := httpSrv[0], cli[0], srv[0]
+		if h.service != "grpca" || h.name != "GET /call" || h.parent != chainParent || !attr(h, "http.response.status_code="+c.httpStatus) {
+			t.Errorf("%s: HTTP server span %+v", c.method, h)
+		}
+		name := "test.Echo/" + c.method
+		if cl.service != "grpca" || cl.name != name || cl.parent != h.span || cl.status != c.cliStatus || !attr(cl, "rpc.grpc.status_code="+c.code) || !attr(cl, "server.port=9090") {
+			t.Errorf("%s: gRPC client span, want under %s: %+v", c.method, h.span, cl)
+		}
+		if sv.service != "grpcb" || sv.kind != "server" || sv.name != name || sv.status != c.srvStatus || !attr(sv, "rpc.grpc.status_code="+c.code) || !attr(sv, `client.address="127.0.0.1"`) {
+			t.Errorf("%s: gRPC server span %+v", c.method, sv)
+		}
+	}
+}
