@@ -403,11 +403,12 @@ poweroff -f
 // server span -> gRPC client span, exact parents, gRPC codes and span
 // statuses on both ends.
 //
-// B's server span is not linked under A's client span on Debian 12's 6.1:
-// measured the same with the amd64 agent and apps in the amd64 6.1 guest,
-// while the 6.12 guest links them (and HTTP calls link on 6.1): a
-// limitation of same-node gRPC linking on that kernel, not of arm64. The
-// test asserts it as it is, so that it says so when that changes.
+// B's server span is not always linked under A's client span in these
+// emulated guests: of the runs here, unlinked (a root of its own trace) once
+// on arm64 6.1 and once with the amd64 agent and apps in the amd64 6.1
+// guest, linked once on arm64 6.1 and on amd64 6.12 (the host's e2e
+// TestGRPC always links). A same-node gRPC linking race, not arm64's; so B's
+// span is either exactly under A's client span or a root, never elsewhere.
 func TestDebianKernelArm64GRPC(t *testing.T) {
 	need(t, "qemu-system-aarch64", "qemu-system-arm")
 	dir := t.TempDir()
@@ -446,8 +447,8 @@ func TestDebianKernelArm64GRPC(t *testing.T) {
 		s := consoleSpan{m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]}
 		byTrace[s.trace] = append(byTrace[s.trace], s)
 	}
-	if len(raw) != 6 || len(byTrace) != 4 {
-		t.Fatalf("%d spans in %d traces, want 6 in 4 (B's server spans unlinked on 6.1)", len(raw), len(byTrace))
+	if len(raw) != 6 || len(byTrace) < 2 || len(byTrace) > 4 {
+		t.Fatalf("%d spans in %d traces, want 6 in 2 to 4 (B's server spans linked or roots)", len(raw), len(byTrace))
 	}
 	attr := func(s consoleSpan, kv string) bool { return strings.Contains(s.attrs+" ", " "+kv+" ") }
 	for _, c := range []struct {
@@ -467,7 +468,7 @@ func TestDebianKernelArm64GRPC(t *testing.T) {
 				httpSrv = append(httpSrv, s)
 			}
 		}
-		// The 6.1 limitation above: B's server span is a root of its own.
+		// The race above: B's server span may be a root of its own.
 		for tr, spans := range byTrace {
 			if tr != grpcOKTrace && tr != grpcFailTrace && len(spans) == 1 && spans[0].name == "test.Echo/"+c.method && spans[0].parent == "" {
 				srv = append(srv, spans[0])
@@ -487,6 +488,14 @@ func TestDebianKernelArm64GRPC(t *testing.T) {
 		}
 		if sv.service != "grpcb" || sv.kind != "server" || sv.name != name || sv.status != c.srvStatus || !attr(sv, "rpc.grpc.status_code="+c.code) || !attr(sv, `client.address="127.0.0.1"`) {
 			t.Errorf("%s: gRPC server span %+v", c.method, sv)
+		}
+		switch {
+		case sv.trace == c.trace && sv.parent == cl.span:
+			t.Logf("%s: B's server span linked under A's client span", c.method)
+		case sv.trace != c.trace && sv.parent == "":
+			t.Logf("%s: B's server span not linked (a root)", c.method)
+		default:
+			t.Errorf("%s: B's server span in trace %s under %s, want under A's client span %s or a root", c.method, sv.trace, sv.parent, cl.span)
 		}
 	}
 }
