@@ -14,14 +14,20 @@ build:
 generate:
 	$(GO) generate ./probes/...
 
-# Fails when the committed eBPF objects differ from what the C sources give.
+# Fails when the committed eBPF objects (amd64 and arm64, from the same
+# sources: the gen.go files pass -target amd64,arm64) differ from what the C
+# sources give.
 generate-check:
 	$(GO) generate ./probes/nethttp/ ./probes/goruntime/ ./probes/grpc/
-	git diff --exit-code -- probes/ || (echo "generated eBPF objects are stale: run 'make generate' and commit" >&2; exit 1)
+	git diff --exit-code -- probes/ && test -z "$$(git status --porcelain -- probes/)" || (echo "generated eBPF objects are stale: run 'make generate' and commit" >&2; exit 1)
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" >&2 && exit 1)
 	$(GO) vet ./...
+	# linux/arm64 is supported too: it must build and vet (its own eBPF
+	# objects, register ABI and disassembler).
+	GOOS=linux GOARCH=arm64 $(GO) build ./...
+	GOOS=linux GOARCH=arm64 $(GO) vet ./...
 
 UNIT = $$($(GO) list ./... | grep -v /test/)
 
@@ -78,10 +84,14 @@ install:
 
 # The container image, built without Docker (scripts/image, its own module):
 # bin/golens-image.tar, tagged golens:<version>, for `docker load`, `ctr
-# images import` or `kind load image-archive`.
+# images import` or `kind load image-archive`; and
+# bin/golens-image-multiarch.tar, the same tag as one OCI image index over
+# linux/amd64 and linux/arm64, for `skopeo copy --all oci-archive:... docker://REGISTRY/golens:<version>`.
 image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/golens-static ./cmd/golens
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o bin/golens-static-arm64 ./cmd/golens
 	cd scripts/image && $(GO) run . build --binary ../../bin/golens-static --out ../../bin/golens-image.tar
+	cd scripts/image && $(GO) run . index --binary amd64=../../bin/golens-static --binary arm64=../../bin/golens-static-arm64 --out ../../bin/golens-image-multiarch.tar
 
 clean:
 	rm -rf bin

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/cilium/ebpf"
@@ -107,6 +108,11 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 		return res, fmt.Errorf("pid %d (%s): read executable: %w", pid, exeName(pid), err)
 	}
 	defer bin.Close()
+	if bin.Arch != runtime.GOARCH {
+		// The eBPF objects read the registers of the agent's own
+		// architecture (an emulated foreign binary, say under qemu-user).
+		return res, fmt.Errorf("pid %d (%s): read executable: %s code, golens is built for %s", pid, exeName(pid), bin.Arch, runtime.GOARCH)
+	}
 	if m.afterInspect != nil {
 		m.afterInspect(pid)
 	}

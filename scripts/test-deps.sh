@@ -16,6 +16,7 @@ declare -A pkg=(
 	[kubectl]=kubectl          # the README's deploy command, run as written
 	[openssl]=openssl          # certificates for the TLS tests
 	[qemu-system-x86_64]=qemu-system-x86 # boots Debian's kernels (test/kernels)
+	[qemu-system-aarch64]=qemu-system-arm # boots Debian's arm64 kernel (test/kernels)
 )
 
 missing=()

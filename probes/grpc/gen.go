@@ -1,3 +1,3 @@
 package grpc
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I../../bpf/include -I/usr/include/x86_64-linux-gnu" -target amd64 -type grpc_event -type conn_tuple bpf grpc.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I../../bpf/include -I/usr/include/x86_64-linux-gnu" -target amd64,arm64 -type grpc_event -type conn_tuple bpf grpc.c

@@ -58,6 +58,9 @@ func (b *Binary) Returns(f Func) (_ []uint64, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s in %s: %w", f.Name, b.Path, err)
 	}
+	if b.Arch == "arm64" {
+		return arm64Returns(code), nil
+	}
 	var rets []uint64
 	err = decode(code, func(off int, inst x86asm.Inst) {
 		if inst.Op == x86asm.RET {
@@ -120,7 +123,11 @@ func (b *Binary) pclntabFunc(name string) (Func, bool, error) {
 	// .gopclntab only knows where the next function starts, so its size
 	// includes the INT3 padding that aligns the next entry. Drop it, so that
 	// sizes agree with .symtab's; keep it when the body does not decode, as
-	// Returns will then say.
+	// Returns will then say. (On arm64 .symtab's sizes include the padding
+	// too.)
+	if b.Arch != "amd64" {
+		return f, true, nil
+	}
 	if code, err := b.code(f.Addr, f.Size); err == nil {
 		end := 0
 		err := decode(code, func(off int, inst x86asm.Inst) {
@@ -147,7 +154,7 @@ func (b *Binary) readPclntab() (_ map[string]pclnFunc, err error) {
 	if err != nil {
 		return nil, err
 	}
-	funcs, err := parsePclntab(data, textStart)
+	funcs, err := parsePclntab(data, textStart, b.Arch)
 	if err != nil {
 		return nil, fmt.Errorf("read .gopclntab of %s: %w", b.Path, err)
 	}
@@ -155,10 +162,17 @@ func (b *Binary) readPclntab() (_ map[string]pclnFunc, err error) {
 }
 
 // pclntabHeader is how the table starts from Go 1.20 on (magic 0xfffffff1;
-// 1.18 and 1.19 have 0xfffffff0), followed by pad, pad, minLC 1, ptrSize 8.
-var pclntabHeader = [][]byte{
-	{0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8},
-	{0xf0, 0xff, 0xff, 0xff, 0, 0, 1, 8},
+// 1.18 and 1.19 have 0xfffffff0), followed by pad, pad, minLC (the
+// instruction size quantum: 1 on amd64, 4 on arm64), ptrSize 8.
+var pclntabHeader = map[string][][]byte{
+	"amd64": {
+		{0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8},
+		{0xf0, 0xff, 0xff, 0xff, 0, 0, 1, 8},
+	},
+	"arm64": {
+		{0xf1, 0xff, 0xff, 0xff, 0, 0, 4, 8},
+		{0xf0, 0xff, 0xff, 0xff, 0, 0, 4, 8},
+	},
 }
 
 // findPclntab returns the address and the bytes, up to the end of the
@@ -183,7 +197,7 @@ func (b *Binary) findPclntab() (uint64, []byte, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		for _, h := range pclntabHeader {
+		for _, h := range pclntabHeader[b.Arch] {
 			// The table is pointer-aligned.
 			for i := 0; i+len(h) <= len(data); i += 8 {
 				if bytes.Equal(data[i:i+len(h)], h) {
@@ -261,8 +275,8 @@ func (b *Binary) moduleText(pclntab uint64) (uint64, bool) {
 }
 
 // relocate applies to data, the contents of memory at addr, the
-// R_X86_64_RELATIVE relocations that a position-independent binary gets at
-// load time: linkers need not store the pointer in the file as well. Load
+// R_X86_64_RELATIVE (R_AARCH64_RELATIVE) relocations that a
+// position-independent binary gets at load time: linkers need not store the pointer in the file as well. Load
 // address 0 is assumed, which is what the ELF's own addresses are.
 func (b *Binary) relocate(addr uint64, data []byte) {
 	if !b.PIE {
@@ -279,7 +293,7 @@ func (b *Binary) relocate(addr uint64, data []byte) {
 		}
 		for ; len(rela) >= 24; rela = rela[24:] {
 			off, info, addend := le.Uint64(rela), le.Uint64(rela[8:]), le.Uint64(rela[16:])
-			if elf.R_X86_64(elf.R_TYPE64(info)) != elf.R_X86_64_RELATIVE {
+			if !relative(b.Arch, elf.R_TYPE64(info)) {
 				continue
 			}
 			if off >= addr && off+8 <= addr+uint64(len(data)) {
@@ -287,6 +301,18 @@ func (b *Binary) relocate(addr uint64, data []byte) {
 			}
 		}
 	}
+}
+
+// relative reports whether a relocation of type typ is arch's "base plus
+// addend".
+func relative(arch string, typ uint32) bool {
+	switch arch {
+	case "amd64":
+		return elf.R_X86_64(typ) == elf.R_X86_64_RELATIVE
+	case "arm64":
+		return elf.R_AARCH64(typ) == elf.R_AARCH64_RELATIVE
+	}
+	return false
 }
 
 // fileOffset converts a virtual address of code into an offset in the file,
@@ -330,6 +356,11 @@ func (b *Binary) code(addr, size uint64) ([]byte, error) {
 // at the entry: the kernel emulates a push, while the entry's stack-bound
 // check (CMP RSP, [R14+16]) must be single-stepped out of line, a second
 // trap. The argument registers and R14 are untouched up to that point.
+//
+// On arm64 it is the store of the link register that allocates the frame
+// (see arm64PushFrame); arm64 kernels single-step that as they do the
+// entry's load, so the gain there is only that a call which grows its
+// stack passes it once.
 func (b *Binary) PushFrame(f Func) (uint64, bool) {
 	n := f.Size
 	if n > 32 {
@@ -338,6 +369,9 @@ func (b *Binary) PushFrame(f Func) (uint64, bool) {
 	code, err := b.code(f.Addr, n)
 	if err != nil {
 		return 0, false
+	}
+	if b.Arch == "arm64" {
+		return arm64PushFrame(code)
 	}
 	for off := 0; off < len(code); {
 		inst, err := x86asm.Decode(code[off:], 64)

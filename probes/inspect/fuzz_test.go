@@ -32,7 +32,8 @@ var fuzzSections = []string{".gopclntab", ".symtab", ".strtab", ".text", ".go.bu
 // (The fuzzer mutates no input over 1 MB, and Go binaries are larger: the
 // input is which binary, where in it, and the bytes put there.) Seeded
 // with a small program built plain, stripped and as PIE, unchanged and
-// with the function table's count of functions raised to 4 billion.
+// with the function table's count of functions raised to 4 billion, and
+// for arm64 plain and as stripped PIE.
 func FuzzOpen(f *testing.F) {
 	dir := f.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(tinySource), 0o644); err != nil {
@@ -42,11 +43,15 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	var seeds []fuzzSeed
-	for i, flags := range [][]string{nil, {"-ldflags=-s -w"}, {"-buildmode=pie"}} {
+	for i, build := range []struct {
+		arch  string
+		flags []string
+	}{{"amd64", nil}, {"amd64", []string{"-ldflags=-s -w"}}, {"amd64", []string{"-buildmode=pie"}}, {"arm64", nil}, {"arm64", []string{"-buildmode=pie", "-ldflags=-s -w"}}} {
+		flags := build.flags
 		out := filepath.Join(dir, fmt.Sprint("tiny", i))
 		cmd := exec.Command("go", append(append([]string{"build", "-o", out}, flags...), ".")...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-buildvcs=false", "GOOS=linux", "GOARCH=amd64")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-buildvcs=false", "GOOS=linux", "GOARCH="+build.arch)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			f.Fatalf("build %v: %v\n%s", flags, err, b)
 		}

@@ -1,7 +1,7 @@
 // Package inspect reads what the probes need from a Go executable on disk:
 // its Go version and modules, where its functions and their RET instructions
 // are, and the offsets of struct fields from its DWARF. It supports
-// amd64 ELF binaries, stripped or not, PIE or not.
+// amd64 and arm64 ELF binaries, stripped or not, PIE or not.
 package inspect
 
 import (
@@ -37,6 +37,7 @@ type Binary struct {
 	GoVersion string            // toolchain that built it, e.g. "go1.26.8", from debug/buildinfo
 	Modules   map[string]string // module path -> version, for the main module and its dependencies
 	Settings  map[string]string // build settings (GOEXPERIMENT, -ldflags, ...) from debug/buildinfo
+	Arch      string            // GOARCH of the code: "amd64" or "arm64"
 	PIE       bool              // ELF type ET_DYN
 	Entry     uint64            // link-time address of the entry point (e_entry)
 
@@ -96,8 +97,9 @@ func newBinary(path string, file io.ReaderAt, size int64) (b *Binary, err error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 {
-		return nil, fmt.Errorf("open %s: unsupported ELF %v %v: only amd64 is supported", path, ef.Class, ef.Machine)
+	arch, ok := archs[ef.Machine]
+	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB || !ok {
+		return nil, fmt.Errorf("open %s: unsupported ELF %v %v %v: only amd64 and arm64 are supported", path, ef.Class, ef.Data, ef.Machine)
 	}
 	if err := checkBounds(ef, uint64(size)); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -107,6 +109,7 @@ func newBinary(path string, file io.ReaderAt, size int64) (b *Binary, err error)
 		GoVersion: strings.ToValidUTF8(bi.GoVersion, "\uFFFD"), // the file's bytes; it becomes a resource attribute
 		Modules:   make(map[string]string, len(bi.Deps)+1),
 		Settings:  make(map[string]string, len(bi.Settings)),
+		Arch:      arch,
 		PIE:       ef.Type == elf.ET_DYN,
 		Entry:     ef.Entry,
 		elf:       ef,
@@ -126,6 +129,12 @@ func newBinary(path string, file io.ReaderAt, size int64) (b *Binary, err error)
 		b.Settings[s.Key] = s.Value
 	}
 	return b, nil
+}
+
+// archs are the ELF machines supported, by GOARCH.
+var archs = map[elf.Machine]string{
+	elf.EM_X86_64:  "amd64",
+	elf.EM_AARCH64: "arm64",
 }
 
 // File is the file the binary was read from: the very inode inspected,

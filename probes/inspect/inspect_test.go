@@ -54,6 +54,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer cleanupArm64()
 	_, ccErr := exec.LookPath("gcc")
 	var (
 		wg   sync.WaitGroup

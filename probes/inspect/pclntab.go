@@ -34,12 +34,12 @@ const (
 // offset of the function's _func from the table}, then the end offset of
 // the last function; a _func starts with its entry offset (uint32) and the
 // offset of its name in the name table (int32); names end with a NUL.
-func parsePclntab(data []byte, text uint64) (map[string]pclnFunc, error) {
+func parsePclntab(data []byte, text uint64, arch string) (map[string]pclnFunc, error) {
 	if len(data) < pcHeaderSize {
 		return nil, fmt.Errorf("%w: function table of %d bytes, shorter than its header", ErrBadBinary, len(data))
 	}
-	if !bytes.Equal(data[:8], pclntabHeader[0]) && !bytes.Equal(data[:8], pclntabHeader[1]) {
-		return nil, fmt.Errorf("%w: function table header % x is not Go 1.18+ for amd64", ErrBadBinary, data[:8])
+	if h := pclntabHeader[arch]; len(h) < 2 || !bytes.Equal(data[:8], h[0]) && !bytes.Equal(data[:8], h[1]) {
+		return nil, fmt.Errorf("%w: function table header % x is not Go 1.18+ for %s", ErrBadBinary, data[:8], arch)
 	}
 	le := binary.LittleEndian
 	size := uint64(len(data))

@@ -285,7 +285,7 @@ int uprobe_server_entry(struct pt_regs *ctx)
 	};
 	if (track_panics) {
 		__u64 hi = go_word_at((void *)(k.g + off_g_stack + off_stack_hi));
-		r->depth = hi - ctx->sp;
+		r->depth = hi - GO_ENTRY_SP(ctx);
 	}
 	r->ctx = req_ctx(r->req);
 	if (r->ctx) {

@@ -7,7 +7,15 @@
 // take it.
 //
 //	image build --binary bin/golens-static --out bin/golens-image.tar
+//	image index --binary amd64=bin/golens-static --binary arm64=bin/golens-static-arm64 --out bin/golens-image-multiarch.tar
 //	image extract --image bin/golens-image.tar --out DIR
+//	image extract --image bin/golens-image-multiarch.tar --platform arm64 --out DIR
+//
+// index writes one OCI image index (a multi-architecture image) over the
+// images of several binaries, as an OCI layout without Docker's
+// manifest.json (which cannot hold an index): for `skopeo copy --all
+// oci-archive:...` to a registry, or `ctr images import --all-platforms`.
+// Each architecture's image is the same as build makes of that binary.
 //
 // It has its own module so that go-containerregistry stays out of golens'.
 package main
@@ -24,6 +32,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,6 +61,8 @@ func main() {
 	switch os.Args[1] {
 	case "build":
 		err = build(os.Args[2:])
+	case "index":
+		err = index(os.Args[2:])
 	case "extract":
 		err = extract(os.Args[2:])
 	default:
@@ -66,7 +77,8 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   image build --binary FILE --out FILE.tar [--repo golens] [--version V] [--ca-certs FILE] [--arch amd64]
-  image extract --image FILE.tar --out DIR`)
+  image index --binary ARCH=FILE [--binary ARCH=FILE ...] --out FILE.tar [--repo golens] [--version V] [--ca-certs FILE]
+  image extract --image FILE.tar --out DIR [--platform ARCH]`)
 	os.Exit(2)
 }
 
@@ -99,57 +111,8 @@ func build(args []string) error {
 	if err != nil {
 		return err
 	}
-
-	files := []file{{path: binaryPath, mode: 0o755, data: bin}}
-	if *caCerts != "" {
-		ca, err := os.ReadFile(*caCerts)
-		if err != nil {
-			return fmt.Errorf("CA bundle (--ca-certs '' leaves it out): %w", err)
-		}
-		files = append(files, file{path: caPath, mode: 0o644, data: ca})
-	}
-	layerTar, err := layerTarball(files, created)
+	img, err := makeImage(bin, *arch, *version, *caCerts, created)
 	if err != nil {
-		return err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return err
-	}
-
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", *arch
-	cf.Config = v1.Config{
-		Entrypoint:   []string{"/" + binaryPath},
-		Env:          []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
-		User:         "0",
-		ExposedPorts: map[string]struct{}{"9464/tcp": {}},
-		Labels: map[string]string{
-			"org.opencontainers.image.title":       "golens",
-			"org.opencontainers.image.description": "eBPF spans and metrics for unmodified Go services",
-			"org.opencontainers.image.version":     *version,
-			"org.opencontainers.image.source":      "https://github.com/golens/golens",
-		},
-	}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return err
-	}
-	img, err = mutate.Append(img, mutate.Addendum{
-		Layer:   layer,
-		History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "golens scripts/image: " + binaryPath},
-	})
-	if err != nil {
-		return err
-	}
-	if img, err = mutate.CreatedAt(img, v1.Time{Time: created}); err != nil {
 		return err
 	}
 	if err := writeArchive(img, tag, *arch, *out); err != nil {
@@ -160,6 +123,179 @@ func build(args []string) error {
 		return err
 	}
 	fmt.Printf("%s: %s (%s)\n", *out, tag.String(), digest)
+	return nil
+}
+
+// makeImage is the image of one binary: one layer with it and the CA
+// bundle (caCerts, none when empty), for linux/arch, created at created.
+func makeImage(bin []byte, arch, version, caCerts string, created time.Time) (v1.Image, error) {
+	files := []file{{path: binaryPath, mode: 0o755, data: bin}}
+	if caCerts != "" {
+		ca, err := os.ReadFile(caCerts)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle (--ca-certs '' leaves it out): %w", err)
+		}
+		files = append(files, file{path: caPath, mode: 0o644, data: ca})
+	}
+	layerTar, err := layerTarball(files, created)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Config = v1.Config{
+		Entrypoint:   []string{"/" + binaryPath},
+		Env:          []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
+		User:         "0",
+		ExposedPorts: map[string]struct{}{"9464/tcp": {}},
+		Labels: map[string]string{
+			"org.opencontainers.image.title":       "golens",
+			"org.opencontainers.image.description": "eBPF spans and metrics for unmodified Go services",
+			"org.opencontainers.image.version":     version,
+			"org.opencontainers.image.source":      "https://github.com/golens/golens",
+		},
+	}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, err
+	}
+	img, err = mutate.Append(img, mutate.Addendum{
+		Layer:   layer,
+		History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "golens scripts/image: " + binaryPath},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if img, err = mutate.CreatedAt(img, v1.Time{Time: created}); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// platformBinaries is the repeated --binary ARCH=FILE of index.
+type platformBinaries [][2]string
+
+func (p *platformBinaries) String() string { return fmt.Sprint(*p) }
+
+func (p *platformBinaries) Set(v string) error {
+	arch, file, ok := strings.Cut(v, "=")
+	if !ok || arch == "" || file == "" {
+		return fmt.Errorf("--binary %q: want ARCH=FILE", v)
+	}
+	for _, b := range *p {
+		if b[0] == arch {
+			return fmt.Errorf("--binary: %s given twice", arch)
+		}
+	}
+	*p = append(*p, [2]string{arch, file})
+	return nil
+}
+
+func index(args []string) error {
+	fs := flag.NewFlagSet("index", flag.ExitOnError)
+	var bins platformBinaries
+	fs.Var(&bins, "binary", "ARCH=FILE: static golens binary for linux/ARCH (repeat per architecture)")
+	out := fs.String("out", "", "image tarball to write")
+	repo := fs.String("repo", "golens", "image name; the tag is the version")
+	version := fs.String("version", "", "tag (default: what the binary of this machine's architecture prints for --version)")
+	caCerts := fs.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle to include (empty: none)")
+	fs.Parse(args)
+	if len(bins) == 0 || *out == "" {
+		return errors.New("index: --binary and --out are required")
+	}
+	if *version == "" {
+		for _, b := range bins {
+			if b[0] == runtime.GOARCH {
+				v, err := binaryVersion(b[1])
+				if err != nil {
+					return err
+				}
+				*version = v
+			}
+		}
+		if *version == "" {
+			return fmt.Errorf("index: no %s binary to ask for its version: give --version", runtime.GOARCH)
+		}
+	}
+	tag, err := name.NewTag(*repo + ":" + *version)
+	if err != nil {
+		return fmt.Errorf("image name: %w", err)
+	}
+	ii := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, b := range bins {
+		bin, err := os.ReadFile(b[1])
+		if err != nil {
+			return err
+		}
+		created, err := creationTime(b[1])
+		if err != nil {
+			return err
+		}
+		img, err := makeImage(bin, b[0], *version, *caCerts, created)
+		if err != nil {
+			return err
+		}
+		ii = mutate.AppendManifests(ii, mutate.IndexAddendum{
+			Add:        img,
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: b[0]}},
+		})
+	}
+	dir, err := os.MkdirTemp("", "golens-image-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return err
+	}
+	if err := p.WriteIndex(ii); err != nil {
+		return err
+	}
+	size, err := ii.Size()
+	if err != nil {
+		return err
+	}
+	digest, err := ii.Digest()
+	if err != nil {
+		return err
+	}
+	err = p.AppendDescriptor(v1.Descriptor{
+		MediaType: types.OCIImageIndex,
+		Size:      size,
+		Digest:    digest,
+		Annotations: map[string]string{
+			"org.opencontainers.image.ref.name": tag.TagStr(),
+			"io.containerd.image.name":          containerdName(tag),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	tmp := *out + ".tmp"
+	if err := tarDir(dir, tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, *out); err != nil {
+		return err
+	}
+	fmt.Printf("%s: %s (%s, %d architectures)\n", *out, tag.String(), digest, len(bins))
 	return nil
 }
 
@@ -382,6 +518,9 @@ type Summary struct {
 	ConfigDigest   string   `json:"config_digest"`
 	OS             string   `json:"os"`
 	Architecture   string   `json:"architecture"`
+	// With --platform: the index's platforms and the digest of the one read.
+	Platforms      []string `json:"platforms,omitempty"`
+	PlatformDigest string   `json:"platform_digest,omitempty"`
 	Entrypoint     []string `json:"entrypoint"`
 	User           string   `json:"user"`
 	Layers         int      `json:"layers"`
@@ -395,28 +534,31 @@ func extract(args []string) error {
 	fs := flag.NewFlagSet("extract", flag.ExitOnError)
 	image := fs.String("image", "", "image tarball")
 	out := fs.String("out", "", "directory to unpack the image's files into")
+	platform := fs.String("platform", "", "ARCH: read the tarball as a multi-architecture index (image index) and take linux/ARCH's image")
 	fs.Parse(args)
 	if *image == "" || *out == "" {
 		return errors.New("extract: --image and --out are required")
 	}
 	var sum Summary
 
-	// Docker's view: manifest.json.
-	dm, err := readDockerManifest(*image)
-	if err != nil {
-		return err
-	}
-	sum.RepoTags = dm.RepoTags
-	if len(dm.RepoTags) != 1 {
-		return fmt.Errorf("manifest.json: want one tag, have %q", dm.RepoTags)
-	}
-	tag, err := name.NewTag(dm.RepoTags[0])
-	if err != nil {
-		return err
-	}
-	dockerImg, err := tarball.ImageFromPath(*image, &tag)
-	if err != nil {
-		return fmt.Errorf("read %s as a Docker archive: %w", *image, err)
+	// Docker's view: manifest.json (an index has none).
+	var dockerImg v1.Image
+	if *platform == "" {
+		dm, err := readDockerManifest(*image)
+		if err != nil {
+			return err
+		}
+		sum.RepoTags = dm.RepoTags
+		if len(dm.RepoTags) != 1 {
+			return fmt.Errorf("manifest.json: want one tag, have %q", dm.RepoTags)
+		}
+		tag, err := name.NewTag(dm.RepoTags[0])
+		if err != nil {
+			return err
+		}
+		if dockerImg, err = tarball.ImageFromPath(*image, &tag); err != nil {
+			return fmt.Errorf("read %s as a Docker archive: %w", *image, err)
+		}
 	}
 
 	// The OCI view: index.json and blobs/.
@@ -443,12 +585,41 @@ func extract(args []string) error {
 	sum.RefName = desc.Annotations["org.opencontainers.image.ref.name"]
 	sum.ContainerdName = desc.Annotations["io.containerd.image.name"]
 	sum.Digest = desc.Digest.String()
-	ociImg, err := idx.Image(desc.Digest)
-	if err != nil {
-		return err
-	}
-	if err := sameImage(dockerImg, ociImg); err != nil {
-		return err
+	var ociImg v1.Image
+	if *platform == "" {
+		if ociImg, err = idx.Image(desc.Digest); err != nil {
+			return err
+		}
+		if err := sameImage(dockerImg, ociImg); err != nil {
+			return err
+		}
+	} else {
+		if desc.MediaType != types.OCIImageIndex {
+			return fmt.Errorf("index.json: its manifest is a %s, not an image index", desc.MediaType)
+		}
+		child, err := idx.ImageIndex(desc.Digest)
+		if err != nil {
+			return err
+		}
+		cm, err := child.IndexManifest()
+		if err != nil {
+			return err
+		}
+		for _, m := range cm.Manifests {
+			if m.Platform == nil {
+				continue
+			}
+			sum.Platforms = append(sum.Platforms, m.Platform.String())
+			if m.Platform.OS == "linux" && m.Platform.Architecture == *platform {
+				if ociImg, err = child.Image(m.Digest); err != nil {
+					return err
+				}
+				sum.PlatformDigest = m.Digest.String()
+			}
+		}
+		if ociImg == nil {
+			return fmt.Errorf("the image index has no linux/%s image (it has %q)", *platform, sum.Platforms)
+		}
 	}
 
 	cf, err := ociImg.ConfigFile()

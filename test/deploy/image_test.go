@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"cmp"
+	"debug/elf"
 	"encoding/json"
 	"path/filepath"
 	"regexp"
@@ -20,6 +21,8 @@ type imageSummary struct {
 	Digest         string   `json:"digest"`
 	OS             string   `json:"os"`
 	Architecture   string   `json:"architecture"`
+	Platforms      []string `json:"platforms"`       // of an image index (--platform)
+	PlatformDigest string   `json:"platform_digest"` // the image read from it
 	Entrypoint     []string `json:"entrypoint"`
 	User           string   `json:"user"`
 	Layers         int      `json:"layers"`
@@ -123,5 +126,43 @@ func TestImage(t *testing.T) {
 			}
 			run(t, "", nil, skopeo, "copy", "--quiet", transport+":"+tarball, "dir:"+filepath.Join(t.TempDir(), "copy"))
 		}
+	})
+
+	// The multi-architecture image: one OCI image index, same tag, whose
+	// linux/amd64 image is the one above and whose linux/arm64 image holds
+	// the arm64 agent.
+	t.Run("multiarch", func(t *testing.T) {
+		multi := filepath.Join(root, "bin/golens-image-multiarch.tar")
+		for _, arch := range []string{"amd64", "arm64"} {
+			out := t.TempDir()
+			js := run(t, filepath.Join(root, "scripts/image"), nil, "go", "run", ".", "extract", "--image", multi, "--platform", arch, "--out", out)
+			var m imageSummary
+			if err := json.Unmarshal([]byte(js[strings.Index(js, "{"):]), &m); err != nil {
+				t.Fatalf("extract printed %q: %v", js, err)
+			}
+			if m.RefName != version || m.ContainerdName != "docker.io/library/"+tag {
+				t.Errorf("%s: index.json names %q / %q, want %q / docker.io/library/%s", arch, m.RefName, m.ContainerdName, version, tag)
+			}
+			if !slices.Equal(m.Platforms, []string{"linux/amd64", "linux/arm64"}) || m.OS != "linux" || m.Architecture != arch || m.Layers != 1 {
+				t.Errorf("%s: index of %q, image %s/%s with %d layers", arch, m.Platforms, m.OS, m.Architecture, m.Layers)
+			}
+			if arch == "amd64" && m.PlatformDigest != sum.Digest {
+				t.Errorf("the index's amd64 image is %s, bin/golens-image.tar's %s", m.PlatformDigest, sum.Digest)
+			}
+			bin := filepath.Join(out, "usr/local/bin/golens")
+			f, err := elf.Open(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+			interp := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+			f.Close()
+			if f.Machine != want || interp {
+				t.Errorf("%s image's golens: %v, interpreter %v; want static %v", arch, f.Machine, interp, want)
+			}
+		}
+		// skopeo copies every architecture, checking each blob's digest.
+		skopeo := aptTool(t, "skopeo", "skopeo")
+		run(t, "", nil, skopeo, "copy", "--quiet", "--all", "oci-archive:"+multi, "dir:"+filepath.Join(t.TempDir(), "copy"))
 	})
 }

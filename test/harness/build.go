@@ -21,6 +21,9 @@ type Variant struct {
 	// External links with the C toolchain (cgo on, -linkmode=external), as
 	// every program using cgo is.
 	External bool
+	// Arch is the GOARCH to build for, e.g. "arm64" (for a QEMU guest);
+	// empty for the machine's own.
+	Arch string
 }
 
 // String names the variant, e.g. "go1.22.12-stripped".
@@ -40,6 +43,9 @@ func (v Variant) String() string {
 	}
 	if v.External {
 		s += "-external"
+	}
+	if v.Arch != "" {
+		s += "-" + v.Arch
 	}
 	return s
 }
@@ -95,6 +101,9 @@ func BuildApp(app string, v Variant, dir string) (string, error) {
 	cmd.Env = append(os.Environ(), cgo, "GOFLAGS=-mod=mod")
 	if v.Experiment != "" {
 		cmd.Env = append(cmd.Env, "GOEXPERIMENT="+v.Experiment)
+	}
+	if v.Arch != "" {
+		cmd.Env = append(cmd.Env, "GOOS=linux", "GOARCH="+v.Arch)
 	}
 	if v.Go != "" {
 		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+v.Go)

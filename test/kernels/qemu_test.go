@@ -39,18 +39,34 @@ var fetchMu sync.Mutex
 // aptOptions are the apt-get and apt-cache options that read suite's
 // package lists, kept in the cache, instead of the machine's own sources
 // (nil for those): a kernel of an older release, such as bullseye's 5.10,
-// is fetched without touching the machine's apt configuration.
+// is fetched without touching the machine's apt configuration. A suite
+// "bookworm/arm64" is that suite's packages of another architecture, as
+// native (names without ":arm64"), again without dpkg --add-architecture.
 func aptOptions(t *testing.T, cache, suite string) []string {
 	t.Helper()
 	if suite == "" {
 		return nil
 	}
+	suite, arch, _ := strings.Cut(suite, "/")
 	dir := filepath.Join(cache, "apt-"+suite)
 	opts := []string{
 		"-o", "Dir::Etc::SourceList=" + filepath.Join(dir, "sources.list"),
 		"-o", "Dir::Etc::SourceParts=/dev/null",
 		"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"),
 		"-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
+	}
+	src := "deb http://deb.debian.org/debian " + suite + " main\n"
+	if arch != "" {
+		dir += "-" + arch
+		opts = []string{
+			"-o", "Dir::Etc::SourceList=" + filepath.Join(dir, "sources.list"),
+			"-o", "Dir::Etc::SourceParts=/dev/null",
+			"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"),
+			"-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
+			"-o", "APT::Architecture=" + arch,
+			"-o", "APT::Architectures::=" + arch,
+		}
+		src = "deb [arch=" + arch + "] http://deb.debian.org/debian " + suite + " main\n"
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "lists", "*_Packages*")); len(m) > 0 {
 		return opts
@@ -60,7 +76,6 @@ func aptOptions(t *testing.T, cache, suite string) []string {
 			t.Fatal(err)
 		}
 	}
-	src := "deb http://deb.debian.org/debian " + suite + " main\n"
 	if err := os.WriteFile(filepath.Join(dir, "sources.list"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +189,23 @@ func need(t *testing.T, cmd, pkg string) string {
 // staticAgent builds cmd/golens without cgo: the guest has no libc.
 func staticAgent(t *testing.T, dir string) []byte {
 	t.Helper()
+	return staticAgentFor(t, dir, "")
+}
+
+// staticAgentFor builds it for GOARCH arch ("" for the machine's own).
+func staticAgentFor(t *testing.T, dir, arch string) []byte {
+	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "golens")
+	out := filepath.Join(dir, "golens"+arch)
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/golens")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if arch != "" {
+		cmd.Env = append(cmd.Env, "GOOS=linux", "GOARCH="+arch)
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build golens: %v\n%s", err, b)
 	}
@@ -274,18 +298,24 @@ echo "guest: done"
 poweroff -f
 `
 
-// boot runs the guest and returns its console output.
-func boot(t *testing.T, vmlinuz, initrd string, timeout time.Duration) string {
+// boot runs the guest, an arch ("" for amd64, or "arm64") machine, and
+// returns its console output.
+func boot(t *testing.T, arch, vmlinuz, initrd string, timeout time.Duration) string {
 	t.Helper()
 	guestSlots <- struct{}{}
 	defer func() { <-guestSlots }()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// TCG: a nested KVM guest hangs on these machines (shared/KERNEL.md).
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-cpu", "max", "-m", "1024", "-smp", "1",
+	qemu, machine, console := "qemu-system-x86_64", []string{"-cpu", "max"}, "ttyS0"
+	if arch == "arm64" {
+		// QEMU's generic arm64 board, emulated; its UART is a PL011.
+		qemu, machine, console = "qemu-system-aarch64", []string{"-M", "virt", "-cpu", "max"}, "ttyAMA0"
+	}
+	cmd := exec.CommandContext(ctx, qemu, append(machine, "-m", "1024", "-smp", "1",
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet rdinit=/init")
+		"-append", "console="+console+" panic=-1 quiet rdinit=/init")...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -309,6 +339,10 @@ type guestKernel struct {
 	missing []string       // kernel features, in kernel.Features order
 	// refused: a required feature is missing, golens must exit 69 at once.
 	refused bool
+	// arch is the guest's GOARCH, "" for amd64; its kernel is emulated
+	// and slower, so it gets timeout (170 s when zero).
+	arch    string
+	timeout time.Duration
 }
 
 // Debian's kernels of today's nodes. In each the real static agent
@@ -396,7 +430,11 @@ func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {
 		t.Fatal(err)
 	}
 
-	out := boot(t, vmlinuz, initrd, guestTimeout(common))
+	timeout := k.timeout
+	if timeout == 0 {
+		timeout = guestTimeout(common)
+	}
+	out := boot(t, k.arch, vmlinuz, initrd, timeout)
 	lines := func(prefix string) []string {
 		var ls []string
 		for _, l := range strings.Split(out, "\n") {

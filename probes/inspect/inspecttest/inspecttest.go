@@ -144,6 +144,8 @@ type Options struct {
 	// are at the versions that grpc-go release requires, the least the go
 	// command picks, and the module's go line is raised to grpc-go's.
 	GRPC string
+	// Arch is the GOARCH to build for: "amd64" (empty) or "arm64".
+	Arch string
 	// Require lists further module requirements of the gRPC program, as
 	// "path@version", such as a newer google.golang.org/genproto/googleapis/rpc.
 	Require []string
@@ -171,14 +173,18 @@ func Build(dir string, opts Options) (string, error) {
 		cgo = "1"
 	}
 	// The target must not pick up the caller's workspace, cgo or cross
-	// compilation settings: it is an amd64 ELF.
+	// compilation settings: it is a linux/amd64 ELF unless Arch says.
+	arch := opts.Arch
+	if arch == "" {
+		arch = "amd64"
+	}
 	env := append(os.Environ(),
 		"GOTOOLCHAIN="+toolchain,
 		"GOWORK=off",
 		"GOFLAGS=-buildvcs=false",
 		"CGO_ENABLED="+cgo,
 		"GOOS=linux",
-		"GOARCH=amd64",
+		"GOARCH="+arch,
 		"GOEXPERIMENT="+opts.Experiment,
 	)
 	goCmd := func(args ...string) error {
