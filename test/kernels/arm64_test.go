@@ -47,15 +47,7 @@ func TestDebianKernelArm64(t *testing.T) {
 		{name: "golens", mode: modeFile | 0o755, data: agent},
 		{name: "httpserver", mode: modeFile | 0o755, data: readFile(t, app)},
 	}
-	k := guestKernel{
-		name: "debian12-6.1-arm64", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-arm64$`),
-		suite: arm64Suite, release: "6.1.0-",
-		missing: []string{"uprobe_multi", "sock_ops_current_pid"},
-		arch:    "arm64",
-		// Emulated, the kernel boots in ~13 s and Go runs several times
-		// slower than under the x86 guests' TCG.
-		timeout: 300 * time.Second,
-	}
+	k := arm64Kernel
 	runGuest(t, k, common, dir)
 }
 
@@ -498,4 +490,16 @@ func TestDebianKernelArm64GRPC(t *testing.T) {
 			t.Errorf("%s: B's server span in trace %s under %s, want under A's client span %s or a root", c.method, sv.trace, sv.parent, cl.span)
 		}
 	}
+}
+
+// arm64Kernel is the arm64 guest: Debian 12's 6.1 on QEMU's emulated virt
+// board.
+var arm64Kernel = guestKernel{
+	name: "debian12-6.1-arm64", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-(\d+)-cloud-arm64$`),
+	suite: arm64Suite, release: "6.1.0-",
+	missing: []string{"uprobe_multi", "sock_ops_current_pid"},
+	arch:    "arm64",
+	// Emulated, the kernel boots in ~13 s and Go runs several times
+	// slower than under the x86 guests' TCG.
+	timeout: 300 * time.Second,
 }

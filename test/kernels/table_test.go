@@ -28,12 +28,16 @@ type tableArch struct {
 	arch    string
 	kernels []guestKernel
 	cells   func(k guestKernel) bool // whether its guests run the cells
+	// more says what else its guests trace, in tests of their own.
+	more string
 }
 
 // tableArches are the guests the matrix boots. An arm64 guest adds its
 // kernels here.
 var tableArches = []tableArch{
-	{"amd64", amd64Kernels, func(k guestKernel) bool { return !k.refused }},
+	{"amd64", amd64Kernels, func(k guestKernel) bool { return !k.refused }, ""},
+	{"arm64", []guestKernel{arm64Kernel}, func(guestKernel) bool { return false },
+		"; chained (`TestDebianKernelArm64Chain`), each parent exact: HTTP → stripped PIE HTTP, a panic net/http recovers, one the middleware recovers; HTTP → gRPC OK and INTERNAL between two grpc-go apps, one stripped, codes exact, the gRPC server span under its client span or, seen under emulation, unlinked (`TestDebianKernelArm64GRPC`)"},
 }
 
 // supportTable is the README's table: one row per booted kernel, and one
@@ -55,6 +59,7 @@ func supportTable(goRelease string, hostGo []string) string {
 					}
 					traced += "; chained, each parent exact: " + strings.Join(abouts, ", ")
 				}
+				traced += a.more
 			}
 			b.WriteString("| " + strings.Join([]string{a.arch, kernelLine(k.release), "`" + packageGlob(k.pkg) + "` (" + debianOf(k) + ")",
 				"Go " + goRelease, traced, result(k)}, " | ") + " |\n")
