@@ -283,6 +283,13 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 		}
 		consts[ta.Const] = addr + im.bias
 	}
+	for _, fa := range s.Funcs {
+		fn, err := bin.Func(fa.Symbol)
+		if err != nil || im.biasErr != nil {
+			continue // 0: unknown, which the programs are written for
+		}
+		consts[fa.Const] = fn.Addr + im.bias
+	}
 	for name, v := range consts {
 		vs, ok := cs.Variables[name]
 		if !ok {

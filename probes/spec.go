@@ -95,6 +95,16 @@ type TypeAddr struct {
 	Iface string // e.g. "net.Conn"
 }
 
+// FuncAddr asks for the run-time address of a function's entry, in Const:
+// what an itab's method word holds for that method, so a program can tell
+// an interface's dynamic type by its methods even in a stripped binary (the
+// function is found through .gopclntab). It stays 0 when the function is
+// absent or the load bias of a PIE is unknown.
+type FuncAddr struct {
+	Const  string // C global, e.g. "cancelctx_done"
+	Symbol string // e.g. "context.(*cancelCtx).Done"
+}
+
 // Decoder turns one raw event of the probe's kind into an event value.
 type Decoder func(raw []byte, t *Target) (event.Event, error)
 
@@ -123,6 +133,8 @@ type Spec struct {
 	Globals []Global
 	// Types whose descriptor addresses the programs compare, best effort.
 	Types []TypeAddr
+	// Funcs whose entry addresses the programs compare, best effort.
+	Funcs []FuncAddr
 	// Shared names maps that every target's objects share (one instance
 	// for the whole agent), besides the ring buffer and the stats.
 	Shared []string

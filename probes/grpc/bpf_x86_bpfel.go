@@ -121,7 +121,7 @@ const (
 	bpfProgUprobeGrpcClientFinish = "uprobe_grpc_client_finish"
 	bpfProgUprobeGrpcServerEntry  = "uprobe_grpc_server_entry"
 	bpfProgUprobeGrpcServerStatus = "uprobe_grpc_server_status"
-	bpfVarCancelctxType           = "cancelctx_type"
+	bpfVarCancelctxDone           = "cancelctx_done"
 	bpfVarConnKnown               = "conn_known"
 	bpfVarInjectEnabled           = "inject_enabled"
 	bpfVarMapSwiss                = "map_swiss"
@@ -163,7 +163,7 @@ const (
 	bpfVarStreamIndirect          = "stream_indirect"
 	bpfVarTcpaddrType             = "tcpaddr_type"
 	bpfVarTcpconnType             = "tcpconn_type"
-	bpfVarTimerctxType            = "timerctx_type"
+	bpfVarTimerctxDeadline        = "timerctx_deadline"
 	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
@@ -236,7 +236,7 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	CancelctxType       *ebpf.VariableSpec `ebpf:"cancelctx_type"`
+	CancelctxDone       *ebpf.VariableSpec `ebpf:"cancelctx_done"`
 	ConnKnown           *ebpf.VariableSpec `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.VariableSpec `ebpf:"map_swiss"`
@@ -278,7 +278,7 @@ type bpfVariableSpecs struct {
 	StreamIndirect      *ebpf.VariableSpec `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.VariableSpec `ebpf:"tcpconn_type"`
-	TimerctxType        *ebpf.VariableSpec `ebpf:"timerctx_type"`
+	TimerctxDeadline    *ebpf.VariableSpec `ebpf:"timerctx_deadline"`
 	UnusedGrpcEvent     *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
@@ -331,7 +331,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	CancelctxType       *ebpf.Variable `ebpf:"cancelctx_type"`
+	CancelctxDone       *ebpf.Variable `ebpf:"cancelctx_done"`
 	ConnKnown           *ebpf.Variable `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.Variable `ebpf:"map_swiss"`
@@ -373,7 +373,7 @@ type bpfVariables struct {
 	StreamIndirect      *ebpf.Variable `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.Variable `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.Variable `ebpf:"tcpconn_type"`
-	TimerctxType        *ebpf.Variable `ebpf:"timerctx_type"`
+	TimerctxDeadline    *ebpf.Variable `ebpf:"timerctx_deadline"`
 	UnusedGrpcEvent     *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 

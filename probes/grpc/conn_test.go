@@ -36,19 +36,19 @@ func needEBPF(t *testing.T) {
 // *Stream from 1.69 to 1.76 and Stream by value from 1.77; csAttempt.t
 // became transport in 1.71; loopy's originateStream gave way to
 // clientHeaderHandler in 1.82). The zero one is the app's own go.mod
-// (v1.84) with the installed Go, also stripped.
+// (v1.84) with the installed Go, also stripped, and stripped PIE (the
+// load bias applies to every address the programs compare).
 var versions = []struct {
 	grpc string
 	v    harness.Variant
 }{
 	{"v1.60.1", harness.Variant{Go: "go1.22.12"}},
 	{"v1.70.0", harness.Variant{Go: "go1.23.12"}},
-	{"v1.76.0", harness.Variant{Go: "go1.24.13"}},
 	{"v1.81.1", harness.Variant{Go: "go1.25.14"}},
-	{"v1.82.1", harness.Variant{Go: "go1.25.14"}},
 	{"v1.85.0", harness.Variant{Go: "go1.26.8"}},
 	{"", harness.Variant{}},
 	{"", harness.Variant{Stripped: true}},
+	{"", harness.Variant{Stripped: true, PIE: true}},
 }
 
 // forVersions runs f in a subtest per build of grpcapp in versions.

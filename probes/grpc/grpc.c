@@ -35,8 +35,10 @@
  * cs.ctx, which newAttemptLocked registered, so the call is found by
  * identity up the context chain, never by method or time. The announcement
  * inject_pending[{pid, stream id, connection}] is made before the frame can
- * be written; the sk_msg program consumes it. A call whose headers already
- * carry a traceparent (the application set it) is not announced.
+ * be written; the sk_msg program consumes it. The connection is the one loopy
+ * writes to (loopyWriter.conn), announced only when it is a plain
+ * *net.TCPConn. A call whose headers already carry a traceparent (the
+ * application set it) is not announced.
  */
 #include "types.h"
 #include "go_abi.h"
@@ -148,7 +150,8 @@ struct {
 enum grpc_announce {
 	ANNOUNCED = 0,          /* inject_pending written */
 	ANNOUNCE_APP_TP = 1,    /* the call's headers carry a traceparent already */
-	ANNOUNCE_NO_CALL = 2,   /* the stream's call was not found (started before attach, evicted) */
+	ANNOUNCE_NO_CALL = 2,   /* no call of newAttemptLocked's for the stream: one grpc-go opens itself
+	                         * (a health check), started before attach, or evicted */
 	ANNOUNCE_NO_CONN = 3,   /* not a plain TCP connection (TLS, a wrapper), or unreadable */
 	ANNOUNCE_UNCHECKED = 4, /* more header fields than the scan covers */
 	ANNOUNCE_MAX = 8,
@@ -330,14 +333,24 @@ static __always_inline void call_conn(struct conn_tuple *c, __u64 cs)
 		transport_conn(c, go_word_at((void *)(a + off_attempt_transport + 8)));
 }
 
-/* The type descriptors of *context.cancelCtx and *context.timerCtx (from
- * the symbol table; 0 in a stripped binary). */
-volatile const __u64 cancelctx_type = 0;
-volatile const __u64 timerctx_type = 0;
+/* The addresses of context.(*cancelCtx).Done and (*timerCtx).Deadline
+ * (0 when unknown: a PIE whose load bias was not found). */
+volatile const __u64 cancelctx_done = 0;
+volatile const __u64 timerctx_deadline = 0;
 
-static __always_inline int itab_type_is(__u64 itab, __u64 want)
+/* An itab is {inter, type, hash, _, fun...}: the methods from offset 24, in
+ * name order; context.Context's are Deadline, Done, Err, Value. */
+#define ITAB_FUN 24
+
+/* Whether the context interface whose itab is given holds a
+ * *context.cancelCtx or a *context.timerCtx: told by its own methods (Done
+ * of cancelCtx, Deadline of timerCtx), which a stripped binary still has. */
+static __always_inline int cancel_ctx(__u64 itab)
 {
-	return want && itab && go_word_at((void *)(itab + GO_ITAB_TYPE)) == want;
+	__u64 fun[2] = {};
+	if (!itab || bpf_probe_read_user(fun, sizeof(fun), (void *)(itab + ITAB_FUN)) != 0)
+		return 0;
+	return (cancelctx_done && fun[1] == cancelctx_done) || (timerctx_deadline && fun[0] == timerctx_deadline);
 }
 
 /* The call registered under context c, when it still has c as its cs.ctx. */
@@ -358,12 +371,12 @@ static __always_inline __u64 call_at(__u32 pid, __u64 c)
  * for the call: so the first cancel or timer context up the chain is cs.ctx,
  * and only it is looked up. An entry left by a call that never finished
  * cannot then be matched by a value context reusing its address. Without
- * the type descriptors (a stripped binary) each context up the chain is
- * looked up, nearest first.
+ * the method addresses each context up the chain is looked up, nearest
+ * first.
  */
 static __always_inline __u64 call_of_ctx(__u32 pid, __u64 itab, __u64 c)
 {
-	int typed = cancelctx_type || timerctx_type;
+	int typed = cancelctx_done && timerctx_deadline;
 	for (int i = 0; i < CTX_WALK_MAX; i++) {
 		if (!c || !itab)
 			return 0;
@@ -371,7 +384,7 @@ static __always_inline __u64 call_of_ctx(__u32 pid, __u64 itab, __u64 c)
 			__u64 cs = call_at(pid, c);
 			if (cs)
 				return cs;
-		} else if (itab_type_is(itab, cancelctx_type) || itab_type_is(itab, timerctx_type)) {
+		} else if (cancel_ctx(itab)) {
 			return call_at(pid, c);
 		}
 		/* Every context type of package context embeds its parent

@@ -105,11 +105,13 @@ var Probe = probes.Spec{
 		{Const: "off_status_s", Struct: "google.golang.org/grpc/internal/status.Status", Field: "s"},
 		{Const: "off_spb_code", Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Code"},
 	},
-	Types: append([]probes.TypeAddr{
-		// The cancel context newClientStream makes for each call (grpc.c).
-		{Const: "cancelctx_type", Type: "*context.cancelCtx", Iface: "context.Context"},
-		{Const: "timerctx_type", Type: "*context.timerCtx", Iface: "context.Context"},
-	}, probes.ConnTypes...),
+	Types: probes.ConnTypes,
+	// The cancel (or timer) context newClientStream makes for each call,
+	// told by its methods (grpc.c).
+	Funcs: []probes.FuncAddr{
+		{Const: "cancelctx_done", Symbol: "context.(*cancelCtx).Done"},
+		{Const: "timerctx_deadline", Symbol: "context.(*timerCtx).Deadline"},
+	},
 	ReadsGoMaps: true,
 	Tune:        tune,
 	Shared:      []string{"ctx_spans", "inject_pending", "grpc_announce_stats"},

@@ -23,7 +23,8 @@ import (
 // concurrent calls of one method over four connections in one request
 // (each told apart by the status code it asks for): every B server span
 // has exactly its own client span as parent, in the right trace; the
-// injected counter equals the calls, and nothing is skipped.
+// injected counter equals the calls, and nothing is skipped but a call
+// whose application set its own traceparent, which B continues.
 func TestGRPCInjectAcrossAgents(t *testing.T) {
 	bin := buildApp(t, "grpcapp", harness.Variant{})
 	recv, err := harness.NewReceiver()
@@ -116,7 +117,14 @@ func TestGRPCInjectAcrossAgents(t *testing.T) {
 		t.Fatalf("fan-out: A answered %q, want %q", got, strings.Join(want, ","))
 	}
 
-	const total = 2*16*3 + 1 + 16*2 // per call request: HTTP, client, server; the fan-out
+	// A call whose application sends its own traceparent metadata: B
+	// continues that one, and golens counts the call as not announced.
+	appTrace, appSpan := randHex(16), randHex(8)
+	if got := get("/fanout?target="+target+"&calls="+url.QueryEscape("Ok@2+tp")+"&tp=00-"+appTrace+"-"+appSpan+"-01", ""); got != "OK" {
+		t.Fatalf("call with its own traceparent: A answered %q", got)
+	}
+
+	const total = 2*16*3 + 1 + 16*2 + 3 // per call request: HTTP, client, server; the fan-out; the app's own
 	spans, err := recv.WaitFor(before+total, 20*time.Second)
 	if err == nil {
 		time.Sleep(time.Second) // and no more than that
@@ -184,11 +192,21 @@ func TestGRPCInjectAcrossAgents(t *testing.T) {
 			hits[name] = n - runsBefore[name]
 		}
 	}
-	if n := hits["uprobe_grpc_announce"] + hits["uprobe_grpc_announce_orig"]; n != 48 {
-		t.Errorf("the announcing program ran %d times for 48 calls, want 48 (%v)", n, hits)
+	if n := hits["uprobe_grpc_announce"] + hits["uprobe_grpc_announce_orig"]; n != 49 {
+		t.Errorf("the announcing program ran %d times for 49 calls, want 49 (%v)", n, hits)
 	}
-	if n := hits["uprobe_grpc_client_entry"] + hits["uprobe_grpc_client_finish"]; n != 48*2+16 {
-		t.Errorf("the client programs ran %d times for 32 unary calls and 16 streams, want %d (%v)", n, 48*2+16, hits)
+	if n := hits["uprobe_grpc_client_entry"] + hits["uprobe_grpc_client_finish"]; n != 49*2+16 {
+		t.Errorf("the client programs ran %d times for 33 unary calls and 16 streams, want %d (%v)", n, 49*2+16, hits)
+	}
+
+	var own []harness.Span
+	for _, s := range got[appTrace] {
+		if isGRPCServer(s) {
+			own = append(own, s)
+		}
+	}
+	if len(own) != 1 || own[0].ParentSpanID != appSpan {
+		t.Errorf("the call with its own traceparent: %d server spans in its trace %s, want 1 under %s: %+v", len(own), appTrace, appSpan, own)
 	}
 
 	text, err := agentA.Metrics()
@@ -198,8 +216,12 @@ func TestGRPCInjectAcrossAgents(t *testing.T) {
 	if got := sumMetric(text, `golens_inject_total{reason="http2",result="injected"}`); got != 4+16*3 {
 		t.Errorf("injected into %v HTTP/2 requests, want %d", got, 4+16*3)
 	}
+	if got := sumMetric(text, `golens_inject_total{reason="grpc_app_traceparent",result="skipped"}`); got != 1 {
+		t.Errorf("%v calls not announced for their own traceparent, want 1", got)
+	}
 	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "golens_inject_total{") && strings.Contains(line, `result="skipped"`) && !strings.HasSuffix(line, " 0") {
+		if strings.HasPrefix(line, "golens_inject_total{") && strings.Contains(line, `result="skipped"`) &&
+			!strings.Contains(line, "grpc_app_traceparent") && !strings.HasSuffix(line, " 0") {
 			t.Errorf("skipped: %s", line)
 		}
 	}
