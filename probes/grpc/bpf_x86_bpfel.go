@@ -160,10 +160,12 @@ const (
 	bpfVarOffTcpaddrIp            = "off_tcpaddr_ip"
 	bpfVarOffTcpaddrPort          = "off_tcpaddr_port"
 	bpfVarOffTcpconnConn          = "off_tcpconn_conn"
+	bpfVarOffTlsconnConn          = "off_tlsconn_conn"
 	bpfVarStreamIndirect          = "stream_indirect"
 	bpfVarTcpaddrType             = "tcpaddr_type"
 	bpfVarTcpconnType             = "tcpconn_type"
 	bpfVarTimerctxDeadline        = "timerctx_deadline"
+	bpfVarTlsconnType             = "tlsconn_type"
 	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
@@ -275,10 +277,12 @@ type bpfVariableSpecs struct {
 	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn      *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn      *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	StreamIndirect      *ebpf.VariableSpec `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.VariableSpec `ebpf:"tcpconn_type"`
 	TimerctxDeadline    *ebpf.VariableSpec `ebpf:"timerctx_deadline"`
+	TlsconnType         *ebpf.VariableSpec `ebpf:"tlsconn_type"`
 	UnusedGrpcEvent     *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
@@ -370,10 +374,12 @@ type bpfVariables struct {
 	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn      *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn      *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	StreamIndirect      *ebpf.Variable `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.Variable `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.Variable `ebpf:"tcpconn_type"`
 	TimerctxDeadline    *ebpf.Variable `ebpf:"timerctx_deadline"`
+	TlsconnType         *ebpf.Variable `ebpf:"tlsconn_type"`
 	UnusedGrpcEvent     *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 

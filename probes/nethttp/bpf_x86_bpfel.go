@@ -229,11 +229,13 @@ const (
 	bpfVarOffTcpaddrIp          = "off_tcpaddr_ip"
 	bpfVarOffTcpaddrPort        = "off_tcpaddr_port"
 	bpfVarOffTcpconnConn        = "off_tcpconn_conn"
+	bpfVarOffTlsconnConn        = "off_tlsconn_conn"
 	bpfVarOffUrlHost            = "off_url_host"
 	bpfVarOffUrlPath            = "off_url_path"
 	bpfVarOffUrlScheme          = "off_url_scheme"
 	bpfVarTcpaddrType           = "tcpaddr_type"
 	bpfVarTcpconnType           = "tcpconn_type"
+	bpfVarTlsconnType           = "tlsconn_type"
 	bpfVarTrackGoroutines       = "track_goroutines"
 	bpfVarTrackPanics           = "track_panics"
 	bpfVarUnusedHttpClientEvent = "unused_http_client_event"
@@ -364,11 +366,13 @@ type bpfVariableSpecs struct {
 	OffTcpaddrIp          *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort        *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn        *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn        *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	OffUrlHost            *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.VariableSpec `ebpf:"off_url_scheme"`
 	TcpaddrType           *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
 	TcpconnType           *ebpf.VariableSpec `ebpf:"tcpconn_type"`
+	TlsconnType           *ebpf.VariableSpec `ebpf:"tlsconn_type"`
 	TrackGoroutines       *ebpf.VariableSpec `ebpf:"track_goroutines"`
 	TrackPanics           *ebpf.VariableSpec `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
@@ -478,11 +482,13 @@ type bpfVariables struct {
 	OffTcpaddrIp          *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort        *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn        *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn        *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	OffUrlHost            *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.Variable `ebpf:"off_url_scheme"`
 	TcpaddrType           *ebpf.Variable `ebpf:"tcpaddr_type"`
 	TcpconnType           *ebpf.Variable `ebpf:"tcpconn_type"`
+	TlsconnType           *ebpf.Variable `ebpf:"tlsconn_type"`
 	TrackGoroutines       *ebpf.Variable `ebpf:"track_goroutines"`
 	TrackPanics           *ebpf.Variable `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`

@@ -594,8 +594,9 @@ int uprobe_client_conn(struct pt_regs *ctx)
 	__u64 iface[2] = {};
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_pconn_conn)) != 0)
 		iface[0] = iface[1] = 0;
-	go_tcp_conn(iface[0], iface[1], &r->conn);
-	if (inject_enabled && !conn_unknown(&r->conn))
+	/* Over TLS the connection is known (for linking) but never announced:
+	 * the socket program would see ciphertext. */
+	if (go_net_conn(iface[0], iface[1], &r->conn) == CONN_TCP && inject_enabled)
 		announce(k.pid, r);
 	return 0;
 }
@@ -666,11 +667,11 @@ int uprobe_h2_client(struct pt_regs *ctx)
 	__u64 iface[2] = {};
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_h2cc_tconn)) != 0)
 		iface[0] = iface[1] = 0;
-	go_tcp_conn(iface[0], iface[1], &r->conn);
+	int kind = go_net_conn(iface[0], iface[1], &r->conn);
 	if (!inject_enabled)
 		return 0;
 	struct ptr_key pk = {.pid = k.pid, .ptr = GO_ARG2(ctx)};
-	if (conn_unknown(&r->conn) || own_traceparent(r->req)) {
+	if (kind != CONN_TCP || own_traceparent(r->req)) {
 		/* Nothing to announce: and nothing an earlier request that
 		 * lived at this address left behind may be taken for it. */
 		bpf_map_delete_elem(&h2_requests, &pk);

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -202,6 +203,41 @@ func injectConcurrent(t *testing.T, s *clientSetup, to, proto string) {
 	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, "golens_inject_total{") && strings.Contains(line, `result="skipped"`) && !strings.HasSuffix(line, " 0") {
 			t.Errorf("skipped: %s, want 0", line)
+		}
+	}
+}
+
+// With --inject-context, calls over TLS go out untouched: A calls B (not
+// watched) at https://, HTTP/2 over TLS, on new and reused connections.
+// The client probe knows the TCP connection under the *tls.Conn (for
+// same-node linking) but must never announce it: the socket program sees
+// only ciphertext there. Any byte the kernel added or changed in a TLS
+// record would fail B's record authentication and so the call; B records
+// no traceparent, and nothing is counted injected.
+func TestInjectContextTLSUntouched(t *testing.T) {
+	s := startSetupB(t, harness.Variant{}, false, []string{"-tls"}, "--inject-context")
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	record := url.QueryEscape("https://" + s.b.Addr + "/record")
+	for i := 0; i < 4; i++ {
+		tid, pid := randHex(16), randHex(8)
+		s.get(t, "/chain?to="+record, "00-"+tid+"-"+pid+"-01", 200)
+		resp, err := insecure.Get("https://" + s.b.Addr + "/last")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(got) != 0 {
+			t.Errorf("call %d: B received traceparent %q over TLS", i, got)
+		}
+	}
+	text, err := s.agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"http1", "http2"} {
+		if v := scrapeValue(t, text, `golens_inject_total{reason="`+r+`",result="injected"}`); v != 0 {
+			t.Errorf("golens_inject_total{%s,injected} %v over TLS, want 0", r, v)
 		}
 	}
 }

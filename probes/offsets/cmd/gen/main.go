@@ -63,6 +63,7 @@ var fields = []struct {
 	{"net.TCPConn", []string{"conn"}},
 	{"net.conn", []string{"fd"}},
 	{"net.netFD", []string{"family", "sotype", "net", "laddr", "raddr"}},
+	{"crypto/tls.Conn", []string{"conn"}},
 	{"net/http.persistConn", []string{"conn", "alt"}},
 	{"net/http.http2ClientConn", []string{"tconn"}},
 	{"net/http.http2clientStream", []string{"cc", "ID"}},
