@@ -201,11 +201,11 @@ func TestSameNodeLinkingExact(t *testing.T) {
 // making 4 identical unary calls at once, each on a ClientConn (a TCP
 // connection) of its own, 5 requests in a row: every gRPC server span
 // joins its request's trace under exactly the client span on its
-// connection. Then 4 requests at once each making the same call on one
-// shared connection (4 HTTP/2 streams on it): golens cannot tell those
-// apart, so each server span is either under the one call on its
-// connection containing it, or its own trace, counted as ambiguous; never
-// under another call.
+// connection. Then 12 requests at once each making the same call on one
+// shared connection (12 HTTP/2 streams on it): both probes read the
+// stream id, so every server span joins exactly the call of its own
+// stream (its parent on its connection, containing it, no call parenting
+// two), and none is counted ambiguous.
 func TestSameNodeLinkingExactGRPC(t *testing.T) {
 	bin := buildApp(t, "grpcapp", harness.Variant{})
 	recv, err := harness.NewReceiver()
@@ -290,19 +290,30 @@ func TestSameNodeLinkingExactGRPC(t *testing.T) {
 		}
 	}
 
-	// One connection, 4 identical streams at once.
+	// One connection, 12 identical streams at once.
+	const shared = 12
 	unlinked := 0
-	for round := range 3 {
+	for round := range 2 {
 		before := len(recv.Spans())
-		tids := getAll(t, a.Addr, 4, func(int) string { return "/call?target=" + target + "&method=Ok" })
-		if _, err := recv.WaitFor(before+12, 15*time.Second); err != nil {
+		tids := getAll(t, a.Addr, shared, func(int) string { return "/call?target=" + target + "&method=Ok" })
+		if _, err := recv.WaitFor(before+3*shared, 15*time.Second); err != nil {
 			t.Fatalf("shared round %d: %v\n%s", round, err, agent.Log())
 		}
 		time.Sleep(1200 * time.Millisecond)
 		got := recv.Spans()[before:]
 		_, cli, srv := split(got)
-		if len(got) != 12 || len(cli) != 4 || len(srv) != 4 {
-			t.Fatalf("shared round %d: %d spans, %d client, %d server; want 12, 4, 4", round, len(got), len(cli), len(srv))
+		if len(got) != 3*shared || len(cli) != shared || len(srv) != shared {
+			t.Fatalf("shared round %d: %d spans, %d client, %d server; want %d, %d, %d", round, len(got), len(cli), len(srv), 3*shared, shared, shared)
+		}
+		conns := map[string]bool{}
+		for _, c := range cli {
+			if c.Attrs["network.local.port"] == nil {
+				t.Fatalf("shared round %d: client span %s says no connection", round, c.SpanID)
+			}
+			conns[fmt.Sprint(c.Attrs["network.local.port"])] = true
+		}
+		if len(conns) != 1 {
+			t.Errorf("shared round %d: client calls on %d connections, want 1", round, len(conns))
 		}
 		traces := map[string]bool{}
 		for _, tid := range tids {
@@ -335,8 +346,8 @@ func TestSameNodeLinkingExactGRPC(t *testing.T) {
 	linked := scrapeValue(t, text, "golens_spans_linked_total") - 4*rounds
 	ambiguous := scrapeValue(t, text, `golens_spans_unlinked_total{reason="ambiguous"}`)
 	late := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_client_span"}`)
-	t.Logf("shared connection: of 12 server spans, %v linked, %v ambiguous, %v too late", linked, ambiguous, late)
-	if int(linked) != 12-unlinked || int(ambiguous+late) != unlinked {
-		t.Errorf("shared connection: linked %v, ambiguous %v, late %v; want %d linked, %d unlinked in all", linked, ambiguous, late, 12-unlinked, unlinked)
+	t.Logf("shared connection: of %d server spans, %v linked, %v ambiguous, %v too late", 2*shared, linked, ambiguous, late)
+	if int(linked) != 2*shared || unlinked != 0 || ambiguous != 0 || late != 0 {
+		t.Errorf("shared connection: linked %v, ambiguous %v, late %v, %d without parent; want all %d linked", linked, ambiguous, late, unlinked, 2*shared)
 	}
 }
