@@ -351,3 +351,67 @@ func TestSameNodeLinkingExactGRPC(t *testing.T) {
 		t.Errorf("shared connection: linked %v, ambiguous %v, late %v, %d without parent; want all %d linked", linked, ambiguous, late, unlinked, 2*shared)
 	}
 }
+
+// net/http over HTTP/2, both watched on one node: 12 identical requests at
+// once through A, whose Transport multiplexes them as 12 streams on one
+// connection to B, h2c and over TLS. Both probes read each request's
+// stream id, so every B span joins exactly the trace of its request,
+// under A's one call on its stream; none is ambiguous.
+func TestSameNodeLinkingExactH2(t *testing.T) {
+	for _, mode := range []struct{ name, flag, scheme string }{{"h2c", "-h2c", "h2c"}, {"tls", "-tls", "https"}} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := startSetupB(t, harness.Variant{}, true, []string{mode.flag})
+			sleep := url.QueryEscape(mode.scheme + "://" + s.b.Addr + "/sleep?ms=50")
+			// One call first, so that the 12 find A's connection open.
+			warm := len(s.recv.Spans())
+			getAll(t, s.a.Addr, 1, func(int) string { return "/chain?to=" + sleep })
+			if _, err := s.recv.WaitFor(warm+3, 15*time.Second); err != nil {
+				t.Fatalf("warm-up: %v\n%s", err, s.agent.Log())
+			}
+			const n = 12
+			for round := range 2 {
+				time.Sleep(1200 * time.Millisecond)
+				before := len(s.recv.Spans())
+				tids := getAll(t, s.a.Addr, n, func(int) string { return "/chain?to=" + sleep })
+				if _, err := s.recv.WaitFor(before+3*n, 15*time.Second); err != nil {
+					t.Fatalf("round %d: %v\n%s", round, err, s.agent.Log())
+				}
+				time.Sleep(1200 * time.Millisecond)
+				got := s.recv.Spans()[before:]
+				traces := byTrace(got)
+				ports := map[string]bool{}
+				for i, tid := range tids {
+					aSrv, aCli, bSrv := services(traces[tid])
+					if len(aSrv) != 1 || len(aCli) != 1 || len(bSrv) != 1 {
+						t.Errorf("round %d #%d: trace %s has A server %d, A client %d, B server %d; want 1 each", round, i, tid, len(aSrv), len(aCli), len(bSrv))
+						continue
+					}
+					c, b := aCli[0], bSrv[0]
+					if c.ParentSpanID != aSrv[0].SpanID || b.ParentSpanID != c.SpanID || !onConn(b, c) {
+						t.Errorf("round %d #%d: A client under %s (want %s), B under %s (want %s), on its connection %v",
+							round, i, c.ParentSpanID, aSrv[0].SpanID, b.ParentSpanID, c.SpanID, onConn(b, c))
+					}
+					if b.Attrs["network.protocol.version"] != "2" {
+						t.Errorf("round %d #%d: B served HTTP/%v, want 2", round, i, b.Attrs["network.protocol.version"])
+					}
+					ports[fmt.Sprint(c.Attrs["network.local.port"])] = true
+				}
+				if len(ports) != 1 {
+					t.Errorf("round %d: A's calls on %d connections, want 1", round, len(ports))
+				}
+			}
+			text, err := s.agent.Metrics()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := scrapeValue(t, text, "golens_spans_linked_total"); v != 1+2*n {
+				t.Errorf("golens_spans_linked_total %v, want %d", v, 1+2*n)
+			}
+			for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous", "no_conn"} {
+				if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
+					t.Errorf("unlinked %s %v, want 0", r, v)
+				}
+			}
+		})
+	}
+}
