@@ -712,6 +712,7 @@ int uprobe_h2_client(struct pt_regs *ctx)
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_h2cc_tconn)) != 0)
 		iface[0] = iface[1] = 0;
 	int kind = go_net_conn(iface[0], iface[1], &r->conn);
+	r->stream = 0; /* a retry on another connection gets a new stream */
 	struct ptr_key pk = {.pid = k.pid, .ptr = GO_ARG2(ctx)};
 	if (kind != CONN_NONE)
 		bpf_map_update_elem(&h2_callers, &pk, &k, BPF_ANY);
