@@ -356,11 +356,22 @@ func TestSameNodeLinkingExactGRPC(t *testing.T) {
 // once through A, whose Transport multiplexes them as 12 streams on one
 // connection to B, h2c and over TLS. Both probes read each request's
 // stream id, so every B span joins exactly the trace of its request,
-// under A's one call on its stream; none is ambiguous.
+// under A's one call on its stream; none is ambiguous. Also with Go 1.27
+// (HTTP/2 in net/http/internal/http2) and a stripped Go 1.24 (offsets from
+// the tables, the *tls.Conn told by shape). Before Go 1.23 net/http's
+// HTTP/2 client has no ClientConn.roundTrip to read its connection at.
 func TestSameNodeLinkingExactH2(t *testing.T) {
-	for _, mode := range []struct{ name, flag, scheme string }{{"h2c", "-h2c", "h2c"}, {"tls", "-tls", "https"}} {
+	for _, mode := range []struct {
+		name, flag, scheme string
+		v                  harness.Variant
+	}{
+		{"h2c", "-h2c", "h2c", harness.Variant{}},
+		{"tls", "-tls", "https", harness.Variant{}},
+		{"h2c-go1.27.3", "-h2c", "h2c", harness.Variant{Go: "go1.27.3"}},
+		{"tls-go1.24.13-stripped", "-tls", "https", harness.Variant{Go: "go1.24.13", Stripped: true}},
+	} {
 		t.Run(mode.name, func(t *testing.T) {
-			s := startSetupB(t, harness.Variant{}, true, []string{mode.flag})
+			s := startSetupB(t, mode.v, true, []string{mode.flag})
 			sleep := url.QueryEscape(mode.scheme + "://" + s.b.Addr + "/sleep?ms=50")
 			// One call first, so that the 12 find A's connection open.
 			warm := len(s.recv.Spans())
