@@ -21,6 +21,7 @@ var ConnFields = []Field{
 	{Const: "off_netfd_raddr", Struct: "net.netFD", Field: "raddr"},
 	{Const: "off_tcpaddr_ip", Struct: "net.TCPAddr", Field: "IP"},
 	{Const: "off_tcpaddr_port", Struct: "net.TCPAddr", Field: "Port"},
+	{Const: "off_tlsconn_conn", Struct: "crypto/tls.Conn", Field: "conn"},
 }
 
 // ConnKnown is the constant that turns conn.h's reader on.
@@ -32,6 +33,7 @@ const ConnKnown = "conn_known"
 var ConnTypes = []TypeAddr{
 	{Const: "tcpconn_type", Type: "*net.TCPConn", Iface: "net.Conn"},
 	{Const: "tcpaddr_type", Type: "*net.TCPAddr", Iface: "net.Addr"},
+	{Const: "tlsconn_type", Type: "*crypto/tls.Conn", Iface: "net.Conn"},
 }
 
 // ConnTuple decodes conn.h's struct conn_tuple: IPv4-mapped addresses

@@ -22,7 +22,8 @@ import (
 // end the callee's listener. With the symbol table (the dynamic type
 // checked against *net.TCPConn's descriptor, PIE too) and without it (the
 // value's shape checked instead, offsets from the generated tables for
-// every supported Go release).
+// every supported Go release). A request over TLS names the TCP connection
+// under the *tls.Conn.
 func TestClientConn(t *testing.T) {
 	needEBPF(t)
 	type variant struct {
@@ -57,9 +58,14 @@ func TestClientConn(t *testing.T) {
 			}))
 			defer callee.Close()
 			// A TLS callee: the target's connection to it is a *tls.Conn,
-			// whose connection must stay unknown (the target trusts its
-			// certificate through SSL_CERT_FILE).
-			tlsCallee := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			// whose TCP connection is read one level down (the target
+			// trusts its certificate through SSL_CERT_FILE).
+			var tlsPeer string
+			tlsCallee := httptest.NewTLSServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				tlsPeer = r.RemoteAddr
+				mu.Unlock()
+			}))
 			defer tlsCallee.Close()
 			ca := filepath.Join(t.TempDir(), "ca.pem")
 			if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCallee.Certificate().Raw}), 0o644); err != nil {
@@ -107,8 +113,9 @@ func TestClientConn(t *testing.T) {
 			if len(conns) != n+1 || len(peers) != n {
 				t.Fatalf("%d client events, %d plain requests served, want %d and %d", len(conns), len(peers), n+1, n)
 			}
-			if c := conns[n]; c != (event.Conn{}) {
-				t.Errorf("request over TLS: Conn %v, want unknown", c)
+			wantTLS := event.Conn{Local: netip.MustParseAddrPort(tlsPeer), Remote: netip.MustParseAddrPort(tlsCallee.Listener.Addr().String())}
+			if c := conns[n]; c != wantTLS {
+				t.Errorf("request over TLS: Conn %v, want %v", c, wantTLS)
 			}
 			remote := netip.MustParseAddrPort(callee.Listener.Addr().String())
 			for i, c := range conns[:n] {

@@ -173,6 +173,7 @@ type call struct {
 	sc           event.SpanContext
 	linked       bool       // a client call whose parent was found in-process
 	conn         event.Conn // a client call's connection; zero when unknown
+	stream       uint32     // the HTTP/2 stream id on that connection; 0 unknown (or HTTP/1.x)
 }
 
 type group struct {
@@ -218,6 +219,7 @@ type owner struct {
 type clientRef struct {
 	pid          int
 	conn         event.Conn
+	stream       uint32
 	method, path string
 	start, end   time.Time
 	sc           event.SpanContext
@@ -256,11 +258,11 @@ func NewLinker(find OwnerFunc) *Linker {
 func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
 	switch e := ev.(type) {
 	case *event.HTTPClient:
-		return l.addClient(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, e.Link != event.LinkNone, e.Conn}, stub, now)
+		return l.addClient(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, e.Link != event.LinkNone, e.Conn, e.Stream}, stub, now)
 	case *event.HTTPServer:
-		return l.addServer(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, false, event.Conn{}}, e.RemoteAddr, stub, now)
+		return l.addServer(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, false, event.Conn{}, e.Stream}, e.RemoteAddr, stub, now)
 	case *event.GRPC:
-		c := call{e.Process, "grpc", e.Method, e.Start, e.End, e.SpanContext, e.Linked, e.Conn}
+		c := call{e.Process, "grpc", e.Method, e.Start, e.End, e.SpanContext, e.Linked, e.Conn, e.Stream}
 		if e.Server {
 			peer := ""
 			if e.Peer.IsValid() {
@@ -288,7 +290,7 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 }
 
 func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
-	ref := &clientRef{pid: e.proc.PID, conn: plain(e.conn), method: e.method, path: e.path, start: e.start, end: e.end, sc: e.sc, seen: now}
+	ref := &clientRef{pid: e.proc.PID, conn: plain(e.conn), stream: e.stream, method: e.method, path: e.path, start: e.start, end: e.end, sc: e.sc, seen: now}
 	var out []*tracetest.SpanStub
 	// A client span of a trace started here waits with its trace.
 	if g := l.groups[e.sc.TraceID]; g != nil || (e.linked && e.sc.Traceparent != event.TraceparentValid) {
@@ -563,10 +565,14 @@ func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStu
 
 // fits tells whether server request e, whose connection's client end is
 // conn, can be the far end of client call c: c went out on exactly that
-// connection, with the same method and path, and its call contains the
-// request. Both ends are stamped by the same kernel clock, so the nesting
-// needs no slack.
+// connection (and, when both probes read it, on the same HTTP/2 stream),
+// with the same method and path, and its call contains the request. Both
+// ends are stamped by the same kernel clock, so the nesting needs no
+// slack.
 func fits(c clientRef, conn event.Conn, e *call) bool {
+	if c.stream != 0 && e.stream != 0 && c.stream != e.stream {
+		return false
+	}
 	return conn.Known() && c.conn == conn && contains(c, e)
 }
 

@@ -638,3 +638,59 @@ func TestLinkerNoConnNotHeld(t *testing.T) {
 		t.Fatalf("closed end: released %d, parent %s, no_conn %d", len(got), bs.Parent.SpanID(), l.NoConn)
 	}
 }
+
+// HTTP/2 streams on one connection: when both probes read the stream id,
+// two identical calls each containing both callees are told apart by it,
+// in either order of arrival; a side without a stream id pairs by
+// connection alone, as before (ambiguous here).
+func TestLinkerPairsByStream(t *testing.T) {
+	stream := func(e event.Event, id uint32) event.Event {
+		switch e := e.(type) {
+		case *event.HTTPClient:
+			e.Stream = id
+		case *event.HTTPServer:
+			e.Stream = id
+		}
+		return e
+	}
+	for _, callsFirst := range []bool{true, false} {
+		l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID}))
+		c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+		c3, cs3 := client(procA, 2, 0x43, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
+		b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+		b3, s3 := server(procB, 0x33, 0x33, 0, event.TraceparentNone, "127.0.0.1:5001", ms(4), ms(11))
+		calls := func() {
+			add(l, stream(via(c1, 5001), 1), cs1, t0)
+			add(l, stream(via(c3, 5001), 3), cs3, t0)
+		}
+		if callsFirst {
+			calls()
+		}
+		add(l, stream(b3, 3), s3, t0)
+		add(l, stream(b1, 1), s1, t0)
+		if !callsFirst {
+			calls()
+		}
+		settled(l, t0)
+		if _, _, p := ids(s1); p != trace.SpanID(event.SpanID{0x41}) {
+			t.Errorf("calls first %v: stream 1's callee under %s, want 41…", callsFirst, p)
+		}
+		if _, _, p := ids(s3); p != trace.SpanID(event.SpanID{0x43}) {
+			t.Errorf("calls first %v: stream 3's callee under %s, want 43…", callsFirst, p)
+		}
+		if l.Linked != 2 || l.Ambiguous != 0 {
+			t.Errorf("calls first %v: linked %d, ambiguous %d; want 2, 0", callsFirst, l.Linked, l.Ambiguous)
+		}
+	}
+
+	// The callee's stream unknown: both calls fit it.
+	l := NewLinker(fixedOwner(map[uint16]int{5001: procA.PID}))
+	c1, cs1 := client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
+	c3, cs3 := client(procA, 2, 0x43, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(21))
+	add(l, stream(via(c1, 5001), 1), cs1, t0)
+	add(l, stream(via(c3, 5001), 3), cs3, t0)
+	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
+	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
+		t.Fatalf("callee without a stream id: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
+	}
+}

@@ -34,6 +34,8 @@ struct conn_tuple {
 volatile const __u8 conn_known = 0;
 volatile const __u64 tcpconn_type = 0; /* *net.TCPConn's type descriptor in the process */
 volatile const __u64 tcpaddr_type = 0; /* *net.TCPAddr's */
+volatile const __u64 tlsconn_type = 0; /* *crypto/tls.Conn's */
+volatile const __u64 off_tlsconn_conn = 0; /* crypto/tls.Conn.conn, a net.Conn */
 volatile const __u64 off_tcpconn_conn = 0; /* net.TCPConn.conn (embedded net.conn) */
 volatile const __u64 off_conn_fd = 0;      /* net.conn.fd, a *netFD */
 volatile const __u64 off_netfd_family = 0;
@@ -138,6 +140,46 @@ static __always_inline int go_tcp_conn(__u64 itab, __u64 data, struct conn_tuple
 		return 0;
 	}
 	return 1;
+}
+
+/* What go_net_conn found. */
+#define CONN_NONE 0
+#define CONN_TCP 1 /* a *net.TCPConn itself: the socket sees the plain bytes */
+#define CONN_TLS 2 /* a *tls.Conn over a *net.TCPConn: the socket sees ciphertext */
+
+/*
+ * Like go_tcp_conn, and when the interface holds a *tls.Conn, the
+ * connection under it: tls.Conn.conn is itself a net.Conn, read one level
+ * down (never further). The result says which it was, so that a caller
+ * who would touch the bytes on the wire (an announcement for the sk_msg
+ * program) can insist on CONN_TCP: it must never see CONN_TLS as plain.
+ *
+ * With the symbol table the outer type word must be *tls.Conn's and the
+ * inner one *net.TCPConn's. A stripped binary has neither address: a
+ * value that is not itself a TCP conn (go_tcp_conn's shape checks) is
+ * then unwrapped when its first words, at tls.Conn.conn's offset, are an
+ * interface whose value passes those same checks: a TCP netFD with
+ * *net.TCPAddr ends. Another wrapper that keeps its net.Conn there would
+ * be unwrapped too; what is read is then still the TCP connection it
+ * wraps, so the tuple is never wrong, only the kind may be a wrapper's
+ * rather than TLS, and both are CONN_TLS: not plain, never announced.
+ */
+static __always_inline int go_net_conn(__u64 itab, __u64 data, struct conn_tuple *t)
+{
+	if (go_tcp_conn(itab, data, t))
+		return CONN_TCP;
+	if (!conn_known || !itab || !data)
+		return CONN_NONE;
+	if (tcpconn_type && !tlsconn_type)
+		return CONN_NONE; /* symbols, but no *tls.Conn in this program */
+	if (tlsconn_type && !go_itab_is(itab, tlsconn_type))
+		return CONN_NONE;
+	__u64 inner[2] = {};
+	if (bpf_probe_read_user(inner, sizeof(inner), (void *)(data + off_tlsconn_conn)) != 0)
+		return CONN_NONE;
+	if (!go_tcp_conn(inner[0], inner[1], t))
+		return CONN_NONE;
+	return CONN_TLS;
 }
 
 #endif /* CONN_TUPLE_ONLY */

@@ -81,6 +81,9 @@ type HTTPServer struct {
 	// block had been sent before the panic.
 	Panicked  bool
 	Truncated []string // names of fields cut to fit the probe's buffers
+	// Stream is the request's HTTP/2 stream id; 0 for HTTP/1.x or when
+	// unknown.
+	Stream uint32
 }
 
 // Target implements Event.
@@ -159,6 +162,9 @@ type HTTPClient struct {
 	// Conn is the TCP connection the request went out on, as the caller's
 	// network namespace names it; zero when the probe could not read it.
 	Conn Conn
+	// Stream is the request's HTTP/2 stream id on Conn; 0 for HTTP/1.x
+	// or when unknown.
+	Stream uint32
 }
 
 // Target implements Event.
@@ -220,6 +226,9 @@ type GRPC struct {
 	// Conn is the client's connection (client: local is the client's end);
 	// zero when the probe could not read it.
 	Conn Conn
+	// Stream is the call's HTTP/2 stream id on its connection (both
+	// sides); 0 when unknown.
+	Stream uint32
 }
 
 // Target implements Event.

@@ -43,6 +43,8 @@ type bpfGrpcEvent struct {
 	Pad       [2]uint8
 	Ip        [16]uint8
 	Conn      bpfConnTuple
+	Stream    uint32
+	Pad2      uint32
 	Method    [128]uint8
 	Addr      [64]uint8
 }
@@ -125,6 +127,7 @@ const (
 	bpfVarConnKnown               = "conn_known"
 	bpfVarInjectEnabled           = "inject_enabled"
 	bpfVarMapSwiss                = "map_swiss"
+	bpfVarOffAttemptStream        = "off_attempt_stream"
 	bpfVarOffAttemptTransport     = "off_attempt_transport"
 	bpfVarOffCallhdrMethod        = "off_callhdr_method"
 	bpfVarOffCcTarget             = "off_cc_target"
@@ -152,6 +155,7 @@ const (
 	bpfVarOffSpbCode              = "off_spb_code"
 	bpfVarOffStatusS              = "off_status_s"
 	bpfVarOffStreamCtx            = "off_stream_ctx"
+	bpfVarOffStreamId             = "off_stream_id"
 	bpfVarOffStreamMethod         = "off_stream_method"
 	bpfVarOffSwissDirlen          = "off_swiss_dirlen"
 	bpfVarOffSwissDirptr          = "off_swiss_dirptr"
@@ -160,10 +164,13 @@ const (
 	bpfVarOffTcpaddrIp            = "off_tcpaddr_ip"
 	bpfVarOffTcpaddrPort          = "off_tcpaddr_port"
 	bpfVarOffTcpconnConn          = "off_tcpconn_conn"
+	bpfVarOffTlsconnConn          = "off_tlsconn_conn"
+	bpfVarStreamIdKnown           = "stream_id_known"
 	bpfVarStreamIndirect          = "stream_indirect"
 	bpfVarTcpaddrType             = "tcpaddr_type"
 	bpfVarTcpconnType             = "tcpconn_type"
 	bpfVarTimerctxDeadline        = "timerctx_deadline"
+	bpfVarTlsconnType             = "tlsconn_type"
 	bpfVarUnusedGrpcEvent         = "unused_grpc_event"
 )
 
@@ -240,6 +247,7 @@ type bpfVariableSpecs struct {
 	ConnKnown           *ebpf.VariableSpec `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.VariableSpec `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.VariableSpec `ebpf:"map_swiss"`
+	OffAttemptStream    *ebpf.VariableSpec `ebpf:"off_attempt_stream"`
 	OffAttemptTransport *ebpf.VariableSpec `ebpf:"off_attempt_transport"`
 	OffCallhdrMethod    *ebpf.VariableSpec `ebpf:"off_callhdr_method"`
 	OffCcTarget         *ebpf.VariableSpec `ebpf:"off_cc_target"`
@@ -267,6 +275,7 @@ type bpfVariableSpecs struct {
 	OffSpbCode          *ebpf.VariableSpec `ebpf:"off_spb_code"`
 	OffStatusS          *ebpf.VariableSpec `ebpf:"off_status_s"`
 	OffStreamCtx        *ebpf.VariableSpec `ebpf:"off_stream_ctx"`
+	OffStreamId         *ebpf.VariableSpec `ebpf:"off_stream_id"`
 	OffStreamMethod     *ebpf.VariableSpec `ebpf:"off_stream_method"`
 	OffSwissDirlen      *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr      *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
@@ -275,10 +284,13 @@ type bpfVariableSpecs struct {
 	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn      *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn      *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
+	StreamIdKnown       *ebpf.VariableSpec `ebpf:"stream_id_known"`
 	StreamIndirect      *ebpf.VariableSpec `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.VariableSpec `ebpf:"tcpconn_type"`
 	TimerctxDeadline    *ebpf.VariableSpec `ebpf:"timerctx_deadline"`
+	TlsconnType         *ebpf.VariableSpec `ebpf:"tlsconn_type"`
 	UnusedGrpcEvent     *ebpf.VariableSpec `ebpf:"unused_grpc_event"`
 }
 
@@ -335,6 +347,7 @@ type bpfVariables struct {
 	ConnKnown           *ebpf.Variable `ebpf:"conn_known"`
 	InjectEnabled       *ebpf.Variable `ebpf:"inject_enabled"`
 	MapSwiss            *ebpf.Variable `ebpf:"map_swiss"`
+	OffAttemptStream    *ebpf.Variable `ebpf:"off_attempt_stream"`
 	OffAttemptTransport *ebpf.Variable `ebpf:"off_attempt_transport"`
 	OffCallhdrMethod    *ebpf.Variable `ebpf:"off_callhdr_method"`
 	OffCcTarget         *ebpf.Variable `ebpf:"off_cc_target"`
@@ -362,6 +375,7 @@ type bpfVariables struct {
 	OffSpbCode          *ebpf.Variable `ebpf:"off_spb_code"`
 	OffStatusS          *ebpf.Variable `ebpf:"off_status_s"`
 	OffStreamCtx        *ebpf.Variable `ebpf:"off_stream_ctx"`
+	OffStreamId         *ebpf.Variable `ebpf:"off_stream_id"`
 	OffStreamMethod     *ebpf.Variable `ebpf:"off_stream_method"`
 	OffSwissDirlen      *ebpf.Variable `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr      *ebpf.Variable `ebpf:"off_swiss_dirptr"`
@@ -370,10 +384,13 @@ type bpfVariables struct {
 	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn      *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn      *ebpf.Variable `ebpf:"off_tlsconn_conn"`
+	StreamIdKnown       *ebpf.Variable `ebpf:"stream_id_known"`
 	StreamIndirect      *ebpf.Variable `ebpf:"stream_indirect"`
 	TcpaddrType         *ebpf.Variable `ebpf:"tcpaddr_type"`
 	TcpconnType         *ebpf.Variable `ebpf:"tcpconn_type"`
 	TimerctxDeadline    *ebpf.Variable `ebpf:"timerctx_deadline"`
+	TlsconnType         *ebpf.Variable `ebpf:"tlsconn_type"`
 	UnusedGrpcEvent     *ebpf.Variable `ebpf:"unused_grpc_event"`
 }
 

@@ -183,8 +183,10 @@ func startManager(t *testing.T, h probes.Handler, features ...string) *probes.Ma
 // Sixteen concurrent unary calls of one method, spread over four
 // connections (1, 3, 5 and 7 calls): each client event names the very
 // connection its call went out on — its local end is the peer the server
-// saw for that call, its remote end the server's listener. A call is told
-// apart on both sides by the status code it asks for.
+// saw for that call, its remote end the server's listener — and the same
+// HTTP/2 stream id as the server event of that call, no two calls on one
+// connection sharing one. A call is told apart on both sides by the status
+// code it asks for.
 func TestClientConn(t *testing.T) {
 	forVersions(t, testClientConn)
 }
@@ -233,6 +235,7 @@ func testClientConn(t *testing.T, bin string) {
 	cli, srv := byCode(clients), byCode(servers)
 	listener := netip.MustParseAddrPort(bGRPC)
 	locals := map[int]netip.AddrPort{} // connection number -> its client end
+	streams := map[any]int{}           // (connection, stream) -> code
 	for code := 1; code <= 16; code++ {
 		c, s := cli[code], srv[code]
 		if c == nil || s == nil {
@@ -249,6 +252,17 @@ func testClientConn(t *testing.T, bin string) {
 		if c.Conn.Local != s.Peer {
 			t.Errorf("code %d: local end %v, but the server saw the call from %v", code, c.Conn.Local, s.Peer)
 		}
+		if c.Stream == 0 || c.Stream%2 != 1 || c.Stream != s.Stream {
+			t.Errorf("code %d: client stream %d, server stream %d; want the same odd id", code, c.Stream, s.Stream)
+		}
+		type onStream struct {
+			conn   netip.AddrPort
+			stream uint32
+		}
+		if prev, dup := streams[onStream{c.Conn.Local, c.Stream}]; dup {
+			t.Errorf("code %d: stream %d on %v, as code %d's", code, c.Stream, c.Conn.Local, prev)
+		}
+		streams[onStream{c.Conn.Local, c.Stream}] = code
 		k := conn[code]
 		if prev, ok := locals[k]; ok && prev != c.Conn.Local {
 			t.Errorf("code %d: connection %d's local end %v, another call on it said %v", code, k, c.Conn.Local, prev)

@@ -59,6 +59,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 volatile const __u64 off_stream_method = 0;  /* transport.Stream.method */
 volatile const __u64 off_stream_ctx = 0;     /* transport.Stream.ctx */
+/* transport.Stream.id (offset 0 in older releases): stream_id_known says
+ * it was resolved. */
+volatile const __u64 off_stream_id = 0;
+volatile const __u8 stream_id_known = 0;
+/* csAttempt.s, .transportStream from grpc-go 1.7x: the attempt's
+ * *transport.Stream or *ClientStream (which starts with its Stream, by
+ * pointer where stream_indirect says so). */
+volatile const __u64 off_attempt_stream = 0;
 volatile const __u64 off_server_peer = 0;    /* http2Server.peer (peer.Peer, Addr first) */
 volatile const __u64 off_status_s = 0;       /* internal/status.Status.s */
 volatile const __u64 off_spb_code = 0;       /* genproto status.Status.Code */
@@ -104,6 +112,8 @@ struct grpc_event {
 	__u8 _pad[2];
 	__u8 ip[16];
 	struct conn_tuple conn; /* client: the call's connection; zero unknown */
+	__u32 stream;           /* the call's HTTP/2 stream id; 0 unknown */
+	__u32 _pad2;
 	__u8 method[METHOD_MAX];
 	__u8 addr[ADDR_MAX];
 };
@@ -223,6 +233,9 @@ int uprobe_grpc_server_entry(struct pt_regs *ctx)
 	struct go_string m = {};
 	go_string_at(&m, (void *)(base + off_stream_method));
 	st->ev.method_len = go_string_copy(st->ev.method, METHOD_MAX, m, &st->ev.cut);
+	st->ev.stream = 0;
+	if (stream_id_known)
+		bpf_probe_read_user(&st->ev.stream, sizeof(st->ev.stream), (void *)(base + off_stream_id));
 
 	if (off_server_peer) {
 		__u64 addr = go_word_at((void *)(transport + off_server_peer + 8));
@@ -331,6 +344,21 @@ static __always_inline void call_conn(struct conn_tuple *c, __u64 cs)
 	__u64 a = go_word_at((void *)(cs + off_cs_attempt));
 	if (a)
 		transport_conn(c, go_word_at((void *)(a + off_attempt_transport + 8)));
+}
+
+/* The HTTP/2 stream id of a call's (last) attempt, 0 when unknown: client
+ * stream ids are odd, so anything else read is not one. */
+static __always_inline __u32 call_stream(__u64 cs)
+{
+	if (!stream_id_known || !off_attempt_stream)
+		return 0;
+	__u64 a = go_word_at((void *)(cs + off_cs_attempt));
+	__u64 s = a ? go_word_at((void *)(a + off_attempt_stream)) : 0;
+	__u64 base = stream_indirect && s ? go_word_at((void *)s) : s;
+	__u32 id = 0;
+	if (!base || bpf_probe_read_user(&id, sizeof(id), (void *)(base + off_stream_id)) != 0 || !(id & 1))
+		return 0;
+	return id;
 }
 
 /* The addresses of context.(*cancelCtx).Done and (*timerCtx).Deadline
@@ -589,6 +617,7 @@ int uprobe_grpc_client_finish(struct pt_regs *ctx)
 	/* Announced: the connection its headers went out on is known. */
 	if (!e->conn.local_port)
 		call_conn(&e->conn, cs);
+	e->stream = call_stream(cs);
 	/* Two finishes racing (the watcher and the caller): only the one that
 	 * removes the state reports the call. */
 	if (bpf_map_delete_elem(&grpc_calls, &k) != 0) {

@@ -34,9 +34,12 @@ var Probe = probes.Spec{
 		Fields: []probes.Field{
 			{Const: "off_stream_method", Struct: transport + ".Stream", Field: "method"},
 			{Const: "off_stream_ctx", Struct: transport + ".Stream", Field: "ctx"},
+			// The stream id pairs the call with its client's (same-node linking).
+			{Const: "off_stream_id", Struct: transport + ".Stream", Field: "id"},
 			{Const: "off_server_peer", Struct: transport + ".http2Server", Field: "peer"},
 			{Const: "off_tcpaddr_port", Struct: "net.TCPAddr", Field: "Port"},
 		},
+		Consts:   map[string]any{"stream_id_known": uint8(1)},
 		Optional: true,
 	}, {
 		// grpc-go renamed WriteStatus to writeStatus; one of them exists.
@@ -78,7 +81,13 @@ var Probe = probes.Spec{
 			{Const: "off_h2c_remote", Struct: transport + ".http2Client", Field: "remoteAddr", Optional: true},
 			{Const: "off_tcpaddr_ip", Struct: "net.TCPAddr", Field: "IP"},
 			{Const: "off_tcpaddr_port", Struct: "net.TCPAddr", Field: "Port"},
+			// The attempt's stream id (event.GRPC.Stream); csAttempt.s
+			// was renamed transportStream.
+			{Const: "off_stream_id", Struct: transport + ".Stream", Field: "id"},
+			{Const: "off_attempt_stream", Struct: grpcPkg + ".csAttempt", Field: "s", Optional: true},
+			{Const: "off_attempt_stream", Struct: grpcPkg + ".csAttempt", Field: "transportStream", Optional: true},
 		},
+		Consts:   map[string]any{"stream_id_known": uint8(1)},
 		Optional: true,
 	}, {
 		// --inject-context: each client stream announced on the writer
@@ -181,6 +190,7 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 		TraceID: e.Sc.TraceId, SpanID: e.Sc.SpanId, Parent: e.Sc.ParentSpanId,
 		Flags: e.Sc.TraceFlags, Traceparent: event.TraceparentState(e.Sc.TpState),
 	}
+	ev.Stream = e.Stream
 	if !ev.Server {
 		ev.Conn = probes.ConnTuple(e.Conn.LocalIp, e.Conn.RemoteIp, e.Conn.LocalPort, e.Conn.RemotePort)
 	}

@@ -28,6 +28,8 @@ type bpfClientReq struct {
 		RemotePort uint16
 		Pad        uint32
 	}
+	Stream uint32
+	Pad2   uint32
 }
 
 type bpfHttpClientEvent struct {
@@ -57,6 +59,8 @@ type bpfHttpClientEvent struct {
 		RemotePort uint16
 		Pad        uint32
 	}
+	Stream uint32
+	Pad2   uint32
 	Method [16]uint8
 	Scheme [16]uint8
 	Host   [64]uint8
@@ -85,6 +89,8 @@ type bpfHttpServerEvent struct {
 	StatusRead uint8
 	Panicked   uint8
 	Pad        [3]uint8
+	Stream     uint32
+	Pad2       uint32
 	Method     [16]uint8
 	Path       [128]uint8
 	Route      [128]uint8
@@ -165,6 +171,7 @@ const (
 	bpfMapEvents                = "events"
 	bpfMapGoMapScratch          = "go_map_scratch"
 	bpfMapGoidSpans             = "goid_spans"
+	bpfMapH2Callers             = "h2_callers"
 	bpfMapH2Requests            = "h2_requests"
 	bpfMapInjectPending         = "inject_pending"
 	bpfMapServerReqs            = "server_reqs"
@@ -195,10 +202,14 @@ const (
 	bpfVarOffH2rws2Req          = "off_h2rws2_req"
 	bpfVarOffH2rws2SentHeader   = "off_h2rws2_sent_header"
 	bpfVarOffH2rws2Status       = "off_h2rws2_status"
+	bpfVarOffH2rws2Stream       = "off_h2rws2_stream"
 	bpfVarOffH2rwsReq           = "off_h2rws_req"
 	bpfVarOffH2rwsSentHeader    = "off_h2rws_sent_header"
 	bpfVarOffH2rwsStatus        = "off_h2rws_status"
+	bpfVarOffH2rwsStream        = "off_h2rws_stream"
 	bpfVarOffH2sreqUrl          = "off_h2sreq_url"
+	bpfVarOffH2stream2Id        = "off_h2stream2_id"
+	bpfVarOffH2streamId         = "off_h2stream_id"
 	bpfVarOffHmapB              = "off_hmap_b"
 	bpfVarOffHmapBuckets        = "off_hmap_buckets"
 	bpfVarOffHmapOldbuckets     = "off_hmap_oldbuckets"
@@ -229,11 +240,13 @@ const (
 	bpfVarOffTcpaddrIp          = "off_tcpaddr_ip"
 	bpfVarOffTcpaddrPort        = "off_tcpaddr_port"
 	bpfVarOffTcpconnConn        = "off_tcpconn_conn"
+	bpfVarOffTlsconnConn        = "off_tlsconn_conn"
 	bpfVarOffUrlHost            = "off_url_host"
 	bpfVarOffUrlPath            = "off_url_path"
 	bpfVarOffUrlScheme          = "off_url_scheme"
 	bpfVarTcpaddrType           = "tcpaddr_type"
 	bpfVarTcpconnType           = "tcpconn_type"
+	bpfVarTlsconnType           = "tlsconn_type"
 	bpfVarTrackGoroutines       = "track_goroutines"
 	bpfVarTrackPanics           = "track_panics"
 	bpfVarUnusedHttpClientEvent = "unused_http_client_event"
@@ -303,6 +316,7 @@ type bpfMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	GoMapScratch  *ebpf.MapSpec `ebpf:"go_map_scratch"`
 	GoidSpans     *ebpf.MapSpec `ebpf:"goid_spans"`
+	H2Callers     *ebpf.MapSpec `ebpf:"h2_callers"`
 	H2Requests    *ebpf.MapSpec `ebpf:"h2_requests"`
 	InjectPending *ebpf.MapSpec `ebpf:"inject_pending"`
 	ServerReqs    *ebpf.MapSpec `ebpf:"server_reqs"`
@@ -330,10 +344,14 @@ type bpfVariableSpecs struct {
 	OffH2rws2Req          *ebpf.VariableSpec `ebpf:"off_h2rws2_req"`
 	OffH2rws2SentHeader   *ebpf.VariableSpec `ebpf:"off_h2rws2_sent_header"`
 	OffH2rws2Status       *ebpf.VariableSpec `ebpf:"off_h2rws2_status"`
+	OffH2rws2Stream       *ebpf.VariableSpec `ebpf:"off_h2rws2_stream"`
 	OffH2rwsReq           *ebpf.VariableSpec `ebpf:"off_h2rws_req"`
 	OffH2rwsSentHeader    *ebpf.VariableSpec `ebpf:"off_h2rws_sent_header"`
 	OffH2rwsStatus        *ebpf.VariableSpec `ebpf:"off_h2rws_status"`
+	OffH2rwsStream        *ebpf.VariableSpec `ebpf:"off_h2rws_stream"`
 	OffH2sreqUrl          *ebpf.VariableSpec `ebpf:"off_h2sreq_url"`
+	OffH2stream2Id        *ebpf.VariableSpec `ebpf:"off_h2stream2_id"`
+	OffH2streamId         *ebpf.VariableSpec `ebpf:"off_h2stream_id"`
 	OffHmapB              *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
@@ -364,11 +382,13 @@ type bpfVariableSpecs struct {
 	OffTcpaddrIp          *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort        *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn        *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn        *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	OffUrlHost            *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.VariableSpec `ebpf:"off_url_scheme"`
 	TcpaddrType           *ebpf.VariableSpec `ebpf:"tcpaddr_type"`
 	TcpconnType           *ebpf.VariableSpec `ebpf:"tcpconn_type"`
+	TlsconnType           *ebpf.VariableSpec `ebpf:"tlsconn_type"`
 	TrackGoroutines       *ebpf.VariableSpec `ebpf:"track_goroutines"`
 	TrackPanics           *ebpf.VariableSpec `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
@@ -401,6 +421,7 @@ type bpfMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	GoMapScratch  *ebpf.Map `ebpf:"go_map_scratch"`
 	GoidSpans     *ebpf.Map `ebpf:"goid_spans"`
+	H2Callers     *ebpf.Map `ebpf:"h2_callers"`
 	H2Requests    *ebpf.Map `ebpf:"h2_requests"`
 	InjectPending *ebpf.Map `ebpf:"inject_pending"`
 	ServerReqs    *ebpf.Map `ebpf:"server_reqs"`
@@ -416,6 +437,7 @@ func (m *bpfMaps) Close() error {
 		m.Events,
 		m.GoMapScratch,
 		m.GoidSpans,
+		m.H2Callers,
 		m.H2Requests,
 		m.InjectPending,
 		m.ServerReqs,
@@ -444,10 +466,14 @@ type bpfVariables struct {
 	OffH2rws2Req          *ebpf.Variable `ebpf:"off_h2rws2_req"`
 	OffH2rws2SentHeader   *ebpf.Variable `ebpf:"off_h2rws2_sent_header"`
 	OffH2rws2Status       *ebpf.Variable `ebpf:"off_h2rws2_status"`
+	OffH2rws2Stream       *ebpf.Variable `ebpf:"off_h2rws2_stream"`
 	OffH2rwsReq           *ebpf.Variable `ebpf:"off_h2rws_req"`
 	OffH2rwsSentHeader    *ebpf.Variable `ebpf:"off_h2rws_sent_header"`
 	OffH2rwsStatus        *ebpf.Variable `ebpf:"off_h2rws_status"`
+	OffH2rwsStream        *ebpf.Variable `ebpf:"off_h2rws_stream"`
 	OffH2sreqUrl          *ebpf.Variable `ebpf:"off_h2sreq_url"`
+	OffH2stream2Id        *ebpf.Variable `ebpf:"off_h2stream2_id"`
+	OffH2streamId         *ebpf.Variable `ebpf:"off_h2stream_id"`
 	OffHmapB              *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets        *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets     *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
@@ -478,11 +504,13 @@ type bpfVariables struct {
 	OffTcpaddrIp          *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort        *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn        *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn        *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	OffUrlHost            *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath            *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlScheme          *ebpf.Variable `ebpf:"off_url_scheme"`
 	TcpaddrType           *ebpf.Variable `ebpf:"tcpaddr_type"`
 	TcpconnType           *ebpf.Variable `ebpf:"tcpconn_type"`
+	TlsconnType           *ebpf.Variable `ebpf:"tlsconn_type"`
 	TrackGoroutines       *ebpf.Variable `ebpf:"track_goroutines"`
 	TrackPanics           *ebpf.Variable `ebpf:"track_panics"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`

@@ -61,6 +61,8 @@ struct http_server_event {
 	__u8 status_read; /* 1: status comes from the writer (0 there means 200) */
 	__u8 panicked;    /* 1: the handler panicked and net/http ended the request */
 	__u8 _pad[3];
+	__u32 stream; /* HTTP/2: the request's stream id; 0 for HTTP/1.x or unknown */
+	__u32 _pad2;
 	__u8 method[METHOD_MAX];
 	__u8 path[PATH_MAX_];
 	__u8 route[ROUTE_MAX];
@@ -84,6 +86,13 @@ volatile const __u64 off_h2rws_status = 0;  /* Go ≤ 1.26: http2responseWriterS
 volatile const __u64 off_h2rws2_req = 0;    /* Go ≥ 1.27: internal/http2.responseWriterState.req, a ServerRequest */
 volatile const __u64 off_h2rws2_status = 0; /* Go ≥ 1.27: internal/http2.responseWriterState.status; 0: unknown */
 volatile const __u64 off_h2sreq_url = 0;    /* Go ≥ 1.27: internal/http2.ServerRequest.URL */
+/* The request's stream: http2responseWriterState.stream (a *http2stream,
+ * offset 0 in every release, hence the id offsets, never 0, say whether
+ * known) and http2stream.id; the same in internal/http2 from Go 1.27. */
+volatile const __u64 off_h2rws_stream = 0;
+volatile const __u64 off_h2stream_id = 0;
+volatile const __u64 off_h2rws2_stream = 0;
+volatile const __u64 off_h2stream2_id = 0;
 volatile const __u64 off_req_ctx = 232;         /* Request.ctx, an interface */
 volatile const __u64 off_url_scheme = 0;
 volatile const __u64 off_url_host = 40;
@@ -194,7 +203,9 @@ struct http_client_event {
 	__u8 cut;
 	__u8 link; /* enum parent_link */
 	__u8 _pad[6];
-	struct conn_tuple conn; /* the connection it went out on (HTTP/1.x); zero: unknown */
+	struct conn_tuple conn; /* the connection it went out on; zero: unknown */
+	__u32 stream;           /* HTTP/2: its stream id on conn; 0 for HTTP/1.x or unknown */
+	__u32 _pad2;
 	__u8 method[METHOD_MAX];
 	__u8 scheme[16];
 	__u8 host[HOST_MAX];
@@ -207,7 +218,9 @@ struct client_req {
 	__u8 link;
 	__u8 _pad[7];
 	struct span_context sc;
-	struct conn_tuple conn; /* set by uprobe_client_conn */
+	struct conn_tuple conn; /* set by uprobe_client_conn, uprobe_h2_client */
+	__u32 stream;           /* set by uprobe_h2_headers */
+	__u32 _pad2;
 };
 
 struct {
@@ -237,6 +250,20 @@ struct {
 	__type(key, struct ptr_key);
 	__type(value, struct inject_ids);
 } h2_requests SEC(".maps");
+
+/*
+ * HTTP/2: the caller's goroutine (its client_reqs key) of a request
+ * between its RoundTrip and the writing of its header block, by the
+ * request pointer both receive, so the stream's id reaches the client
+ * event (same-node linking pairs by connection and stream). LRU, like
+ * h2_requests.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ptr_key);
+	__type(value, struct server_key);
+} h2_callers SEC(".maps");
 
 /* Force the event types into BTF so bpf2go can generate their Go twins. */
 const struct http_server_event *unused_http_server_event __attribute__((unused));
@@ -313,6 +340,17 @@ static __always_inline void server_unregister(__u32 pid, struct server_req *r)
 	}
 }
 
+/* The id of the HTTP/2 server stream *st (client-initiated: odd), 0 when
+ * unreadable. */
+static __always_inline __u32 h2_stream_id(__u64 st)
+{
+	__u32 id = 0;
+	if (!st || bpf_probe_read_user(&id, sizeof(id), (void *)(st + (off_h2stream_id ? off_h2stream_id : off_h2stream2_id))) != 0 ||
+	    !(id & 1))
+		return 0;
+	return id;
+}
+
 /* Whether the header block reached the connection: what a client saw when
  * the handler panicked (net/http then closes the HTTP/1 connection, or
  * resets the HTTP/2 stream, without writing anything more). */
@@ -363,6 +401,7 @@ static __always_inline int server_end(struct server_key *k, struct server_req *r
 	e->proto_minor = go_word_at(req + off_req_proto_minor);
 	e->status = 0;
 	e->status_read = 0;
+	e->stream = 0;
 	/* rw is a *response only for HTTP/1.x; HTTP/2 passes its own writer
 	 * type through the same function. The handler has returned but the
 	 * writer is not released yet: its state still holds the status. Only
@@ -382,12 +421,16 @@ static __always_inline int server_end(struct server_key *k, struct server_req *r
 			e->status = go_word_at((void *)(rws + off_h2rws_status));
 			e->status_read = 1;
 			w = rws;
+			if (off_h2stream_id)
+				e->stream = h2_stream_id(go_word_at((void *)(rws + off_h2rws_stream)));
 		} else if (rws && off_h2rws2_status && off_h2sreq_url && url &&
 			   go_word_at((void *)(rws + off_h2rws2_req + off_h2sreq_url)) == url) {
 			e->status = go_word_at((void *)(rws + off_h2rws2_status));
 			e->status_read = 1;
 			w = rws;
 			rws2 = 1;
+			if (off_h2stream2_id)
+				e->stream = h2_stream_id(go_word_at((void *)(rws + off_h2rws2_stream)));
 		}
 	}
 	/* After a panic the client saw a status only if the header block had
@@ -594,8 +637,9 @@ int uprobe_client_conn(struct pt_regs *ctx)
 	__u64 iface[2] = {};
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_pconn_conn)) != 0)
 		iface[0] = iface[1] = 0;
-	go_tcp_conn(iface[0], iface[1], &r->conn);
-	if (inject_enabled && !conn_unknown(&r->conn))
+	/* Over TLS the connection is known (for linking) but never announced:
+	 * the socket program would see ciphertext. */
+	if (go_net_conn(iface[0], iface[1], &r->conn) == CONN_TCP && inject_enabled)
 		announce(k.pid, r);
 	return 0;
 }
@@ -627,6 +671,7 @@ int uprobe_client_return(struct pt_regs *ctx)
 	e->link = r->link;
 	e->cut = 0;
 	e->conn = r->conn;
+	e->stream = r->stream;
 	__u64 resp = GO_ARG1(ctx);
 	e->err_itab = GO_ARG2(ctx);
 	e->status = resp ? go_word_at((void *)(resp + off_response_status_code)) : 0;
@@ -666,11 +711,16 @@ int uprobe_h2_client(struct pt_regs *ctx)
 	__u64 iface[2] = {};
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(GO_ARG1(ctx) + off_h2cc_tconn)) != 0)
 		iface[0] = iface[1] = 0;
-	go_tcp_conn(iface[0], iface[1], &r->conn);
+	int kind = go_net_conn(iface[0], iface[1], &r->conn);
+	r->stream = 0; /* a retry on another connection gets a new stream */
+	struct ptr_key pk = {.pid = k.pid, .ptr = GO_ARG2(ctx)};
+	if (kind != CONN_NONE)
+		bpf_map_update_elem(&h2_callers, &pk, &k, BPF_ANY);
+	else
+		bpf_map_delete_elem(&h2_callers, &pk);
 	if (!inject_enabled)
 		return 0;
-	struct ptr_key pk = {.pid = k.pid, .ptr = GO_ARG2(ctx)};
-	if (conn_unknown(&r->conn) || own_traceparent(r->req)) {
+	if (kind != CONN_TCP || own_traceparent(r->req)) {
 		/* Nothing to announce: and nothing an earlier request that
 		 * lived at this address left behind may be taken for it. */
 		bpf_map_delete_elem(&h2_requests, &pk);
@@ -683,35 +733,66 @@ int uprobe_h2_client(struct pt_regs *ctx)
 	return 0;
 }
 
+static __always_inline int conn_equal(const struct conn_tuple *a, const struct conn_tuple *b)
+{
+	if (a->local_port != b->local_port || a->remote_port != b->remote_port)
+		return 0;
+	for (int i = 0; i < 16; i++)
+		if (a->local_ip[i] != b->local_ip[i] || a->remote_ip[i] != b->remote_ip[i])
+			return 0;
+	return 1;
+}
+
 /*
- * HTTP/2, --inject-context only: (*http2clientStream).encodeAndWriteHeaders
- * (cs in RAX, the same request in RBX) runs on the stream's goroutine once
- * writeRequest has given the stream its id, before it encodes and writes
- * the header block: the request is announced for exactly that connection
- * and stream, for the socket program's HTTP/2 walker (inject_h2.h).
+ * HTTP/2: (*http2clientStream).encodeAndWriteHeaders (cs in RAX, the same
+ * request in RBX) runs on the stream's goroutine once writeRequest has
+ * given the stream its id, before it encodes and writes the header block.
+ * The id goes into the caller's client_req (found through h2_callers, and
+ * only when cs's connection is exactly the one the caller's RoundTrip
+ * read), for the client event; with --inject-context the request is
+ * announced for exactly that connection and stream, for the socket
+ * program's HTTP/2 walker (inject_h2.h), only on a plain *net.TCPConn.
  */
 SEC("uprobe/h2_encode_and_write_headers")
 int uprobe_h2_headers(struct pt_regs *ctx)
 {
 	stat_inc(STAT_HITS);
 	struct ptr_key pk = {.pid = bpf_get_current_pid_tgid() >> 32, .ptr = GO_ARG2(ctx)};
-	struct inject_ids *p = bpf_map_lookup_elem(&h2_requests, &pk);
-	if (!p)
+	struct server_key ck = {};
+	struct server_key *caller = bpf_map_lookup_elem(&h2_callers, &pk);
+	if (caller) {
+		ck = *caller;
+		bpf_map_delete_elem(&h2_callers, &pk);
+	}
+	struct inject_ids ids = {};
+	int announce_it = 0;
+	struct inject_ids *p = inject_enabled ? bpf_map_lookup_elem(&h2_requests, &pk) : 0;
+	if (p) {
+		ids = *p;
+		announce_it = 1;
+		bpf_map_delete_elem(&h2_requests, &pk);
+	}
+	if (!caller && !announce_it)
 		return 0;
-	struct inject_ids ids = *p;
-	bpf_map_delete_elem(&h2_requests, &pk);
 	__u64 cs = GO_ARG1(ctx);
 	__u32 id = 0;
-	if (bpf_probe_read_user(&id, sizeof(id), (void *)(cs + off_h2cs_id)) != 0 || id == 0)
+	if (bpf_probe_read_user(&id, sizeof(id), (void *)(cs + off_h2cs_id)) != 0 || !(id & 1))
 		return 0;
 	__u64 cc = go_word_at((void *)(cs + off_h2cs_cc));
 	__u64 iface[2] = {};
 	if (!cc || bpf_probe_read_user(iface, sizeof(iface), (void *)(cc + off_h2cc_tconn)) != 0)
 		return 0;
 	struct inject_key key = {.pid = pk.pid, .stream = id};
-	if (!go_tcp_conn(iface[0], iface[1], &key.conn))
+	int kind = go_net_conn(iface[0], iface[1], &key.conn);
+	if (kind == CONN_NONE)
 		return 0;
-	bpf_map_update_elem(&inject_pending, &key, &ids, BPF_ANY);
+	if (caller) {
+		struct client_req *r = bpf_map_lookup_elem(&client_reqs, &ck);
+		if (r && conn_equal(&r->conn, &key.conn))
+			r->stream = id;
+	}
+	if (announce_it && kind == CONN_TCP)
+		bpf_map_update_elem(&inject_pending, &key, &ids, BPF_ANY);
 	return 0;
 }
 

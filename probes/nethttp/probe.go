@@ -100,6 +100,11 @@ var Probe = probes.Spec{
 		{Const: "off_h2rws2_req", Struct: "net/http/internal/http2.responseWriterState", Field: "req", Optional: true},
 		{Const: "off_h2rws2_status", Struct: "net/http/internal/http2.responseWriterState", Field: "status", Optional: true},
 		{Const: "off_h2sreq_url", Struct: "net/http/internal/http2.ServerRequest", Field: "URL", Optional: true},
+		// The request's HTTP/2 stream id (event.HTTPServer.Stream).
+		{Const: "off_h2rws_stream", Struct: "net/http.http2responseWriterState", Field: "stream", Optional: true},
+		{Const: "off_h2stream_id", Struct: "net/http.http2stream", Field: "id", Optional: true},
+		{Const: "off_h2rws2_stream", Struct: "net/http/internal/http2.responseWriterState", Field: "stream", Optional: true},
+		{Const: "off_h2stream2_id", Struct: "net/http/internal/http2.stream", Field: "id", Optional: true},
 		{Const: "off_req_ctx", Struct: "net/http.Request", Field: "ctx"},
 	},
 	Types:       probes.ConnTypes,
@@ -130,10 +135,11 @@ func h2Client(symbol, clientConn string) probes.Hook {
 	}
 }
 
-// h2Headers is the hook, with --inject-context only, where an HTTP/2
-// request's stream id is known and its header block not yet written: the
-// announcement by connection and stream (see uprobe_h2_headers). One more
-// hit per HTTP/2 client request, only with --inject-context.
+// h2Headers is the hook where an HTTP/2 request's stream id is known and
+// its header block not yet written: the id for the client event (same-node
+// linking pairs HTTP/2 calls by connection and stream) and, with
+// --inject-context, the announcement by connection and stream (see
+// uprobe_h2_headers). One more hit per HTTP/2 client request.
 func h2Headers(symbol, clientStream, clientConn string) probes.Hook {
 	return probes.Hook{
 		Name:   "h2_headers",
@@ -145,7 +151,6 @@ func h2Headers(symbol, clientStream, clientConn string) probes.Hook {
 			{Const: "off_h2cc_tconn", Struct: clientConn, Field: "tconn"},
 		}, probes.ConnFields...),
 		Consts:   map[string]any{probes.ConnKnown: uint8(1)},
-		Feature:  probes.FeatureInject,
 		Optional: true,
 	}
 }
@@ -180,6 +185,7 @@ func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
 		ProtoMajor: int(e.ProtoMajor),
 		ProtoMinor: int(e.ProtoMinor),
 		Panicked:   e.Panicked != 0,
+		Stream:     e.Stream,
 	}
 	ev.SpanContext = spanContext(&e.Sc)
 	// A handler that writes nothing gets a 200 from net/http after it
@@ -224,6 +230,7 @@ func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
 		Err:       e.ErrItab != 0,
 		Truncated: truncated(e.Cut),
 		Conn:      probes.ConnTuple(e.Conn.LocalIp, e.Conn.RemoteIp, e.Conn.LocalPort, e.Conn.RemotePort),
+		Stream:    e.Stream,
 	}
 	ev.SpanContext = spanContext(&e.Sc)
 	if ev.Err {

@@ -38,10 +38,12 @@ func TestModuleVersions(t *testing.T) {
 	// the first and last minor release with them.
 	const transport = grpcModule + "/internal/transport."
 	ranges := map[string][2]int{
-		transport + "headerFrame":           {60, 81}, // clientHeaders from 1.82
-		transport + "clientHeaders":         {82, 85},
-		grpcModule + ".csAttempt.t":         {60, 70}, // renamed transport in 1.71
-		grpcModule + ".csAttempt.transport": {71, 85},
+		transport + "headerFrame":                 {60, 81}, // clientHeaders from 1.82
+		transport + "clientHeaders":               {82, 85},
+		grpcModule + ".csAttempt.t":               {60, 70}, // renamed transport in 1.71
+		grpcModule + ".csAttempt.transport":       {71, 85},
+		grpcModule + ".csAttempt.s":               {60, 70}, // renamed transportStream in 1.71
+		grpcModule + ".csAttempt.transportStream": {71, 85},
 	}
 	for minor := 60; minor <= 85; minor++ {
 		v := fmt.Sprintf("v1.%d", minor)

@@ -20,8 +20,10 @@ import (
 
 // The README's cost claim, as a count rather than a timing: a request
 // served costs its target exactly two probe hits, an RPC served exactly
-// two, whatever the connection reuse, and an HTTP/1.x or HTTP/2 client
-// request three (its connection is read where the transport picked it) — read from the
+// two, whatever the connection reuse, an HTTP/1.x client request three
+// (its connection is read where the transport picked it) and an HTTP/2
+// one four (and where its stream got its id, for same-node linking by
+// connection and stream) — read from the
 // kernel's own run counts of every program the agent holds. Only the
 // runtime's GC programs (uprobe_stw_*) may run besides, when the target
 // collects.
@@ -85,7 +87,7 @@ func TestProbeHitsPerRequest(t *testing.T) {
 		{"HTTP/1.1 client call", 100, map[string]int{"uprobe_server_": 4, "uprobe_client_": 3}, func() error {
 			return chainGet(keepAlive, web.Addr, "http://"+web.Addr+"/hello")
 		}},
-		{"HTTP/2 (h2c) client call", 100, map[string]int{"uprobe_server_": 4, "uprobe_client_": 2, "uprobe_h2_clien": 1}, func() error {
+		{"HTTP/2 (h2c) client call", 100, map[string]int{"uprobe_server_": 4, "uprobe_client_": 2, "uprobe_h2_clien": 1, "uprobe_h2_heade": 1}, func() error {
 			return chainGet(keepAlive, web.Addr, "h2c://"+web.Addr+"/hello")
 		}},
 		{"gRPC unary", 300, map[string]int{"uprobe_grpc_ser": 2}, func() error {

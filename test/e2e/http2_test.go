@@ -114,9 +114,9 @@ func testHTTP2Status(t *testing.T, v harness.Variant) {
 // An HTTP/2 client call (net/http's Transport over TLS, as any https call
 // to an HTTP/2 server is): A's client span has the status B answered and
 // A's server span as parent. B's HTTP/2 server span (same node, both
-// watched) stays its own trace, counted as no_conn: the client probe does
-// not read the TCP connection under a *tls.Conn, and same-node linking
-// pairs only by connection, never by method, path and time.
+// watched) is linked into A's trace with exactly A's client span as
+// parent: the client probe reads the TCP connection under the *tls.Conn,
+// and same-node linking pairs by that connection.
 func TestHTTP2Client(t *testing.T) {
 	bin := buildApp(t, "httpserver", harness.Variant{})
 	recv, err := harness.NewReceiver()
@@ -162,20 +162,23 @@ func TestHTTP2Client(t *testing.T) {
 			t.Fatalf("%v\n%s", err, agent.Log())
 		}
 		got := byTrace(spans[before:])[tid]
-		srv, cli := kindOf(got, tracepb.Span_SPAN_KIND_SERVER), kindOf(got, tracepb.Span_SPAN_KIND_CLIENT)
-		if len(srv) != 1 || len(cli) != 1 || srv[0].Resource["service.name"] != "h2-a" {
-			t.Fatalf("%d: trace %s has %d server and %d client spans, want A's server and client span: %+v", status, tid, len(srv), len(cli), got)
-		}
-		var bSrv harness.Span
-		for _, s := range spans[before:] {
-			if s.Resource["service.name"] == "h2-b" {
+		var aSrv, bSrv harness.Span
+		for _, s := range kindOf(spans[before:], tracepb.Span_SPAN_KIND_SERVER) {
+			switch s.Resource["service.name"] {
+			case "h2-a":
+				aSrv = s
+			case "h2-b":
 				bSrv = s
 			}
 		}
-		aSrv, c := srv[0], cli[0]
-		if aSrv.ParentSpanID != parent || c.ParentSpanID != aSrv.SpanID || bSrv.ParentSpanID != "" || bSrv.TraceID == tid {
-			t.Errorf("%d: parents A server %s (want %s), A client %s (want %s), B server %s in trace %s (want its own)",
-				status, aSrv.ParentSpanID, parent, c.ParentSpanID, aSrv.SpanID, bSrv.ParentSpanID, bSrv.TraceID)
+		cli := kindOf(got, tracepb.Span_SPAN_KIND_CLIENT)
+		if aSrv.TraceID != tid || len(cli) != 1 || len(got) != 3 {
+			t.Fatalf("%d: trace %s has %d spans, %d client spans, want A's server and client span and B's server span: %+v", status, tid, len(got), len(cli), got)
+		}
+		c := cli[0]
+		if aSrv.ParentSpanID != parent || c.ParentSpanID != aSrv.SpanID || bSrv.ParentSpanID != c.SpanID || bSrv.TraceID != tid {
+			t.Errorf("%d: parents A server %s (want %s), A client %s (want %s), B server %s in trace %s (want %s in %s)",
+				status, aSrv.ParentSpanID, parent, c.ParentSpanID, aSrv.SpanID, bSrv.ParentSpanID, bSrv.TraceID, c.SpanID, tid)
 		}
 		if c.Attrs["url.full"] != target || c.Attrs["http.response.status_code"] != int64(status) {
 			t.Errorf("%d: client span url.full=%v status=%v", status, c.Attrs["url.full"], c.Attrs["http.response.status_code"])
@@ -191,10 +194,10 @@ func TestHTTP2Client(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_conn"}`); v != 2 {
-		t.Errorf("unlinked no_conn %v, want 2", v)
+	if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_conn"}`); v != 0 {
+		t.Errorf("unlinked no_conn %v, want 0", v)
 	}
-	if v := scrapeValue(t, text, "golens_spans_linked_total"); v != 0 {
-		t.Errorf("linked %v, want 0", v)
+	if v := scrapeValue(t, text, "golens_spans_linked_total"); v != 2 {
+		t.Errorf("linked %v, want 2", v)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -206,5 +207,48 @@ func injectConcurrent(t *testing.T, s *clientSetup, to, proto string) {
 		if strings.HasPrefix(line, "golens_inject_total{") && strings.Contains(line, `result="skipped"`) && !strings.HasSuffix(line, " 0") {
 			t.Errorf("skipped: %s, want 0", line)
 		}
+	}
+}
+
+// With --inject-context, calls over TLS go out untouched: A calls B (not
+// watched) over TLS, HTTP/2 and HTTP/1.1, on new and reused connections.
+// The client probe knows the TCP connection under the *tls.Conn (for
+// same-node linking) but must never announce it: the socket program sees
+// only ciphertext there. Any byte the kernel added or changed in a TLS
+// record would fail B's record authentication and so the call; B records
+// no traceparent, nothing is counted injected, and no skip is counted
+// either (nothing was announced, so the socket program examined nothing).
+func TestInjectContextTLSUntouched(t *testing.T) {
+	s := startSetupB(t, harness.Variant{}, false, []string{"-tls"}, "--inject-context")
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for i := 0; i < 8; i++ {
+		scheme := "https" // HTTP/2
+		if i%2 == 1 {
+			scheme = "h1s" // HTTP/1.1 over TLS
+		}
+		record := url.QueryEscape(scheme + "://" + s.b.Addr + "/record")
+		tid, pid := randHex(16), randHex(8)
+		s.get(t, "/chain?to="+record, "00-"+tid+"-"+pid+"-01", 200)
+		resp, err := insecure.Get("https://" + s.b.Addr + "/last")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(got) != 0 {
+			t.Errorf("call %d: B received traceparent %q over TLS", i, got)
+		}
+	}
+	text, err := s.agent.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(grepLines(text, "golens_inject_total{"), "\n") {
+		if line != "" && !strings.HasSuffix(line, " 0") {
+			t.Errorf("over TLS: %s, want 0", line)
+		}
+	}
+	if !strings.Contains(text, `golens_inject_total{reason="http1",result="injected"} 0`) {
+		t.Errorf("no golens_inject_total{http1,injected} series:\n%s", grepLines(text, "golens_inject_total"))
 	}
 }

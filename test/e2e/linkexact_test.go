@@ -201,11 +201,11 @@ func TestSameNodeLinkingExact(t *testing.T) {
 // making 4 identical unary calls at once, each on a ClientConn (a TCP
 // connection) of its own, 5 requests in a row: every gRPC server span
 // joins its request's trace under exactly the client span on its
-// connection. Then 4 requests at once each making the same call on one
-// shared connection (4 HTTP/2 streams on it): golens cannot tell those
-// apart, so each server span is either under the one call on its
-// connection containing it, or its own trace, counted as ambiguous; never
-// under another call.
+// connection. Then 12 requests at once each making the same call on one
+// shared connection (12 HTTP/2 streams on it): both probes read the
+// stream id, so every server span joins exactly the call of its own
+// stream (its parent on its connection, containing it, no call parenting
+// two), and none is counted ambiguous.
 func TestSameNodeLinkingExactGRPC(t *testing.T) {
 	bin := buildApp(t, "grpcapp", harness.Variant{})
 	recv, err := harness.NewReceiver()
@@ -290,19 +290,30 @@ func TestSameNodeLinkingExactGRPC(t *testing.T) {
 		}
 	}
 
-	// One connection, 4 identical streams at once.
+	// One connection, 12 identical streams at once.
+	const shared = 12
 	unlinked := 0
-	for round := range 3 {
+	for round := range 2 {
 		before := len(recv.Spans())
-		tids := getAll(t, a.Addr, 4, func(int) string { return "/call?target=" + target + "&method=Ok" })
-		if _, err := recv.WaitFor(before+12, 15*time.Second); err != nil {
+		tids := getAll(t, a.Addr, shared, func(int) string { return "/call?target=" + target + "&method=Ok" })
+		if _, err := recv.WaitFor(before+3*shared, 15*time.Second); err != nil {
 			t.Fatalf("shared round %d: %v\n%s", round, err, agent.Log())
 		}
 		time.Sleep(1200 * time.Millisecond)
 		got := recv.Spans()[before:]
 		_, cli, srv := split(got)
-		if len(got) != 12 || len(cli) != 4 || len(srv) != 4 {
-			t.Fatalf("shared round %d: %d spans, %d client, %d server; want 12, 4, 4", round, len(got), len(cli), len(srv))
+		if len(got) != 3*shared || len(cli) != shared || len(srv) != shared {
+			t.Fatalf("shared round %d: %d spans, %d client, %d server; want %d, %d, %d", round, len(got), len(cli), len(srv), 3*shared, shared, shared)
+		}
+		conns := map[string]bool{}
+		for _, c := range cli {
+			if c.Attrs["network.local.port"] == nil {
+				t.Fatalf("shared round %d: client span %s says no connection", round, c.SpanID)
+			}
+			conns[fmt.Sprint(c.Attrs["network.local.port"])] = true
+		}
+		if len(conns) != 1 {
+			t.Errorf("shared round %d: client calls on %d connections, want 1", round, len(conns))
 		}
 		traces := map[string]bool{}
 		for _, tid := range tids {
@@ -335,8 +346,83 @@ func TestSameNodeLinkingExactGRPC(t *testing.T) {
 	linked := scrapeValue(t, text, "golens_spans_linked_total") - 4*rounds
 	ambiguous := scrapeValue(t, text, `golens_spans_unlinked_total{reason="ambiguous"}`)
 	late := scrapeValue(t, text, `golens_spans_unlinked_total{reason="no_client_span"}`)
-	t.Logf("shared connection: of 12 server spans, %v linked, %v ambiguous, %v too late", linked, ambiguous, late)
-	if int(linked) != 12-unlinked || int(ambiguous+late) != unlinked {
-		t.Errorf("shared connection: linked %v, ambiguous %v, late %v; want %d linked, %d unlinked in all", linked, ambiguous, late, 12-unlinked, unlinked)
+	t.Logf("shared connection: of %d server spans, %v linked, %v ambiguous, %v too late", 2*shared, linked, ambiguous, late)
+	if int(linked) != 2*shared || unlinked != 0 || ambiguous != 0 || late != 0 {
+		t.Errorf("shared connection: linked %v, ambiguous %v, late %v, %d without parent; want all %d linked", linked, ambiguous, late, unlinked, 2*shared)
+	}
+}
+
+// net/http over HTTP/2, both watched on one node: 12 identical requests at
+// once through A, whose Transport multiplexes them as 12 streams on one
+// connection to B, h2c and over TLS. Both probes read each request's
+// stream id, so every B span joins exactly the trace of its request,
+// under A's one call on its stream; none is ambiguous. Also with Go 1.27
+// (HTTP/2 in net/http/internal/http2) and a stripped Go 1.24 (offsets from
+// the tables, the *tls.Conn told by shape). Before Go 1.23 net/http's
+// HTTP/2 client has no ClientConn.roundTrip to read its connection at.
+func TestSameNodeLinkingExactH2(t *testing.T) {
+	for _, mode := range []struct {
+		name, flag, scheme string
+		v                  harness.Variant
+	}{
+		{"h2c", "-h2c", "h2c", harness.Variant{}},
+		{"tls", "-tls", "https", harness.Variant{}},
+		{"h2c-go1.27.3", "-h2c", "h2c", harness.Variant{Go: "go1.27.3"}},
+		{"tls-go1.24.13-stripped", "-tls", "https", harness.Variant{Go: "go1.24.13", Stripped: true}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := startSetupB(t, mode.v, true, []string{mode.flag})
+			sleep := url.QueryEscape(mode.scheme + "://" + s.b.Addr + "/sleep?ms=50")
+			// One call first, so that the 12 find A's connection open.
+			warm := len(s.recv.Spans())
+			getAll(t, s.a.Addr, 1, func(int) string { return "/chain?to=" + sleep })
+			if _, err := s.recv.WaitFor(warm+3, 15*time.Second); err != nil {
+				t.Fatalf("warm-up: %v\n%s", err, s.agent.Log())
+			}
+			const n = 12
+			for round := range 2 {
+				time.Sleep(1200 * time.Millisecond)
+				before := len(s.recv.Spans())
+				tids := getAll(t, s.a.Addr, n, func(int) string { return "/chain?to=" + sleep })
+				if _, err := s.recv.WaitFor(before+3*n, 15*time.Second); err != nil {
+					t.Fatalf("round %d: %v\n%s", round, err, s.agent.Log())
+				}
+				time.Sleep(1200 * time.Millisecond)
+				got := s.recv.Spans()[before:]
+				traces := byTrace(got)
+				ports := map[string]bool{}
+				for i, tid := range tids {
+					aSrv, aCli, bSrv := services(traces[tid])
+					if len(aSrv) != 1 || len(aCli) != 1 || len(bSrv) != 1 {
+						t.Errorf("round %d #%d: trace %s has A server %d, A client %d, B server %d; want 1 each", round, i, tid, len(aSrv), len(aCli), len(bSrv))
+						continue
+					}
+					c, b := aCli[0], bSrv[0]
+					if c.ParentSpanID != aSrv[0].SpanID || b.ParentSpanID != c.SpanID || !onConn(b, c) {
+						t.Errorf("round %d #%d: A client under %s (want %s), B under %s (want %s), on its connection %v",
+							round, i, c.ParentSpanID, aSrv[0].SpanID, b.ParentSpanID, c.SpanID, onConn(b, c))
+					}
+					if b.Attrs["network.protocol.version"] != "2" {
+						t.Errorf("round %d #%d: B served HTTP/%v, want 2", round, i, b.Attrs["network.protocol.version"])
+					}
+					ports[fmt.Sprint(c.Attrs["network.local.port"])] = true
+				}
+				if len(ports) != 1 {
+					t.Errorf("round %d: A's calls on %d connections, want 1", round, len(ports))
+				}
+			}
+			text, err := s.agent.Metrics()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := scrapeValue(t, text, "golens_spans_linked_total"); v != 1+2*n {
+				t.Errorf("golens_spans_linked_total %v, want %d", v, 1+2*n)
+			}
+			for _, r := range []string{"no_client_span", "lookup_busy", "ambiguous", "no_conn"} {
+				if v := scrapeValue(t, text, `golens_spans_unlinked_total{reason="`+r+`"}`); v != 0 {
+					t.Errorf("unlinked %s %v, want 0", r, v)
+				}
+			}
+		})
 	}
 }

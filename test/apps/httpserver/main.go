@@ -37,6 +37,12 @@ var h2Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transpor
 	ForceAttemptHTTP2: true,
 }}
 
+// h1sClient speaks HTTP/1.1 to HTTPS servers (no HTTP/2 offered).
+var h1sClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+}}
+
 // h2cClient speaks HTTP/2 without TLS (prior knowledge), and serveH2C
 // makes a server accept it besides HTTP/1.x: Go >= 1.24 only (h2c.go);
 // nil before.
@@ -59,6 +65,16 @@ func callWith(ctx context.Context, url, traceparent string) int {
 	c := client
 	if strings.HasPrefix(url, "https://") {
 		c = h2Client
+	}
+	// h1s://host/path: https://host/path over HTTP/1.1.
+	if rest, ok := strings.CutPrefix(url, "h1s://"); ok {
+		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+rest, nil); err != nil {
+			return http.StatusBadRequest
+		}
+		if traceparent != "" {
+			req.Header.Set("traceparent", traceparent)
+		}
+		c = h1sClient
 	}
 	// h2c://host/path: http://host/path over HTTP/2 without TLS.
 	if rest, ok := strings.CutPrefix(url, "h2c://"); ok {

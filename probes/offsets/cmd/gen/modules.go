@@ -52,7 +52,7 @@ var moduleFields = []struct {
 	strct  string
 	names  []string
 }{
-	{grpcModule, grpcModule + "/internal/transport.Stream", []string{"method", "ctx"}},
+	{grpcModule, grpcModule + "/internal/transport.Stream", []string{"method", "ctx", "id"}},
 	{grpcModule, grpcModule + "/internal/transport.loopyWriter", []string{"conn"}},
 	{grpcModule, grpcModule + "/internal/transport.http2Server", []string{"peer"}},
 	{grpcModule, grpcModule + "/internal/transport.http2Client", []string{"localAddr", "remoteAddr"}},
@@ -62,7 +62,7 @@ var moduleFields = []struct {
 	{grpcModule, grpcModule + ".ClientConn", []string{"target"}},
 	{grpcModule, grpcModule + "/internal/transport.CallHdr", []string{"Method"}},
 	{grpcModule, grpcModule + ".clientStream", []string{"ctx", "callHdr", "cc", "attempt", "finished"}},
-	{grpcModule, grpcModule + ".csAttempt", []string{"t", "transport"}},
+	{grpcModule, grpcModule + ".csAttempt", []string{"t", "transport", "s", "transportStream"}},
 	{genprotoModule, genprotoModule + "/status.Status", []string{"Code"}},
 }
 
