@@ -92,7 +92,11 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 			err = fmt.Errorf("pid %d (%s): %w: %v", pid, exeName(pid), ErrPanic, r)
 		}
 		if err != nil {
+			ran := len(t.links) > 0
 			t.closeProbes()
+			if ran { // its programs may have run: leave nothing of them
+				m.forgetPid(pid)
+			}
 		}
 	}()
 	// Read before the executable is opened: a process that executes
