@@ -53,6 +53,7 @@ type Manager struct {
 	sockets  []Sockets // the features' socket programs, started once
 	featErr  error     // why a feature's socket programs are off
 	targets  map[int]*target
+	objs     objects // loaded programs, shared by targets with the same constants
 	refused  map[string]int
 	decoders map[uint32]Decoder
 

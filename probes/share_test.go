@@ -21,8 +21,9 @@ import (
 	"github.com/golens/golens/probes/nethttp"
 )
 
-// Two processes of one binary use one instance of each pid-keyed map, the
-// one the manager created for the node; releasing one deletes what it left
+// Two processes of one binary run the same loaded programs (loaded once,
+// each target with its own links) on one instance of each pid-keyed map,
+// the one the manager created for the node; releasing one deletes what it left
 // in those maps (a request still in flight, its context) and leaves the
 // other's requests traced exactly: every one delivered once, as its own,
 // and a call from its handler parented on that handler's span.
@@ -110,8 +111,16 @@ func TestTargetsShareMaps(t *testing.T) {
 			t.Errorf("%s: map ids %v in a's objects, %v in b's, want the shared one's [%d] in each", name, a, b, id)
 		}
 	}
-	if a, b := probes.TargetMapIDs(m, pidA, "server_scratch"), probes.TargetMapIDs(m, pidB, "server_scratch"); len(a) != 1 || len(b) != 1 || a[0] == b[0] {
-		t.Errorf("server_scratch: map ids %v in a's objects, %v in b's, want one each, different", a, b)
+	// One loaded object per family for both (same binary file, not PIE:
+	// same constants), each target with its own links.
+	for _, prog := range []string{"uprobe_server_entry", "uprobe_server_return", "uprobe_stw_entry"} {
+		a, b := probes.TargetProgIDs(m, pidA, prog), probes.TargetProgIDs(m, pidB, prog)
+		if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+			t.Errorf("%s: program ids %v in a's objects, %v in b's, want one, the same", prog, a, b)
+		}
+	}
+	if live, loads := probes.Loads(m); live != 2 || loads != 2 {
+		t.Errorf("%d objects in the kernel, %d loaded, want 2 and 2 (net/http and runtime, once for both targets)", live, loads)
 	}
 
 	get := func(url string) {
@@ -159,6 +168,9 @@ func TestTargetsShareMaps(t *testing.T) {
 			t.Errorf("%s: %d entries of a's pid after its release, want 0", name, c)
 		}
 	}
+	if live, _ := probes.Loads(m); live != 2 {
+		t.Errorf("%d objects in the kernel after a's release, want b's 2", live)
+	}
 	unblock()
 	<-aDone
 
@@ -169,6 +181,9 @@ func TestTargetsShareMaps(t *testing.T) {
 	get(fmt.Sprintf("http://%s/call?to=%s/fast", addrB, upURL))
 	if err := m.Detach(pidB); err != nil {
 		t.Fatal(err)
+	}
+	if live, loads := probes.Loads(m); live != 0 || loads != 2 {
+		t.Errorf("%d objects in the kernel after both releases, %d loaded, want 0 and 2", live, loads)
 	}
 
 	mu.Lock()

@@ -28,7 +28,8 @@ type target struct {
 	Target
 	proc     *event.Process
 	pidfd    *os.File // pollable: readable once the process exited
-	colls    []*ebpf.Collection
+	objs     *objects  // the manager's
+	held     []*loaded // loaded objects t holds a reference to
 	links    []link.Link
 	attached []string // probe names
 
@@ -195,10 +196,10 @@ func (t *target) closeProbes() error {
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
-	for _, c := range t.colls {
-		c.Close()
+	for _, l := range t.held {
+		t.objs.put(l)
 	}
-	t.links, t.colls, t.attached = nil, nil, nil
+	t.links, t.held, t.attached = nil, nil, nil
 	return errors.Join(errs...)
 }
 
