@@ -27,7 +27,7 @@ import (
 type target struct {
 	Target
 	proc     *event.Process
-	pidfd    *os.File // pollable: readable once the process exited
+	pidfd    *os.File  // pollable: readable once the process exited
 	objs     *objects  // the manager's
 	held     []*loaded // loaded objects t holds a reference to
 	links    []link.Link
