@@ -226,16 +226,40 @@ func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
 // It returns the collection, its links, and the number of probe points
 // (entry and RET instructions) those links cover.
 func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, im *image) (obj *loaded, links []link.Link, npoints int, skipped []string, err error) {
-	minor := goMinor(bin.GoVersion)
-	if minor < s.MinGo {
-		return nil, nil, 0, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+	r := m.resolved.get(s, bin, im, m.resolveSpec)
+	if r.err != nil {
+		return nil, nil, 0, nil, r.err
 	}
-	consts, err := resolveConstants(s, bin)
+	consts, points, skipped := r.consts, r.points, append([]string(nil), r.skipped...)
+	// With uprobe_multi links (Linux 6.6+) each program is one link per
+	// target, whatever its number of points: closing a link pays the
+	// kernel's uprobe unregister grace period (~0.1 s, serialised across
+	// perf-event uprobes) once instead of once per point.
+	multi := features.HaveBPFLinkUprobeMulti() == nil
+	// Loaded once for every target with these constants (objects.go).
+	obj, err = m.objs.get(objectKey(s.Name, consts, points, multi), func() (*ebpf.Collection, error) {
+		return m.loadSpec(s, consts, points, multi)
+	})
 	if err != nil {
 		return nil, nil, 0, nil, err
 	}
+	coll := obj.coll
+	return m.link(s, obj, coll, points, multi, skipped, ex, im)
+}
+
+// resolveSpec works out, from the binary and its load bias, where one
+// probe family's programs go and every constant they need. Optional hooks
+// that cannot be attached are reported in skipped.
+func (m *Manager) resolveSpec(s Spec, bin *inspect.Binary, im *image) (consts map[string]any, points []point, skipped []string, err error) {
+	minor := goMinor(bin.GoVersion)
+	if minor < s.MinGo {
+		return nil, nil, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+	}
+	consts, err = resolveConstants(s, bin)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	// Resolve every hook before loading anything, so a refusal costs nothing.
-	var points []point
 	for _, h := range s.Hooks {
 		if h.Feature != "" && !m.features[h.Feature] {
 			continue
@@ -246,7 +270,7 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 				skipped = append(skipped, fmt.Sprintf("%s: %v", h.Name, err))
 				continue
 			}
-			return nil, nil, 0, nil, err
+			return nil, nil, nil, err
 		}
 		for k, v := range hconsts {
 			consts[k] = v
@@ -297,19 +321,11 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 		}
 		consts[fa.Const] = fn.Addr + im.bias
 	}
-	// With uprobe_multi links (Linux 6.6+) each program is one link per
-	// target, whatever its number of points: closing a link pays the
-	// kernel's uprobe unregister grace period (~0.1 s, serialised across
-	// perf-event uprobes) once instead of once per point.
-	multi := features.HaveBPFLinkUprobeMulti() == nil
-	// Loaded once for every target with these constants (objects.go).
-	obj, err = m.objs.get(objectKey(s.Name, consts, points, multi), func() (*ebpf.Collection, error) {
-		return m.loadSpec(s, consts, points, multi)
-	})
-	if err != nil {
-		return nil, nil, 0, nil, err
-	}
-	coll := obj.coll
+	return consts, points, skipped, nil
+}
+
+// link attaches the programs of obj at points for im's process.
+func (m *Manager) link(s Spec, obj *loaded, coll *ebpf.Collection, points []point, multi bool, skipped []string, ex *link.Executable, im *image) (_ *loaded, links []link.Link, npoints int, _ []string, err error) {
 	if multi {
 		byProg := make(map[string][]uint64)
 		var order []string

@@ -53,7 +53,8 @@ type Manager struct {
 	sockets  []Sockets // the features' socket programs, started once
 	featErr  error     // why a feature's socket programs are off
 	targets  map[int]*target
-	objs     objects // loaded programs, shared by targets with the same constants
+	objs     objects     // loaded programs, shared by targets with the same constants
+	resolved resolutions // what each binary file's families need, by file and bias
 	refused  map[string]int
 	decoders map[uint32]Decoder
 

@@ -7,6 +7,9 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/golens/golens/probes/inspect"
 )
 
 // objects are the probe families' programs loaded into the kernel, shared
@@ -98,4 +101,50 @@ func (o *objects) count() (live, loads int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.byKey), o.loads
+}
+
+// resolution is what resolveSpec found for one family in one binary file
+// at one load bias.
+type resolution struct {
+	consts  map[string]any // read only once cached
+	points  []point
+	skipped []string
+	err     error
+}
+
+// resolutions remember, per binary file (by device, inode, size and
+// times, so a file replaced is resolved again), load bias and family,
+// where the programs go and their constants: reading them from the
+// symbol table, DWARF and code costs more than a replica's links.
+type resolutions struct {
+	mu    sync.Mutex
+	byKey map[string]*resolution
+}
+
+// resolutionsMax bounds the cache; past it, it starts afresh.
+const resolutionsMax = 1024
+
+func (rs *resolutions) get(s Spec, bin *inspect.Binary, im *image, resolve func(Spec, *inspect.Binary, *image) (map[string]any, []point, []string, error)) resolution {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(bin.File().Fd()), &st); err != nil {
+		c, p, sk, err := resolve(s, bin, im)
+		return resolution{c, p, sk, err}
+	}
+	key := fmt.Sprintf("%d:%d:%d:%d.%d:%d.%d\x00%s\x00%d:%t", st.Dev, st.Ino, st.Size,
+		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, s.Name, im.bias, im.biasErr != nil)
+	rs.mu.Lock()
+	r := rs.byKey[key]
+	rs.mu.Unlock()
+	if r != nil {
+		return *r
+	}
+	c, p, sk, err := resolve(s, bin, im)
+	r = &resolution{c, p, sk, err}
+	rs.mu.Lock()
+	if rs.byKey == nil || len(rs.byKey) >= resolutionsMax {
+		rs.byKey = make(map[string]*resolution)
+	}
+	rs.byKey[key] = r
+	rs.mu.Unlock()
+	return *r
 }
