@@ -221,10 +221,12 @@ func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
 	return pts, consts, nil
 }
 
-// attachSpec loads one probe family for one target and attaches its hooks.
-// Optional hooks that cannot be attached are reported in skipped.
-// It returns the collection, its links, and the number of probe points
-// (entry and RET instructions) those links cover.
+// attachSpec loads one probe family for one target, or takes the object
+// already loaded with the same constants, and attaches its hooks for the
+// target's pid. Optional hooks that cannot be attached are reported in
+// skipped. It returns the object (one reference, see objects.put), its
+// links, and the number of probe points (entry and RET instructions) those
+// links cover.
 func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, im *image) (obj *loaded, links []link.Link, npoints int, skipped []string, err error) {
 	r := m.resolved.get(s, bin, im, m.resolveSpec)
 	if r.err != nil {
@@ -243,8 +245,12 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 	if err != nil {
 		return nil, nil, 0, nil, err
 	}
-	coll := obj.coll
-	return m.link(s, obj, coll, points, multi, skipped, ex, im)
+	links, err = linkPoints(obj.coll, points, multi, ex, im.pid)
+	if err != nil {
+		m.objs.put(obj)
+		return nil, nil, 0, nil, err
+	}
+	return obj, links, len(points), skipped, nil
 }
 
 // resolveSpec works out, from the binary and its load bias, where one
@@ -324,8 +330,15 @@ func (m *Manager) resolveSpec(s Spec, bin *inspect.Binary, im *image) (consts ma
 	return consts, points, skipped, nil
 }
 
-// link attaches the programs of obj at points for im's process.
-func (m *Manager) link(s Spec, obj *loaded, coll *ebpf.Collection, points []point, multi bool, skipped []string, ex *link.Executable, im *image) (_ *loaded, links []link.Link, npoints int, _ []string, err error) {
+// linkPoints attaches coll's programs at points for process pid, each
+// program one link with uprobe_multi, else one link per point. On error
+// none stays attached.
+func linkPoints(coll *ebpf.Collection, points []point, multi bool, ex *link.Executable, pid int) ([]link.Link, error) {
+	var links []link.Link
+	fail := func(err error) ([]link.Link, error) {
+		closeAll(links)
+		return nil, err
+	}
 	if multi {
 		byProg := make(map[string][]uint64)
 		var order []string
@@ -338,36 +351,28 @@ func (m *Manager) link(s Spec, obj *loaded, coll *ebpf.Collection, points []poin
 		for _, name := range order {
 			prog := coll.Programs[name]
 			if prog == nil {
-				closeAll(links)
-				m.objs.put(obj)
-				return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", name)
+				return fail(fmt.Errorf("objects have no program %s", name))
 			}
-			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(im.pid)})
+			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(pid)})
 			if err != nil {
-				closeAll(links)
-				m.objs.put(obj)
-				return nil, nil, 0, nil, fmt.Errorf("attach %s at %#x: %w", name, byProg[name], err)
+				return fail(fmt.Errorf("attach %s at %#x: %w", name, byProg[name], err))
 			}
 			links = append(links, l)
 		}
-		return obj, links, len(points), skipped, nil
+		return links, nil
 	}
 	for _, p := range points {
 		prog := coll.Programs[p.prog]
 		if prog == nil {
-			closeAll(links)
-			m.objs.put(obj)
-			return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", p.prog)
+			return fail(fmt.Errorf("objects have no program %s", p.prog))
 		}
-		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: im.pid})
+		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: pid})
 		if err != nil {
-			closeAll(links)
-			m.objs.put(obj)
-			return nil, nil, 0, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
+			return fail(fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err))
 		}
 		links = append(links, l)
 	}
-	return obj, links, len(points), skipped, nil
+	return links, nil
 }
 
 // loadSpec loads one probe family's objects into the kernel with these
