@@ -37,7 +37,7 @@ func (m *Manager) Attach(pid int, proc *event.Process) (Attachment, error) {
 	// A process that executes another program while being attached is
 	// attached again, to what it runs now.
 	for try := 0; ; try++ {
-		t = &target{proc: proc, pidfd: pidfd, done: make(chan struct{})}
+		t = &target{proc: proc, pidfd: pidfd, objs: &m.objs, done: make(chan struct{})}
 		res, err = m.attachImage(pid, t)
 		if !errors.Is(err, ErrExecDuringAttach) || try == 2 {
 			break
@@ -93,7 +93,11 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 			err = fmt.Errorf("pid %d (%s): %w: %v", pid, exeName(pid), ErrPanic, r)
 		}
 		if err != nil {
+			ran := len(t.links) > 0
 			t.closeProbes()
+			if ran { // its programs may have run: leave nothing of them
+				m.forgetPid(pid)
+			}
 		}
 	}()
 	// Read before the executable is opened: a process that executes
@@ -134,7 +138,7 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 		if s.Library != "" && !bin.HasFunc(s.Library) {
 			continue // the program does not use this library
 		}
-		coll, links, npoints, skipped, err := m.attachSpec(s, bin, ex, im)
+		obj, links, npoints, skipped, err := m.attachSpec(s, bin, ex, im)
 		if errors.Is(err, inspect.ErrBadBinary) {
 			return res, fmt.Errorf("pid %d (%s): %s: %w", pid, exeName(pid), s.Name, err)
 		}
@@ -144,7 +148,7 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 			continue
 		}
 		res.Skipped = append(res.Skipped, skipped...)
-		t.colls = append(t.colls, coll)
+		t.held = append(t.held, obj)
 		t.links = append(t.links, links...)
 		t.attached = append(t.attached, s.Name)
 		res.Uprobes += npoints
@@ -223,25 +227,51 @@ func resolveHook(h Hook, bin *inspect.Binary) ([]point, map[string]any, error) {
 	return pts, consts, nil
 }
 
-// attachSpec loads one probe family for one target and attaches its hooks.
-// Optional hooks that cannot be attached are reported in skipped.
-// It returns the collection, its links, and the number of probe points
-// (entry and RET instructions) those links cover.
-func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, im *image) (coll *ebpf.Collection, links []link.Link, npoints int, skipped []string, err error) {
-	minor := goMinor(bin.GoVersion)
-	if minor < s.MinGo {
-		return nil, nil, 0, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+// attachSpec loads one probe family for one target, or takes the object
+// already loaded with the same constants, and attaches its hooks for the
+// target's pid. Optional hooks that cannot be attached are reported in
+// skipped. It returns the object (one reference, see objects.put), its
+// links, and the number of probe points (entry and RET instructions) those
+// links cover.
+func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, im *image) (obj *loaded, links []link.Link, npoints int, skipped []string, err error) {
+	r := m.resolved.get(s, bin, im, m.resolveSpec)
+	if r.err != nil {
+		return nil, nil, 0, nil, r.err
 	}
-	cs, err := s.Load()
-	if err != nil {
-		return nil, nil, 0, nil, fmt.Errorf("load objects: %w", err)
-	}
-	consts, err := resolveConstants(s, bin)
+	consts, points, skipped := r.consts, r.points, append([]string(nil), r.skipped...)
+	// With uprobe_multi links (Linux 6.6+) each program is one link per
+	// target, whatever its number of points: closing a link pays the
+	// kernel's uprobe unregister grace period (~0.1 s, serialised across
+	// perf-event uprobes) once instead of once per point.
+	multi := features.HaveBPFLinkUprobeMulti() == nil
+	// Loaded once for every target with these constants (objects.go).
+	obj, err = m.objs.get(objectKey(s.Name, consts, points, multi), func() (*ebpf.Collection, error) {
+		return m.loadSpec(s, consts, points, multi)
+	})
 	if err != nil {
 		return nil, nil, 0, nil, err
 	}
+	links, err = linkPoints(obj.coll, points, multi, ex, im.pid)
+	if err != nil {
+		m.objs.put(obj)
+		return nil, nil, 0, nil, err
+	}
+	return obj, links, len(points), skipped, nil
+}
+
+// resolveSpec works out, from the binary and its load bias, where one
+// probe family's programs go and every constant they need. Optional hooks
+// that cannot be attached are reported in skipped.
+func (m *Manager) resolveSpec(s Spec, bin *inspect.Binary, im *image) (consts map[string]any, points []point, skipped []string, err error) {
+	minor := goMinor(bin.GoVersion)
+	if minor < s.MinGo {
+		return nil, nil, nil, fmt.Errorf("%s is older than go1.%d: %w", bin.GoVersion, s.MinGo, ErrUnsupportedGo)
+	}
+	consts, err = resolveConstants(s, bin)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	// Resolve every hook before loading anything, so a refusal costs nothing.
-	var points []point
 	for _, h := range s.Hooks {
 		if h.Feature != "" && !m.features[h.Feature] {
 			continue
@@ -252,7 +282,7 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 				skipped = append(skipped, fmt.Sprintf("%s: %v", h.Name, err))
 				continue
 			}
-			return nil, nil, 0, nil, err
+			return nil, nil, nil, err
 		}
 		for k, v := range hconsts {
 			consts[k] = v
@@ -303,36 +333,17 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 		}
 		consts[fa.Const] = fn.Addr + im.bias
 	}
-	for name, v := range consts {
-		vs, ok := cs.Variables[name]
-		if !ok {
-			return nil, nil, 0, nil, fmt.Errorf("objects have no constant %s", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return nil, nil, 0, nil, fmt.Errorf("set %s: %w", name, err)
-		}
-	}
-	replace := make(map[string]*ebpf.Map)
-	for name, mp := range m.shared {
-		if cs.Maps[name] != nil {
-			replace[name] = mp
-		}
-	}
-	// With uprobe_multi links (Linux 6.6+) each program is one link per
-	// target, whatever its number of points: closing a link pays the
-	// kernel's uprobe unregister grace period (~0.1 s, serialised across
-	// perf-event uprobes) once instead of once per point.
-	multi := features.HaveBPFLinkUprobeMulti() == nil
-	if multi {
-		for _, p := range points {
-			if ps := cs.Programs[p.prog]; ps != nil {
-				ps.AttachType = ebpf.AttachTraceUprobeMulti
-			}
-		}
-	}
-	coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: replace})
-	if err != nil {
-		return nil, nil, 0, nil, fmt.Errorf("load into kernel: %w", err)
+	return consts, points, skipped, nil
+}
+
+// linkPoints attaches coll's programs at points for process pid, each
+// program one link with uprobe_multi, else one link per point. On error
+// none stays attached.
+func linkPoints(coll *ebpf.Collection, points []point, multi bool, ex *link.Executable, pid int) ([]link.Link, error) {
+	var links []link.Link
+	fail := func(err error) ([]link.Link, error) {
+		closeAll(links)
+		return nil, err
 	}
 	if multi {
 		byProg := make(map[string][]uint64)
@@ -346,36 +357,66 @@ func (m *Manager) attachSpec(s Spec, bin *inspect.Binary, ex *link.Executable, i
 		for _, name := range order {
 			prog := coll.Programs[name]
 			if prog == nil {
-				closeAll(links)
-				coll.Close()
-				return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", name)
+				return fail(fmt.Errorf("objects have no program %s", name))
 			}
-			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(im.pid)})
+			l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: byProg[name], PID: uint32(pid)})
 			if err != nil {
-				closeAll(links)
-				coll.Close()
-				return nil, nil, 0, nil, fmt.Errorf("attach %s at %#x: %w", name, byProg[name], err)
+				return fail(fmt.Errorf("attach %s at %#x: %w", name, byProg[name], err))
 			}
 			links = append(links, l)
 		}
-		return coll, links, len(points), skipped, nil
+		return links, nil
 	}
 	for _, p := range points {
 		prog := coll.Programs[p.prog]
 		if prog == nil {
-			closeAll(links)
-			coll.Close()
-			return nil, nil, 0, nil, fmt.Errorf("objects have no program %s", p.prog)
+			return fail(fmt.Errorf("objects have no program %s", p.prog))
 		}
-		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: im.pid})
+		l, err := ex.Uprobe(p.prog, prog, &link.UprobeOptions{Address: p.addr, Offset: p.off, PID: pid})
 		if err != nil {
-			closeAll(links)
-			coll.Close()
-			return nil, nil, 0, nil, fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err)
+			return fail(fmt.Errorf("attach %s at %#x+%#x: %w", p.prog, p.addr, p.off, err))
 		}
 		links = append(links, l)
 	}
-	return coll, links, len(points), skipped, nil
+	return links, nil
+}
+
+// loadSpec loads one probe family's objects into the kernel with these
+// constants, on the manager's shared maps.
+func (m *Manager) loadSpec(s Spec, consts map[string]any, points []point, multi bool) (*ebpf.Collection, error) {
+	cs, err := s.Load()
+	if err != nil {
+		return nil, fmt.Errorf("load objects: %w", err)
+	}
+	for name, v := range consts {
+		vs, ok := cs.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("objects have no constant %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	m.mu.Lock()
+	replace := make(map[string]*ebpf.Map)
+	for name, mp := range m.shared {
+		if cs.Maps[name] != nil {
+			replace[name] = mp
+		}
+	}
+	m.mu.Unlock()
+	if multi {
+		for _, p := range points {
+			if ps := cs.Programs[p.prog]; ps != nil {
+				ps.AttachType = ebpf.AttachTraceUprobeMulti
+			}
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: replace})
+	if err != nil {
+		return nil, fmt.Errorf("load into kernel: %w", err)
+	}
+	return coll, nil
 }
 
 func closeAll(links []link.Link) {

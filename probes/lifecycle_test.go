@@ -106,9 +106,9 @@ func freeAddr(t *testing.T) string {
 
 // startManager runs a manager of the net/http and runtime probes until the
 // test ends.
-func startManager(t *testing.T, h probes.Handler) *probes.Manager {
+func startManager(t *testing.T, h probes.Handler, features ...string) *probes.Manager {
 	t.Helper()
-	m := probes.NewManager([]probes.Spec{nethttp.Probe, goruntime.Probe}, nil, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := probes.NewManager([]probes.Spec{nethttp.Probe, goruntime.Probe}, features, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()

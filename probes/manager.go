@@ -48,10 +48,13 @@ type Manager struct {
 	events   *ebpf.Map            // shared ring buffer
 	stats    *ebpf.Map            // shared per-CPU counters
 	shared   map[string]*ebpf.Map // every map shared by all objects, by name
+	perPid   []*ebpf.Map          // those of them keyed by pid first (Spec.PerPid)
 	reader   *ringbuf.Reader
 	sockets  []Sockets // the features' socket programs, started once
 	featErr  error     // why a feature's socket programs are off
 	targets  map[int]*target
+	objs     objects     // loaded programs, shared by targets with the same constants
+	resolved resolutions // what each binary file's families need, by file and bias
 	refused  map[string]int
 	decoders map[uint32]Decoder
 
@@ -171,6 +174,7 @@ func (m *Manager) ensureShared() error {
 	// where the limit cannot be raised this is a harmless no-op.
 	_ = rlimit.RemoveMemlock()
 	shared := make(map[string]*ebpf.Map)
+	perPid := make(map[string]bool)
 	closeShared := func() {
 		for _, mp := range shared {
 			mp.Close()
@@ -182,7 +186,11 @@ func (m *Manager) ensureShared() error {
 			closeShared()
 			return fmt.Errorf("load %s objects: %w", s.Name, err)
 		}
-		for _, name := range append([]string{"events", "stats"}, s.Shared...) {
+		for _, name := range s.PerPid {
+			perPid[name] = true
+		}
+		names := append([]string{"events", "stats"}, s.Shared...)
+		for _, name := range append(names, s.PerPid...) {
 			if shared[name] != nil || cs.Maps[name] == nil {
 				continue
 			}
@@ -204,6 +212,11 @@ func (m *Manager) ensureShared() error {
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	m.events, m.stats, m.shared, m.reader = shared["events"], shared["stats"], shared, rd
+	for name := range perPid {
+		if mp := shared[name]; mp != nil {
+			m.perPid = append(m.perPid, mp)
+		}
+	}
 	m.startSockets()
 	return nil
 }

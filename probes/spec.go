@@ -138,6 +138,11 @@ type Spec struct {
 	// Shared names maps that every target's objects share (one instance
 	// for the whole agent), besides the ring buffer and the stats.
 	Shared []string
+	// PerPid names maps shared like Shared whose keys begin with the pid
+	// (a __u32 at offset 0): one instance for the node, and the entries of
+	// a released target are deleted (see Manager.forgetPid), so that a
+	// process that reuses its pid finds none of them.
+	PerPid []string
 	// FeatureConsts are constants set when a feature is on.
 	FeatureConsts map[string]map[string]any
 	// Tune, when set, returns constants that depend on the target's

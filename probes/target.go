@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -26,8 +27,9 @@ import (
 type target struct {
 	Target
 	proc     *event.Process
-	pidfd    *os.File // pollable: readable once the process exited
-	colls    []*ebpf.Collection
+	pidfd    *os.File  // pollable: readable once the process exited
+	objs     *objects  // the manager's
+	held     []*loaded // loaded objects t holds a reference to
 	links    []link.Link
 	attached []string // probe names
 
@@ -93,6 +95,7 @@ func (m *Manager) claim(pid int, t *target) bool {
 func (m *Manager) release(pid int, t *target) error {
 	m.unserve(pid)
 	err := t.close()
+	m.forgetPid(pid)
 	m.awaitDrained()
 	m.mu.Lock()
 	if m.targets[pid] == t {
@@ -104,6 +107,81 @@ func (m *Manager) release(pid int, t *target) error {
 	// a collection now makes them go at once rather than at some later one.
 	runtime.GC()
 	return err
+}
+
+// forgetPid deletes every entry of pid from the maps shared by all
+// targets and keyed by pid first (Spec.PerPid). It is called once no
+// program of that pid's target can run (its links closed): a request it
+// left in flight, a context or goroutine it registered, would otherwise
+// stay until evicted, there for a later process with the same pid to find
+// (Go's heap starts at the same address in every process, and goroutine
+// ids from 1, so a new process meets the old one's keys). Other targets
+// change the maps meanwhile, which may make the walk see a key twice or
+// start over: it is bounded, and what it missed is said once.
+func (m *Manager) forgetPid(pid int) {
+	m.mu.Lock()
+	maps := m.perPid
+	m.mu.Unlock()
+	for _, mp := range maps {
+		n, complete := deletePid(mp, uint32(pid))
+		if !complete {
+			m.log.Warn("shared map walk cut short: entries of a released target may stay until evicted",
+				"pid", pid, "map", mp.String(), "deleted", n)
+		}
+	}
+}
+
+// deletePid deletes the entries of mp whose key starts with pid (host byte
+// order, as the programs write it). It returns how many it deleted and
+// whether the walk covered the whole map.
+func deletePid(mp *ebpf.Map, pid uint32) (int, bool) {
+	ks := int(mp.KeySize())
+	if ks < 4 {
+		return 0, true
+	}
+	var want [4]byte
+	binary.NativeEndian.PutUint32(want[:], pid)
+	var (
+		found [][]byte
+		cur   []byte // nil: from the first key
+		// A key deleted by a program under the walk makes the kernel
+		// start again from the first key: allow a few rounds.
+		limit = 4 * int(mp.MaxEntries())
+	)
+	for steps := 0; ; steps++ {
+		if steps > limit {
+			break
+		}
+		next := make([]byte, ks)
+		var err error
+		if cur == nil {
+			err = mp.NextKey(nil, &next)
+		} else {
+			err = mp.NextKey(cur, &next)
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			n := deleteKeys(mp, found)
+			return n, true
+		}
+		if err != nil {
+			break
+		}
+		if [4]byte(next[:4]) == want {
+			found = append(found, next)
+		}
+		cur = next
+	}
+	return deleteKeys(mp, found), false
+}
+
+func deleteKeys(mp *ebpf.Map, keys [][]byte) int {
+	n := 0
+	for _, k := range keys {
+		if mp.Delete(k) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *target) close() error {
@@ -118,10 +196,10 @@ func (t *target) closeProbes() error {
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
-	for _, c := range t.colls {
-		c.Close()
+	for _, l := range t.held {
+		t.objs.put(l)
 	}
-	t.links, t.colls, t.attached = nil, nil, nil
+	t.links, t.held, t.attached = nil, nil, nil
 	return errors.Join(errs...)
 }
 

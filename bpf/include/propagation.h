@@ -20,7 +20,7 @@ struct ptr_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 32768); /* the node's server spans in flight, as server_reqs */
 	__type(key, struct ptr_key);
 	__type(value, struct span_context);
 } ctx_spans SEC(".maps");

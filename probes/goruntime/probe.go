@@ -35,6 +35,8 @@ var Probe = probes.Spec{
 		Symbol:    "runtime.sched",
 		Field:     probes.Field{Const: "off_sched_goidgen", Struct: "runtime.schedt", Field: "goidgen"},
 	}},
+	// One pause in progress per process: one map for the node.
+	PerPid:   []string{"stw"},
 	Load:     loadBpf,
 	Decoders: map[uint32]probes.Decoder{eventGCPause: decode},
 }

@@ -123,7 +123,8 @@ var Probe = probes.Spec{
 	},
 	ReadsGoMaps: true,
 	Tune:        tune,
-	Shared:      []string{"ctx_spans", "inject_pending", "grpc_announce_stats"},
+	Shared:      []string{"grpc_announce_stats"},
+	PerPid:      []string{"ctx_spans", "inject_pending", "grpc_calls", "grpc_call_ctxs"},
 	FeatureConsts: map[string]map[string]any{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},

@@ -142,10 +142,14 @@ struct server_req {
 	struct span_context sc;
 };
 
-/* Bounded and LRU: a goroutine that never returns is evicted, never leaked. */
+/* Bounded and LRU: a goroutine that never returns is evicted, never leaked.
+ * One map for the node (Spec.PerPid), keyed by pid first, like every map
+ * here with a pid in its key: sized for the requests in flight on the whole
+ * node, all targets together (a busy node evicts its oldest, whose returns
+ * then count as orphan returns). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 32768);
 	__type(key, struct server_key);
 	__type(value, struct server_req);
 } server_reqs SEC(".maps");
@@ -163,7 +167,8 @@ struct {
  * by the request's context object (most code passes r.Context(), or one
  * derived from it, to its outgoing requests: free to follow) and, when
  * goroutine tracking is on, by goroutine id (inherited by goroutines the
- * handler starts).
+ * handler starts). One map for the node: 65,536 goroutines of requests
+ * (registered only with goroutine tracking) on all targets together.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -223,9 +228,10 @@ struct client_req {
 	__u32 _pad2;
 };
 
+/* The node's client requests in flight, as server_reqs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 32768);
 	__type(key, struct server_key);
 	__type(value, struct client_req);
 } client_reqs SEC(".maps");
@@ -246,7 +252,7 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__type(key, struct ptr_key);
 	__type(value, struct inject_ids);
 } h2_requests SEC(".maps");

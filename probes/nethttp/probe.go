@@ -109,7 +109,9 @@ var Probe = probes.Spec{
 	},
 	Types:       probes.ConnTypes,
 	ReadsGoMaps: true,
-	Shared:      []string{"inject_pending", "ctx_spans"},
+	// One instance of each per node, all targets' requests in it (sizes in
+	// nethttp.c).
+	PerPid: []string{"inject_pending", "ctx_spans", "server_reqs", "client_reqs", "goid_spans", "h2_requests"},
 	FeatureConsts: map[string]map[string]any{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/goruntime"
 	"github.com/golens/golens/probes/nethttp"
 	"github.com/golens/golens/test/harness"
@@ -168,7 +169,10 @@ func TestDiscovery(t *testing.T) {
 	// The kernel frees a link's program (and so its maps) after an RCU
 	// grace period: give it a moment, then nothing of the target remains
 	// but the maps every target shares.
-	shared := append([]string{"events", "stats"}, append(nethttp.Probe.Shared, goruntime.Probe.Shared...)...)
+	shared := []string{"events", "stats"}
+	for _, s := range []probes.Spec{nethttp.Probe, goruntime.Probe} {
+		shared = append(append(shared, s.Shared...), s.PerPid...)
+	}
 	var left []string
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		left = leftovers(held, shared)
