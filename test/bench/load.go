@@ -302,7 +302,7 @@ func runRound(e env, m mode) (round, error) {
 			if err != nil {
 				return round{}, fmt.Errorf("scrape golens metrics: %w\ngolens log:\n%s", err, agent.Log())
 			}
-			r.Injected, r.Skipped = injectCounts(seriesWithPrefix(text, "golens_inject_total"))
+			r.Injected, r.Skipped = injectCounts(seriesWithPrefix(text, "golens_inject_total{"))
 		}
 		agentAfter, err := cpuTime(agent.Cmd.Process.Pid)
 		if err != nil {
