@@ -146,6 +146,19 @@ func (r injectResult) write(out io.Writer) {
 	fmt.Fprintf(out, "hits/req: golens_probe_hits_total; client runs/req: the client uprobes' kernel run count (warm-up). CPU ±%s per request per round and process.\n\n",
 		us(clockTick/time.Duration(max(r.Load.Requests, 1))))
 
+	fmt.Fprintf(out, "per round (p50 µs | target CPU µs/req A+B): the spread is the machine's noise\n")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, s := range []summary{b, a, in} {
+		var p50, cpu []string
+		for _, rd := range s.Rounds {
+			p50 = append(p50, usNum(rd.P50))
+			cpu = append(cpu, usNum(rd.TargetCPU))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t| %s\n", s.Mode.Name, strings.Join(p50, " "), strings.Join(cpu, " "))
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+
 	fmt.Fprintf(out, "against the uninstrumented run (inject-baseline)\n")
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  \tp50\tp99\ttarget CPU A+B\n")
@@ -157,7 +170,7 @@ func (r injectResult) write(out io.Writer) {
 	fmt.Fprintf(tw, "  inject-on vs inject-agent\t%s\t%s\t%s\n", signedUs(in.P50-a.P50), signedUs(in.P99-a.P99), signedUs(in.TargetCPU-a.TargetCPU))
 	tw.Flush()
 	if w := wireCostOf(in, r.Load.Warmup); w.SkMsgRuns > 0 {
-		fmt.Fprintf(out, "  wire programs per request (kernel run statistics, warm-up only): sk_msg %.3f runs × %s = %s, sock_ops %.3f runs; uprobes %.3f runs\n",
+		fmt.Fprintf(out, "  wire programs per request (kernel run statistics, warm-up only): sk_msg %.3f runs × %s = %s, sock_ops %.3f runs (it runs for every TCP connect in its cgroup, not only the targets'); uprobes %.3f runs\n",
 			w.SkMsgRuns, us(w.SkMsgPerRun), us(w.SkMsgPerReq), w.SockOpsRuns, w.UprobeRuns)
 	} else {
 		fmt.Fprintf(out, "  wire programs: no kernel run statistics (sk_msg did not run during the warm-ups, or statistics were unavailable)\n")

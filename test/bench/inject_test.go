@@ -80,6 +80,7 @@ func TestWriteInject(t *testing.T) {
 	r.write(&b)
 	out := b.String()
 	order := []string{"=== inject (--inject-context), chained A → B ===", "inject-on", "110/110",
+		"per round", "150.0  | 160.0",
 		"inject-agent               ×1.10 +10.0 µs", "inject-on                  ×1.50 +50.0 µs", "×1.60 +60.0 µs",
 		"inject-on vs inject-agent  +40.0 µs", "sk_msg 1.000 runs × 0.8 µs = 0.8 µs", "uprobes 7.000 runs",
 		"inject targets", "inject-on round 1: injected/sent  110/110", "PASS"}
