@@ -25,6 +25,9 @@ type mode struct {
 	// path on a second process of the same binary (B). With Agent, one
 	// golens watches both.
 	Chain bool
+	// Inject: golens runs with --inject-context (Agent only), so A's call
+	// to B carries a traceparent added on the wire by its sk_msg program.
+	Inject bool
 }
 
 // chainCalls is what one chained request runs through instrumented code: A's
@@ -55,10 +58,13 @@ type round struct {
 	AgentPeak   uint64        // VmHWM in bytes; agent only
 	Spans       int           // spans received; agent and otelhttp
 	SpansWanted int
-	Prog        progTime      // golens' eBPF programs during the warm-up; agent only
-	ProgSplit   hitSplit      // Prog's runs per warm-up request; agent only
-	CalleeCPU   time.Duration // B's part of TargetCPU; chain only
-	Linked      int           // traces A server → A client → B server; chain agent only
+	Prog        progTime           // golens' eBPF programs during the warm-up; agent only
+	ProgSplit   hitSplit           // Prog's runs per warm-up request; agent only
+	CalleeCPU   time.Duration      // B's part of TargetCPU; chain only
+	Linked      int                // traces A server → A client → B server; chain agent only
+	Sent        int                // requests sent, warm-up included
+	Injected    float64            // golens_inject_total{result="injected"}; inject only
+	Skipped     map[string]float64 // golens_inject_total{result="skipped"} by reason, non-zero only; inject only
 	// AgentLosses are golens' own loss counters at the end of the round
 	// (name without golens_ prefix: value), to tell where spans went.
 	AgentLosses string
@@ -157,6 +163,9 @@ func runRound(e env, m mode) (round, error) {
 			args = append(args, "--pid", strconv.Itoa(callee.PID()))
 		} else {
 			args = append(args, "--service-name", "bench")
+		}
+		if m.Inject {
+			args = append(args, "--inject-context")
 		}
 		agent, err = harness.StartAgent(e.AgentBin, nil, append(args,
 			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
@@ -267,7 +276,7 @@ func runRound(e env, m mode) (round, error) {
 		}
 	}
 
-	r := round{Throughput: float64(len(lat)) / wall.Seconds(), SpansWanted: perReq * sent, Prog: progWarmup}
+	r := round{Throughput: float64(len(lat)) / wall.Seconds(), SpansWanted: perReq * sent, Prog: progWarmup, Sent: sent}
 	if ld.Warmup > 0 {
 		r.ProgSplit = splitHits(progWarmup.ByProg, ld.Warmup)
 	}
@@ -287,6 +296,13 @@ func runRound(e env, m mode) (round, error) {
 		r.HitsPerReq = (hitsAfter - hitsBefore) / float64(len(lat))
 		if r.AgentLosses, err = agentLosses(agent); err != nil {
 			return round{}, err
+		}
+		if m.Inject {
+			text, err := agent.Metrics()
+			if err != nil {
+				return round{}, fmt.Errorf("scrape golens metrics: %w\ngolens log:\n%s", err, agent.Log())
+			}
+			r.Injected, r.Skipped = injectCounts(seriesWithPrefix(text, "golens_inject_total{"))
 		}
 		agentAfter, err := cpuTime(agent.Cmd.Process.Pid)
 		if err != nil {
@@ -419,4 +435,23 @@ func probeHits(a *harness.Agent) (float64, error) {
 		return 0, fmt.Errorf("scrape golens metrics: %w\ngolens log:\n%s", err, a.Log())
 	}
 	return metricValue(text, "golens_probe_hits_total")
+}
+
+// injectCounts splits golens_inject_total series into the requests injected
+// and the skips by reason (only those counted).
+func injectCounts(series map[string]float64) (injected float64, skipped map[string]float64) {
+	skipped = map[string]float64{}
+	for k, v := range series {
+		switch {
+		case strings.Contains(k, `result="injected"`):
+			injected += v
+		case strings.Contains(k, `result="skipped"`) && v > 0:
+			reason := "unknown"
+			if _, after, ok := strings.Cut(k, `reason="`); ok {
+				reason, _, _ = strings.Cut(after, `"`)
+			}
+			skipped[reason] += v
+		}
+	}
+	return injected, skipped
 }

@@ -29,8 +29,14 @@
 // growing stalls to show how long the ring buffer and the export queue
 // carry the load (ceiling.go).
 //
+// Its inject section runs the chained case three ways in interleaved
+// rounds — plain, golens, golens --inject-context — and reports what exact
+// pairing and the wire's programs cost: latency, target CPU and probe hits
+// per request against the plain run, the sk_msg program's run time per
+// request, and fails unless every request A sent B was injected (inject.go).
+//
 // -only runs some sections: rounds (hit cost, single and chained),
-// discovery, scale, ceiling.
+// inject, discovery, scale, ceiling.
 //
 // It attaches eBPF programs, so it must run as root:
 //
@@ -69,7 +75,7 @@ type config struct {
 }
 
 // sections are the parts of the bench, in the order they run.
-var sections = []string{"rounds", "discovery", "scale", "ceiling"}
+var sections = []string{"rounds", "inject", "discovery", "scale", "ceiling"}
 
 // parseOnly reads -only: "all", or sections separated by commas.
 func parseOnly(s string) (map[string]bool, error) {
@@ -199,6 +205,13 @@ func run(cfg config) error {
 			return err
 		}
 		took("rounds", t0)
+	}
+	if cfg.Only["inject"] {
+		t0 := time.Now()
+		if rep.Inject, err = runInject(cfg, e, bins["httpserver"]); err != nil {
+			return fmt.Errorf("inject: %w", err)
+		}
+		took("inject", t0)
 	}
 	// The sections after the rounds write what they measured even when they
 	// stop early; their error is returned after the report.

@@ -17,7 +17,26 @@ type progTime struct {
 	Runs   uint64
 	Time   time.Duration
 	ByProg map[string]uint64 // runs by program name, as the kernel keeps it
+	// SkMsg and SockOps are the --inject-context programs' share of Runs
+	// and Time: the wire's own cost, not a uprobe's.
+	SkMsg, SockOps progRun
 }
+
+// progRun is one kind of program's runs and run time.
+type progRun struct {
+	Runs uint64
+	Time time.Duration
+}
+
+// PerRun is the mean run time; 0 when it did not run.
+func (p progRun) PerRun() time.Duration {
+	if p.Runs == 0 {
+		return 0
+	}
+	return p.Time / time.Duration(p.Runs)
+}
+
+func (p progRun) sub(q progRun) progRun { return progRun{Runs: p.Runs - q.Runs, Time: p.Time - q.Time} }
 
 // hitSplit is probe hits per request by what the program serves.
 type hitSplit struct {
@@ -54,6 +73,7 @@ type progStats struct {
 	stats io.Closer
 	progs []*ebpf.Program
 	names []string // of progs, same order
+	types []ebpf.ProgramType
 	start progTime
 }
 
@@ -75,11 +95,15 @@ func startProgStats(pid int) (*progStats, error) {
 			return nil, fmt.Errorf("open eBPF program %d: %w", id, err)
 		}
 		s.progs = append(s.progs, p)
-		name := fmt.Sprintf("prog-%d", id)
-		if info, err := p.Info(); err == nil && info.Name != "" {
-			name = info.Name
+		name, typ := fmt.Sprintf("prog-%d", id), ebpf.UnspecifiedProgram
+		if info, err := p.Info(); err == nil {
+			if info.Name != "" {
+				name = info.Name
+			}
+			typ = info.Type
 		}
 		s.names = append(s.names, name)
+		s.types = append(s.types, typ)
 	}
 	if s.stats, err = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err != nil {
 		s.close()
@@ -99,7 +123,8 @@ func (s *progStats) stop() (progTime, error) {
 	if err != nil {
 		return progTime{}, err
 	}
-	d := progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time, ByProg: map[string]uint64{}}
+	d := progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time, ByProg: map[string]uint64{},
+		SkMsg: end.SkMsg.sub(s.start.SkMsg), SockOps: end.SockOps.sub(s.start.SockOps)}
 	for name, runs := range end.ByProg {
 		d.ByProg[name] = runs - s.start.ByProg[name]
 	}
@@ -116,6 +141,14 @@ func (s *progStats) read() (progTime, error) {
 		t.Runs += st.RunCount
 		t.Time += st.Runtime
 		t.ByProg[s.names[i]] += st.RunCount
+		switch s.types[i] {
+		case ebpf.SkMsg:
+			t.SkMsg.Runs += st.RunCount
+			t.SkMsg.Time += st.Runtime
+		case ebpf.SockOps:
+			t.SockOps.Runs += st.RunCount
+			t.SockOps.Time += st.Runtime
+		}
 	}
 	return t, nil
 }

@@ -87,6 +87,8 @@ type report struct {
 	ChainLoad                 load
 	ChainBaseline, ChainAgent summary
 
+	Inject injectResult
+
 	Discovery    discoveryResult
 	DiscoveryErr error // what stopped the discovery section early, if anything
 
@@ -187,7 +189,7 @@ func (r report) chainChecks() []check {
 // requests sent, and where chained requests did not become one trace each.
 func (r report) spanWarnings() []string {
 	var w []string
-	for _, s := range []summary{r.Agent, r.OTel, r.ChainAgent} {
+	for _, s := range []summary{r.Agent, r.OTel, r.ChainAgent, r.Inject.Agent, r.Inject.Inject} {
 		per := s.Mode.spansPerRequest()
 		for i, rd := range s.Rounds {
 			if rd.Spans != rd.SpansWanted {
@@ -222,6 +224,9 @@ func (r report) write(out io.Writer) {
 	fmt.Fprintf(out, "sections run: %s\n", strings.Join(took, ", "))
 	if r.Sections["rounds"] {
 		r.writeRounds(out)
+	}
+	if r.Sections["inject"] {
+		r.Inject.write(out)
 	}
 	if r.Sections["discovery"] {
 		r.writeDiscovery(out)
@@ -529,6 +534,9 @@ func (r report) missed() []string {
 	var all [][]check
 	if r.Sections["rounds"] {
 		all = append(all, r.checks(), r.chainChecks())
+	}
+	if r.Sections["inject"] {
+		all = append(all, r.Inject.checks())
 	}
 	if r.Sections["discovery"] {
 		all = append(all, r.Discovery.checks())
