@@ -24,7 +24,10 @@ type Func struct {
 // The error wraps ErrNoSymbol when neither has the function.
 func (b *Binary) Func(name string) (Func, error) {
 	f, ok := b.symtabFunc(name)
-	if !ok {
+	// A symbol table lists every function the linker kept: a name it lacks
+	// is absent, and .gopclntab is read (all of it, tens of MiB for a large
+	// binary) only for a binary stripped of its table.
+	if !ok && len(b.syms) == 0 {
 		var err error
 		f, ok, err = b.pclntabFunc(name)
 		if err != nil {
@@ -86,21 +89,35 @@ func decode(code []byte, fn func(off int, inst x86asm.Inst)) error {
 	return nil
 }
 
-func (b *Binary) symtabFunc(name string) (Func, bool) {
+// loadSymtab indexes .symtab once: functions by name (the first of a
+// duplicated name) and data objects by name.
+func (b *Binary) loadSymtab() {
 	b.symsOnce.Do(func() {
 		b.syms = make(map[string]elf.Symbol)
+		b.objects = make(map[string]uint64)
 		// A binary stripped with -s has no .symtab: ErrNoSymbols leaves the
-		// index empty and the lookup falls through to .gopclntab.
+		// indexes empty and function lookups fall through to .gopclntab.
 		syms, _ := b.elf.Symbols()
 		for _, s := range syms {
-			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Section == elf.SHN_UNDEF || s.Value == 0 {
-				continue
-			}
-			if _, dup := b.syms[s.Name]; !dup {
-				b.syms[s.Name] = s
+			switch elf.ST_TYPE(s.Info) {
+			case elf.STT_FUNC:
+				if s.Section == elf.SHN_UNDEF || s.Value == 0 {
+					continue
+				}
+				if _, dup := b.syms[s.Name]; !dup {
+					b.syms[s.Name] = s
+				}
+			case elf.STT_OBJECT:
+				if _, dup := b.objects[s.Name]; !dup {
+					b.objects[s.Name] = s.Value
+				}
 			}
 		}
 	})
+}
+
+func (b *Binary) symtabFunc(name string) (Func, bool) {
+	b.loadSymtab()
 	s, ok := b.syms[name]
 	if !ok {
 		return Func{}, false

@@ -44,8 +44,11 @@ type Binary struct {
 	file *os.File // nil for a binary read from memory (tests)
 	elf  *elf.File
 
+	// .symtab, parsed once (each parse of a large binary's table allocates
+	// tens of MiB): its STT_FUNC and STT_OBJECT symbols; empty when stripped.
 	symsOnce sync.Once
-	syms     map[string]elf.Symbol // STT_FUNC symbols of .symtab; empty when stripped
+	syms     map[string]elf.Symbol
+	objects  map[string]uint64
 
 	pclnOnce sync.Once
 	pcln     map[string]pclnFunc

@@ -268,6 +268,12 @@ func TestFuncMissing(t *testing.T) {
 		if b.HasFunc("net/http.noSuchFunction") {
 			t.Errorf("%s: HasFunc(missing) = true", path)
 		}
+		// With a symbol table, a function it lacks is absent: the whole
+		// function table (tens of MiB for a large binary, the agent's peak
+		// memory) is read only for a stripped binary.
+		if read, stripped := inspect.ReadPclntab(b), path == strippedExe; read != stripped {
+			t.Errorf("%s: .gopclntab read %v after a missing function, want %v", path, read, stripped)
+		}
 	}
 }
 

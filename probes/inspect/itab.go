@@ -12,15 +12,9 @@ import (
 // stripped binary.
 func (b *Binary) ErrorItabs() map[uint64]string {
 	out := make(map[uint64]string)
-	syms, err := b.elf.Symbols()
-	if err != nil {
-		return out
-	}
-	for _, s := range syms {
-		if elf.ST_TYPE(s.Info) != elf.STT_OBJECT {
-			continue
-		}
-		rest, ok := strings.CutPrefix(s.Name, "go:itab.")
+	b.loadSymtab()
+	for name, addr := range b.objects {
+		rest, ok := strings.CutPrefix(name, "go:itab.")
 		if !ok {
 			continue
 		}
@@ -28,7 +22,7 @@ func (b *Binary) ErrorItabs() map[uint64]string {
 		if !ok {
 			continue
 		}
-		out[s.Value] = typ
+		out[addr] = typ
 	}
 	return out
 }
@@ -36,16 +30,9 @@ func (b *Binary) ErrorItabs() map[uint64]string {
 // DataSymbol returns the link-time address of a global variable from
 // .symtab ("runtime.gcController"); false for a stripped binary.
 func (b *Binary) DataSymbol(name string) (uint64, bool) {
-	syms, err := b.elf.Symbols()
-	if err != nil {
-		return 0, false
-	}
-	for _, s := range syms {
-		if s.Name == name && elf.ST_TYPE(s.Info) == elf.STT_OBJECT {
-			return s.Value, true
-		}
-	}
-	return 0, false
+	b.loadSymtab()
+	addr, ok := b.objects[name]
+	return addr, ok
 }
 
 // ItabType returns the link-time address of the type descriptor of typ
