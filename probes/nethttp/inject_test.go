@@ -617,15 +617,12 @@ func TestInjectHTTP1(t *testing.T) {
 	})
 }
 
-// Under back-pressure a non-blocking send can be verdicted whole and
-// queued in part; the kernel drops the rest and Go sends it again. The
-// walker must notice (the socket's write_seq), give the connection up and
-// leave its bytes as they are; otherwise it injects exactly.
-func TestInjectHTTP2BackPressure(t *testing.T) {
-	in := startTestInjector(t)
-	// A small receive buffer from the start (accepted sockets inherit
-	// the listener's), so the window closes and the client's send buffer
-	// fills while the reader sleeps.
+// pressured dials a listener whose reader sleeps first, with small
+// buffers on both sides (accepted sockets inherit the listener's receive
+// buffer), so the window closes and the client's send buffer fills. got
+// receives all the listener read once the client closes its side.
+func pressured(t *testing.T) (*net.TCPConn, chan []byte) {
+	t.Helper()
 	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) {
 			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
@@ -635,7 +632,7 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	got := make(chan []byte, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -652,9 +649,63 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	tc := c.(*net.TCPConn)
 	tc.SetWriteBuffer(4096)
+	return tc, got
+}
+
+// The HTTP/1.x request line written while the send buffer is full: the
+// header goes in only when the socket can queue the grown send whole;
+// otherwise the bytes go out exactly as sent (a grown send queued in part
+// would have its tail sent again without the inserted bytes).
+func TestInjectHTTP1BackPressure(t *testing.T) {
+	in := startTestInjector(t)
+	tc, got := pressured(t)
+	base := in.Stats()
+	body := bytes.Repeat([]byte("x"), 64000) // no request line
+	line := "GET /after-pressure HTTP/1.1\r\n"
+	req := line + "Host: svc\r\n\r\n"
+	id := newIDs(5)
+	if _, err := tc.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	announce(t, in, tc, 0, id, lineHash("GET /after-pressure"))
+	if _, err := tc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	tc.CloseWrite()
+	var b []byte
+	select {
+	case b = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("listener received nothing")
+	}
+	sent := string(body) + req
+	st := in.Stats()
+	if st["send_buffer_full"]-base["send_buffer_full"] == 1 {
+		t.Logf("no room to queue the grown send whole: left as it was")
+		if string(b) != sent {
+			t.Fatalf("received %d bytes, want the %d sent, unchanged", len(b), len(sent))
+		}
+		checkStats(t, in, base, map[string]uint64{"send_buffer_full": 1})
+		return
+	}
+	t.Logf("room for the grown send")
+	want := string(body) + line + "traceparent: " + id.traceparent() + "\r\n" + req[len(line):]
+	if string(b) != want {
+		t.Fatalf("received %d bytes, want %d: the sent ones with the header", len(b), len(want))
+	}
+	checkStats(t, in, base, map[string]uint64{"injected_http1": 1})
+}
+
+// Under back-pressure a non-blocking send can be verdicted whole and
+// queued in part; the kernel drops the rest and Go sends it again. The
+// walker must notice (the socket's write_seq), give the connection up and
+// leave its bytes as they are; otherwise it injects exactly.
+func TestInjectHTTP2BackPressure(t *testing.T) {
+	in := startTestInjector(t)
+	tc, got := pressured(t)
 	base := in.Stats()
 
 	f := newFrames()
