@@ -64,6 +64,7 @@ enum inject_stat {
 	STAT_H2_PREFACE_SPLIT,    /* connection lost: the first send is part of the preface */
 	STAT_NO_STATE,            /* message of a connection without state: untouched */
 	STAT_H2_RESENT,           /* connection lost: bytes walked already came again */
+	STAT_SEND_BUFFER_FULL,    /* no room to queue the whole changed message: untouched */
 	STAT_SLOTS,
 };
 
@@ -259,6 +260,10 @@ static __always_inline void http1_inject(struct sk_msg_md *msg, struct inject_ke
 	}
 	if (ids.line_hash && ids.line_hash != h) {
 		inject_count(STAT_HTTP1_MISMATCH);
+		return;
+	}
+	if (!send_room(msg->sk, msg->size + TP_HEADER_LEN)) {
+		inject_count(STAT_SEND_BUFFER_FULL);
 		return;
 	}
 	__u32 off = eol + 1;

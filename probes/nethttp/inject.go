@@ -175,13 +175,14 @@ var InjectStats = []struct {
 	{"h2_preface_split", "skipped", "h2_preface_split"},
 	{"no_state", "skipped", "no_state"},
 	{"h2_resent", "skipped", "h2_resent"},
+	{"send_buffer_full", "skipped", "send_buffer_full"},
 	// Counted in user space (sweep), not by the kernel.
 	{"http1_unsent", "skipped", "http1_unsent"},
 	{"h2_unsent", "skipped", "h2_unsent"},
 }
 
 // kernelStats is how many of InjectStats are inject.c's slots.
-const kernelStats = 15
+const kernelStats = 16
 
 // Stats returns every counter of InjectStats by name.
 func (in *Injector) Stats() map[string]uint64 {

@@ -89,6 +89,36 @@ static __always_inline int write_seq(struct bpf_sock *sk, __u32 *seq)
 	return 0;
 }
 
+/* The two fields of the kernel's struct sock (the start of every
+ * tcp_sock) that tell how much more the socket can queue. */
+struct sock___golens {
+	int sk_sndbuf;
+	int sk_wmem_queued;
+} __attribute__((preserve_access_index));
+
+/* Queued bytes cost more than their size (each skb's head); a message
+ * changed on its way out is only sent when the socket has room for twice
+ * its size and this much more. */
+#define SEND_ROOM_SLACK 4096
+
+/*
+ * Whether the socket can queue all of a message of size bytes now. Under
+ * back-pressure a non-blocking send is verdicted whole and then queued in
+ * part; the application sends the unqueued tail again from its own
+ * buffer, which does not have the inserted bytes, so a changed message
+ * queued in part damages the stream. TCP stops queueing only when the
+ * queued bytes reach the send buffer's size: with room for the whole
+ * message (and what its skbs cost) it queues all of it.
+ */
+static __always_inline int send_room(struct bpf_sock *sk, __u32 size)
+{
+	struct sock___golens *s = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!s)
+		return 0;
+	long room = (long)s->sk_sndbuf - (long)s->sk_wmem_queued;
+	return room >= 2 * (long)size + SEND_ROOM_SLACK;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -181,6 +211,11 @@ static __always_inline __u32 h2_block_end(struct h2_walk *w, __u32 pos, __u32 le
 		return 0;
 	}
 
+	/* w->size already counts what was inserted earlier in this message. */
+	if (!send_room(msg->sk, w->size + H2_TP_FIELD_LEN)) {
+		inject_count(STAT_SEND_BUFFER_FULL);
+		return 0;
+	}
 	__u32 at = pos + H2_FRAME_HEADER + len - pad;
 	if (bpf_msg_push_data(msg, at, H2_TP_FIELD_LEN, 0) != 0) {
 		inject_count(STAT_PUSH_FAILED);

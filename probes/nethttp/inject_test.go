@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -617,15 +618,12 @@ func TestInjectHTTP1(t *testing.T) {
 	})
 }
 
-// Under back-pressure a non-blocking send can be verdicted whole and
-// queued in part; the kernel drops the rest and Go sends it again. The
-// walker must notice (the socket's write_seq), give the connection up and
-// leave its bytes as they are; otherwise it injects exactly.
-func TestInjectHTTP2BackPressure(t *testing.T) {
-	in := startTestInjector(t)
-	// A small receive buffer from the start (accepted sockets inherit
-	// the listener's), so the window closes and the client's send buffer
-	// fills while the reader sleeps.
+// pressured dials a listener whose reader sleeps first, with small
+// buffers on both sides (accepted sockets inherit the listener's receive
+// buffer), so the window closes and the client's send buffer fills. got
+// receives all the listener read once the client closes its side.
+func pressured(t *testing.T) (*net.TCPConn, chan []byte) {
+	t.Helper()
 	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) {
 			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
@@ -635,7 +633,7 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	got := make(chan []byte, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -652,9 +650,72 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	tc := c.(*net.TCPConn)
 	tc.SetWriteBuffer(4096)
+	return tc, got
+}
+
+// HTTP/1.x request lines written while the send buffer is full, several
+// rounds on one connection: each gets the header only when the socket can
+// queue its grown send whole; otherwise its bytes go out exactly as sent
+// (a grown send queued in part would have its tail sent again without
+// the inserted bytes). The stream must be every round's bytes, each
+// request with its own header or none, as many of each as counted.
+func TestInjectHTTP1BackPressure(t *testing.T) {
+	in := startTestInjector(t)
+	tc, got := pressured(t)
+	base := in.Stats()
+	const rounds = 8
+	body := bytes.Repeat([]byte("x"), 64000) // no request line
+	line := "GET /after-pressure HTTP/1.1\r\n"
+	rest := "Host: svc\r\n\r\n"
+	for i := 0; i < rounds; i++ {
+		if _, err := tc.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		announce(t, in, tc, 0, newIDs(byte(10+i)), lineHash("GET /after-pressure"))
+		if _, err := tc.Write([]byte(line + rest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.CloseWrite()
+	var b []byte
+	select {
+	case b = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("listener received nothing")
+	}
+	injected := 0
+	r := string(b)
+	for i := 0; i < rounds; i++ {
+		if !strings.HasPrefix(r, string(body)+line) {
+			t.Fatalf("round %d: the stream is not the body and request line sent", i)
+		}
+		r = r[len(body)+len(line):]
+		if h := "traceparent: " + newIDs(byte(10+i)).traceparent() + "\r\n"; strings.HasPrefix(r, h) {
+			injected++
+			r = r[len(h):]
+		}
+		if !strings.HasPrefix(r, rest) {
+			t.Fatalf("round %d: the request's headers are not the ones sent", i)
+		}
+		r = r[len(rest):]
+	}
+	if r != "" {
+		t.Fatalf("%d bytes more than sent", len(r))
+	}
+	t.Logf("%d of %d requests injected", injected, rounds)
+	checkStats(t, in, base, map[string]uint64{"injected_http1": uint64(injected), "send_buffer_full": uint64(rounds - injected)})
+}
+
+// Under back-pressure a non-blocking send can be verdicted whole and
+// queued in part; the kernel drops the rest and Go sends it again. The
+// walker must notice (the socket's write_seq), give the connection up and
+// leave its bytes as they are; otherwise it injects exactly.
+func TestInjectHTTP2BackPressure(t *testing.T) {
+	in := startTestInjector(t)
+	tc, got := pressured(t)
 	base := in.Stats()
 
 	f := newFrames()
@@ -685,6 +746,12 @@ func TestInjectHTTP2BackPressure(t *testing.T) {
 	st := in.Stats()
 	injected := append(append([]byte(preface), data...), rawFrame(1, 0x4, 3, append(append([]byte(nil), blk...), id.field()...))...)
 	switch {
+	case st["send_buffer_full"]-base["send_buffer_full"] == 1:
+		t.Logf("no room to queue the grown send whole: left as it was")
+		if !bytes.Equal(b, sent) {
+			t.Fatalf("received %d bytes, want the %d sent, unchanged", len(b), len(sent))
+		}
+		checkStats(t, in, base, map[string]uint64{"send_buffer_full": 1})
 	case st["h2_resent"]-base["h2_resent"] == 1:
 		t.Logf("a send was queued in part and sent again: connection given up")
 		if !bytes.Equal(b, sent) {
