@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 )
 
@@ -255,9 +256,9 @@ func (m *Manager) Stats() Stats {
 	statsMap, socks := m.stats, m.sockets
 	m.mu.Unlock()
 	if statsMap != nil {
-		s.ProbeHits = sumSlot(statsMap, 0)
-		s.EventsLost = sumSlot(statsMap, 1)
-		s.OrphanReturns = sumSlot(statsMap, 2)
+		s.ProbeHits = sumSlot(statsMap, contract.StatHits)
+		s.EventsLost = sumSlot(statsMap, contract.StatLost)
+		s.OrphanReturns = sumSlot(statsMap, contract.StatNoEntry)
 	}
 	if len(socks) > 0 {
 		s.Sockets = make(map[string]uint64)

@@ -9,12 +9,10 @@ import (
 	"strings"
 
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/inspect"
 )
-
-// eventGRPC mirrors EVENT_GRPC in bpf/include/events.h.
-const eventGRPC = 4
 
 const (
 	transport = "google.golang.org/grpc/internal/transport"
@@ -129,7 +127,7 @@ var Probe = probes.Spec{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},
 	Load:     loadBpf,
-	Decoders: map[uint32]probes.Decoder{eventGRPC: decode},
+	Decoders: map[uint32]probes.Decoder{contract.EventGRPC: decode},
 }
 
 // headerFields are the fields the client headers hook reads from hdr, a

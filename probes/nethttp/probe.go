@@ -3,13 +3,8 @@ package nethttp
 
 import (
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
-)
-
-// Event kinds, mirroring enum event_kind in bpf/include/events.h.
-const (
-	eventHTTPServer = 1
-	eventHTTPClient = 2
 )
 
 // Probe declares the net/http probes: server spans, client spans, and the
@@ -116,7 +111,7 @@ var Probe = probes.Spec{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},
 	Load:     loadBpf,
-	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
+	Decoders: map[uint32]probes.Decoder{contract.EventHTTPServer: decodeServer, contract.EventHTTPClient: decodeClient},
 	// --inject-context (see inject.go): one injector for the agent.
 	Sockets: &probes.SocketPrograms{Feature: probes.FeatureInject, Start: sockets},
 }

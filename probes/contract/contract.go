@@ -1,0 +1,18 @@
+package contract
+
+// The kinds in every event's header (enum event_kind), as the ring-buffer
+// reader dispatches on them.
+const (
+	EventHTTPServer = uint32(KernelEventKindEVENT_HTTP_SERVER)
+	EventHTTPClient = uint32(KernelEventKindEVENT_HTTP_CLIENT)
+	EventGCPause    = uint32(KernelEventKindEVENT_GC_PAUSE)
+	EventGRPC       = uint32(KernelEventKindEVENT_GRPC)
+)
+
+// The slots of the shared per-CPU stats array (enum stat_slot).
+const (
+	StatHits    = uint32(KernelStatSlotSTAT_HITS)     // programs run: the probe hits the targets paid
+	StatLost    = uint32(KernelStatSlotSTAT_LOST)     // events dropped on a full ring buffer
+	StatNoEntry = uint32(KernelStatSlotSTAT_NO_ENTRY) // a return seen without its entry
+	StatMax     = uint32(KernelStatSlotSTAT_MAX)      // the array's size
+)
