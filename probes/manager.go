@@ -190,7 +190,7 @@ func (m *Manager) ensureShared() error {
 		for _, name := range s.PerPid {
 			perPid[name] = true
 		}
-		names := append([]string{"events", "stats"}, s.Shared...)
+		names := append([]string{contract.MapEvents, contract.MapStats}, s.Shared...)
 		for _, name := range append(names, s.PerPid...) {
 			if shared[name] != nil || cs.Maps[name] == nil {
 				continue
@@ -203,16 +203,16 @@ func (m *Manager) ensureShared() error {
 			shared[name] = mp
 		}
 	}
-	if shared["events"] == nil || shared["stats"] == nil {
+	if shared[contract.MapEvents] == nil || shared[contract.MapStats] == nil {
 		closeShared()
 		return errors.New("probe objects declare no events ring buffer or stats array")
 	}
-	rd, err := ringbuf.NewReader(shared["events"])
+	rd, err := ringbuf.NewReader(shared[contract.MapEvents])
 	if err != nil {
 		closeShared()
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
-	m.events, m.stats, m.shared, m.reader = shared["events"], shared["stats"], shared, rd
+	m.events, m.stats, m.shared, m.reader = shared[contract.MapEvents], shared[contract.MapStats], shared, rd
 	for name := range perPid {
 		if mp := shared[name]; mp != nil {
 			m.perPid = append(m.perPid, mp)

@@ -16,3 +16,11 @@ const (
 	StatNoEntry = uint32(KernelStatSlotSTAT_NO_ENTRY) // a return seen without its entry
 	StatMax     = uint32(KernelStatSlotSTAT_MAX)      // the array's size
 )
+
+// The maps every probe object declares (events.h) and the manager creates
+// once for all of them. A probe family's own maps are named by its bpf2go
+// output (bpfMap..., injectMap...): use those constants, never the string.
+const (
+	MapEvents = KernelMapEvents // the ring buffer every event goes through
+	MapStats  = KernelMapStats  // the per-CPU counters, indexed by the Stat slots
+)

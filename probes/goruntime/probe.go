@@ -34,7 +34,7 @@ var Probe = probes.Spec{
 		Field:     probes.Field{Const: "off_sched_goidgen", Struct: "runtime.schedt", Field: "goidgen"},
 	}},
 	// One pause in progress per process: one map for the node.
-	PerPid:   []string{"stw"},
+	PerPid:   []string{bpfMapStw},
 	Load:     loadBpf,
 	Decoders: map[uint32]probes.Decoder{contract.EventGCPause: decode},
 }

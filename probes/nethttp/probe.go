@@ -106,7 +106,7 @@ var Probe = probes.Spec{
 	ReadsGoMaps: true,
 	// One instance of each per node, all targets' requests in it (sizes in
 	// nethttp.c).
-	PerPid: []string{"inject_pending", "ctx_spans", "server_reqs", "client_reqs", "goid_spans", "h2_requests", "h2_callers"},
+	PerPid: []string{bpfMapInjectPending, bpfMapCtxSpans, bpfMapServerReqs, bpfMapClientReqs, bpfMapGoidSpans, bpfMapH2Requests, bpfMapH2Callers},
 	FeatureConsts: map[string]map[string]any{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},
