@@ -18,7 +18,7 @@ generate:
 # sources: the gen.go files pass -target amd64,arm64) differ from what the C
 # sources give.
 generate-check:
-	$(GO) generate ./probes/nethttp/ ./probes/goruntime/ ./probes/grpc/
+	$(GO) generate ./probes/contract/ ./probes/nethttp/ ./probes/goruntime/ ./probes/grpc/
 	git diff --exit-code -- probes/ && test -z "$$(git status --porcelain -- probes/)" || (echo "generated eBPF objects are stale: run 'make generate' and commit" >&2; exit 1)
 
 lint:

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 )
 
@@ -189,7 +190,7 @@ func (m *Manager) ensureShared() error {
 		for _, name := range s.PerPid {
 			perPid[name] = true
 		}
-		names := append([]string{"events", "stats"}, s.Shared...)
+		names := append([]string{contract.MapEvents, contract.MapStats}, s.Shared...)
 		for _, name := range append(names, s.PerPid...) {
 			if shared[name] != nil || cs.Maps[name] == nil {
 				continue
@@ -202,16 +203,16 @@ func (m *Manager) ensureShared() error {
 			shared[name] = mp
 		}
 	}
-	if shared["events"] == nil || shared["stats"] == nil {
+	if shared[contract.MapEvents] == nil || shared[contract.MapStats] == nil {
 		closeShared()
 		return errors.New("probe objects declare no events ring buffer or stats array")
 	}
-	rd, err := ringbuf.NewReader(shared["events"])
+	rd, err := ringbuf.NewReader(shared[contract.MapEvents])
 	if err != nil {
 		closeShared()
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
-	m.events, m.stats, m.shared, m.reader = shared["events"], shared["stats"], shared, rd
+	m.events, m.stats, m.shared, m.reader = shared[contract.MapEvents], shared[contract.MapStats], shared, rd
 	for name := range perPid {
 		if mp := shared[name]; mp != nil {
 			m.perPid = append(m.perPid, mp)
@@ -255,9 +256,9 @@ func (m *Manager) Stats() Stats {
 	statsMap, socks := m.stats, m.sockets
 	m.mu.Unlock()
 	if statsMap != nil {
-		s.ProbeHits = sumSlot(statsMap, 0)
-		s.EventsLost = sumSlot(statsMap, 1)
-		s.OrphanReturns = sumSlot(statsMap, 2)
+		s.ProbeHits = sumSlot(statsMap, contract.StatHits)
+		s.EventsLost = sumSlot(statsMap, contract.StatLost)
+		s.OrphanReturns = sumSlot(statsMap, contract.StatNoEntry)
 	}
 	if len(socks) > 0 {
 		s.Sockets = make(map[string]uint64)

@@ -136,7 +136,8 @@ type Spec struct {
 	// Funcs whose entry addresses the programs compare, best effort.
 	Funcs []FuncAddr
 	// Shared names maps that every target's objects share (one instance
-	// for the whole agent), besides the ring buffer and the stats.
+	// for the whole agent), besides the ring buffer and the stats. Name
+	// them with the family's bpf2go constants (bpfMap...), not strings.
 	Shared []string
 	// PerPid names maps shared like Shared whose keys begin with the pid
 	// (a __u32 at offset 0): one instance for the node, and the entries of

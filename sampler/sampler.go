@@ -28,7 +28,7 @@
 //	d := s.Decide(sampler.Span{...})
 //	hold.Add(sampler.TraceID(traceID), span, d) // export gets it, kept or not
 //	// for each finished server span, towards the service's SLA:
-//	s.Observe(service, duration, status >= 500)
+//	s.Observe(service, duration, e.Failed()) // the event's own error rule
 //
 // Metrics read Stats (decisions by reason), Rates (effective probability per
 // service and operation), Health and the Hold's Stats.

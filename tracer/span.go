@@ -69,8 +69,8 @@ func HTTPServerSpan(e *event.HTTPServer) tracetest.SpanStub {
 	if v := protocolVersion(e.ProtoMajor, e.ProtoMinor); v != "" {
 		attrs = append(attrs, attribute.String("network.protocol.version", v))
 	}
-	if e.Panicked {
-		attrs = append(attrs, attribute.String("error.type", "panic"))
+	if t := e.ErrorType(); t != "" {
+		attrs = append(attrs, attribute.String("error.type", t))
 	}
 	if e.Traceparent == event.TraceparentMalformed {
 		attrs = append(attrs, attribute.Bool("golens.traceparent.malformed", true))
@@ -148,15 +148,9 @@ func HTTPClientSpan(e *event.HTTPClient) tracetest.SpanStub {
 	if e.Status != 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
 	}
-	failed := false
-	switch {
-	case e.Err:
-		attrs = append(attrs, attribute.String("error.type", e.ErrorType))
-		failed = true
-	case e.Status >= 400:
-		// Client spans fail on 4xx too: the call did not get what it asked.
-		attrs = append(attrs, attribute.String("error.type", strconv.Itoa(e.Status)))
-		failed = true
+	failed := e.Failed()
+	if failed {
+		attrs = append(attrs, attribute.String("error.type", e.FailureType()))
 	}
 	if len(e.Truncated) > 0 {
 		attrs = append(attrs, attribute.StringSlice("golens.truncated", e.Truncated))
@@ -187,10 +181,6 @@ func defaultPort(scheme string) int {
 	return 0
 }
 
-// grpcServerErrors are the codes that make a server span an error, as the
-// OpenTelemetry gRPC conventions list them (others are the caller's doing).
-var grpcServerErrors = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
-
 // GRPCSpan builds the span of one RPC, served or made.
 func GRPCSpan(e *event.GRPC) tracetest.SpanStub {
 	service, method := e.ServiceMethod()
@@ -204,10 +194,9 @@ func GRPCSpan(e *event.GRPC) tracetest.SpanStub {
 		attrs = append(attrs, attribute.Int("rpc.grpc.status_code", e.Code))
 	}
 	kind := trace.SpanKindClient
-	failed := e.Code != 0
+	failed := e.Failed()
 	if e.Server {
 		kind = trace.SpanKindServer
-		failed = e.Code < 0 || grpcServerErrors[e.Code]
 		if e.Peer.IsValid() {
 			attrs = append(attrs, attribute.String("client.address", e.Peer.Addr().String()),
 				attribute.Int("client.port", int(e.Peer.Port())))

@@ -305,7 +305,7 @@ func (t *Tracer) Record(ev event.Event) {
 			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Failed())
 		case *event.GRPC:
 			if e.Server {
-				t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), grpcServerErrors[e.Code])
+				t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Failed())
 			}
 		}
 	}

@@ -6,6 +6,7 @@ package event
 import (
 	"encoding/hex"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -90,8 +91,24 @@ type HTTPServer struct {
 func (e *HTTPServer) Target() *Process { return e.Process }
 
 // Failed tells whether the request is an error on the server's side: a
-// 5xx, or a handler that panicked. A 4xx is the client's failure.
+// 5xx, or a handler that panicked. A 4xx is the client's failure. This is
+// the one rule: the span's status, and the sampler's view of the
+// service's health, both ask it.
 func (e *HTTPServer) Failed() bool { return e.Panicked || e.Status >= 500 }
+
+// ErrorType is the span's error.type: "panic" for a handler that
+// panicked, else the status code ("503") of a failed request, as the
+// semantic conventions ask when no other type is known; "" when the
+// request did not fail.
+func (e *HTTPServer) ErrorType() string {
+	switch {
+	case e.Panicked:
+		return "panic"
+	case e.Failed():
+		return strconv.Itoa(e.Status)
+	}
+	return ""
+}
 
 // RouteTemplate is the path template of the ServeMux pattern that matched
 // ("[METHOD ][HOST]/PATH"): "GET example.com/items/{id}" gives "/items/{id}".
@@ -170,6 +187,23 @@ type HTTPClient struct {
 // Target implements Event.
 func (e *HTTPClient) Target() *Process { return e.Process }
 
+// Failed tells whether the call is an error on the caller's side: the
+// transport returned an error, or the response is a 4xx or 5xx (the call
+// did not get what it asked for).
+func (e *HTTPClient) Failed() bool { return e.Err || e.Status >= 400 }
+
+// FailureType is the span's error.type: the transport error's type, else
+// the status code of a 4xx or 5xx; "" when the call did not fail.
+func (e *HTTPClient) FailureType() string {
+	switch {
+	case e.Err:
+		return e.ErrorType
+	case e.Failed():
+		return strconv.Itoa(e.Status)
+	}
+	return ""
+}
+
 // Conn is one TCP connection seen from one of its ends: Local is that
 // end's address, Remote the other's. IPv4 addresses are plain IPv4 (never
 // IPv4-mapped IPv6), so a connection compares equal from both probes.
@@ -247,6 +281,28 @@ func (e *GRPC) ServiceMethod() (service, method string) {
 var GRPCCodeNames = []string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
 	"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
 	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+// grpcServerErrors are the codes that make a served RPC an error, as the
+// OpenTelemetry gRPC conventions list them: UNKNOWN, DEADLINE_EXCEEDED,
+// UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. The others are the
+// caller's doing.
+var grpcServerErrors = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+
+// Failed tells whether the RPC is an error on its side: for a client,
+// every code but OK; for a server, the codes grpcServerErrors lists.
+// An unknown code (-1: the probe could not read the status) or one out
+// of range is an error on both sides: grpc-go itself maps a status it
+// cannot classify to UNKNOWN, which is an error for servers too, and the
+// probe only reads a code where a status or error was present.
+func (e *GRPC) Failed() bool {
+	if e.Code < 0 || e.Code >= len(GRPCCodeNames) {
+		return true
+	}
+	if !e.Server {
+		return e.Code != 0
+	}
+	return grpcServerErrors[e.Code]
+}
 
 // CodeName names the status code, "UNKNOWN_CODE" when it is not one.
 func (e *GRPC) CodeName() string {

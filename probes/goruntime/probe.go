@@ -6,11 +6,9 @@ import (
 	"fmt"
 
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 )
-
-// eventGCPause mirrors EVENT_GC_PAUSE in bpf/include/events.h.
-const eventGCPause = 3
 
 // Probe declares the runtime probe. Both functions run a few times per GC
 // cycle, never on the allocation path.
@@ -36,9 +34,9 @@ var Probe = probes.Spec{
 		Field:     probes.Field{Const: "off_sched_goidgen", Struct: "runtime.schedt", Field: "goidgen"},
 	}},
 	// One pause in progress per process: one map for the node.
-	PerPid:   []string{"stw"},
+	PerPid:   []string{bpfMapStw},
 	Load:     loadBpf,
-	Decoders: map[uint32]probes.Decoder{eventGCPause: decode},
+	Decoders: map[uint32]probes.Decoder{contract.EventGCPause: decode},
 }
 
 func decode(raw []byte, t *probes.Target) (event.Event, error) {

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 )
 
@@ -18,7 +19,7 @@ var tg = &probes.Target{Proc: &event.Process{PID: 3}, Clock: &probes.Clock{}}
 
 func TestDecode(t *testing.T) {
 	in := &bpfGcPauseEvent{StartNs: 5_000, EndNs: 55_000, HeapMarked: 4 << 20, Goidgen: 1234, Reason: 1}
-	in.Hdr.Kind = eventGCPause
+	in.Hdr.Kind = contract.EventGCPause
 	got, err := decode(raw(in), tg)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestDecode(t *testing.T) {
 // FuzzDecode: any bytes decode to a pause or an error, never a panic.
 func FuzzDecode(f *testing.F) {
 	in := &bpfGcPauseEvent{StartNs: 5_000, EndNs: 55_000, HeapMarked: 4 << 20, Goidgen: 1234, Reason: 2}
-	in.Hdr.Kind = eventGCPause
+	in.Hdr.Kind = contract.EventGCPause
 	f.Add(raw(in))
 	f.Add([]byte{3, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {

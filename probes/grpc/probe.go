@@ -9,12 +9,10 @@ import (
 	"strings"
 
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/inspect"
 )
-
-// eventGRPC mirrors EVENT_GRPC in bpf/include/events.h.
-const eventGRPC = 4
 
 const (
 	transport = "google.golang.org/grpc/internal/transport"
@@ -123,13 +121,13 @@ var Probe = probes.Spec{
 	},
 	ReadsGoMaps: true,
 	Tune:        tune,
-	Shared:      []string{"grpc_announce_stats"},
-	PerPid:      []string{"ctx_spans", "inject_pending", "grpc_calls", "grpc_call_ctxs"},
+	Shared:      []string{bpfMapGrpcAnnounceStats},
+	PerPid:      []string{bpfMapCtxSpans, bpfMapInjectPending, bpfMapGrpcCalls, bpfMapGrpcCallCtxs},
 	FeatureConsts: map[string]map[string]any{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},
 	Load:     loadBpf,
-	Decoders: map[uint32]probes.Decoder{eventGRPC: decode},
+	Decoders: map[uint32]probes.Decoder{contract.EventGRPC: decode},
 }
 
 // headerFields are the fields the client headers hook reads from hdr, a
@@ -221,7 +219,7 @@ var AnnounceStats = []struct {
 // AnnounceCounts returns the counters of AnnounceStats by name, summed over
 // every target; nil when no gRPC probe was loaded.
 func AnnounceCounts(m *probes.Manager) (map[string]uint64, error) {
-	mp, err := m.Shared("grpc_announce_stats")
+	mp, err := m.Shared(bpfMapGrpcAnnounceStats)
 	if err != nil || mp == nil {
 		return nil, err
 	}

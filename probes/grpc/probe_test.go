@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 )
 
@@ -23,7 +24,7 @@ func raw(e *bpfGrpcEvent) []byte {
 
 func grpcEvent(server bool, method, addr string, cut uint8, code int32, ip []byte, port uint16) *bpfGrpcEvent {
 	e := &bpfGrpcEvent{StartNs: 100, EndNs: 900, Code: code, Cut: cut, Port: port, Link: 1}
-	e.Hdr.Kind = eventGRPC
+	e.Hdr.Kind = contract.EventGRPC
 	if server {
 		e.Side = 1
 	}

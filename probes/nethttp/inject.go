@@ -46,7 +46,7 @@ const sweepEvery = 5 * time.Second
 // sockets is Probe.Sockets.Start: the injector, sharing the announcement
 // map with the manager's client probes.
 func sockets(shared map[string]*ebpf.Map) (probes.Sockets, error) {
-	pending := shared["inject_pending"]
+	pending := shared[bpfMapInjectPending]
 	if pending == nil {
 		return nil, errors.New("the net/http probe declares no inject_pending map")
 	}
@@ -64,7 +64,7 @@ func startInjector(pending *ebpf.Map) (*Injector, error) {
 	in := &Injector{}
 	var opts ebpf.CollectionOptions
 	if pending != nil {
-		opts.MapReplacements = map[string]*ebpf.Map{"inject_pending": pending}
+		opts.MapReplacements = map[string]*ebpf.Map{injectMapInjectPending: pending}
 	}
 	err = loadInjectObjects(&in.objs, &opts)
 	if err != nil {

@@ -3,13 +3,8 @@ package nethttp
 
 import (
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
-)
-
-// Event kinds, mirroring enum event_kind in bpf/include/events.h.
-const (
-	eventHTTPServer = 1
-	eventHTTPClient = 2
 )
 
 // Probe declares the net/http probes: server spans, client spans, and the
@@ -111,12 +106,12 @@ var Probe = probes.Spec{
 	ReadsGoMaps: true,
 	// One instance of each per node, all targets' requests in it (sizes in
 	// nethttp.c).
-	PerPid: []string{"inject_pending", "ctx_spans", "server_reqs", "client_reqs", "goid_spans", "h2_requests", "h2_callers"},
+	PerPid: []string{bpfMapInjectPending, bpfMapCtxSpans, bpfMapServerReqs, bpfMapClientReqs, bpfMapGoidSpans, bpfMapH2Requests, bpfMapH2Callers},
 	FeatureConsts: map[string]map[string]any{
 		probes.FeatureInject: {"inject_enabled": uint8(1)},
 	},
 	Load:     loadBpf,
-	Decoders: map[uint32]probes.Decoder{eventHTTPServer: decodeServer, eventHTTPClient: decodeClient},
+	Decoders: map[uint32]probes.Decoder{contract.EventHTTPServer: decodeServer, contract.EventHTTPClient: decodeClient},
 	// --inject-context (see inject.go): one injector for the agent.
 	Sockets: &probes.SocketPrograms{Feature: probes.FeatureInject, Start: sockets},
 }

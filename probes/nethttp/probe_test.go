@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/golens/golens/probes"
+	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
 )
 
@@ -29,7 +30,7 @@ func put(buf []uint8, s string) uint16 { return uint16(copy(buf, s)) }
 
 func serverEvent(method, path, route, host, remote string, cut uint8) *bpfHttpServerEvent {
 	e := &bpfHttpServerEvent{StartNs: 1_000, EndNs: 3_500, ProtoMajor: 1, ProtoMinor: 1, Cut: cut, StatusRead: 1}
-	e.Hdr.Kind = eventHTTPServer
+	e.Hdr.Kind = contract.EventHTTPServer
 	e.Sc = bpfSpanContext{TraceId: [16]uint8{1, 2, 3}, SpanId: [8]uint8{4}, ParentSpanId: [8]uint8{5}, TraceFlags: 1, TpState: 1}
 	e.MethodLen = put(e.Method[:], method)
 	e.PathLen = put(e.Path[:], path)
@@ -91,7 +92,7 @@ func TestDecodeServer(t *testing.T) {
 
 func clientEvent(method, scheme, host, path string, cut uint8, status, itab uint64) *bpfHttpClientEvent {
 	e := &bpfHttpClientEvent{StartNs: 10, EndNs: 20, Status: status, ErrItab: itab, Cut: cut, Link: 1}
-	e.Hdr.Kind = eventHTTPClient
+	e.Hdr.Kind = contract.EventHTTPClient
 	e.Sc = bpfSpanContext{TraceId: [16]uint8{9}, SpanId: [8]uint8{8}, ParentSpanId: [8]uint8{7}, TraceFlags: 1}
 	e.MethodLen = put(e.Method[:], method)
 	e.SchemeLen = put(e.Scheme[:], scheme)

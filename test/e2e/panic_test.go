@@ -129,8 +129,8 @@ func testHTTPServerPanic(t *testing.T, v harness.Variant) {
 		if srv.StatusCode != wantErr {
 			t.Errorf("%s: span status %v, want %v", c.name, srv.StatusCode, wantErr)
 		}
-		if c.panics != (errType == "panic") {
-			t.Errorf("%s: error.type %q", c.name, errType)
+		if want := wantErrorType(c.panics, c.status); errType != want {
+			t.Errorf("%s: error.type %q, want %q", c.name, errType, want)
 		}
 		if c.panics {
 			panicked[srv.SpanID] = true
@@ -261,13 +261,25 @@ func testHTTP2Panic(t *testing.T, v harness.Variant) {
 		s := spans[i]
 		status, _ := s.Attrs["http.response.status_code"].(int64)
 		errType, _ := s.Attrs["error.type"].(string)
-		if int(status) != c.status || c.panics != (errType == "panic") || s.Attrs["network.protocol.version"] != "2" {
-			t.Errorf("%s: status_code %v, error.type %q, protocol %v; want %d, panic %v, 2", c.path,
-				s.Attrs["http.response.status_code"], errType, s.Attrs["network.protocol.version"], c.status, c.panics)
+		if int(status) != c.status || errType != wantErrorType(c.panics, c.status) || s.Attrs["network.protocol.version"] != "2" {
+			t.Errorf("%s: status_code %v, error.type %q, protocol %v; want %d, %q, 2", c.path,
+				s.Attrs["http.response.status_code"], errType, s.Attrs["network.protocol.version"], c.status, wantErrorType(c.panics, c.status))
 		}
 		wantErr := c.panics || c.status >= 500
 		if (s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) != wantErr {
 			t.Errorf("%s: span status %v", c.path, s.StatusCode)
 		}
 	}
+}
+
+// wantErrorType is a server span's error.type: "panic" for a handler that
+// panicked, else the status code of a 5xx, else none.
+func wantErrorType(panics bool, status int) string {
+	switch {
+	case panics:
+		return "panic"
+	case status >= 500:
+		return fmt.Sprint(status)
+	}
+	return ""
 }
