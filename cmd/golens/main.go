@@ -286,11 +286,14 @@ func run(args []string) int {
 				return ""
 			})
 		}
-	} else {
-		srv.SetReady()
 	}
 	log.Info("golens running", "targets", attached, "kernel", kernel.Release(), "kernel_missing", kern.Missing(), "discover", cfg.Discover.active(),
 		"inject_context", mgr.Feature(probes.FeatureInject), "exporter", cfg.Exporter, "otlp_endpoint", cfg.OTLPEndpoint, "metrics", "http://"+srv.Addr()+"/metrics")
+	// Ready only once the start-up line is out: whoever waits on /readyz
+	// (an orchestrator, a test) then also finds what golens runs with.
+	if !cfg.Discover.active() {
+		srv.SetReady()
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
