@@ -64,8 +64,12 @@ func arm64Builds(t *testing.T) map[string]map[string]string {
 			errs []string
 			sem  = make(chan struct{}, 2)
 		)
+		// Every release's map exists before the builders start: they only
+		// fill them, under mu.
 		for _, goVer := range arm64Go {
 			arm64Exes[goVer] = make(map[string]string)
+		}
+		for _, goVer := range arm64Go {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
