@@ -12,12 +12,14 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/golens/golens/otlp"
 )
 
 // OTLPConfig says where to push metrics over OTLP/gRPC.
 type OTLPConfig struct {
-	Target      string                           // gRPC target, host:port (tracer.OTLPConnection)
-	Credentials credentials.TransportCredentials // plaintext or TLS (tracer.OTLPConnection)
+	Target      string                           // gRPC target, host:port (otlp.Connection)
+	Credentials credentials.TransportCredentials // plaintext or TLS (otlp.Connection)
 	Headers     map[string]string
 	Compression string        // "gzip", or "" / "none"
 	Interval    time.Duration // between pushes; 15 s when zero
@@ -41,12 +43,12 @@ func (m *Metrics) PushOTLP(ctx context.Context, c OTLPConfig) (func(context.Cont
 		otlpmetricgrpc.WithEndpoint(c.Target),
 		otlpmetricgrpc.WithTLSCredentials(c.Credentials),
 	}
-	switch c.Compression {
-	case "", "none":
-	case "gzip":
-		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
-	default:
-		return nil, fmt.Errorf("otlp compression %q: want gzip or none", c.Compression)
+	compressor, err := otlp.Compressor(c.Compression)
+	if err != nil {
+		return nil, err
+	}
+	if compressor != "" {
+		opts = append(opts, otlpmetricgrpc.WithCompressor(compressor))
 	}
 	if len(c.Headers) > 0 {
 		opts = append(opts, otlpmetricgrpc.WithHeaders(c.Headers))

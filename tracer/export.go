@@ -2,12 +2,9 @@ package tracer
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -30,38 +27,6 @@ type ExportConfig struct {
 	Compression           string // "gzip", or "" / "none"
 	// Log receives the collector's warnings; nil is slog.Default().
 	Log *slog.Logger
-}
-
-// ClientTLS is the TLS configuration of a connection to a collector: the
-// CAs of caFile (none: the host's roots) and, for a collector that requires
-// one, the client certificate of certFile and keyFile. It is nil when none
-// of them is set.
-func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	if (certFile == "") != (keyFile == "") {
-		return nil, fmt.Errorf("otlp client certificate: need both the certificate and its key")
-	}
-	if caFile == "" && certFile == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
-		}
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("otlp client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }
 
 // NewExporter builds the exporter the config asks for. The OTLP exporter

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/golens/golens/buildinfo"
 )
 
 // collector is a real OTLP/gRPC trace service on loopback whose answer to
@@ -109,7 +111,7 @@ func TestOTLPExporterSends(t *testing.T) {
 	if got := c.md.Get("x-tenant"); len(got) != 1 || got[0] != "blue" {
 		t.Errorf("x-tenant metadata = %q", got)
 	}
-	if got := c.md.Get("user-agent"); len(got) != 1 || !strings.HasPrefix(got[0], "golens/"+Version) {
+	if got := c.md.Get("user-agent"); len(got) != 1 || !strings.HasPrefix(got[0], "golens/"+buildinfo.Version) {
 		t.Errorf("user-agent = %q", got)
 	}
 	if len(c.reqs) != 1 {
@@ -386,26 +388,6 @@ func TestOTLPExporterShutdownAborts(t *testing.T) {
 		}
 	case <-time.After(time.Second):
 		t.Error("export still running after shutdown")
-	}
-}
-
-func TestOTLPTarget(t *testing.T) {
-	for _, tc := range []struct {
-		endpoint, target string
-		plaintext, err   bool
-	}{
-		{"collector:4317", "collector:4317", false, false},
-		{"http://collector:4317", "collector:4317", true, false},
-		{"https://collector:4317", "collector:4317", false, false},
-		{"https://collector:4317/v1/traces", "collector:4317", false, false},
-		{"grpc://collector:4317", "collector:4317", true, false},
-		{"http://", "", false, true},
-		{"http://[::1", "", false, true},
-	} {
-		target, plaintext, err := otlpTarget(tc.endpoint)
-		if (err != nil) != tc.err || target != tc.target || plaintext != tc.plaintext {
-			t.Errorf("otlpTarget(%q) = %q, %v, %v; want %q, %v, error %v", tc.endpoint, target, plaintext, err, tc.target, tc.plaintext, tc.err)
-		}
 	}
 }
 

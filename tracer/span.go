@@ -13,14 +13,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/golens/golens/buildinfo"
 	"github.com/golens/golens/probes/event"
 )
 
 // Scope is the instrumentation scope of the spans golens builds.
-var Scope = instrumentation.Scope{Name: "github.com/golens/golens", Version: Version}
-
-// Version is the golens release stamped on spans and resources.
-var Version = "0.1.0-dev"
+var Scope = instrumentation.Scope{Name: "github.com/golens/golens", Version: buildinfo.Version}
 
 // splitHostPort splits "host:port", tolerating a missing port.
 func splitHostPort(hp string) (string, int) {

@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/golens/golens/buildinfo"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/sampler"
 )
@@ -366,7 +367,7 @@ func ProcessResource(p *event.Process, host string) *resource.Resource {
 		attribute.String("process.runtime.name", "go"),
 		attribute.String("process.runtime.version", p.GoVersion),
 		attribute.String("telemetry.distro.name", "golens"),
-		attribute.String("telemetry.distro.version", Version),
+		attribute.String("telemetry.distro.version", buildinfo.Version),
 	}
 	if p.ExePath != "" {
 		attrs = append(attrs, attribute.String("process.executable.path", p.ExePath))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golens/golens/discovery"
 	"github.com/golens/golens/metrics"
+	"github.com/golens/golens/otlp"
 	"gopkg.in/yaml.v3"
 )
 
@@ -298,8 +299,8 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 			return cfg, usageError{fmt.Errorf("metrics resource label %q: not one golens sets; use some of %s", a, strings.Join(discovery.PodResourceKeys, ","))}
 		}
 	}
-	if c := cfg.OTLPCompression; c != "" && c != "none" && c != "gzip" {
-		return cfg, usageError{fmt.Errorf("otlp compression %q: want gzip or none", c)}
+	if _, err := otlp.Compressor(cfg.OTLPCompression); err != nil {
+		return cfg, usageError{err}
 	}
 	if (cfg.OTLPClientCert == "") != (cfg.OTLPClientKey == "") {
 		return cfg, usageError{fmt.Errorf("--otlp-client-cert and --otlp-client-key go together")}

@@ -18,8 +18,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/golens/golens/buildinfo"
 	"github.com/golens/golens/discovery"
 	"github.com/golens/golens/metrics"
+	"github.com/golens/golens/otlp"
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/probes/goruntime"
@@ -38,7 +40,7 @@ func buildVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
-	return tracer.Version
+	return buildinfo.Version
 }
 
 func newLogger(cfg Config) (*slog.Logger, error) {
@@ -162,12 +164,12 @@ func run(args []string) int {
 	}
 	stopMetricsPush := func(context.Context) error { return nil }
 	if cfg.OTLPMetrics {
-		tlsCfg, err := tracer.ClientTLS(cfg.OTLPCAFile, cfg.OTLPClientCert, cfg.OTLPClientKey)
+		tlsCfg, err := otlp.ClientTLS(cfg.OTLPCAFile, cfg.OTLPClientCert, cfg.OTLPClientKey)
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
 			return exitUsage
 		}
-		target, creds, err := tracer.OTLPConnection(cfg.OTLPEndpoint, cfg.OTLPInsecure, tlsCfg)
+		target, creds, err := otlp.Connection(cfg.OTLPEndpoint, cfg.OTLPInsecure, tlsCfg)
 		if err != nil {
 			log.Error("cannot set up metric export", "err", err)
 			return exitUsage

@@ -14,8 +14,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/golens/golens/buildinfo"
 	"github.com/golens/golens/sampler"
-	"github.com/golens/golens/tracer"
 )
 
 // object is one Kubernetes object of a manifest.
@@ -594,7 +594,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	checkAgent(t, objs, wantAgent{
 		namespace: ns.Metadata.Name, name: "golens", account: "golens",
-		image: "golens:" + tracer.Version, optIn: "golens.io/instrument=true",
+		image: "golens:" + buildinfo.Version, optIn: "golens.io/instrument=true",
 	})
 }
 
@@ -648,8 +648,8 @@ func TestHelmChart(t *testing.T) {
 	kube := "--kube-version=" + kubeVersion
 
 	_, appVersion := chartMeta(t)
-	if appVersion != tracer.Version {
-		t.Errorf("Chart.yaml appVersion %q, golens is %q", appVersion, tracer.Version)
+	if appVersion != buildinfo.Version {
+		t.Errorf("Chart.yaml appVersion %q, golens is %q", appVersion, buildinfo.Version)
 	}
 	custom := writeValues(t, map[string]any{
 		"createNamespace": true,
@@ -670,7 +670,7 @@ func TestHelmChart(t *testing.T) {
 	objs := parseObjects(t, "helm template", []byte(rendered))
 	ds := checkAgent(t, objs, wantAgent{
 		namespace: "golens", name: "golens", account: "golens",
-		image: "golens:" + tracer.Version, optIn: "golens.io/instrument=true",
+		image: "golens:" + buildinfo.Version, optIn: "golens.io/instrument=true",
 	})
 	for _, o := range objs {
 		if o.Kind == "Namespace" || o.Kind == "Secret" {
