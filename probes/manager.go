@@ -256,9 +256,11 @@ func (m *Manager) Stats() Stats {
 	statsMap, socks := m.stats, m.sockets
 	m.mu.Unlock()
 	if statsMap != nil {
-		s.ProbeHits = sumSlot(statsMap, contract.StatHits)
-		s.EventsLost = sumSlot(statsMap, contract.StatLost)
-		s.OrphanReturns = sumSlot(statsMap, contract.StatNoEntry)
+		// A slot that cannot be read counts as none seen: Stats is for
+		// metrics, which go on without it.
+		s.ProbeHits, _ = SumSlot(statsMap, contract.StatHits)
+		s.EventsLost, _ = SumSlot(statsMap, contract.StatLost)
+		s.OrphanReturns, _ = SumSlot(statsMap, contract.StatNoEntry)
 	}
 	if len(socks) > 0 {
 		s.Sockets = make(map[string]uint64)
@@ -269,18 +271,6 @@ func (m *Manager) Stats() Stats {
 		}
 	}
 	return s
-}
-
-func sumSlot(mp *ebpf.Map, slot uint32) uint64 {
-	var per []uint64
-	if err := mp.Lookup(slot, &per); err != nil {
-		return 0
-	}
-	var n uint64
-	for _, v := range per {
-		n += v
-	}
-	return n
 }
 
 // Close detaches the socket programs and releases the shared maps. Call

@@ -225,13 +225,9 @@ func AnnounceCounts(m *probes.Manager) (map[string]uint64, error) {
 	}
 	out := make(map[string]uint64, len(AnnounceStats))
 	for slot, s := range AnnounceStats {
-		var per []uint64
-		if err := mp.Lookup(uint32(slot), &per); err != nil {
+		n, err := probes.SumSlot(mp, uint32(slot))
+		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", s.Name, err)
-		}
-		var n uint64
-		for _, v := range per {
-			n += v
 		}
 		out[s.Name] = n
 	}

@@ -188,13 +188,7 @@ const kernelStats = 16
 func (in *Injector) Stats() map[string]uint64 {
 	st := make(map[string]uint64, len(InjectStats))
 	for slot, s := range InjectStats[:kernelStats] {
-		var per []uint64
-		var n uint64
-		if err := in.objs.InjectStats.Lookup(uint32(slot), &per); err == nil {
-			for _, v := range per {
-				n += v
-			}
-		}
+		n, _ := probes.SumSlot(in.objs.InjectStats, uint32(slot)) // unreadable: none seen
 		st[s.Name] = n
 	}
 	st["http1_unsent"] = in.unsent[0].Load()
