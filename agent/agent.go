@@ -132,8 +132,6 @@ func New(cfg Config) (_ *Agent, err error) {
 		a.log.Error("cannot inject context on the wire", "err", err)
 		return nil, err
 	}
-	a.met.RegisterSelf(a.selfStats)
-
 	for _, pid := range cfg.PIDs {
 		if a.attach(context.Background(), pid, selection{}) {
 			a.attached++
@@ -157,6 +155,9 @@ func New(cfg Config) (_ *Agent, err error) {
 			})
 		}
 	}
+	// Last: selfStats reads every part, and the OTLP push may gather
+	// before Run.
+	a.met.RegisterSelf(a.selfStats)
 	return a, nil
 }
 

@@ -76,6 +76,7 @@ func run(ctx context.Context, args []string) int {
 	if err != nil {
 		return exitCode(err)
 	}
+	defer a.Close()
 	if err := a.Run(ctx); err != nil {
 		return exitCode(err)
 	}
