@@ -240,9 +240,20 @@ func loadMapping(c *agent.Config, byKey map[string]option, prefix string, n *yam
 		}
 		return fmt.Errorf("line %d: %s: want a mapping of keys", n.Line, where)
 	}
+	// Merge keys (<<: *base) first: the mapping's own keys win over them.
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, v := n.Content[i], n.Content[i+1]; k.Tag == "!!merge" {
+			if err := loadMerge(c, byKey, prefix, v); err != nil {
+				return err
+			}
+		}
+	}
 	seen := make(map[string]bool)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if k.Tag == "!!merge" {
+			continue
+		}
 		key := prefix + k.Value
 		if seen[key] {
 			return fmt.Errorf("line %d: %s given twice", k.Line, key)
@@ -260,6 +271,23 @@ func loadMapping(c *agent.Config, byKey map[string]option, prefix string, n *yam
 		}
 		if err := o.decode(c, v); err != nil {
 			return fmt.Errorf("line %d: %s: %w", v.Line, key, err)
+		}
+	}
+	return nil
+}
+
+// loadMerge loads the mapping, or the list of mappings, a merge key names.
+func loadMerge(c *agent.Config, byKey map[string]option, prefix string, v *yaml.Node) error {
+	for v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+	if v.Kind != yaml.SequenceNode {
+		return loadMapping(c, byKey, prefix, v)
+	}
+	// Earlier mappings in the list win: load them last.
+	for i := len(v.Content) - 1; i >= 0; i-- {
+		if err := loadMapping(c, byKey, prefix, v.Content[i]); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -136,11 +136,18 @@ func TestConfigFileShape(t *testing.T) {
 		{"pids: [1]\ninject_context: [on]\n", "inject_context: want one value"},
 		{"pids: [1]\ndiscover:\n", ""},
 		{"base: &b [1]\n", "unknown key base"},
+		{"pids: [1]\n<<: {service_name: x, bogus: 1}\n", "unknown key bogus"},
 	} {
 		os.WriteFile(f, []byte(c.yaml), 0o644)
 		_, err := parseConfig([]string{"--config", f})
 		if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.wantErr)
 		}
+	}
+	// Merge keys, as YAML has them: the mapping's own keys win.
+	os.WriteFile(f, []byte("pids: [1]\ndiscover: {<<: {kubeconfig: /k}}\n<<: [{service_name: first, log_level: warn}, {service_name: second, log_format: json}]\nlog_level: error\n"), 0o644)
+	cfg, err := parseConfig([]string{"--config", f})
+	if err != nil || cfg.ServiceName != "first" || cfg.LogLevel != "error" || cfg.LogFormat != "json" || cfg.Discover.Kubeconfig != "/k" {
+		t.Errorf("merge keys: %+v, %v", cfg.Config, err)
 	}
 }
