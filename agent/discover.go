@@ -21,7 +21,6 @@ import (
 // done to one pid still happens in the order the events came.
 type discoverer struct {
 	agent   *Agent // attaches, detaches, and forgets released targets
-	cfg     DiscoverConfig
 	watcher *discovery.Watcher
 	log     *slog.Logger
 
@@ -63,7 +62,7 @@ func newDiscoverer(a *Agent, c DiscoverConfig, ready func()) (*discoverer, error
 		return nil, err
 	}
 	d := &discoverer{
-		agent: a, cfg: c, log: a.log,
+		agent: a, log: a.log,
 		last:  make(map[int]chan struct{}),
 		slots: make(chan struct{}, runtime.NumCPU()),
 	}
