@@ -526,5 +526,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // SetReady flips /readyz to 200.
 func (s *Server) SetReady() { s.ready.Store(true) }
 
+// Close closes the listener of a server that was never served.
+func (s *Server) Close() error { return s.ln.Close() }
+
 // Serve runs until ctx is cancelled.
 func (s *Server) Serve(ctx context.Context) error { return Serve(ctx, s.srv, s.ln) }

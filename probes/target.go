@@ -65,6 +65,10 @@ func (m *Manager) awaitExit(pid int, t *target) {
 	}
 }
 
+// ErrNotAttached is Detach's answer for a pid that is not (or no longer) a
+// target: the exit watcher may have released it first.
+var ErrNotAttached = errors.New("not attached")
+
 // Detach releases everything attached to pid. When it returns, every event
 // the target emitted has been delivered.
 func (m *Manager) Detach(pid int) error {
@@ -72,7 +76,7 @@ func (m *Manager) Detach(pid int) error {
 	t, ok := m.targets[pid]
 	m.mu.Unlock()
 	if !ok || !m.claim(pid, t) {
-		return fmt.Errorf("pid %d: not attached", pid)
+		return fmt.Errorf("pid %d: %w", pid, ErrNotAttached)
 	}
 	return m.release(pid, t)
 }

@@ -1,105 +1,41 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 
+	"github.com/golens/golens/agent"
 	"github.com/golens/golens/discovery"
 	"github.com/golens/golens/metrics"
 	"github.com/golens/golens/otlp"
-	"gopkg.in/yaml.v3"
 )
 
-// Config is everything golens can be told; defaults live in defaultConfig.
-// The config file uses the yaml names; flags win over the environment, which
-// wins over the file.
-type Config struct {
-	PIDs         []int  `yaml:"pids"`
-	ServiceName  string `yaml:"service_name"`
-	Exporter     string `yaml:"exporter"`
-	OTLPEndpoint string `yaml:"otlp_endpoint"`
-	OTLPInsecure bool   `yaml:"otlp_insecure"`
-	OTLPCAFile   string `yaml:"otlp_ca_file"`
-	// OTLPClientCert and OTLPClientKey are PEM files for mutual TLS.
-	OTLPClientCert  string            `yaml:"otlp_client_cert"`
-	OTLPClientKey   string            `yaml:"otlp_client_key"`
-	OTLPCompression string            `yaml:"otlp_compression"`
-	OTLPHeaders     map[string]string `yaml:"otlp_headers"`
-	OTLPTimeout     time.Duration     `yaml:"otlp_timeout"`
-	MetricsAddr     string            `yaml:"metrics_addr"`
-	ExportQueue     int               `yaml:"export_queue_size"`
-	LogLevel        string            `yaml:"log_level"`
-	LogFormat       string            `yaml:"log_format"`
-	ShutdownGrace   time.Duration     `yaml:"shutdown_timeout"`
-	// TrackGoroutines links calls made from goroutines that dropped the
-	// request's context, at one probe hit per go statement in the target.
-	TrackGoroutines bool `yaml:"track_goroutines"`
-	// DurationBuckets are the request histogram buckets in seconds.
-	DurationBuckets []float64 `yaml:"duration_buckets"`
-	// MetricsIdleTTL removes a label set not updated for this long.
-	MetricsIdleTTL time.Duration `yaml:"metrics_idle_ttl"`
-	// MetricsResourceLabels are resource attributes added as labels to the
-	// go_app_ metrics; nil: discovery.BoundedPodResourceKeys in Kubernetes
-	// mode, none otherwise.
-	MetricsResourceLabels []string `yaml:"metrics_resource_labels"`
-	// SamplingStrategies is a Jaeger strategies file, hot reloaded.
-	SamplingStrategies string `yaml:"sampling_strategies"`
-	// SamplingServerAddr serves Jaeger's remote sampling endpoint.
-	SamplingServerAddr string `yaml:"sampling_server_addr"`
-	// SamplingSLAP95 is the p95 latency above which a service's healthy-path
-	// sampling is scaled down (0: latency not watched, errors still are).
-	SamplingSLAP95 time.Duration `yaml:"sampling_sla_p95"`
-	// SamplingCriticalTTL is how long a trace stays critical once one of
-	// its spans was (its later spans are kept).
-	SamplingCriticalTTL time.Duration `yaml:"sampling_critical_ttl"`
-	// OTLPMetrics pushes the metrics over OTLP/gRPC too.
-	OTLPMetrics         bool          `yaml:"otlp_metrics"`
-	OTLPMetricsInterval time.Duration `yaml:"otlp_metrics_interval"`
-	// InjectContext adds traceparent to outgoing requests on the wire: off,
-	// on, or auto (where the kernel can).
-	InjectContext InjectMode `yaml:"inject_context"`
-	// Pprof serves Go's profiles of golens itself at /debug/pprof/ on
-	// PprofAddr, a listener of its own (never the metrics one).
-	Pprof     bool   `yaml:"pprof"`
-	PprofAddr string `yaml:"pprof_addr"`
-	// Discover selects processes to instrument as they start (discover.go).
-	Discover DiscoverConfig `yaml:"discover"`
-}
-
-func defaultConfig() Config {
-	return Config{
-		MetricsAddr:         "127.0.0.1:9464",
-		PprofAddr:           "127.0.0.1:6060",
-		OTLPTimeout:         10 * time.Second,
-		ExportQueue:         8192,
-		LogLevel:            "info",
-		LogFormat:           "text",
-		ShutdownGrace:       4 * time.Second,
-		MetricsIdleTTL:      10 * time.Minute,
-		OTLPMetricsInterval: 15 * time.Second,
-		SamplingCriticalTTL: 300 * time.Second,
-		// Off for a bare run: an operator who attaches golens by hand to
-		// look at a service may not expect its packets to change. The
-		// deployments ask for auto.
-		InjectContext: InjectOff,
-	}
+// config is what parseConfig makes of the command line, the environment and
+// the config file.
+type config struct {
+	agent.Config
+	// ignoredRules counts the config file's discover rules left off because
+	// discovery is not enabled.
+	ignoredRules int
 }
 
 // usageError is a mistake in how golens was invoked: exit status exitUsage.
 type usageError struct{ error }
 
-func parseConfig(args []string) (Config, error) {
-	cfg := defaultConfig()
-	fs := pflag.NewFlagSet("golens", pflag.ContinueOnError)
-	fs.SortFlags = false
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, `golens observes unmodified Go services with eBPF: net/http server and client
+// errHelp and errVersion say parseConfig printed what was asked and golens
+// has nothing more to do.
+var (
+	errHelp    = errors.New("help shown")
+	errVersion = errors.New("version shown")
+)
+
+const usageText = `golens observes unmodified Go services with eBPF: net/http server and client
 spans (linked across goroutines and, on this node, across services) over
 OTLP/gRPC, GC pauses, and go_app_ Prometheus metrics, without restarting or
 changing the service.
@@ -115,47 +51,20 @@ Flags:
 Environment: OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
 OTEL_EXPORTER_OTLP_INSECURE, OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2),
 OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
-`, fs.FlagUsages())
-	}
+`
+
+// parseConfig builds the configuration from options: the defaults, then the
+// config file, then the environment, then the flags.
+func parseConfig(args []string) (config, error) {
+	cfg := config{Config: agent.DefaultConfig()}
+	flags := agent.DefaultConfig() // what the flags say; --help's defaults
+	fs := pflag.NewFlagSet("golens", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.Usage = func() { fmt.Fprintf(os.Stderr, usageText, fs.FlagUsages()) }
 	configFile := fs.String("config", "", "YAML config file with the same keys as the flags (pids, service_name, otlp_endpoint, ...)")
-	pids := fs.IntSlice("pid", nil, "instrument the process with this pid (repeatable)")
-	exes := fs.StringArray("exe", nil, "instrument every Go process whose executable path (as /proc/PID/exe resolves it) matches this glob, those started later too; ** spans directories, a glob without / matches the base name (repeatable)")
-	units := fs.StringArray("systemd-unit", nil, "instrument every Go process of a systemd unit matching this glob, e.g. 'pay-*.service'; a name without a dot means .service (repeatable)")
-	discover := fs.Bool("discover", false, "also apply the discover: rules (exe, systemd_unit, k8s_opt_in_label, k8s_namespaces) of the --config file")
-	k8sLabel := fs.String("k8s-opt-in-label", "", "instrument the Go processes of this node's Kubernetes pods carrying this label, key=value (default "+discovery.DefaultOptInLabel+" when a --k8s-namespace is given)")
-	k8sNamespaces := fs.StringArray("k8s-namespace", nil, "only pods in this Kubernetes namespace opt in (repeatable; default every namespace)")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file of the API server to watch pods on (default: in-cluster service account)")
-	k8sNode := fs.String("k8s-node-name", "", "this node's Kubernetes name: pods bound to it are watched (default $NODE_NAME)")
-	service := fs.String("service-name", "", "service.name for every target (default: the target's OTEL_SERVICE_NAME, else its executable name)")
-	exporter := fs.String("exporter", "", "span exporter: otlp or console (default: otlp when an endpoint is set, else console)")
-	endpoint := fs.String("otlp-endpoint", "", "OTLP/gRPC collector, host:port or URL (env OTEL_EXPORTER_OTLP_ENDPOINT)")
-	insecure := fs.Bool("otlp-insecure", false, "use plaintext gRPC to the collector (env OTEL_EXPORTER_OTLP_INSECURE)")
-	caFile := fs.String("otlp-ca-file", "", "PEM file of CAs that verify the collector's TLS certificate (env OTEL_EXPORTER_OTLP_CERTIFICATE)")
-	clientCert := fs.String("otlp-client-cert", "", "PEM certificate golens presents to a collector that requires one, mutual TLS (env OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)")
-	clientKey := fs.String("otlp-client-key", "", "PEM private key of --otlp-client-cert (env OTEL_EXPORTER_OTLP_CLIENT_KEY)")
-	compression := fs.String("otlp-compression", "", "compress span exports: gzip or none (env OTEL_EXPORTER_OTLP_COMPRESSION; default none)")
-	headers := fs.StringToString("otlp-header", nil, "header sent with every export, e.g. authorization=Bearer... (repeatable)")
-	timeout := fs.Duration("otlp-timeout", cfg.OTLPTimeout, "timeout of one export call")
-	metricsAddr := fs.String("metrics-addr", cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz")
-	queue := fs.Int("export-queue-size", cfg.ExportQueue, "spans held for export; from half full healthy-path spans are thinned (errors and slow spans kept), beyond it spans are dropped; all counted")
-	logLevel := fs.String("log-level", cfg.LogLevel, "debug, info, warn or error")
-	logFormat := fs.String("log-format", cfg.LogFormat, "text or json")
-	grace := fs.Duration("shutdown-timeout", cfg.ShutdownGrace, "how long to flush spans on SIGTERM before exiting")
-	trackG := fs.Bool("track-goroutines", false, "also link HTTP calls made from goroutines that dropped the request's context.Context (costs the target one probe hit, ~10 µs here, per go statement)")
-	buckets := fs.Float64Slice("duration-buckets", nil, "request duration histogram buckets in seconds, comma-separated (default exponential 0.0005 … 10)")
-	idleTTL := fs.Duration("metrics-idle-ttl", cfg.MetricsIdleTTL, "remove a metric label set (a route, a target that exited) not updated for this long")
-	resLabels := fs.StringSlice("metrics-resource-labels", nil, "resource attributes added as labels to every go_app_ metric, comma-separated, dots becoming underscores (default with Kubernetes pod opt-in, --k8s-opt-in-label or discover.k8s_opt_in_label: "+strings.Join(discovery.BoundedPodResourceKeys, ",")+"; none otherwise). Also allowed: k8s.pod.name, k8s.pod.uid, k8s.container.name, k8s.node.name, k8s.replicaset.name, k8s.job.name — but pod, ReplicaSet and Job names change with every restart, rollout or run, and each makes new series. Empty for none")
-	strategies := fs.String("sampling-strategies", "", "Jaeger sampling strategies JSON file, reloaded on change (default: follow the parent's flag, else 1000 traces/s per service; errors and slow spans always kept)")
-	samplingAddr := fs.String("sampling-server-addr", "", "serve Jaeger's remote sampling endpoint (GET /sampling?service=NAME) on this address")
-	criticalTTL := fs.Duration("sampling-critical-ttl", cfg.SamplingCriticalTTL, "how long a trace stays kept once one of its spans was critical (error or slow)")
-	slaP95 := fs.Duration("sampling-sla-p95", 0, "p95 latency a service must stay under; above it (or above 1% 5xx) its healthy-path sampling is scaled down")
-	otlpMetrics := fs.Bool("otlp-metrics", false, "also push the metrics over OTLP/gRPC to the --otlp-endpoint collector")
-	otlpMetricsInterval := fs.Duration("otlp-metrics-interval", cfg.OTLPMetricsInterval, "interval between OTLP metric pushes")
-	inject := InjectOff
-	fs.Var(&inject, "inject-context", "add a W3C traceparent to targets' outgoing plaintext HTTP/1.x and HTTP/2 (h2c, gRPC) requests on the wire (sk_msg), so services on other nodes continue the trace: on (refuse to start on a kernel that cannot), auto (inject where the kernel can, else one log line and run without; what the DaemonSet, chart and systemd unit use) or off. Off by default: a bare golens run does not change its targets' packets unless asked")
-	fs.Lookup("inject-context").NoOptDefVal = string(InjectOn)
-	pprofOn := fs.Bool("pprof", false, "serve golens' own Go profiles at /debug/pprof/ on --pprof-addr (for debugging golens)")
-	pprofAddr := fs.String("pprof-addr", cfg.PprofAddr, "address of --pprof's listener; keep it on loopback: goroutine stacks show the targets' requests in flight")
+	for _, o := range options {
+		o.register(fs, &flags)
+	}
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 
@@ -164,124 +73,45 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 	}
 	if *help {
 		fs.Usage()
-		os.Exit(0)
+		return cfg, errHelp
 	}
 	if *version {
-		fmt.Println("golens", buildVersion())
-		os.Exit(0)
+		fmt.Println("golens", agent.Version())
+		return cfg, errVersion
 	}
 	if *configFile != "" {
-		raw, err := os.ReadFile(*configFile)
-		if err != nil {
-			return cfg, usageError{fmt.Errorf("config file: %w", err)}
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, usageError{fmt.Errorf("config file %s: %w", *configFile, err)}
+		if err := loadFile(&cfg.Config, *configFile); err != nil {
+			return cfg, usageError{err}
 		}
 	}
-	// The environment, as the OpenTelemetry spec names it.
-	if v := firstEnv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
-		cfg.OTLPEndpoint = v
-	}
-	if v := os.Getenv("OTEL_EXPORTER_OTLP_INSECURE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return cfg, usageError{fmt.Errorf("OTEL_EXPORTER_OTLP_INSECURE=%q: not a boolean", v)}
-		}
-		cfg.OTLPInsecure = b
-	}
-	if v := os.Getenv("OTEL_EXPORTER_OTLP_HEADERS"); v != "" {
-		if cfg.OTLPHeaders == nil {
-			cfg.OTLPHeaders = make(map[string]string)
-		}
-		for _, kv := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(kv, "=")
-			if !ok {
-				return cfg, usageError{fmt.Errorf("OTEL_EXPORTER_OTLP_HEADERS: %q is not key=value", kv)}
-			}
-			cfg.OTLPHeaders[strings.TrimSpace(k)] = strings.TrimSpace(val)
+	for _, o := range options {
+		if _, err := o.fromEnv(&cfg.Config, os.Getenv); err != nil {
+			return cfg, usageError{err}
 		}
 	}
-	for _, e := range []struct {
-		to    *string
-		names []string
-	}{
-		{&cfg.OTLPCAFile, []string{"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"}},
-		{&cfg.OTLPClientCert, []string{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"}},
-		{&cfg.OTLPClientKey, []string{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"}},
-		{&cfg.OTLPCompression, []string{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"}},
-	} {
-		if v := firstEnv(e.names...); v != "" {
-			*e.to = v
+	for _, o := range options {
+		if fs.Changed(o.flag) && !o.merged {
+			o.copy(&cfg.Config, &flags)
 		}
 	}
-	if v := firstEnv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); v != "" {
-		ms, err := strconv.Atoi(v)
-		if err != nil || ms <= 0 {
-			return cfg, usageError{fmt.Errorf("OTEL_EXPORTER_OTLP_TIMEOUT=%q: want milliseconds", v)}
-		}
-		cfg.OTLPTimeout = time.Duration(ms) * time.Millisecond
-	}
-	if v := os.Getenv("OTEL_TRACES_EXPORTER"); v != "" {
-		cfg.Exporter = v
-	}
-	// Flags win.
-	set := func(name string, apply func()) {
-		if fs.Changed(name) {
-			apply()
-		}
-	}
-	set("pid", func() { cfg.PIDs = *pids })
-	set("service-name", func() { cfg.ServiceName = *service })
-	set("exporter", func() { cfg.Exporter = *exporter })
-	set("otlp-endpoint", func() { cfg.OTLPEndpoint = *endpoint })
-	set("otlp-insecure", func() { cfg.OTLPInsecure = *insecure })
-	set("otlp-ca-file", func() { cfg.OTLPCAFile = *caFile })
-	set("otlp-client-cert", func() { cfg.OTLPClientCert = *clientCert })
-	set("otlp-client-key", func() { cfg.OTLPClientKey = *clientKey })
-	set("otlp-compression", func() { cfg.OTLPCompression = *compression })
-	set("otlp-header", func() {
-		if cfg.OTLPHeaders == nil {
-			cfg.OTLPHeaders = make(map[string]string)
-		}
-		for k, v := range *headers {
-			cfg.OTLPHeaders[k] = v
-		}
-	})
-	set("otlp-timeout", func() { cfg.OTLPTimeout = *timeout })
-	set("metrics-addr", func() { cfg.MetricsAddr = *metricsAddr })
-	set("export-queue-size", func() { cfg.ExportQueue = *queue })
-	set("log-level", func() { cfg.LogLevel = *logLevel })
-	set("log-format", func() { cfg.LogFormat = *logFormat })
-	set("shutdown-timeout", func() { cfg.ShutdownGrace = *grace })
-	set("track-goroutines", func() { cfg.TrackGoroutines = *trackG })
-	set("duration-buckets", func() { cfg.DurationBuckets = *buckets })
-	set("metrics-idle-ttl", func() { cfg.MetricsIdleTTL = *idleTTL })
-	set("metrics-resource-labels", func() { cfg.MetricsResourceLabels = *resLabels })
-	set("sampling-strategies", func() { cfg.SamplingStrategies = *strategies })
-	set("sampling-server-addr", func() { cfg.SamplingServerAddr = *samplingAddr })
-	set("sampling-sla-p95", func() { cfg.SamplingSLAP95 = *slaP95 })
-	set("sampling-critical-ttl", func() { cfg.SamplingCriticalTTL = *criticalTTL })
-	set("otlp-metrics", func() { cfg.OTLPMetrics = *otlpMetrics })
-	set("inject-context", func() { cfg.InjectContext = inject })
-	set("pprof", func() { cfg.Pprof = *pprofOn })
-	set("pprof-addr", func() { cfg.PprofAddr = *pprofAddr })
-	set("otlp-metrics-interval", func() { cfg.OTLPMetricsInterval = *otlpMetricsInterval })
-	set("discover", func() { cfg.Discover.Enabled = *discover })
-	d, err := resolveDiscover(cfg.Discover, *exes, *units, k8sFlags{
-		label: *k8sLabel, labelSet: fs.Changed("k8s-opt-in-label"),
-		namespaces: *k8sNamespaces, kubeconfig: *kubeconfig, node: *k8sNode,
-	})
+	d, ignored, err := resolveDiscover(cfg.Discover, flags.Discover, fs.Changed("k8s-opt-in-label"))
 	if err != nil {
 		return cfg, usageError{err}
 	}
-	cfg.Discover = d
+	cfg.Discover, cfg.ignoredRules = d, ignored
 
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected arguments %q (targets are given with --pid, --exe or --systemd-unit)", fs.Args())}
 	}
+	if err := check(&cfg); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+// check fills the defaults that depend on other settings and refuses
+// settings that do not go together.
+func check(cfg *config) error {
 	if cfg.Exporter == "" {
 		cfg.Exporter = "console"
 		if cfg.OTLPEndpoint != "" {
@@ -289,96 +119,204 @@ OTEL_TRACES_EXPORTER (otlp|console) fill what no flag sets.
 		}
 	}
 	if err := metrics.CheckBuckets(cfg.DurationBuckets); err != nil {
-		return cfg, usageError{err}
+		return err
 	}
-	if cfg.MetricsResourceLabels == nil && cfg.Discover.k8s {
+	if cfg.MetricsResourceLabels == nil && cfg.Discover.K8s() {
 		cfg.MetricsResourceLabels = discovery.BoundedPodResourceKeys
 	}
 	for _, a := range cfg.MetricsResourceLabels {
 		if !slices.Contains(discovery.PodResourceKeys, a) {
-			return cfg, usageError{fmt.Errorf("metrics resource label %q: not one golens sets; use some of %s", a, strings.Join(discovery.PodResourceKeys, ","))}
+			return fmt.Errorf("metrics resource label %q: not one golens sets; use some of %s", a, strings.Join(discovery.PodResourceKeys, ","))
 		}
 	}
 	if _, err := otlp.Compressor(cfg.OTLPCompression); err != nil {
-		return cfg, usageError{err}
+		return err
 	}
 	if (cfg.OTLPClientCert == "") != (cfg.OTLPClientKey == "") {
-		return cfg, usageError{fmt.Errorf("--otlp-client-cert and --otlp-client-key go together")}
+		return fmt.Errorf("--otlp-client-cert and --otlp-client-key go together")
 	}
 	if cfg.OTLPMetrics && cfg.OTLPEndpoint == "" {
-		return cfg, usageError{fmt.Errorf("--otlp-metrics needs --otlp-endpoint")}
+		return fmt.Errorf("--otlp-metrics needs --otlp-endpoint")
 	}
-	if len(cfg.PIDs) == 0 && !cfg.Discover.active() {
-		return cfg, usageError{cfg.Discover.noTarget()}
+	if len(cfg.PIDs) == 0 && !cfg.Discover.Active() {
+		if cfg.ignoredRules > 0 {
+			return errors.New("no target: the config file's discover rules apply only with --discover (or discover.enabled: true)")
+		}
+		return errors.New("no target: give --pid PID, --exe GLOB, --systemd-unit GLOB or --k8s-opt-in-label KEY=VALUE (see --help)")
 	}
-	return cfg, nil
+	return nil
 }
 
-func firstEnv(names ...string) string {
-	for _, n := range names {
-		if v := os.Getenv(n); v != "" {
-			return v
+// resolveDiscover merges the file's rules (when enabled) with the command
+// line's and checks them; it also counts the file's rules left off.
+// labelSet: --k8s-opt-in-label was given, if empty.
+func resolveDiscover(file, flags agent.DiscoverConfig, labelSet bool) (agent.DiscoverConfig, int, error) {
+	d := agent.DiscoverConfig{Enabled: file.Enabled, Kubeconfig: file.Kubeconfig, K8sNodeName: file.K8sNodeName}
+	fileK8s := file.K8sOptInLabel != "" || len(file.K8sNamespaces) > 0
+	k8s, ignored := false, 0
+	if file.Enabled {
+		d.Exe = append(d.Exe, file.Exe...)
+		d.SystemdUnit = append(d.SystemdUnit, file.SystemdUnit...)
+		d.K8sOptInLabel, d.K8sNamespaces, k8s = file.K8sOptInLabel, file.K8sNamespaces, fileK8s
+	} else {
+		ignored = len(file.Exe) + len(file.SystemdUnit)
+		if fileK8s {
+			ignored++
 		}
 	}
-	return ""
+	d.Exe = append(d.Exe, flags.Exe...)
+	d.SystemdUnit = append(d.SystemdUnit, flags.SystemdUnit...)
+	if labelSet {
+		d.K8sOptInLabel, k8s = flags.K8sOptInLabel, true
+	}
+	if len(flags.K8sNamespaces) > 0 {
+		d.K8sNamespaces, k8s = flags.K8sNamespaces, true
+	}
+	if flags.Kubeconfig != "" {
+		d.Kubeconfig = flags.Kubeconfig
+	}
+	if flags.K8sNodeName != "" {
+		d.K8sNodeName = flags.K8sNodeName
+	}
+	if d.K8sNodeName == "" {
+		d.K8sNodeName = os.Getenv("NODE_NAME")
+	}
+	if k8s && d.K8sOptInLabel == "" {
+		d.K8sOptInLabel = discovery.DefaultOptInLabel
+	}
+	if d.Enabled && !d.Active() {
+		return d, ignored, errors.New("--discover: no rule (give --exe GLOB, --systemd-unit GLOB, --k8s-opt-in-label KEY=VALUE, or discover: {exe: [...], systemd_unit: [...], k8s_opt_in_label: ...} in --config)")
+	}
+	if _, err := discovery.NewSelector(d.Exe, d.SystemdUnit); err != nil {
+		return d, ignored, err
+	}
+	if d.K8s() {
+		if _, err := discovery.NewPodSelector(d.K8sOptInLabel, d.K8sNamespaces); err != nil {
+			return d, ignored, fmt.Errorf("discover: %w", err)
+		}
+		if d.K8sNodeName == "" {
+			return d, ignored, errors.New("discover: Kubernetes pod opt-in needs this node's name: set NODE_NAME (Downward API spec.nodeName) or --k8s-node-name")
+		}
+	}
+	return d, ignored, nil
 }
 
-// InjectMode is --inject-context: whether golens adds a traceparent to the
-// targets' outgoing requests on the wire.
-type InjectMode string
-
-const (
-	// InjectOff leaves the targets' traffic as it is (the default of a
-	// bare golens run).
-	InjectOff InjectMode = "off"
-	// InjectOn injects, and refuses to start on a kernel that cannot.
-	InjectOn InjectMode = "on"
-	// InjectAuto injects where the kernel can, and otherwise runs without,
-	// saying so in one line (what the deployments use).
-	InjectAuto InjectMode = "auto"
-)
-
-// parseInjectMode takes on, off, auto, or a boolean as the flag was
-// before it had a mode (--inject-context=true).
-func parseInjectMode(s string) (InjectMode, error) {
-	switch m := InjectMode(strings.ToLower(strings.TrimSpace(s))); m {
-	case InjectOff, InjectOn, InjectAuto:
-		return m, nil
-	}
-	b, err := strconv.ParseBool(s)
+// loadFile sets the fields of c that the config file at path names, by the
+// options' keys; a key no option has is an error.
+func loadFile(c *agent.Config, path string) error {
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("inject-context %q: want on, off or auto", s)
+		return fmt.Errorf("config file: %w", err)
 	}
-	if b {
-		return InjectOn, nil
+	var doc yaml.Node
+	if err := yaml.NewDecoder(strings.NewReader(string(raw))).Decode(&doc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	return InjectOff, nil
-}
-
-// String, Set and Type make *InjectMode a pflag.Value.
-func (m *InjectMode) String() string { return string(*m) }
-
-// Set parses a flag value.
-func (m *InjectMode) Set(s string) error {
-	v, err := parseInjectMode(s)
-	if err == nil {
-		*m = v
+	byKey := make(map[string]option, len(options))
+	for _, o := range options {
+		byKey[o.key] = o
 	}
-	return err
-}
-
-// Type names the flag's values in --help.
-func (m *InjectMode) Type() string { return "on|off|auto" }
-
-// UnmarshalYAML takes inject_context: on, off, auto, true or false.
-func (m *InjectMode) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: inject_context: want on, off or auto", n.Line)
+	if len(doc.Content) == 0 {
+		return nil
 	}
-	v, err := parseInjectMode(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+	if err := loadMapping(c, byKey, "", doc.Content[0]); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	*m = v
 	return nil
+}
+
+// loadMapping decodes the keys of one YAML mapping, prefix naming where it
+// nests ("" at the top, "discover." below discover:).
+func loadMapping(c *agent.Config, byKey map[string]option, prefix string, n *yaml.Node) error {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil // an empty file, or "discover:" alone
+	}
+	if n.Kind != yaml.MappingNode {
+		where := "the file"
+		if prefix != "" {
+			where = strings.TrimSuffix(prefix, ".")
+		}
+		return fmt.Errorf("line %d: %s: want a mapping of keys", n.Line, where)
+	}
+	// Merge keys (<<: *base) first: the mapping's own keys win over them.
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, v := n.Content[i], n.Content[i+1]; k.Tag == "!!merge" {
+			if err := loadMerge(c, byKey, prefix, v); err != nil {
+				return err
+			}
+		}
+	}
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Tag == "!!merge" {
+			continue
+		}
+		key := prefix + k.Value
+		if seen[key] {
+			return fmt.Errorf("line %d: %s given twice", k.Line, key)
+		}
+		seen[key] = true
+		o, ok := byKey[key]
+		if !ok {
+			if nested(byKey, key) {
+				if err := loadMapping(c, byKey, key+".", v); err != nil {
+					return err
+				}
+				continue
+			}
+			return fmt.Errorf("line %d: unknown key %s", k.Line, key)
+		}
+		if err := o.decode(c, v); err != nil {
+			return fmt.Errorf("line %d: %s: %w", v.Line, key, err)
+		}
+	}
+	return nil
+}
+
+// loadMerge loads the mapping, or the list of mappings, a merge key names.
+func loadMerge(c *agent.Config, byKey map[string]option, prefix string, v *yaml.Node) error {
+	for v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+	if v.Kind != yaml.SequenceNode {
+		return loadMapping(c, byKey, prefix, v)
+	}
+	// Earlier mappings in the list win: load them last.
+	for i := len(v.Content) - 1; i >= 0; i-- {
+		if err := loadMapping(c, byKey, prefix, v.Content[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nested tells whether some option's key lies under key.
+func nested(byKey map[string]option, key string) bool {
+	for k := range byKey {
+		if strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// decode sets o's field in c from the file's value.
+func (o option) decode(c *agent.Config, v *yaml.Node) error {
+	p := o.field(c)
+	if pv, ok := p.(pflag.Value); ok {
+		// A value with its own words (inject_context: on|off|auto)
+		// takes them as its flag does.
+		for v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
+		if v.Kind != yaml.ScalarNode {
+			return errors.New("want one value")
+		}
+		return pv.Set(v.Value)
+	}
+	return v.Decode(p)
 }

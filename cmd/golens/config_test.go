@@ -26,7 +26,7 @@ func TestKubernetesOptIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := cfg.Discover
-	if !d.active() || d.K8sOptInLabel != "golens.io/instrument=true" || d.K8sNodeName != "node-a" || len(d.K8sNamespaces) != 1 || d.K8sNamespaces[0] != "pay" {
+	if !d.Active() || d.K8sOptInLabel != "golens.io/instrument=true" || d.K8sNodeName != "node-a" || len(d.K8sNamespaces) != 1 || d.K8sNamespaces[0] != "pay" {
 		t.Errorf("discover %+v", d)
 	}
 	cfg, err = parseConfig([]string{"--k8s-opt-in-label", "team=web", "--k8s-node-name", "n2", "--kubeconfig", "/k"})

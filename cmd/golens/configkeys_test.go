@@ -6,11 +6,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/golens/golens/agent"
 )
 
 // Every key of the config file is read: a file setting each one to a value
 // other than its default gives a Config whose every field differs from the
-// default. A new key without a line here fails the test, so the README's
+// default (so every field has a key). A new key without a line here fails the test, so the README's
 // "the same keys" stays true.
 func TestEveryConfigKey(t *testing.T) {
 	file := map[string]string{
@@ -53,30 +55,31 @@ func TestEveryConfigKey(t *testing.T) {
 	if err := os.WriteFile(f, []byte(yaml.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	for _, o := range options {
+		top, _, _ := strings.Cut(o.key, ".")
+		if _, ok := file[top]; !ok {
+			t.Errorf("config key %q is not in this test", o.key)
+		}
+	}
 	cfg, err := parseConfig([]string{"--config", f})
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := defaultConfig()
-	check := func(prefix string, got, want reflect.Value) {
+	def := agent.DefaultConfig()
+	var check func(prefix string, got, want reflect.Value)
+	check = func(prefix string, got, want reflect.Value) {
 		typ := got.Type()
 		for i := range typ.NumField() {
-			key, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
-			if key == "" {
-				continue // not a file key
-			}
-			name := prefix + key
-			if prefix == "" {
-				if _, ok := file[key]; !ok {
-					t.Errorf("config key %q is not in this test", key)
-					continue
-				}
-			}
-			if reflect.DeepEqual(got.Field(i).Interface(), want.Field(i).Interface()) {
-				t.Errorf("config key %s: still the default %v", name, got.Field(i).Interface())
+			name := prefix + typ.Field(i).Name
+			switch {
+			case name == "Log":
+				continue // not a setting
+			case typ.Field(i).Type.Kind() == reflect.Struct:
+				check(name+".", got.Field(i), want.Field(i))
+			case reflect.DeepEqual(got.Field(i).Interface(), want.Field(i).Interface()):
+				t.Errorf("Config.%s: still the default %v", name, got.Field(i).Interface())
 			}
 		}
 	}
-	check("", reflect.ValueOf(cfg), reflect.ValueOf(def))
-	check("discover.", reflect.ValueOf(cfg.Discover), reflect.ValueOf(def.Discover))
+	check("", reflect.ValueOf(cfg.Config), reflect.ValueOf(def))
 }

@@ -1,14 +1,11 @@
-package main
+package agent
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,112 +14,15 @@ import (
 	"github.com/golens/golens/probes/event"
 )
 
-// DiscoverConfig selects processes to instrument as they start (config file
-// key "discover"). The file's rules apply with --discover or enabled: true;
-// --exe, --systemd-unit and the --k8s-* flags on the command line apply by
-// themselves.
-type DiscoverConfig struct {
-	Enabled     bool     `yaml:"enabled"`
-	Exe         []string `yaml:"exe"`          // executable path globs
-	SystemdUnit []string `yaml:"systemd_unit"` // systemd unit globs
-	// Kubernetes pod opt-in, the keys deploy/kubernetes and the chart set:
-	// the Go processes of this node's pods carrying the label (key=value)
-	// and, when namespaces are listed, in one of them.
-	K8sOptInLabel string   `yaml:"k8s_opt_in_label"`
-	K8sNamespaces []string `yaml:"k8s_namespaces"`
-	// Kubeconfig is the API server's kubeconfig file; "" means in-cluster
-	// (the pod's service account).
-	Kubeconfig string `yaml:"kubeconfig"`
-	// K8sNodeName is this node's name (default: $NODE_NAME).
-	K8sNodeName string `yaml:"k8s_node_name"`
-
-	k8s     bool // pod opt-in is on
-	ignored int  // rules in the file left off because discovery is not enabled
-}
-
-// k8sFlags are the command line's Kubernetes settings ("" / nil: not given).
-type k8sFlags struct {
-	label, kubeconfig, node string
-	namespaces              []string
-	labelSet                bool
-}
-
-// active tells whether any rule selects processes.
-func (d DiscoverConfig) active() bool { return len(d.Exe)+len(d.SystemdUnit) > 0 || d.k8s }
-
-// noTarget says why nothing at all is selected.
-func (d DiscoverConfig) noTarget() error {
-	if d.ignored > 0 {
-		return errors.New("no target: the config file's discover rules apply only with --discover (or discover.enabled: true)")
-	}
-	return errors.New("no target: give --pid PID, --exe GLOB, --systemd-unit GLOB or --k8s-opt-in-label KEY=VALUE (see --help)")
-}
-
-// resolveDiscover merges the file's rules (when enabled) with the command
-// line's and checks them.
-func resolveDiscover(file DiscoverConfig, exe, units []string, kf k8sFlags) (DiscoverConfig, error) {
-	d := DiscoverConfig{Enabled: file.Enabled, Kubeconfig: file.Kubeconfig, K8sNodeName: file.K8sNodeName}
-	fileK8s := file.K8sOptInLabel != "" || len(file.K8sNamespaces) > 0
-	if file.Enabled {
-		d.Exe = append(d.Exe, file.Exe...)
-		d.SystemdUnit = append(d.SystemdUnit, file.SystemdUnit...)
-		d.K8sOptInLabel, d.K8sNamespaces, d.k8s = file.K8sOptInLabel, file.K8sNamespaces, fileK8s
-	} else {
-		d.ignored = len(file.Exe) + len(file.SystemdUnit)
-		if fileK8s {
-			d.ignored++
-		}
-	}
-	d.Exe = append(d.Exe, exe...)
-	d.SystemdUnit = append(d.SystemdUnit, units...)
-	if kf.labelSet {
-		d.K8sOptInLabel, d.k8s = kf.label, true
-	}
-	if len(kf.namespaces) > 0 {
-		d.K8sNamespaces, d.k8s = kf.namespaces, true
-	}
-	if kf.kubeconfig != "" {
-		d.Kubeconfig = kf.kubeconfig
-	}
-	if kf.node != "" {
-		d.K8sNodeName = kf.node
-	}
-	if d.K8sNodeName == "" {
-		d.K8sNodeName = os.Getenv("NODE_NAME")
-	}
-	if d.Enabled && !d.active() {
-		return d, errors.New("--discover: no rule (give --exe GLOB, --systemd-unit GLOB, --k8s-opt-in-label KEY=VALUE, or discover: {exe: [...], systemd_unit: [...], k8s_opt_in_label: ...} in --config)")
-	}
-	if _, err := discovery.NewSelector(d.Exe, d.SystemdUnit); err != nil {
-		return d, err
-	}
-	if d.k8s {
-		if d.K8sOptInLabel == "" {
-			d.K8sOptInLabel = discovery.DefaultOptInLabel
-		}
-		if _, err := discovery.NewPodSelector(d.K8sOptInLabel, d.K8sNamespaces); err != nil {
-			return d, fmt.Errorf("discover: %w", err)
-		}
-		if d.K8sNodeName == "" {
-			return d, errors.New("discover: Kubernetes pod opt-in needs this node's name: set NODE_NAME (Downward API spec.nodeName) or --k8s-node-name")
-		}
-	}
-	return d, nil
-}
-
 // discoverer attaches the processes discovery selects, and releases them
 // when they exit. Both run beside the watcher, so that neither a burst of
 // replicas starting nor the kernel retiring an exited target's uprobes (an
 // RCU grace period per link, ~300 ms here) delays the next attach; what is
 // done to one pid still happens in the order the events came.
 type discoverer struct {
+	agent   *Agent // attaches, detaches, and forgets released targets
 	watcher *discovery.Watcher
-	mgr     *probes.Manager
-	service string // --service-name
 	log     *slog.Logger
-	// released is told of every target released here rather than by the
-	// manager's own exit watcher (tracer state).
-	released func(pid int)
 
 	// Kubernetes pod opt-in (nil pods: off). Every Go process is offered
 	// by the watcher (catch-all rule k8sRule); those in a container are
@@ -154,29 +54,26 @@ type candidate struct {
 	on  bool   // attach scheduled (its pod is selected)
 }
 
-// newDiscovery prepares discovery for mgr's targets; ready is called once
+// newDiscoverer prepares discovery for a's targets; ready is called once
 // the targets the initial scan selected were attached (or refused).
-func newDiscovery(cfg Config, mgr *probes.Manager, released func(pid int), ready func(), log *slog.Logger) (*discoverer, error) {
-	sel, err := discovery.NewSelector(cfg.Discover.Exe, cfg.Discover.SystemdUnit)
+func newDiscoverer(a *Agent, c DiscoverConfig, ready func()) (*discoverer, error) {
+	sel, err := discovery.NewSelector(c.Exe, c.SystemdUnit)
 	if err != nil {
 		return nil, err
 	}
 	d := &discoverer{
-		mgr: mgr, service: cfg.ServiceName, log: log, released: released,
+		agent: a, log: a.log,
 		last:  make(map[int]chan struct{}),
 		slots: make(chan struct{}, runtime.NumCPU()),
 	}
-	if cfg.Discover.k8s {
-		if err := d.setupK8s(cfg.Discover); err != nil {
+	if c.K8s() {
+		if err := d.setupK8s(c); err != nil {
 			return nil, err
 		}
 		d.userSel = sel
-		if sel, err = discovery.NewSelector(append(slices.Clone(cfg.Discover.Exe), k8sRule), cfg.Discover.SystemdUnit); err != nil {
+		if sel, err = discovery.NewSelector(append(slices.Clone(c.Exe), k8sRule), c.SystemdUnit); err != nil {
 			return nil, err
 		}
-	}
-	if n := cfg.Discover.ignored; n > 0 {
-		d.log.Warn("discover rules in the config file are off: pass --discover or set discover.enabled", "rules", n)
 	}
 	d.watcher, err = discovery.NewWatcher(discovery.WatchConfig{
 		Selector: sel,
@@ -184,9 +81,9 @@ func newDiscovery(cfg Config, mgr *probes.Manager, released func(pid int), ready
 		Gone:     d.gone,
 		Ready: func(n int) {
 			d.wg.Wait() // the initial scan's attaches
-			args := []any{"exe", cfg.Discover.Exe, "systemd_unit", cfg.Discover.SystemdUnit, "selected", n, "targets", len(d.mgr.Targets())}
+			args := []any{"exe", c.Exe, "systemd_unit", c.SystemdUnit, "selected", n, "targets", len(d.agent.mgr.Targets())}
 			if d.pods != nil {
-				args = append(args, "k8s", d.podSel.String(), "node", cfg.Discover.K8sNodeName, "pods", d.pods.Pods())
+				args = append(args, "k8s", d.podSel.String(), "node", c.K8sNodeName, "pods", d.pods.Pods())
 			}
 			d.log.Info("discovery running", args...)
 			ready()
@@ -276,7 +173,7 @@ func (d *discoverer) decide(c *candidate) {
 		c.on = true
 		f := c.f
 		f.Rule = d.podSel.String()
-		d.after(f.PID, true, func() { d.attach(f, &pc) })
+		d.after(f.PID, true, func() { d.attach(selection{found: f, pod: &pc}) })
 	case !sel && c.on:
 		c.on = false
 		reason := "pod deleted"
@@ -332,7 +229,7 @@ func (d *discoverer) found(f discovery.Found) error {
 		}
 		f.Rule = rule
 	}
-	d.after(f.PID, true, func() { d.attach(f, nil) })
+	d.after(f.PID, true, func() { d.attach(selection{found: f}) })
 	return nil
 }
 
@@ -350,63 +247,30 @@ func (d *discoverer) candidate(f discovery.Found) {
 	d.decide(c)
 }
 
-// attach instruments one selected process, in one log line either way; pod
-// is the container it runs in when a pod selected it.
-func (d *discoverer) attach(f discovery.Found, pod *discovery.PodContainer) {
+// attach instruments a selected process unless it is gone or attached
+// already.
+func (d *discoverer) attach(sel selection) {
 	if d.ctx.Err() != nil {
 		return // shutting down
 	}
-	if st, err := discovery.StartTime(f.PID); err != nil || st != f.Start {
+	f := sel.found
+	if sel.exited() {
 		d.log.Debug("exited before attached", "pid", f.PID, "exe", f.Exe)
 		return
 	}
-	if slices.Contains(d.mgr.Targets(), f.PID) {
+	if slices.Contains(d.agent.mgr.Targets(), f.PID) {
 		return // a --pid target, attached already
 	}
-	start := time.Now()
-	proc, err := discovery.Describe(f.PID, d.service)
-	if err != nil {
-		d.log.Debug("exited before attached", "pid", f.PID, "reason", err)
-		return
-	}
-	proc.GoVersion = f.GoVersion
-	if pod != nil {
-		d.describePod(f.PID, proc, *pod)
-	}
-	res, err := d.mgr.Attach(f.PID, proc)
-	if err != nil {
-		if st, serr := discovery.StartTime(f.PID); serr != nil || st != f.Start {
-			// It exited while being attached: a short-lived command.
-			d.log.Debug("exited before attached", "pid", f.PID, "exe", proc.ExeName)
-			return
-		}
-		d.log.Error("cannot instrument", "pid", f.PID, "exe", proc.ExeName, "selected_by", f.Rule, "reason", err)
-		return
-	}
-	for name, why := range res.Refused {
-		d.log.Warn("probe refused", "pid", f.PID, "probe", name, "reason", why)
-	}
-	for _, why := range res.Skipped {
-		d.log.Debug("optional hook not attached", "pid", f.PID, "hook", why)
-	}
-	args := []any{"pid", f.PID, "exe", proc.ExePath, "service", proc.ServiceName, "go", proc.GoVersion,
-		"selected_by", f.Rule, "probes", res.Probes, "uprobes", res.Uprobes, "took", time.Since(start).Round(time.Millisecond)}
-	if !f.Exec.IsZero() {
-		args = append(args, "since_exec", time.Since(f.Exec).Round(time.Millisecond))
-	}
-	if pod != nil {
-		args = append(args, "namespace", pod.Pod.Namespace, "pod", pod.Pod.Name, "container", pod.Container)
-	}
-	d.log.Info("attached", args...)
+	d.agent.attach(d.ctx, f.PID, sel)
 }
 
 // describePod adds the pod's resource attributes to proc and, unless
 // --service-name or the container's OTEL_SERVICE_NAME names the service,
 // the pod's service name.
-func (d *discoverer) describePod(pid int, proc *event.Process, pc discovery.PodContainer) {
-	attrs, service := pc.Resource(d.pods.Owners(d.ctx, pc.Pod))
+func (d *discoverer) describePod(ctx context.Context, pid int, proc *event.Process, pc discovery.PodContainer) {
+	attrs, service := pc.Resource(d.pods.Owners(ctx, pc.Pod))
 	proc.Resource = attrs
-	if d.service == "" && discovery.Environ(pid)["OTEL_SERVICE_NAME"] == "" {
+	if d.agent.cfg.ServiceName == "" && discovery.Environ(pid)["OTEL_SERVICE_NAME"] == "" {
 		proc.ServiceName = service
 	}
 }
@@ -426,22 +290,23 @@ func (d *discoverer) gone(id discovery.ID, reason string) {
 }
 
 func (d *discoverer) detach(id discovery.ID, reason string) {
-	if !slices.Contains(d.mgr.Targets(), id.PID) {
+	mgr := d.agent.mgr
+	if !slices.Contains(mgr.Targets(), id.PID) {
 		return
 	}
 	start := time.Now()
-	err := d.mgr.Detach(id.PID)
+	err := mgr.Detach(id.PID)
 	switch {
-	case err != nil && strings.HasSuffix(err.Error(), "not attached"):
+	case errors.Is(err, probes.ErrNotAttached):
 		return // the manager's own exit watcher released it in the meantime
 	case err != nil:
 		d.log.Warn("detached", "pid", id.PID, "reason", reason, "err", err)
 		return
 	}
 	d.log.Info("detached", "pid", id.PID, "reason", reason, "took", time.Since(start).Round(time.Millisecond))
-	if d.released != nil {
-		d.released(id.PID)
-	}
+	// What is left of it in the tracer, which the manager's exit watcher
+	// would otherwise have passed on.
+	d.agent.tr.Forget(id.PID)
 	// cilium/ebpf unmaps a collection's .rodata only in a GC cleanup, and
 	// the map lives as long as the mapping: collect now so the kernel frees
 	// it now, not at some later GC.
