@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -24,6 +23,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/golens/golens/otlp"
+	"github.com/golens/golens/span"
 )
 
 // exportMethod is the OTLP trace service's one RPC.
@@ -59,7 +61,7 @@ func (e *RejectedError) Error() string {
 }
 
 // otlpExporter sends spans to an OTLP/gRPC collector. It encodes each batch
-// itself (see spanEncoder) and hands gRPC the finished bytes.
+// itself (see otlp.TraceEncoder) and hands gRPC the finished bytes.
 type otlpExporter struct {
 	log     *slog.Logger
 	target  string
@@ -71,7 +73,7 @@ type otlpExporter struct {
 	// buffer is shared, and Shutdown must not close the connection under
 	// an export that still has time left.
 	sem    chan struct{}
-	enc    spanEncoder
+	enc    otlp.TraceEncoder
 	closed bool
 
 	// stop aborts exports still running when Shutdown's context ends.
@@ -164,9 +166,9 @@ func otlpTarget(endpoint string) (target string, plaintext bool, err error) {
 	return u.Host, u.Scheme != "https", nil
 }
 
-// ExportSpans implements sdktrace.SpanExporter. Transient failures are
+// ExportSpans implements Exporter. Transient failures are
 // retried with back-off while the export's time lasts.
-func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (e *otlpExporter) ExportSpans(ctx context.Context, spans []*span.Span) error {
 	if len(spans) == 0 {
 		return nil
 	}
@@ -196,11 +198,9 @@ func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
 
-	req := rawRequest(e.enc.encode(spans))
+	req := rawRequest(e.enc.Encode(spans))
 	defer func() {
-		if cap(e.enc.buf) > keepBuf {
-			e.enc.buf = nil
-		}
+		e.enc.Reset(keepBuf)
 	}()
 
 	wait := retryFirst
@@ -283,7 +283,7 @@ func retryable(err error) (bool, time.Duration) {
 	return false, 0
 }
 
-// Shutdown implements sdktrace.SpanExporter: it waits for a running export
+// Shutdown implements Exporter: it waits for a running export
 // (or aborts it when ctx ends first) and closes the connection.
 func (e *otlpExporter) Shutdown(ctx context.Context) error {
 	var ctxErr error

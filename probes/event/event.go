@@ -4,11 +4,12 @@
 package event
 
 import (
-	"encoding/hex"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/golens/golens/span"
 )
 
 // Event is one decoded observation from a probe.
@@ -39,20 +40,11 @@ const (
 	TraceparentMalformed TraceparentState = 2
 )
 
-// TraceID is a W3C trace id.
-type TraceID [16]byte
+// TraceID is a W3C trace id, the span model's.
+type TraceID = span.TraceID
 
-// SpanID is a W3C span (parent) id.
-type SpanID [8]byte
-
-// String returns the lowercase hex form used by traceparent.
-func (t TraceID) String() string { return hex.EncodeToString(t[:]) }
-
-// String returns the lowercase hex form used by traceparent.
-func (s SpanID) String() string { return hex.EncodeToString(s[:]) }
-
-// IsZero tells whether no id is set.
-func (s SpanID) IsZero() bool { return s == SpanID{} }
+// SpanID is a W3C span (parent) id, the span model's.
+type SpanID = span.SpanID
 
 // SpanContext are the ids a probe minted or received for one span.
 type SpanContext struct {
