@@ -266,10 +266,10 @@ func (t *Tracer) logPressure(level, before int, factor float64, thinned uint64) 
 
 // Record builds the span for ev, if it yields one, and queues it.
 func (t *Tracer) Record(ev event.Event) {
-	if p, ok := ev.(*event.Pause); ok {
-		if p.Reason.GC() {
+	if st, ok := ev.(event.Stopper); ok {
+		if start, end, gc := st.GCStop(); gc {
 			t.mu.Lock()
-			t.pauses.add(p)
+			t.pauses.add(ev.Target().PID, start, end)
 			t.mu.Unlock()
 		}
 		return

@@ -75,3 +75,16 @@ func (e *GRPC) Call() Call {
 	}
 	return c
 }
+
+// Stopper is an event that stopped its process's world: the tracer notes
+// the stops a garbage collection made, so a span they overlap says for
+// how long it was stopped.
+type Stopper interface {
+	Event
+	// GCStop reports the stop's window; ok is false when the stop was
+	// not a garbage collection's.
+	GCStop() (start, end time.Time, ok bool)
+}
+
+// GCStop implements Stopper.
+func (e *Pause) GCStop() (time.Time, time.Time, bool) { return e.Start, e.End, e.Reason.GC() }

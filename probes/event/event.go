@@ -260,9 +260,13 @@ type GRPC struct {
 // Target implements Event.
 func (e *GRPC) Target() *Process { return e.Process }
 
-// ServiceMethod splits "/pkg.Service/Method" into its two parts.
-func (e *GRPC) ServiceMethod() (service, method string) {
-	m := strings.TrimPrefix(e.Method, "/")
+// ServiceMethod splits the RPC's method into its two parts.
+func (e *GRPC) ServiceMethod() (service, method string) { return SplitMethod(e.Method) }
+
+// SplitMethod splits a full gRPC method "/pkg.Service/Method" into its
+// two parts.
+func SplitMethod(full string) (service, method string) {
+	m := strings.TrimPrefix(full, "/")
 	if i := strings.LastIndexByte(m, '/'); i >= 0 {
 		return m[:i], m[i+1:]
 	}
