@@ -398,7 +398,10 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 		return []*span.Span{stub}
 	}
 	g := l.hold(e.sc.TraceID, stub, now)
-	g.root, g.rootStub = &e, stub
+	// A copy, so that e escapes only for a root held: the spans let go at
+	// once cost no allocation for it.
+	root := e
+	g.root, g.rootStub = &root, stub
 	g.deadline = now.Add(l.Window)
 	if known {
 		return l.place(g, o, now)

@@ -120,7 +120,12 @@ func (p *sampling) decideGroup(group []*span.Span) {
 		}
 	}
 	rootD := p.s.Decide(info)
-	decisions := make([]sampler.Decision, len(group))
+	// Most groups are one span: its decision stays on the stack.
+	var one [1]sampler.Decision
+	decisions := one[:]
+	if len(group) > 1 {
+		decisions = make([]sampler.Decision, len(group))
+	}
 	critical := rootD.Reason.Critical()
 	for i, st := range group {
 		if st == root {
