@@ -71,6 +71,9 @@ test: deps lint
 
 bench:
 	$(GO) run ./test/bench
+	# The span-model candidates (issue 15): agent CPU per span from a
+	# decoded event to OTLP bytes, golens' span.Span against pdata.
+	cd test/bench/spanmodel && $(GO) test -run '^$$' -bench SpanModel -benchtime 2s -count 3 .
 
 demo:
 	./scripts/demo.sh

@@ -387,63 +387,55 @@ func (m *Metrics) RecordAt(ev event.Event, now time.Time) {
 			m.fail(failPanic, ev, r)
 		}
 	}()
-	switch e := ev.(type) {
-	case *event.HTTPServer:
-		svc := event.ValidUTF8(e.Process.ServiceName)
-		route := m.routes.label(svc, event.ValidUTF8(routeLabel(e)), now)
-		status := statusLabel(e.Status)
-		if e.Panicked {
-			status = "error" // as for a client call that got no answer
-		}
-		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), route, status)
-		m.count(m.requests, m.duration, ev, lv, e.End.Sub(e.Start), now)
-	case *event.HTTPClient:
-		status := statusLabel(e.Status)
-		if e.Err {
-			status = "error"
-		}
-		host, _, err := net.SplitHostPort(e.Host)
-		if err != nil {
-			host = e.Host
-		}
-		svc := event.ValidUTF8(e.Process.ServiceName)
-		host = m.addresses.label(svc, event.ValidUTF8(host), now)
-		lv := m.labels(e.Process, svc, event.NormalMethod(e.Method), host, status)
-		m.count(m.clientRequests, m.clientDuration, ev, lv, e.End.Sub(e.Start), now)
-	case *event.GRPC:
+	md, ok := ev.(event.Measured)
+	if !ok {
+		return
+	}
+	ms := md.Measure()
+	p := ev.Target()
+	d := ms.Duration
+	switch ms.Instrument {
+	case event.HTTPServerRequests:
+		svc := event.ValidUTF8(p.ServiceName)
+		route := m.routes.label(svc, event.ValidUTF8(routeLabel(ms)), now)
+		lv := m.labels(p, svc, ms.Method, route, statusLabel(ms))
+		m.count(m.requests, m.duration, ev, lv, d, now)
+	case event.HTTPClientRequests:
+		svc := event.ValidUTF8(p.ServiceName)
+		host := m.addresses.label(svc, event.ValidUTF8(ms.Host), now)
+		lv := m.labels(p, svc, ms.Method, host, statusLabel(ms))
+		m.count(m.clientRequests, m.clientDuration, ev, lv, d, now)
+	case event.GRPCServerCalls, event.GRPCClientCalls:
 		side := 0
-		if !e.Server {
+		if ms.Instrument == event.GRPCClientCalls {
 			side = 1
 		}
-		svc := event.ValidUTF8(e.Process.ServiceName)
-		grpcSvc, method := e.ServiceMethod()
-		if m.grpcMethods.label(svc, event.ValidUTF8(e.Method), now) == Overflow {
+		svc := event.ValidUTF8(p.ServiceName)
+		grpcSvc, method := event.SplitMethod(ms.Method)
+		if m.grpcMethods.label(svc, event.ValidUTF8(ms.Method), now) == Overflow {
 			grpcSvc, method = Overflow, Overflow
 		}
-		lv := m.labels(e.Process, svc, grpcSvc, method, e.CodeName())
-		m.count(m.grpcHandled[side], m.grpcHandling[side], ev, lv, e.End.Sub(e.Start), now)
-	case *event.Pause:
-		if !e.Reason.GC() {
-			return
-		}
-		lv := m.labels(e.Process, e.Process.ServiceName)
+		lv := m.labels(p, svc, grpcSvc, method, ms.Code)
+		m.count(m.grpcHandled[side], m.grpcHandling[side], ev, lv, d, now)
+	case event.GCPauses:
+		lv := m.labels(p, p.ServiceName)
 		pause := m.observer(m.gcPause, ev, lv)
 		if pause == nil {
 			return // the same labels fail every vector below
 		}
-		pause.Observe(e.End.Sub(e.Start).Seconds())
+		pause.Observe(d.Seconds())
 		m.touch(m.gcPause.MetricVec, lv, now)
 		// Two pauses a cycle; the cycle is complete at mark termination.
-		if e.Reason == event.PauseGCMarkTermination {
+		if ms.CycleDone {
 			m.gcCycles.WithLabelValues(lv...).Inc()
 			m.touch(m.gcCycles.MetricVec, lv, now)
-			if e.HeapMarked > 0 {
-				m.heapLive.WithLabelValues(lv...).Set(float64(e.HeapMarked))
+			if ms.HeapMarked > 0 {
+				m.heapLive.WithLabelValues(lv...).Set(float64(ms.HeapMarked))
 				m.touch(m.heapLive.MetricVec, lv, now)
 			}
 		}
-		if e.GoroutinesIssued > 0 {
-			m.countGoroutines(lv, e.GoroutinesIssued, now)
+		if ms.GoroutinesIssued > 0 {
+			m.countGoroutines(lv, ms.GoroutinesIssued, now)
 		}
 	}
 }
@@ -463,20 +455,24 @@ func (m *Metrics) countGoroutines(lv []string, issued uint64, now time.Time) {
 	m.touch(m.goroutines.MetricVec, lv, now)
 }
 
-// statusLabel is the status code, or "unknown" when the probe could not read it.
-func statusLabel(code int) string {
-	if code == 0 {
+// statusLabel is the status code, "unknown" when the probe could not read
+// it, "error" for a call that got no usable answer.
+func statusLabel(ms event.Measure) string {
+	switch {
+	case ms.NoAnswer:
+		return "error"
+	case ms.Status == 0:
 		return "unknown"
 	}
-	return strconv.Itoa(code)
+	return strconv.Itoa(ms.Status)
 }
 
 // routeLabel prefers the mux pattern's path template over the raw path.
-func routeLabel(e *event.HTTPServer) string {
-	if r := e.RouteTemplate(); r != "" {
-		return r
+func routeLabel(ms event.Measure) string {
+	if ms.Route != "" {
+		return ms.Route
 	}
-	return NormalizePath(e.Path)
+	return NormalizePath(ms.Path)
 }
 
 // Server serves /metrics, /healthz and /readyz.

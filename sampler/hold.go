@@ -110,7 +110,9 @@ func promoted() Decision {
 // other waits for the window.
 func (h *Hold[T]) Add(id TraceID, item T, d Decision) {
 	now := h.cfg.Clock.Now()
-	var out []released[T]
+	// Room for the one span nearly every call releases, on the stack.
+	var buf [1]released[T]
+	out := buf[:0]
 	h.mu.Lock()
 	switch {
 	case d.Keep:

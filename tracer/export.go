@@ -10,8 +10,17 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/golens/golens/span"
 )
+
+// Exporter sends batches of finished spans. The tracer calls ExportSpans
+// from one goroutine; the slice is reused once it returns, the spans are
+// not.
+type Exporter interface {
+	ExportSpans(ctx context.Context, spans []*span.Span) error
+	Shutdown(ctx context.Context) error
+}
 
 // ExportConfig selects and configures the span exporter.
 type ExportConfig struct {
@@ -32,7 +41,7 @@ type ExportConfig struct {
 // NewExporter builds the exporter the config asks for. The OTLP exporter
 // connects lazily: an unreachable collector is reported per export, never
 // at start-up, so the agent keeps serving metrics meanwhile.
-func NewExporter(_ context.Context, c ExportConfig, console io.Writer) (sdktrace.SpanExporter, error) {
+func NewExporter(_ context.Context, c ExportConfig, console io.Writer) (Exporter, error) {
 	switch c.Exporter {
 	case "console":
 		return NewConsoleExporter(console), nil
@@ -61,29 +70,26 @@ type ConsoleExporter struct {
 // NewConsoleExporter writes spans to w.
 func NewConsoleExporter(w io.Writer) *ConsoleExporter { return &ConsoleExporter{w: w} }
 
-// ExportSpans implements sdktrace.SpanExporter.
-func (c *ConsoleExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+// ExportSpans implements Exporter.
+func (c *ConsoleExporter) ExportSpans(_ context.Context, spans []*span.Span) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var b []byte
 	for _, s := range spans {
 		svc := ""
-		for _, kv := range s.Resource().Attributes() {
-			if kv.Key == "service.name" {
-				svc = kv.Value.AsString()
-			}
+		if s.Resource != nil {
+			svc = s.Resource.Service
 		}
-		sc := s.SpanContext()
 		b = append(b, "span service="...)
 		b = strconv.AppendQuote(b, svc)
 		b = append(b, " name="...)
-		b = strconv.AppendQuote(b, s.Name())
-		b = fmt.Appendf(b, " kind=%s trace=%s span=%s", s.SpanKind(), sc.TraceID(), sc.SpanID())
-		if s.Parent().IsValid() {
-			b = fmt.Appendf(b, " parent=%s", s.Parent().SpanID())
+		b = strconv.AppendQuote(b, s.Name)
+		b = fmt.Appendf(b, " kind=%s trace=%s span=%s", s.Kind, s.TraceID, s.SpanID)
+		if s.HasParent() {
+			b = fmt.Appendf(b, " parent=%s", s.Parent)
 		}
-		b = fmt.Appendf(b, " duration=%s status=%s", s.EndTime().Sub(s.StartTime()).Round(time.Microsecond), s.Status().Code)
-		for _, kv := range s.Attributes() {
+		b = fmt.Appendf(b, " duration=%s status=%s", s.Duration().Round(time.Microsecond), s.Status)
+		for _, kv := range s.Attrs {
 			b = append(b, ' ')
 			b = appendConsoleKey(b, string(kv.Key))
 			b = append(b, '=')
@@ -122,5 +128,5 @@ func appendConsoleValue(b []byte, v attribute.Value) []byte {
 	return strconv.AppendQuote(b, v.Emit())
 }
 
-// Shutdown implements sdktrace.SpanExporter.
+// Shutdown implements Exporter.
 func (c *ConsoleExporter) Shutdown(context.Context) error { return nil }

@@ -6,10 +6,8 @@ import (
 	"sort"
 	"time"
 
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 // OwnerFunc names, for each lookup in order, the watched process holding
@@ -178,9 +176,9 @@ type call struct {
 
 type group struct {
 	trace    event.TraceID
-	spans    []*tracetest.SpanStub
+	spans    []*span.Span
 	root     *call
-	rootStub *tracetest.SpanStub
+	rootStub *span.Span
 	caller   int        // pid the root waits for
 	callers  []int      // or, its client end closed, the pids that could have held it
 	conn     event.Conn // the client end of the root's connection, while it waits
@@ -255,25 +253,17 @@ func NewLinker(find OwnerFunc) *Linker {
 
 // Add takes the span built for ev and returns the spans ready for export
 // now (possibly none, possibly spans held earlier).
-func (l *Linker) Add(ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
-	switch e := ev.(type) {
-	case *event.HTTPClient:
-		return l.addClient(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, e.Link != event.LinkNone, e.Conn, e.Stream}, stub, now)
-	case *event.HTTPServer:
-		return l.addServer(call{e.Process, e.Method, e.Path, e.Start, e.End, e.SpanContext, false, event.Conn{}, e.Stream}, e.RemoteAddr, stub, now)
-	case *event.GRPC:
-		c := call{e.Process, "grpc", e.Method, e.Start, e.End, e.SpanContext, e.Linked, e.Conn, e.Stream}
-		if e.Server {
-			peer := ""
-			if e.Peer.IsValid() {
-				peer = e.Peer.String()
-			}
-			c.conn = event.Conn{}
-			return l.addServer(c, peer, stub, now)
-		}
-		return l.addClient(c, stub, now)
+func (l *Linker) Add(ev event.Event, st *span.Span, now time.Time) []*span.Span {
+	lk, ok := ev.(event.Linkable)
+	if !ok {
+		return []*span.Span{st}
 	}
-	return []*tracetest.SpanStub{stub}
+	c := lk.Call()
+	e := call{ev.Target(), c.Method, c.Path, c.Start, c.End, c.SpanContext, c.Linked, c.Conn, c.Stream}
+	if c.Server {
+		return l.addServer(e, c.Peer, st, now)
+	}
+	return l.addClient(e, st, now)
 }
 
 // plain is c with IPv4 addresses as plain IPv4, as the socket tables and
@@ -289,9 +279,9 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-func (l *Linker) addClient(e call, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+func (l *Linker) addClient(e call, stub *span.Span, now time.Time) []*span.Span {
 	ref := &clientRef{pid: e.proc.PID, conn: plain(e.conn), stream: e.stream, method: e.method, path: e.path, start: e.start, end: e.end, sc: e.sc, seen: now}
-	var out []*tracetest.SpanStub
+	var out []*span.Span
 	// A client span of a trace started here waits with its trace.
 	if g := l.groups[e.sc.TraceID]; g != nil || (e.linked && e.sc.Traceparent != event.TraceparentValid) {
 		l.hold(e.sc.TraceID, stub, now)
@@ -390,10 +380,10 @@ func insertByEnd(calls []*clientRef, c *clientRef) []*clientRef {
 	return slices.Insert(calls, i, c)
 }
 
-func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time) []*span.Span {
 	if e.sc.Traceparent == event.TraceparentValid {
 		// The trace came from outside: nothing here can change it.
-		return []*tracetest.SpanStub{stub}
+		return []*span.Span{stub}
 	}
 	peer, err := netip.ParseAddrPort(remote)
 	q := Lookup{Callee: e.proc.PID, Peer: peer}
@@ -405,10 +395,13 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 	}
 	if known && !o.ok && l.groups[e.sc.TraceID] == nil {
 		// Called from off the node, nothing of its trace held: out at once.
-		return []*tracetest.SpanStub{stub}
+		return []*span.Span{stub}
 	}
 	g := l.hold(e.sc.TraceID, stub, now)
-	g.root, g.rootStub = &e, stub
+	// A copy, so that e escapes only for a root held: the spans let go at
+	// once cost no allocation for it.
+	root := e
+	g.root, g.rootStub = &root, stub
 	g.deadline = now.Add(l.Window)
 	if known {
 		return l.place(g, o, now)
@@ -431,7 +424,7 @@ func (l *Linker) addServer(e call, remote string, stub *tracetest.SpanStub, now 
 // it, reserving that call, or waiting for one until g's deadline. A closed
 // client end names no process: the root waits only Settle, for a call of
 // a process that could have held it.
-func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
+func (l *Linker) place(g *group, o owner, now time.Time) []*span.Span {
 	if !o.ok {
 		return append(l.release(g), l.bound()...)
 	}
@@ -447,7 +440,7 @@ func (l *Linker) place(g *group, o owner, now time.Time) []*tracetest.SpanStub {
 	}
 	g.conn = o.conn
 	fit := l.rivals(g)
-	var out []*tracetest.SpanStub
+	var out []*span.Span
 	switch {
 	case len(fit) > 1:
 		return append(l.ambiguous(g), l.bound()...)
@@ -514,7 +507,7 @@ func (l *Linker) unpairedContains(g *group) bool {
 
 // ambiguous releases root group g as its own trace: more than one call
 // could have been its caller's, and a wrong parent is worse than none.
-func (l *Linker) ambiguous(g *group) []*tracetest.SpanStub {
+func (l *Linker) ambiguous(g *group) []*span.Span {
 	l.Ambiguous++
 	return l.release(g)
 }
@@ -537,7 +530,7 @@ func (l *Linker) Lookups() <-chan Lookup { return l.lookups }
 
 // Resolve takes the caller of q, as Owner found it, and settles the roots
 // that waited for it; it returns the spans ready for export.
-func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStub {
+func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*span.Span {
 	if len(l.owners) >= 4096 {
 		clear(l.owners)
 	}
@@ -555,7 +548,7 @@ func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*tracetest.SpanStu
 	l.owners[q] = o
 	gs := l.pending[q]
 	delete(l.pending, q)
-	var out []*tracetest.SpanStub
+	var out []*span.Span
 	for _, g := range gs {
 		g.lookup = Lookup{}
 		out = append(out, l.place(g, o, now)...)
@@ -583,7 +576,7 @@ func contains(c clientRef, e *call) bool {
 }
 
 // join moves group g into the client's trace, under the client span.
-func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
+func (l *Linker) join(g *group, c clientRef) []*span.Span {
 	l.unwait(g)
 	if g.match != nil {
 		g.match.by = nil
@@ -592,18 +585,10 @@ func (l *Linker) join(g *group, c clientRef) []*tracetest.SpanStub {
 	delete(l.groups, g.trace)
 	callerTrace := l.currentTrace(c.sc.TraceID)
 	l.move(g.trace, callerTrace)
-	newTrace := trace.TraceID(callerTrace)
 	for _, s := range g.spans {
-		s.SpanContext = s.SpanContext.WithTraceID(newTrace)
-		if s.Parent.IsValid() {
-			s.Parent = s.Parent.WithTraceID(newTrace)
-		}
+		s.TraceID = callerTrace
 	}
-	g.rootStub.Parent = trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID:    newTrace,
-		SpanID:     trace.SpanID(c.sc.SpanID),
-		TraceFlags: trace.TraceFlags(c.sc.Flags),
-	})
+	g.rootStub.Parent, g.rootStub.ParentFlags, g.rootStub.ParentRemote = c.sc.SpanID, c.sc.Flags, false
 	l.Linked++
 	// If the caller's own trace is still held, the joined spans wait with it.
 	if cg := l.groups[callerTrace]; cg != nil {
@@ -647,7 +632,7 @@ func (l *Linker) currentTrace(id event.TraceID) event.TraceID {
 	return id
 }
 
-func (l *Linker) hold(id event.TraceID, stub *tracetest.SpanStub, now time.Time) *group {
+func (l *Linker) hold(id event.TraceID, stub *span.Span, now time.Time) *group {
 	g := l.groups[id]
 	if g == nil {
 		g = &group{trace: id, created: now}
@@ -658,7 +643,7 @@ func (l *Linker) hold(id event.TraceID, stub *tracetest.SpanStub, now time.Time)
 	return g
 }
 
-func (l *Linker) release(g *group) []*tracetest.SpanStub {
+func (l *Linker) release(g *group) []*span.Span {
 	l.unwait(g)
 	if g.match != nil {
 		g.match.by = nil // stays used: it contained a root let go
@@ -705,8 +690,8 @@ func drop[K comparable](m map[K][]*group, k K, g *group) {
 
 // bound keeps memory bounded on the hot path: past MaxHeld spans, the
 // oldest traces go out as they are.
-func (l *Linker) bound() []*tracetest.SpanStub {
-	var out []*tracetest.SpanStub
+func (l *Linker) bound() []*span.Span {
+	var out []*span.Span
 	for l.held > l.MaxHeld {
 		var oldest *group
 		for _, g := range l.groups {
@@ -722,8 +707,8 @@ func (l *Linker) bound() []*tracetest.SpanStub {
 
 // trim releases what waited too long and forgets old client calls; the
 // tracer calls it every 100 ms through Flush.
-func (l *Linker) trim(now time.Time) []*tracetest.SpanStub {
-	var out []*tracetest.SpanStub
+func (l *Linker) trim(now time.Time) []*span.Span {
+	var out []*span.Span
 	for _, ws := range l.waiting {
 		for _, g := range slices.Clone(ws) {
 			switch {
@@ -798,11 +783,11 @@ func (l *Linker) Empty() bool {
 }
 
 // Flush releases what is due at now; with all set, everything held.
-func (l *Linker) Flush(now time.Time, all bool) []*tracetest.SpanStub {
+func (l *Linker) Flush(now time.Time, all bool) []*span.Span {
 	if !all {
 		return l.trim(now)
 	}
-	var out []*tracetest.SpanStub
+	var out []*span.Span
 	for _, g := range l.groups {
 		if g.match != nil {
 			// A settled match is joined: nothing rivals it any more.

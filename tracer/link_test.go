@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 var (
@@ -22,7 +20,7 @@ func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // add is Add followed by the owner lookups it asked for, answered at once
 // (the tracer's worker answers them in the background).
-func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*tracetest.SpanStub {
+func add(l *Linker, ev event.Event, stub *span.Span, now time.Time) []*span.Span {
 	out := l.Add(ev, stub, now)
 	for {
 		select {
@@ -35,7 +33,7 @@ func add(l *Linker, ev event.Event, stub *tracetest.SpanStub, now time.Time) []*
 }
 
 // settled is what l releases once a match found at now has settled.
-func settled(l *Linker, now time.Time) []*tracetest.SpanStub {
+func settled(l *Linker, now time.Time) []*span.Span {
 	return l.Flush(now.Add(l.Settle), false)
 }
 
@@ -70,33 +68,33 @@ func fixedOwner(m map[uint16]int) OwnerFunc {
 	})
 }
 
-func server(p *event.Process, trace, span, parent byte, tp event.TraceparentState, remote string, start, end time.Duration) (*event.HTTPServer, *tracetest.SpanStub) {
+func server(p *event.Process, trace, self, parent byte, tp event.TraceparentState, remote string, start, end time.Duration) (*event.HTTPServer, *span.Span) {
 	e := &event.HTTPServer{Process: p, Start: t0.Add(start), End: t0.Add(end), Method: "GET", Path: "/x", Status: 200, ProtoMajor: 1,
 		RemoteAddr:  remote,
-		SpanContext: event.SpanContext{TraceID: event.TraceID{trace}, SpanID: event.SpanID{span}, Parent: event.SpanID{parent}, Traceparent: tp}}
+		SpanContext: event.SpanContext{TraceID: event.TraceID{trace}, SpanID: event.SpanID{self}, Parent: event.SpanID{parent}, Traceparent: tp}}
 	if parent == 0 {
 		e.Parent = event.SpanID{}
 	}
-	s := HTTPServerSpan(e)
+	s := e.Span()
 	return e, &s
 }
 
-func client(p *event.Process, trace, span, parent byte, link event.ParentLink, tp event.TraceparentState, start, end time.Duration) (*event.HTTPClient, *tracetest.SpanStub) {
+func client(p *event.Process, trace, self, parent byte, link event.ParentLink, tp event.TraceparentState, start, end time.Duration) (*event.HTTPClient, *span.Span) {
 	e := &event.HTTPClient{Process: p, Start: t0.Add(start), End: t0.Add(end), Method: "GET", Scheme: "http", Host: "b:80", Path: "/x", Status: 200, Link: link,
-		SpanContext: event.SpanContext{TraceID: event.TraceID{trace}, SpanID: event.SpanID{span}, Parent: event.SpanID{parent}, Traceparent: tp, Flags: 1}}
-	s := HTTPClientSpan(e)
+		SpanContext: event.SpanContext{TraceID: event.TraceID{trace}, SpanID: event.SpanID{self}, Parent: event.SpanID{parent}, Traceparent: tp, Flags: 1}}
+	s := e.Span()
 	return e, &s
 }
 
-func ids(s *tracetest.SpanStub) (trace.TraceID, trace.SpanID, trace.SpanID) {
-	return s.SpanContext.TraceID(), s.SpanContext.SpanID(), s.Parent.SpanID()
+func ids(s *span.Span) (span.TraceID, span.SpanID, span.SpanID) {
+	return s.TraceID, s.SpanID, s.Parent
 }
 
 // A (traceparent from outside, trace 1) calls B; B's request started trace 9.
 func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
 	now := t0
-	var out []*tracetest.SpanStub
+	var out []*span.Span
 	// B's own downstream call (child of B's root) finishes first: held.
 	ce, cs := client(procB, 9, 0x21, 0x20, event.LinkContext, event.TraceparentNone, ms(3), ms(4))
 	if got := add(l, ce, cs, now); len(got) != 0 {
@@ -114,17 +112,17 @@ func TestLinkerJoinsCalleeUnderCaller(t *testing.T) {
 	}
 	for _, s := range out {
 		tr, sp, parent := ids(s)
-		if tr != (trace.TraceID{1}) {
+		if tr != (span.TraceID{1}) {
 			t.Errorf("span %s in trace %s, want 01…", sp, tr)
 		}
 		switch sp {
-		case trace.SpanID{0x20}:
-			if parent != (trace.SpanID{0x11}) {
+		case span.SpanID{0x20}:
+			if parent != (span.SpanID{0x11}) {
 				t.Errorf("B's root parent %s, want A's client span", parent)
 			}
-		case trace.SpanID{0x21}:
-			if parent != (trace.SpanID{0x20}) || s.Parent.TraceID() != (trace.TraceID{1}) {
-				t.Errorf("B's child parent %s/%s", s.Parent.TraceID(), parent)
+		case span.SpanID{0x21}:
+			if parent != (span.SpanID{0x20}) || s.TraceID != (span.TraceID{1}) {
+				t.Errorf("B's child parent %s/%s", s.TraceID, parent)
 			}
 		}
 	}
@@ -156,8 +154,8 @@ func TestLinkerChainJoinsAfterCallerMoved(t *testing.T) {
 	if len(out) != 1 {
 		t.Fatalf("released %d spans, want C's", len(out))
 	}
-	if tr, _, parent := ids(out[0]); tr != (trace.TraceID{1}) || parent != (trace.SpanID{0x21}) || out[0].Parent.TraceID() != (trace.TraceID{1}) {
-		t.Errorf("C in trace %s under %s/%s, want trace 01… under B's call 21…", tr, out[0].Parent.TraceID(), parent)
+	if tr, _, parent := ids(out[0]); tr != (span.TraceID{1}) || parent != (span.SpanID{0x21}) || out[0].TraceID != (span.TraceID{1}) {
+		t.Errorf("C in trace %s under %s/%s, want trace 01… under B's call 21…", tr, out[0].TraceID, parent)
 	}
 	if l.Linked != 2 {
 		t.Errorf("linked %d, want 2", l.Linked)
@@ -180,7 +178,7 @@ func TestLinkerReleases(t *testing.T) {
 		t.Fatal("released inside the window")
 	}
 	got := l.Flush(t0.Add(2*time.Second), false)
-	if len(got) != 1 || got[0].SpanContext.TraceID() != (trace.TraceID{8}) || got[0].Parent.IsValid() {
+	if len(got) != 1 || got[0].TraceID != (span.TraceID{8}) || got[0].HasParent() {
 		t.Fatalf("after the window: %d spans", len(got))
 	}
 	if l.Unmatched != 1 {
@@ -208,8 +206,8 @@ func TestLinkerConcurrentCalls(t *testing.T) {
 	if len(out) != 4 {
 		t.Fatalf("released %d, want 4", len(out))
 	}
-	if s1.Parent.SpanID() != (trace.SpanID{0x41}) || s2.Parent.SpanID() != (trace.SpanID{0x42}) {
-		t.Errorf("parents %s %s, want 41 and 42", s1.Parent.SpanID(), s2.Parent.SpanID())
+	if s1.Parent != (span.SpanID{0x41}) || s2.Parent != (span.SpanID{0x42}) {
+		t.Errorf("parents %s %s, want 41 and 42", s1.Parent, s2.Parent)
 	}
 }
 
@@ -253,8 +251,8 @@ func TestLinkerOwnerGone(t *testing.T) {
 	add(l, via(ae, 5000), as, t0)
 	be, bs := server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	add(l, be, bs, t0)
-	if got := settled(l, t0); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
-		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	if got := settled(l, t0); len(got) != 1 || bs.Parent != (span.SpanID{0x11}) {
+		t.Fatalf("released %d, root parent %s", len(got), bs.Parent)
 	}
 
 	// A's call comes after, within the settle time: linked too.
@@ -265,8 +263,8 @@ func TestLinkerOwnerGone(t *testing.T) {
 	}
 	ae, as = client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
 	add(l, via(ae, 5000), as, t0.Add(ms(100)))
-	if got := settled(l, t0.Add(ms(100))); len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
-		t.Fatalf("call after the root: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	if got := settled(l, t0.Add(ms(100))); len(got) != 1 || bs.Parent != (span.SpanID{0x11}) {
+		t.Fatalf("call after the root: released %d, root parent %s", len(got), bs.Parent)
 	}
 
 	// A's call fits, but A is not in the socket's namespace: not linked.
@@ -275,16 +273,16 @@ func TestLinkerOwnerGone(t *testing.T) {
 	add(l, via(ae, 5000), as, t0)
 	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	got := append(add(l, be, bs, t0), settled(l, t0)...)
-	if len(got) != 1 || bs.Parent.IsValid() {
-		t.Fatalf("other namespace: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	if len(got) != 1 || bs.HasParent() {
+		t.Fatalf("other namespace: released %d, root parent %s", len(got), bs.Parent)
 	}
 
 	// No call within the settle time: out then, counted nowhere.
 	l = NewLinker(closedEnd(procA.PID))
 	be, bs = server(procB, 9, 0x20, 0, event.TraceparentNone, "127.0.0.1:5000", ms(2), ms(5))
 	add(l, be, bs, t0)
-	if got := settled(l, t0); len(got) != 1 || bs.Parent.IsValid() {
-		t.Fatalf("no evidence: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	if got := settled(l, t0); len(got) != 1 || bs.HasParent() {
+		t.Fatalf("no evidence: released %d, root parent %s", len(got), bs.Parent)
 	}
 	if l.Unmatched+l.LookupBusy+l.Ambiguous != 0 || l.held != 0 {
 		t.Errorf("counted: unmatched %d busy %d ambiguous %d, held %d", l.Unmatched, l.LookupBusy, l.Ambiguous, l.held)
@@ -324,8 +322,8 @@ func TestLinkerRemembersHolder(t *testing.T) {
 		t.Fatalf("root released (%d) before its caller's call came", len(got))
 	}
 	ae, as := client(procA, 1, 0x11, 0x10, event.LinkContext, event.TraceparentValid, ms(1), ms(6))
-	if got := append(l.Add(via(ae, 5000), as, later), settled(l, later)...); len(got) != 2 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
-		t.Fatalf("released %d, root parent %s", len(got), bs.Parent.SpanID())
+	if got := append(l.Add(via(ae, 5000), as, later), settled(l, later)...); len(got) != 2 || bs.Parent != (span.SpanID{0x11}) {
+		t.Fatalf("released %d, root parent %s", len(got), bs.Parent)
 	}
 }
 
@@ -340,8 +338,8 @@ func TestLinkerAmbiguous(t *testing.T) {
 	add(l, via(c1, 5001), cs1, t0)
 	add(l, via(c2, 5001), cs2, t0)
 	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
-	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
-		t.Fatalf("callee in two calls: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
+	if got := add(l, b1, s1, t0); len(got) != 1 || s1.HasParent() || l.Ambiguous != 1 {
+		t.Fatalf("callee in two calls: released %d, parent %s, ambiguous %d", len(got), s1.Parent, l.Ambiguous)
 	}
 
 	// One call, two callees inside it, both waiting: neither is linked.
@@ -351,8 +349,8 @@ func TestLinkerAmbiguous(t *testing.T) {
 	add(l, b1, s1, t0)
 	add(l, b2, s2, t0)
 	c1, cs1 = client(procA, 1, 0x41, 0x40, event.LinkContext, event.TraceparentValid, ms(1), ms(20))
-	if got := add(l, via(c1, 5001), cs1, t0); len(got) != 3 || s1.Parent.IsValid() || s2.Parent.IsValid() || l.Ambiguous != 2 {
-		t.Fatalf("two callees in one call: released %d, parents %s %s, ambiguous %d", len(got), s1.Parent.SpanID(), s2.Parent.SpanID(), l.Ambiguous)
+	if got := add(l, via(c1, 5001), cs1, t0); len(got) != 3 || s1.HasParent() || s2.HasParent() || l.Ambiguous != 2 {
+		t.Fatalf("two callees in one call: released %d, parents %s %s, ambiguous %d", len(got), s1.Parent, s2.Parent, l.Ambiguous)
 	}
 
 	// A callee inside a call already taken and a new one: not linked.
@@ -363,8 +361,8 @@ func TestLinkerAmbiguous(t *testing.T) {
 	add(l, via(c1, 5001), cs1, t0)
 	settled(l, t0) // s1 joins c1
 	b2, s2 = server(procB, 0x32, 0x32, 0, event.TraceparentNone, "127.0.0.1:5001", ms(4), ms(11))
-	if got := add(l, b2, s2, t0); len(got) != 1 || s2.Parent.IsValid() || l.Ambiguous != 1 {
-		t.Fatalf("callee in a taken call: released %d, parent %s, ambiguous %d", len(got), s2.Parent.SpanID(), l.Ambiguous)
+	if got := add(l, b2, s2, t0); len(got) != 1 || s2.HasParent() || l.Ambiguous != 1 {
+		t.Fatalf("callee in a taken call: released %d, parent %s, ambiguous %d", len(got), s2.Parent, l.Ambiguous)
 	}
 
 	// The one call containing a callee reserved, then a rival call: the
@@ -376,8 +374,8 @@ func TestLinkerAmbiguous(t *testing.T) {
 	add(l, via(c1, 5001), cs1, t0)
 	c2, cs2 = client(procA, 2, 0x42, 0x40, event.LinkContext, event.TraceparentValid, ms(2), ms(12))
 	got := append(add(l, via(c2, 5001), cs2, t0.Add(ms(100))), settled(l, t0.Add(ms(100)))...)
-	if len(got) != 2 || s1.Parent.IsValid() || l.Ambiguous != 1 || l.Linked != 0 {
-		t.Fatalf("rival within the settle time: released %d, parent %s, ambiguous %d, linked %d", len(got), s1.Parent.SpanID(), l.Ambiguous, l.Linked)
+	if len(got) != 2 || s1.HasParent() || l.Ambiguous != 1 || l.Linked != 0 {
+		t.Fatalf("rival within the settle time: released %d, parent %s, ambiguous %d, linked %d", len(got), s1.Parent, l.Ambiguous, l.Linked)
 	}
 }
 
@@ -404,8 +402,8 @@ func TestLinkerLookupsAsync(t *testing.T) {
 	<-l.Lookups()
 	peer := netip.MustParseAddrPort("127.0.0.1:5000")
 	got := append(l.Resolve(Lookup{procB.PID, peer}, Caller{PID: procA.PID, OnNode: true, Conn: Conn{Local: peer, Remote: calleeEnd}}, t0), settled(l, t0)...)
-	if len(got) != 1 || bs.Parent.SpanID() != (trace.SpanID{0x11}) {
-		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent.SpanID())
+	if len(got) != 1 || bs.Parent != (span.SpanID{0x11}) {
+		t.Fatalf("after the answer: released %d, root parent %s", len(got), bs.Parent)
 	}
 	// The second root found no call that contains it: it waits, then goes.
 	if got := l.Flush(t0.Add(2*time.Second), false); len(got) != 1 || l.Unmatched != 1 {
@@ -568,7 +566,7 @@ func TestLinkerPairsByConnection(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return procA.PID, true }))
-			roots := map[byte]*tracetest.SpanStub{}
+			roots := map[byte]*span.Span{}
 			for _, st := range tc.steps {
 				now := t0.Add(ms(st.at))
 				l.Flush(now, false)
@@ -596,11 +594,11 @@ func TestLinkerPairsByConnection(t *testing.T) {
 			l.Flush(last.Add(2*l.Window), false)
 			for id, want := range tc.want {
 				s := roots[id]
-				if got := s.Parent.SpanID(); got != (trace.SpanID{want}) && !(want == 0 && !s.Parent.IsValid()) {
+				if got := s.Parent; got != (span.SpanID{want}) && !(want == 0 && !s.HasParent()) {
 					t.Errorf("root %x: parent %s, want %x", id, got, want)
 				}
-				if want != 0 && s.SpanContext.TraceID() != (trace.TraceID{0x01}) {
-					t.Errorf("root %x in trace %s, want the caller's", id, s.SpanContext.TraceID())
+				if want != 0 && s.TraceID != (span.TraceID{0x01}) {
+					t.Errorf("root %x in trace %s, want the caller's", id, s.TraceID)
 				}
 			}
 			if l.Linked != tc.linked || l.Ambiguous != tc.ambiguous || l.NoConn != tc.noConn || l.Unmatched != tc.unmatched || l.LookupBusy != 0 {
@@ -625,8 +623,8 @@ func TestLinkerNoConnNotHeld(t *testing.T) {
 	if got := l.Flush(t0.Add(ms(10)+l.Settle-ms(1)), false); len(got) != 0 {
 		t.Fatalf("released %d before the settle time", len(got))
 	}
-	if got := l.Flush(t0.Add(ms(10)+l.Settle), false); len(got) != 1 || bs.Parent.IsValid() || l.NoConn != 1 || l.Unmatched != 0 {
-		t.Fatalf("released %d, parent %s, no_conn %d, unmatched %d", len(got), bs.Parent.SpanID(), l.NoConn, l.Unmatched)
+	if got := l.Flush(t0.Add(ms(10)+l.Settle), false); len(got) != 1 || bs.HasParent() || l.NoConn != 1 || l.Unmatched != 0 {
+		t.Fatalf("released %d, parent %s, no_conn %d, unmatched %d", len(got), bs.Parent, l.NoConn, l.Unmatched)
 	}
 	// A closed client end whose possible holder's call has no connection:
 	// counted too, where a call-less closed end is not.
@@ -634,8 +632,8 @@ func TestLinkerNoConnNotHeld(t *testing.T) {
 	be, bs = server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
 	add(l, be, bs, t0)
 	add(l, ae, as, t0)
-	if got := settled(l, t0); len(got) != 1 || bs.Parent.IsValid() || l.NoConn != 1 {
-		t.Fatalf("closed end: released %d, parent %s, no_conn %d", len(got), bs.Parent.SpanID(), l.NoConn)
+	if got := settled(l, t0); len(got) != 1 || bs.HasParent() || l.NoConn != 1 {
+		t.Fatalf("closed end: released %d, parent %s, no_conn %d", len(got), bs.Parent, l.NoConn)
 	}
 }
 
@@ -672,10 +670,10 @@ func TestLinkerPairsByStream(t *testing.T) {
 			calls()
 		}
 		settled(l, t0)
-		if _, _, p := ids(s1); p != trace.SpanID(event.SpanID{0x41}) {
+		if _, _, p := ids(s1); p != span.SpanID(event.SpanID{0x41}) {
 			t.Errorf("calls first %v: stream 1's callee under %s, want 41…", callsFirst, p)
 		}
-		if _, _, p := ids(s3); p != trace.SpanID(event.SpanID{0x43}) {
+		if _, _, p := ids(s3); p != span.SpanID(event.SpanID{0x43}) {
 			t.Errorf("calls first %v: stream 3's callee under %s, want 43…", callsFirst, p)
 		}
 		if l.Linked != 2 || l.Ambiguous != 0 {
@@ -690,7 +688,7 @@ func TestLinkerPairsByStream(t *testing.T) {
 	add(l, stream(via(c1, 5001), 1), cs1, t0)
 	add(l, stream(via(c3, 5001), 3), cs3, t0)
 	b1, s1 := server(procB, 0x31, 0x31, 0, event.TraceparentNone, "127.0.0.1:5001", ms(3), ms(10))
-	if got := add(l, b1, s1, t0); len(got) != 1 || s1.Parent.IsValid() || l.Ambiguous != 1 {
-		t.Fatalf("callee without a stream id: released %d, parent %s, ambiguous %d", len(got), s1.Parent.SpanID(), l.Ambiguous)
+	if got := add(l, b1, s1, t0); len(got) != 1 || s1.HasParent() || l.Ambiguous != 1 {
+		t.Fatalf("callee without a stream id: released %d, parent %s, ambiguous %d", len(got), s1.Parent, l.Ambiguous)
 	}
 }

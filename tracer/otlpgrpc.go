@@ -8,10 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 
 	"github.com/golens/golens/otlp"
+	"github.com/golens/golens/span"
 )
 
 // exportMethod is the OTLP trace service's one RPC.
@@ -40,7 +40,7 @@ func (e *RejectedError) Error() string {
 }
 
 // otlpExporter sends spans to an OTLP/gRPC collector. It encodes each batch
-// itself (see spanEncoder) and hands the otlp client the finished bytes.
+// itself (see otlp.TraceEncoder) and hands the otlp client the finished bytes.
 type otlpExporter struct {
 	log    *slog.Logger
 	client *otlp.Client
@@ -49,7 +49,7 @@ type otlpExporter struct {
 	// buffer is shared, and Shutdown must not close the connection under
 	// an export that still has time left.
 	sem    chan struct{}
-	enc    spanEncoder
+	enc    otlp.TraceEncoder
 	closed bool
 
 	warned atomic.Int64 // unix seconds of the last partial-success warning
@@ -73,9 +73,9 @@ func newOTLPExporter(c ExportConfig) (*otlpExporter, error) {
 	return e, nil
 }
 
-// ExportSpans implements sdktrace.SpanExporter. Transient failures are
+// ExportSpans implements Exporter. Transient failures are
 // retried with back-off while the export's time lasts (otlp.Client.Export).
-func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (e *otlpExporter) ExportSpans(ctx context.Context, spans []*span.Span) error {
 	if len(spans) == 0 {
 		return nil
 	}
@@ -89,12 +89,8 @@ func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 		return errShutdown
 	}
 
-	req := e.enc.encode(spans)
-	defer func() {
-		if cap(e.enc.buf) > keepBuf {
-			e.enc.buf = nil
-		}
-	}()
+	req := e.enc.Encode(spans)
+	defer e.enc.Reset(keepBuf)
 	var resp collectortrace.ExportTraceServiceResponse
 	attempts, err := e.client.Export(ctx, exportMethod, req, &resp)
 	if err != nil {
@@ -129,7 +125,7 @@ func (e *otlpExporter) partial(resp *collectortrace.ExportTraceServiceResponse, 
 	return nil
 }
 
-// Shutdown implements sdktrace.SpanExporter: it waits for a running export
+// Shutdown implements Exporter: it waits for a running export
 // (or aborts it when ctx ends first) and closes the connection.
 func (e *otlpExporter) Shutdown(ctx context.Context) error {
 	var ctxErr error

@@ -1,10 +1,6 @@
 package tracer
 
-import (
-	"time"
-
-	"github.com/golens/golens/probes/event"
-)
+import "time"
 
 // pauseLog remembers the recent GC pauses of each process so spans can say
 // how long the service was stopped while they ran. A pause event reaches
@@ -21,12 +17,12 @@ const pauseKeep = 256
 
 func newPauseLog() *pauseLog { return &pauseLog{byPID: make(map[int][]window)} }
 
-func (l *pauseLog) add(p *event.Pause) {
-	ws := append(l.byPID[p.Process.PID], window{p.Start, p.End})
+func (l *pauseLog) add(pid int, start, end time.Time) {
+	ws := append(l.byPID[pid], window{start, end})
 	if len(ws) > pauseKeep {
 		ws = ws[len(ws)-pauseKeep:]
 	}
-	l.byPID[p.Process.PID] = ws
+	l.byPID[pid] = ws
 }
 
 // overlap returns the paused time inside [start, end] and the pauses that

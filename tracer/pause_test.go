@@ -3,17 +3,14 @@ package tracer
 import (
 	"testing"
 	"time"
-
-	"github.com/golens/golens/probes/event"
 )
 
 func TestPauseOverlap(t *testing.T) {
 	l := newPauseLog()
-	p := &event.Process{PID: 1}
 	t0 := time.Unix(1700000000, 0)
 	us := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Microsecond) }
 	for _, w := range [][2]int{{0, 100}, {500, 600}, {1000, 1300}} {
-		l.add(&event.Pause{Process: p, Start: us(w[0]), End: us(w[1])})
+		l.add(1, us(w[0]), us(w[1]))
 	}
 	for _, tc := range []struct {
 		start, end int

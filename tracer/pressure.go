@@ -5,10 +5,10 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/golens/golens/sampler"
+	"github.com/golens/golens/span"
 )
 
 // backpressure grades the export queue's fill and thins healthy-path spans
@@ -73,20 +73,25 @@ func (b *backpressure) update(queued, capacity int) int {
 
 // admit says whether a span goes on to the export queue at the current
 // fill, raising the th a healthy span records when it is thinned.
-func (b *backpressure) admit(st *tracetest.SpanStub, critical bool, queued, capacity int) bool {
+func (b *backpressure) admit(st *span.Span, critical bool, queued, capacity int) bool {
 	level := b.update(queued, capacity)
 	if critical || level == 0 {
 		return true
 	}
-	ts := st.SpanContext.TraceState()
+	var ts trace.TraceState
+	if st.TraceState != "" {
+		// Written by the sampler, so well-formed; parsed only here, for
+		// a span under pressure.
+		ts, _ = trace.ParseTraceState(st.TraceState)
+	}
 	base, known := otThreshold(ts)
-	keep, th, record := sampler.Thin(sampler.TraceID(st.SpanContext.TraceID()), base, known, b.p.Factor(level))
+	keep, th, record := sampler.Thin(sampler.TraceID(st.TraceID), base, known, b.p.Factor(level))
 	if !keep {
 		b.thinned[level].Add(1)
 		return false
 	}
 	if record && th != base {
-		st.SpanContext = st.SpanContext.WithTraceState(withThreshold(ts, th))
+		st.TraceState = withThreshold(ts, th).String()
 	}
 	return true
 }

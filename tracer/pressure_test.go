@@ -13,12 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/golens/golens/sampler"
+	"github.com/golens/golens/span"
 )
 
 // gated is a collector that holds every export until its gate opens.
@@ -26,10 +24,10 @@ type gated struct {
 	gate    chan struct{}
 	started chan struct{}
 	mu      sync.Mutex
-	spans   []sdktrace.ReadOnlySpan
+	spans   []*span.Span
 }
 
-func (g *gated) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (g *gated) ExportSpans(ctx context.Context, spans []*span.Span) error {
 	select {
 	case g.started <- struct{}{}:
 	default:
@@ -46,10 +44,10 @@ func (g *gated) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) 
 }
 func (g *gated) Shutdown(context.Context) error { return nil }
 
-func (g *gated) exported() []sdktrace.ReadOnlySpan {
+func (g *gated) exported() []*span.Span {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]sdktrace.ReadOnlySpan(nil), g.spans...)
+	return append([]*span.Span(nil), g.spans...)
 }
 
 // syncLog is a log buffer for slog written from the tracer's goroutines.
@@ -83,10 +81,10 @@ func TestBackpressureLevels(t *testing.T) {
 	tr := New(exp, Options{QueueSize: queue, BatchSize: 1, FlushInterval: time.Hour, ExportTimeout: time.Hour,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	rng := rand.New(rand.NewPCG(17, 17))
-	half, _ := trace.ParseTraceState(sampler.ThresholdFor(0.5).TraceState())
+	half := sampler.ThresholdFor(0.5).TraceState()
 	produced, critical := 0, 0
 	send := func(failed bool) {
-		var tid trace.TraceID
+		var tid span.TraceID
 		for {
 			binary.BigEndian.PutUint64(tid[:8], rng.Uint64())
 			binary.BigEndian.PutUint64(tid[8:], rng.Uint64())
@@ -94,14 +92,13 @@ func TestBackpressureLevels(t *testing.T) {
 				break // a trace the sampler kept at 0.5
 			}
 		}
-		st := &tracetest.SpanStub{Name: "healthy",
-			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, TraceState: half})}
+		st := &span.Span{Name: "healthy", TraceID: tid, SpanID: span.SpanID{1}, Flags: span.FlagSampled, TraceState: half}
 		if failed {
-			st.Name, st.Status = "critical", sdktrace.Status{Code: codes.Error}
+			st.Name, st.Status = "critical", span.Error
 			critical++
 		}
 		produced++
-		tr.enqueueAll([]*tracetest.SpanStub{st})
+		tr.enqueueAll([]*span.Span{st})
 	}
 	send(false)
 	<-exp.started // the first span is stuck at the collector
@@ -174,8 +171,12 @@ func TestBackpressureLevels(t *testing.T) {
 	}
 	gotCritical, healthyAt := 0, map[string]int{}
 	for _, s := range exp.exported() {
-		ot := s.SpanContext().TraceState().Get("ot")
-		if s.Name() == "critical" {
+		ts, err := trace.ParseTraceState(s.TraceState)
+		if err != nil {
+			t.Fatalf("span %s exported with tracestate %q: %v", s.TraceID, s.TraceState, err)
+		}
+		ot := ts.Get("ot")
+		if s.Name == "critical" {
 			gotCritical++
 			continue
 		}
@@ -183,8 +184,8 @@ func TestBackpressureLevels(t *testing.T) {
 			t.Errorf("healthy span exported with ot=%q, want one of %v", ot, ths)
 		}
 		th, _ := sampler.ParseThreshold(strings.TrimPrefix(ot, "th:"))
-		if !th.Keep(sampler.TraceID(s.SpanContext().TraceID())) {
-			t.Errorf("span %s exported with %s, which its trace id does not pass", s.SpanContext().TraceID(), ot)
+		if !th.Keep(sampler.TraceID(s.TraceID)) {
+			t.Errorf("span %s exported with %s, which its trace id does not pass", s.TraceID, ot)
 		}
 		healthyAt[ot]++
 	}

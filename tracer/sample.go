@@ -6,11 +6,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/golens/golens/sampler"
+	"github.com/golens/golens/span"
 )
 
 // sampling applies the sampler's decisions to spans ready for export. It
@@ -18,7 +17,7 @@ import (
 // one group: its local root and everything under it, decided together.
 type sampling struct {
 	s    *sampler.Sampler
-	hold *sampler.Hold[*tracetest.SpanStub]
+	hold *sampler.Hold[*span.Span]
 	// traces remembers how each trace was decided here, for spans that
 	// join it afterwards (see decideGroup).
 	traces decided
@@ -29,26 +28,27 @@ type sampling struct {
 
 type parsedTS struct {
 	raw string
-	ts  trace.TraceState
+	ts  string // raw as the W3C rules keep it: "" when malformed
 }
 
-// traceState parses raw, or returns the cached parse of the same string.
-func (p *sampling) traceState(raw string) trace.TraceState {
+// traceState returns raw in its W3C form, or the cached form of the same
+// string.
+func (p *sampling) traceState(raw string) string {
 	if c := p.lastTS.Load(); c != nil && c.raw == raw {
 		return c.ts
 	}
 	ts, _ := trace.ParseTraceState(raw)
-	p.lastTS.Store(&parsedTS{raw: raw, ts: ts})
-	return ts
+	p.lastTS.Store(&parsedTS{raw: raw, ts: ts.String()})
+	return ts.String()
 }
 
 // newSampling hands every span kept to keep, saying whether it is
 // critical (an error, a latency outlier, or in a trace one of those made
 // critical), which backpressure never thins.
-func newSampling(s *sampler.Sampler, keep func(st *tracetest.SpanStub, critical bool)) *sampling {
+func newSampling(s *sampler.Sampler, keep func(st *span.Span, critical bool)) *sampling {
 	return &sampling{
 		s: s,
-		hold: sampler.NewHold(sampler.HoldConfig{}, func(st *tracetest.SpanStub, d sampler.Decision) {
+		hold: sampler.NewHold(sampler.HoldConfig{}, func(st *span.Span, d sampler.Decision) {
 			if d.Keep {
 				keep(st, d.Reason.Critical())
 			}
@@ -58,21 +58,19 @@ func newSampling(s *sampler.Sampler, keep func(st *tracetest.SpanStub, critical 
 
 func (p *sampling) run(ctx context.Context) { p.hold.Run(ctx) }
 
-func spanInfo(st *tracetest.SpanStub) sampler.Span {
+func spanInfo(st *span.Span) sampler.Span {
 	svc := ""
 	if st.Resource != nil {
-		if v, ok := st.Resource.Set().Value("service.name"); ok {
-			svc = v.AsString()
-		}
+		svc = st.Resource.Service
 	}
 	return sampler.Span{
 		Service:       svc,
 		Operation:     st.Name,
-		TraceID:       sampler.TraceID(st.SpanContext.TraceID()),
-		Parent:        st.Parent.IsValid(),
-		ParentSampled: st.Parent.IsSampled(),
-		Error:         st.Status.Code == codes.Error,
-		Duration:      st.EndTime.Sub(st.StartTime),
+		TraceID:       sampler.TraceID(st.TraceID),
+		Parent:        st.HasParent(),
+		ParentSampled: st.ParentSampled(),
+		Error:         st.Status == span.Error,
+		Duration:      st.Duration(),
 	}
 }
 
@@ -80,7 +78,7 @@ func spanInfo(st *tracetest.SpanStub) sampler.Span {
 // decision. Spans of one trace are decided as a unit: the local root (the
 // span whose parent is not among them) by its strategy or its parent's
 // flag, the others follow it, and a critical span anywhere keeps them all.
-func (p *sampling) decide(stubs []*tracetest.SpanStub) {
+func (p *sampling) decide(stubs []*span.Span) {
 	if len(stubs) == 1 {
 		// Most releases are one span (a server span whose caller is not
 		// watched): no grouping to do.
@@ -93,15 +91,15 @@ func (p *sampling) decide(stubs []*tracetest.SpanStub) {
 }
 
 // decideGroup decides the spans of one trace.
-func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
+func (p *sampling) decideGroup(group []*span.Span) {
 	root := group[0]
 	if len(group) > 1 {
-		ids := make(map[trace.SpanID]bool, len(group))
+		ids := make(map[span.SpanID]bool, len(group))
 		for _, st := range group {
-			ids[st.SpanContext.SpanID()] = true
+			ids[st.SpanID] = true
 		}
 		for _, st := range group {
-			if !st.Parent.IsValid() || !ids[st.Parent.SpanID()] {
+			if !st.HasParent() || !ids[st.Parent] {
 				root = st
 				break
 			}
@@ -113,7 +111,7 @@ func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
 	// decision, not the flag its parent span was minted with (a new
 	// trace's ids carry "sampled" before any decision).
 	info := spanInfo(root)
-	id := root.SpanContext.TraceID()
+	id := root.TraceID
 	keep, known := false, false
 	if info.Parent {
 		keep, known = p.traces.get(id)
@@ -122,7 +120,12 @@ func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
 		}
 	}
 	rootD := p.s.Decide(info)
-	decisions := make([]sampler.Decision, len(group))
+	// Most groups are one span: its decision stays on the stack.
+	var one [1]sampler.Decision
+	decisions := one[:]
+	if len(group) > 1 {
+		decisions = make([]sampler.Decision, len(group))
+	}
 	critical := rootD.Reason.Critical()
 	for i, st := range group {
 		if st == root {
@@ -137,7 +140,7 @@ func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
 	if !known || critical {
 		p.traces.put(id, rootD.Keep || critical)
 	}
-	var ts trace.TraceState
+	var ts string
 	if rootD.TraceState != "" {
 		ts = p.traceState(rootD.TraceState)
 	}
@@ -147,19 +150,19 @@ func (p *sampling) decideGroup(group []*tracetest.SpanStub) {
 			// On the path of an error or a slow span: keep it.
 			d = sampler.Decision{Keep: true, Reason: sampler.ReasonCriticalTrace}
 		}
-		if d.Keep && ts.Len() > 0 {
-			st.SpanContext = st.SpanContext.WithTraceState(ts)
+		if d.Keep && ts != "" {
+			st.TraceState = ts
 		}
-		p.hold.Add(sampler.TraceID(st.SpanContext.TraceID()), st, d)
+		p.hold.Add(sampler.TraceID(st.TraceID), st, d)
 	}
 }
 
 // byTrace splits stubs by trace id, keeping their order.
-func byTrace(stubs []*tracetest.SpanStub) [][]*tracetest.SpanStub {
-	idx := make(map[trace.TraceID]int)
-	var out [][]*tracetest.SpanStub
+func byTrace(stubs []*span.Span) [][]*span.Span {
+	idx := make(map[span.TraceID]int)
+	var out [][]*span.Span
 	for _, st := range stubs {
-		id := st.SpanContext.TraceID()
+		id := st.TraceID
 		i, ok := idx[id]
 		if !ok {
 			i = len(out)
@@ -178,7 +181,7 @@ func byTrace(stubs []*tracetest.SpanStub) [][]*tracetest.SpanStub {
 // comes within the linker's window (about a second) of its caller.
 type decided struct {
 	mu       sync.Mutex
-	cur, old map[trace.TraceID]bool
+	cur, old map[span.TraceID]bool
 	since    time.Time
 }
 
@@ -187,7 +190,7 @@ const (
 	decidedAge = 15 * time.Second
 )
 
-func (d *decided) get(id trace.TraceID) (keep, ok bool) {
+func (d *decided) get(id span.TraceID) (keep, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if keep, ok = d.cur[id]; !ok {
@@ -196,12 +199,12 @@ func (d *decided) get(id trace.TraceID) (keep, ok bool) {
 	return keep, ok
 }
 
-func (d *decided) put(id trace.TraceID, keep bool) {
+func (d *decided) put(id span.TraceID, keep bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
 	if d.cur == nil || len(d.cur) >= decidedMax || now.Sub(d.since) > decidedAge {
-		d.old, d.cur, d.since = d.cur, make(map[trace.TraceID]bool), now
+		d.old, d.cur, d.since = d.cur, make(map[span.TraceID]bool), now
 	}
 	d.cur[id] = keep
 }

@@ -7,13 +7,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	sdkresource "go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/golens/golens/sampler"
+	"github.com/golens/golens/span"
 )
 
 // A callee joined to its caller's trace after the caller's spans were
@@ -25,35 +21,33 @@ func TestSamplingLateJoiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kept []string
-	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *tracetest.SpanStub, _ bool) { kept = append(kept, st.Name) })
+	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *span.Span, _ bool) { kept = append(kept, st.Name) })
 
-	tid := trace.TraceID{7}
-	sc := func(span byte) trace.SpanContext {
-		return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{span}, TraceFlags: trace.FlagsSampled})
-	}
-	res := func(svc string) *sdkresource.Resource {
-		return sdkresource.NewSchemaless(attribute.String("service.name", svc))
+	tid := span.TraceID{7}
+	res := func(svc string) *span.Resource {
+		return span.NewResource("", attribute.String("service.name", svc))
 	}
 	start := time.Now()
-	stub := func(name, svc string, self, parent byte) *tracetest.SpanStub {
-		s := &tracetest.SpanStub{Name: name, SpanContext: sc(self), Resource: res(svc), StartTime: start, EndTime: start.Add(time.Millisecond)}
+	stub := func(name, svc string, self, parent byte) *span.Span {
+		s := &span.Span{Name: name, TraceID: tid, SpanID: span.SpanID{self}, Flags: span.FlagSampled,
+			Resource: res(svc), Start: start, End: start.Add(time.Millisecond)}
 		if parent != 0 {
-			s.Parent = sc(parent)
+			s.Parent, s.ParentFlags = span.SpanID{parent}, span.FlagSampled
 		}
 		return s
 	}
 	// A's local trace: its server span and the client call, dropped at p=0.
-	p.decide([]*tracetest.SpanStub{stub("A client", "a", 2, 1), stub("A server", "a", 1, 0)})
+	p.decide([]*span.Span{stub("A client", "a", 2, 1), stub("A server", "a", 1, 0)})
 	// B's server span, joined under A's client span later.
-	p.decide([]*tracetest.SpanStub{stub("B server", "b", 3, 2)})
+	p.decide([]*span.Span{stub("B server", "b", 3, 2)})
 	if len(kept) != 0 {
 		t.Errorf("kept %v at p=0, want none: the late callee must follow its trace's decision", kept)
 	}
 	// A failing late callee is critical: kept, and with it the rest of
 	// its trace, still in the hold.
 	failing := stub("B failing", "b", 4, 2)
-	failing.Status = sdktrace.Status{Code: codes.Error}
-	p.decide([]*tracetest.SpanStub{failing})
+	failing.Status = span.Error
+	p.decide([]*span.Span{failing})
 	sort.Strings(kept)
 	if want := []string{"A client", "A server", "B failing", "B server"}; !slices.Equal(kept, want) {
 		t.Errorf("kept %v, want the whole trace %v", kept, want)

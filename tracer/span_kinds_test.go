@@ -6,10 +6,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 // Client event in, exact span out: name, kind, parent, attributes, status.
@@ -40,13 +39,13 @@ func TestHTTPClientSpan(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&e)
 			}
-			s := HTTPClientSpan(&e)
-			a := attrs(s.Attributes)
-			if s.Name != "GET" || s.SpanKind != trace.SpanKindClient || !s.StartTime.Equal(e.Start) || !s.EndTime.Equal(e.End) {
-				t.Errorf("name %q kind %v times %v %v", s.Name, s.SpanKind, s.StartTime, s.EndTime)
+			s := (&e).Span()
+			a := attrs(s.Attrs)
+			if s.Name != "GET" || s.Kind != span.KindClient || !s.Start.Equal(e.Start) || !s.End.Equal(e.End) {
+				t.Errorf("name %q kind %v times %v %v", s.Name, s.Kind, s.Start, s.End)
 			}
-			if s.SpanContext.TraceID() != trace.TraceID(e.TraceID) || s.SpanContext.SpanID() != trace.SpanID(e.SpanID) || s.Parent.SpanID() != trace.SpanID(e.Parent) {
-				t.Errorf("ids %v %v parent %v", s.SpanContext.TraceID(), s.SpanContext.SpanID(), s.Parent.SpanID())
+			if s.TraceID != span.TraceID(e.TraceID) || s.SpanID != span.SpanID(e.SpanID) || s.Parent != span.SpanID(e.Parent) {
+				t.Errorf("ids %v %v parent %v", s.TraceID, s.SpanID, s.Parent)
 			}
 			if want := e.Scheme + "://" + e.Host + "/v1/items"; a["url.full"].AsString() != want {
 				t.Errorf("url.full %q, want %q", a["url.full"].AsString(), want)
@@ -57,8 +56,8 @@ func TestHTTPClientSpan(t *testing.T) {
 			if got, ok := a["http.response.status_code"]; (e.Status != 0) != ok || (ok && got.AsInt64() != int64(e.Status)) {
 				t.Errorf("status code attribute %v (present %v), event status %d", got, ok, e.Status)
 			}
-			if (s.Status.Code == codes.Error) != (tc.errorType != "") || a["error.type"].AsString() != tc.errorType {
-				t.Errorf("status %v error.type %q, want error.type %q", s.Status.Code, a["error.type"].AsString(), tc.errorType)
+			if (s.Status == span.Error) != (tc.errorType != "") || a["error.type"].AsString() != tc.errorType {
+				t.Errorf("status %v error.type %q, want error.type %q", s.Status, a["error.type"].AsString(), tc.errorType)
 			}
 			// The client's end of the connection, as the callee's span
 			// names its peer: only when the probe read it.
@@ -99,18 +98,18 @@ func TestGRPCSpan(t *testing.T) {
 			e.Process = &event.Process{PID: 1}
 			e.Start, e.End = start, start.Add(time.Millisecond)
 			e.SpanContext = event.SpanContext{TraceID: event.TraceID{4}, SpanID: event.SpanID{5}}
-			s := GRPCSpan(&e)
-			wantKind := trace.SpanKindClient
+			s := (&e).Span()
+			wantKind := span.KindClient
 			if e.Server {
-				wantKind = trace.SpanKindServer
+				wantKind = span.KindServer
 			}
-			if s.Name != "shop.Cart/Add" || s.SpanKind != wantKind {
-				t.Errorf("name %q kind %v", s.Name, s.SpanKind)
+			if s.Name != "shop.Cart/Add" || s.Kind != wantKind {
+				t.Errorf("name %q kind %v", s.Name, s.Kind)
 			}
-			if (s.Status.Code == codes.Error) != tc.failed {
-				t.Errorf("status %v, want failed %v", s.Status.Code, tc.failed)
+			if (s.Status == span.Error) != tc.failed {
+				t.Errorf("status %v, want failed %v", s.Status, tc.failed)
 			}
-			a := attrs(s.Attributes)
+			a := attrs(s.Attrs)
 			if a["rpc.system"].AsString() != "grpc" {
 				t.Errorf("rpc.system %v", a["rpc.system"])
 			}

@@ -5,10 +5,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 func attrs(kvs []attribute.KeyValue) map[attribute.Key]attribute.Value {
@@ -34,7 +33,7 @@ func TestHTTPServerSpan(t *testing.T) {
 		name       string
 		edit       func(*event.HTTPServer)
 		wantName   string
-		wantStatus codes.Code
+		wantStatus span.Code
 		check      func(t *testing.T, a map[attribute.Key]attribute.Value)
 	}{
 		{name: "no route", wantName: "GET", check: func(t *testing.T, a map[attribute.Key]attribute.Value) {
@@ -57,14 +56,14 @@ func TestHTTPServerSpan(t *testing.T) {
 					t.Errorf("route %v", a["http.route"])
 				}
 			}},
-		{name: "5xx is an error", edit: func(e *event.HTTPServer) { e.Status = 502 }, wantName: "GET", wantStatus: codes.Error},
-		{name: "panicked without a response", edit: func(e *event.HTTPServer) { e.Status, e.Panicked = 0, true }, wantName: "GET", wantStatus: codes.Error,
+		{name: "5xx is an error", edit: func(e *event.HTTPServer) { e.Status = 502 }, wantName: "GET", wantStatus: span.Error},
+		{name: "panicked without a response", edit: func(e *event.HTTPServer) { e.Status, e.Panicked = 0, true }, wantName: "GET", wantStatus: span.Error,
 			check: func(t *testing.T, a map[attribute.Key]attribute.Value) {
 				if _, ok := a["http.response.status_code"]; ok || a["error.type"].AsString() != "panic" {
 					t.Errorf("status %v error.type %v", a["http.response.status_code"], a["error.type"])
 				}
 			}},
-		{name: "panicked after the header", edit: func(e *event.HTTPServer) { e.Status, e.Panicked = 202, true }, wantName: "GET", wantStatus: codes.Error,
+		{name: "panicked after the header", edit: func(e *event.HTTPServer) { e.Status, e.Panicked = 202, true }, wantName: "GET", wantStatus: span.Error,
 			check: func(t *testing.T, a map[attribute.Key]attribute.Value) {
 				if a["http.response.status_code"].AsInt64() != 202 || a["error.type"].AsString() != "panic" {
 					t.Errorf("status %v error.type %v", a["http.response.status_code"], a["error.type"])
@@ -93,21 +92,21 @@ func TestHTTPServerSpan(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(&e)
 			}
-			s := HTTPServerSpan(&e)
+			s := (&e).Span()
 			if s.Name != tt.wantName {
 				t.Errorf("name %q, want %q", s.Name, tt.wantName)
 			}
-			if s.Status.Code != tt.wantStatus {
-				t.Errorf("status %v, want %v", s.Status.Code, tt.wantStatus)
+			if s.Status != tt.wantStatus {
+				t.Errorf("status %v, want %v", s.Status, tt.wantStatus)
 			}
-			if s.SpanKind != trace.SpanKindServer || !s.StartTime.Equal(e.Start) || !s.EndTime.Equal(e.End) {
-				t.Errorf("kind/times %v %v %v", s.SpanKind, s.StartTime, s.EndTime)
+			if s.Kind != span.KindServer || !s.Start.Equal(e.Start) || !s.End.Equal(e.End) {
+				t.Errorf("kind/times %v %v %v", s.Kind, s.Start, s.End)
 			}
-			if s.Parent.IsValid() {
+			if s.HasParent() {
 				t.Error("root span has a parent")
 			}
 			if tt.check != nil {
-				tt.check(t, attrs(s.Attributes))
+				tt.check(t, attrs(s.Attrs))
 			}
 		})
 	}
@@ -121,11 +120,11 @@ func TestHTTPServerSpanParent(t *testing.T) {
 			Flags: 0, Traceparent: event.TraceparentValid,
 		},
 	}
-	s := HTTPServerSpan(e)
-	if !s.Parent.IsRemote() || s.Parent.SpanID() != (trace.SpanID{0xcc}) || s.Parent.TraceID() != (trace.TraceID{0xaa}) {
+	s := e.Span()
+	if !s.ParentRemote || s.Parent != (span.SpanID{0xcc}) || s.TraceID != (span.TraceID{0xaa}) {
 		t.Errorf("parent %+v", s.Parent)
 	}
-	if s.SpanContext.TraceID() != (trace.TraceID{0xaa}) || s.SpanContext.SpanID() != (trace.SpanID{0xbb}) {
-		t.Errorf("self %+v", s.SpanContext)
+	if s.TraceID != (span.TraceID{0xaa}) || s.SpanID != (span.SpanID{0xbb}) {
+		t.Errorf("self %s %s", s.TraceID, s.SpanID)
 	}
 }

@@ -13,14 +13,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/golens/golens/buildinfo"
 	"github.com/golens/golens/probes/event"
 	"github.com/golens/golens/sampler"
+	"github.com/golens/golens/span"
 )
 
 // Options tune the export queue.
@@ -89,15 +86,15 @@ type Stats struct {
 // Tracer builds spans from events and exports them in batches. Recording
 // never blocks the event reader: a full queue drops the span and counts it.
 type Tracer struct {
-	exp  sdktrace.SpanExporter
+	exp  Exporter
 	opts Options
 	host string
 
-	queue chan sdktrace.ReadOnlySpan
+	queue chan *span.Span
 	done  chan struct{}
 
 	mu        sync.Mutex
-	resources map[*event.Process]*resource.Resource
+	resources map[*event.Process]*span.Resource
 	pauses    *pauseLog
 
 	linkMu      sync.Mutex    // guards opts.Linker and linkIdle
@@ -122,20 +119,20 @@ type Tracer struct {
 }
 
 // New starts a tracer exporting through exp.
-func New(exp sdktrace.SpanExporter, opts Options) *Tracer {
+func New(exp Exporter, opts Options) *Tracer {
 	opts.defaults()
 	host, _ := os.Hostname()
 	t := &Tracer{
 		exp:         exp,
 		opts:        opts,
 		host:        host,
-		queue:       make(chan sdktrace.ReadOnlySpan, opts.QueueSize),
+		queue:       make(chan *span.Span, opts.QueueSize),
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
 		lookupDone:  make(chan struct{}),
 		linkKick:    make(chan struct{}, 1),
-		resources:   make(map[*event.Process]*resource.Resource),
+		resources:   make(map[*event.Process]*span.Resource),
 		pauses:      newPauseLog(),
 		holdDone:    make(chan struct{}),
 	}
@@ -185,7 +182,7 @@ func (t *Tracer) lookupOwners() {
 				}
 			}
 			callers := l.Owner(batch)
-			var out []*tracetest.SpanStub
+			var out []*span.Span
 			t.linkMu.Lock()
 			now := time.Now()
 			for i, p := range batch {
@@ -234,7 +231,7 @@ func (t *Tracer) flushLinker() {
 
 // enqueueAll hands spans ready for export to the sampler, or straight to
 // the export queue without one.
-func (t *Tracer) enqueueAll(stubs []*tracetest.SpanStub) {
+func (t *Tracer) enqueueAll(stubs []*span.Span) {
 	if len(stubs) == 0 {
 		return
 	}
@@ -243,16 +240,16 @@ func (t *Tracer) enqueueAll(stubs []*tracetest.SpanStub) {
 		return
 	}
 	for _, s := range stubs {
-		t.admit(s, s.Status.Code == codes.Error)
+		t.admit(s, s.Status == span.Error)
 	}
 }
 
 // admit queues a span for export unless the queue's pressure thins it:
 // healthy-path spans are thinned as the queue fills, critical ones are
 // queued while there is room.
-func (t *Tracer) admit(st *tracetest.SpanStub, critical bool) {
+func (t *Tracer) admit(st *span.Span, critical bool) {
 	if t.bp.admit(st, critical, len(t.queue), cap(t.queue)) {
-		t.enqueue(st.Snapshot())
+		t.enqueue(st)
 	}
 }
 
@@ -270,52 +267,46 @@ func (t *Tracer) logPressure(level, before int, factor float64, thinned uint64) 
 
 // Record builds the span for ev, if it yields one, and queues it.
 func (t *Tracer) Record(ev event.Event) {
-	var stub tracetest.SpanStub
-	switch e := ev.(type) {
-	case *event.HTTPServer:
-		stub = HTTPServerSpan(e)
-	case *event.HTTPClient:
-		stub = HTTPClientSpan(e)
-	case *event.GRPC:
-		stub = GRPCSpan(e)
-	case *event.Pause:
-		if e.Reason.GC() {
+	if st, ok := ev.(event.Stopper); ok {
+		if start, end, gc := st.GCStop(); gc {
 			t.mu.Lock()
-			t.pauses.add(e)
+			t.pauses.add(ev.Target().PID, start, end)
 			t.mu.Unlock()
 		}
 		return
-	default:
+	}
+	sp, ok := ev.(event.Spanner)
+	if !ok {
 		return
 	}
+	st := new(span.Span)
+	*st = sp.Span()
 	// A span the GC stopped says for how long: a GC-made outlier explains
 	// itself in the trace.
 	t.mu.Lock()
-	paused, n := t.pauses.overlap(ev.Target().PID, stub.StartTime, stub.EndTime)
+	paused, n := t.pauses.overlap(ev.Target().PID, st.Start, st.End)
 	t.mu.Unlock()
 	if n > 0 {
-		stub.Attributes = append(stub.Attributes,
+		st.Attrs = append(st.Attrs,
 			attribute.Float64("go.gc.pause_duration", paused.Seconds()),
 			attribute.Int("go.gc.pause_count", n))
 	}
-	stub.Resource = t.resource(ev.Target())
+	st.Resource = t.resource(ev.Target())
+	st.Scope = Scope
 	if t.opts.Sampler != nil {
 		// The service's health, from every request, sampled or not.
-		switch e := ev.(type) {
-		case *event.HTTPServer:
-			t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Failed())
-		case *event.GRPC:
-			if e.Server {
-				t.opts.Sampler.Observe(e.Process.ServiceName, e.End.Sub(e.Start), e.Failed())
+		if sv, ok := ev.(event.Served); ok {
+			if d, failed, ok := sv.Served(); ok {
+				t.opts.Sampler.Observe(ev.Target().ServiceName, d, failed)
 			}
 		}
 	}
 	if t.opts.Linker == nil {
-		t.enqueueAll([]*tracetest.SpanStub{&stub})
+		t.enqueueAll([]*span.Span{st})
 		return
 	}
 	t.linkMu.Lock()
-	out := t.opts.Linker.Add(ev, &stub, time.Now())
+	out := t.opts.Linker.Add(ev, st, time.Now())
 	if t.linkIdle && !t.opts.Linker.Empty() {
 		t.linkIdle = false
 		select {
@@ -327,7 +318,7 @@ func (t *Tracer) Record(ev event.Event) {
 	t.enqueueAll(out)
 }
 
-func (t *Tracer) enqueue(s sdktrace.ReadOnlySpan) {
+func (t *Tracer) enqueue(s *span.Span) {
 	select {
 	case t.queue <- s:
 	default:
@@ -347,7 +338,7 @@ func (t *Tracer) Forget(pid int) {
 	t.mu.Unlock()
 }
 
-func (t *Tracer) resource(p *event.Process) *resource.Resource {
+func (t *Tracer) resource(p *event.Process) *span.Resource {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if r, ok := t.resources[p]; ok {
@@ -358,8 +349,9 @@ func (t *Tracer) resource(p *event.Process) *resource.Resource {
 	return r
 }
 
-// ProcessResource describes an instrumented process as an OTel resource.
-func ProcessResource(p *event.Process, host string) *resource.Resource {
+// ProcessResource describes an instrumented process as the resource of
+// its spans.
+func ProcessResource(p *event.Process, host string) *span.Resource {
 	attrs := []attribute.KeyValue{
 		attribute.String("service.name", p.ServiceName),
 		attribute.Int("process.pid", p.PID),
@@ -378,12 +370,12 @@ func ProcessResource(p *event.Process, host string) *resource.Resource {
 	for _, k := range slices.Sorted(maps.Keys(p.Resource)) {
 		attrs = append(attrs, attribute.String(k, p.Resource[k]))
 	}
-	return resource.NewSchemaless(attrs...)
+	return span.NewResource("", attrs...)
 }
 
 func (t *Tracer) run() {
 	defer close(t.done)
-	batch := make([]sdktrace.ReadOnlySpan, 0, t.opts.BatchSize)
+	batch := make([]*span.Span, 0, t.opts.BatchSize)
 	// A batch goes out when full or FlushInterval after its first span;
 	// with nothing to send, nothing wakes.
 	timer := time.NewTimer(t.opts.FlushInterval)
@@ -420,7 +412,7 @@ func (t *Tracer) run() {
 	}
 }
 
-func (t *Tracer) export(batch []sdktrace.ReadOnlySpan) {
+func (t *Tracer) export(batch []*span.Span) {
 	if len(batch) == 0 {
 		return
 	}

@@ -7,17 +7,15 @@ import (
 	"testing"
 	"time"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 // An idle tracer does not tick: its linker flusher waits for a span, and
 // a span recorded then is still released when its wait is over, and
 // exported FlushInterval later.
 func TestTracerIdleWakes(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
+	exp := newMemExporter()
 	l := NewLinker(owners(func(netip.AddrPort) (int, bool) { return procA.PID, true })) // a watched caller whose call never comes
 	l.Window = 150 * time.Millisecond
 	tr := New(exp, Options{Linker: l, FlushInterval: 50 * time.Millisecond})
@@ -46,8 +44,8 @@ func TestTracerIdleWakes(t *testing.T) {
 		if waited := time.Since(recorded); waited < l.Window {
 			t.Errorf("round %d: exported after %s, before its caller's window (%s) was over", round, waited, l.Window)
 		}
-		if len(spans) != 1 || spans[0].SpanContext.TraceID()[0] != byte(round+1) {
-			t.Errorf("round %d: exported %d spans, trace %v", round, len(spans), spans[0].SpanContext.TraceID())
+		if len(spans) != 1 || spans[0].TraceID[0] != byte(round+1) {
+			t.Errorf("round %d: exported %d spans, trace %v", round, len(spans), spans[0].TraceID)
 		}
 		exp.Reset()
 		waitIdle("after a span")
@@ -61,7 +59,7 @@ func TestTracerIdleWakes(t *testing.T) {
 // rejecting is an exporter whose collector rejects some spans of each batch.
 type rejecting struct{ n int64 }
 
-func (r rejecting) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (r rejecting) ExportSpans(_ context.Context, spans []*span.Span) error {
 	return &RejectedError{Rejected: r.n, Sent: len(spans), Reason: "too old"}
 }
 func (rejecting) Shutdown(context.Context) error { return nil }
@@ -91,7 +89,7 @@ type hanging struct {
 	abort   chan struct{}
 }
 
-func (h *hanging) ExportSpans(ctx context.Context, _ []sdktrace.ReadOnlySpan) error {
+func (h *hanging) ExportSpans(ctx context.Context, _ []*span.Span) error {
 	select {
 	case h.started <- struct{}{}:
 	default:
@@ -151,7 +149,7 @@ func TestExportTimeoutAsGiven(t *testing.T) {
 
 type exportFunc func(ctx context.Context)
 
-func (f exportFunc) ExportSpans(ctx context.Context, _ []sdktrace.ReadOnlySpan) error {
+func (f exportFunc) ExportSpans(ctx context.Context, _ []*span.Span) error {
 	f(ctx)
 	return nil
 }

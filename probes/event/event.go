@@ -4,11 +4,12 @@
 package event
 
 import (
-	"encoding/hex"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/golens/golens/span"
 )
 
 // Event is one decoded observation from a probe.
@@ -39,20 +40,11 @@ const (
 	TraceparentMalformed TraceparentState = 2
 )
 
-// TraceID is a W3C trace id.
-type TraceID [16]byte
+// TraceID is a W3C trace id, the span model's.
+type TraceID = span.TraceID
 
-// SpanID is a W3C span (parent) id.
-type SpanID [8]byte
-
-// String returns the lowercase hex form used by traceparent.
-func (t TraceID) String() string { return hex.EncodeToString(t[:]) }
-
-// String returns the lowercase hex form used by traceparent.
-func (s SpanID) String() string { return hex.EncodeToString(s[:]) }
-
-// IsZero tells whether no id is set.
-func (s SpanID) IsZero() bool { return s == SpanID{} }
+// SpanID is a W3C span (parent) id, the span model's.
+type SpanID = span.SpanID
 
 // SpanContext are the ids a probe minted or received for one span.
 type SpanContext struct {
@@ -268,9 +260,13 @@ type GRPC struct {
 // Target implements Event.
 func (e *GRPC) Target() *Process { return e.Process }
 
-// ServiceMethod splits "/pkg.Service/Method" into its two parts.
-func (e *GRPC) ServiceMethod() (service, method string) {
-	m := strings.TrimPrefix(e.Method, "/")
+// ServiceMethod splits the RPC's method into its two parts.
+func (e *GRPC) ServiceMethod() (service, method string) { return SplitMethod(e.Method) }
+
+// SplitMethod splits a full gRPC method "/pkg.Service/Method" into its
+// two parts.
+func SplitMethod(full string) (service, method string) {
+	m := strings.TrimPrefix(full, "/")
 	if i := strings.LastIndexByte(m, '/'); i >= 0 {
 		return m[:i], m[i+1:]
 	}

@@ -50,3 +50,39 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A pause makes no span: it answers the tracer's question (a GC stop, and
+// its window, for the spans it overlaps) and the metrics' (a GC pause
+// that ends a cycle at mark termination). A stop for another reason
+// answers neither.
+func TestPauseAnswers(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		reason uint32
+		gc     bool
+		want   event.Measure
+	}{
+		{"mark termination", 1, true, event.Measure{Instrument: event.GCPauses, Duration: 50 * time.Microsecond,
+			CycleDone: true, HeapMarked: 4 << 20, GoroutinesIssued: 1234}},
+		{"sweep termination", 2, true, event.Measure{Instrument: event.GCPauses, Duration: 50 * time.Microsecond,
+			HeapMarked: 4 << 20, GoroutinesIssued: 1234}},
+		{"ReadMemStats", 7, false, event.Measure{}},
+	} {
+		in := &bpfGcPauseEvent{StartNs: 5_000, EndNs: 55_000, HeapMarked: 4 << 20, Goidgen: 1234, Reason: c.reason}
+		in.Hdr.Kind = contract.EventGCPause
+		ev, err := decode(raw(in), tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ev.(event.Spanner); ok {
+			t.Errorf("%s: a pause makes a span", c.name)
+		}
+		start, end, gc := ev.(event.Stopper).GCStop()
+		if gc != c.gc || !start.Equal(time.Unix(0, 5_000)) || !end.Equal(time.Unix(0, 55_000)) {
+			t.Errorf("%s: GC stop %v..%v %v, want 5µs..55µs %v", c.name, start, end, gc, c.gc)
+		}
+		if got := ev.(event.Measured).Measure(); got != c.want {
+			t.Errorf("%s: measure\n got %+v\nwant %+v", c.name, got, c.want)
+		}
+	}
+}

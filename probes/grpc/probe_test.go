@@ -9,9 +9,12 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 var proc = &event.Process{PID: 7, ServiceName: "api"}
@@ -97,4 +100,95 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("peer %v", e.Peer)
 		}
 	})
+}
+
+// Event bytes in, exact span, sampler health, call identity and metric
+// record out, for both sides of an RPC: no kernel.
+func TestSpan(t *testing.T) {
+	ids := func(s span.Span) span.Span {
+		s.TraceID, s.SpanID, s.Flags = span.TraceID{0xaa}, span.SpanID{0xbb}, span.FlagSampled
+		s.Kind, s.Start, s.End = span.KindClient, time.Unix(0, 100), time.Unix(0, 900)
+		return s
+	}
+	sc := event.SpanContext{TraceID: event.TraceID{0xaa}, SpanID: event.SpanID{0xbb}, Flags: 1, Traceparent: event.TraceparentMalformed}
+	for _, c := range []struct {
+		name       string
+		in         *bpfGrpcEvent
+		want       span.Span
+		served     bool // a served call: the sampler counts it
+		failed     bool
+		call       event.Call
+		instrument event.Instrument
+		code       string
+	}{
+		{"served, ok", grpcEvent(true, "/shop.Cart/Add", "", 0, 0, []byte{10, 0, 0, 1}, 5555), func() span.Span {
+			s := ids(span.Span{Name: "shop.Cart/Add", Attrs: []attribute.KeyValue{
+				attribute.String("rpc.system", "grpc"),
+				attribute.String("rpc.service", "shop.Cart"),
+				attribute.String("rpc.method", "Add"),
+				attribute.Int("rpc.grpc.status_code", 0),
+				attribute.String("client.address", "10.0.0.1"),
+				attribute.Int("client.port", 5555),
+			}})
+			s.Kind = span.KindServer
+			return s
+		}(), true, false, event.Call{Server: true, Method: "grpc", Path: "/shop.Cart/Add", Peer: "10.0.0.1:5555"},
+			event.GRPCServerCalls, "OK"},
+		// NOT_FOUND is the caller's doing: not a server error, but a
+		// failed call for the client.
+		{"served, NOT_FOUND", grpcEvent(true, "/shop.Cart/Get", "", 0, 5, nil, 0), func() span.Span {
+			s := ids(span.Span{Name: "shop.Cart/Get", Attrs: []attribute.KeyValue{
+				attribute.String("rpc.system", "grpc"),
+				attribute.String("rpc.service", "shop.Cart"),
+				attribute.String("rpc.method", "Get"),
+				attribute.Int("rpc.grpc.status_code", 5),
+			}})
+			s.Kind = span.KindServer
+			return s
+		}(), true, false, event.Call{Server: true, Method: "grpc", Path: "/shop.Cart/Get"},
+			event.GRPCServerCalls, "NOT_FOUND"},
+		{"served, UNAVAILABLE", grpcEvent(true, "/shop.Cart/Get", "", 0, 14, nil, 0), func() span.Span {
+			s := ids(span.Span{Name: "shop.Cart/Get", Status: span.Error, StatusMessage: "UNAVAILABLE", Attrs: []attribute.KeyValue{
+				attribute.String("rpc.system", "grpc"),
+				attribute.String("rpc.service", "shop.Cart"),
+				attribute.String("rpc.method", "Get"),
+				attribute.Int("rpc.grpc.status_code", 14),
+			}})
+			s.Kind = span.KindServer
+			return s
+		}(), true, true, event.Call{Server: true, Method: "grpc", Path: "/shop.Cart/Get"},
+			event.GRPCServerCalls, "UNAVAILABLE"},
+		{"made, NOT_FOUND, cut method", grpcEvent(false, "/shop.Cart/Get", "dns:///cart:50051", 1, 5, nil, 0),
+			ids(span.Span{Name: "shop.Cart/Get", Status: span.Error, StatusMessage: "NOT_FOUND", Attrs: []attribute.KeyValue{
+				attribute.String("rpc.system", "grpc"),
+				attribute.String("rpc.service", "shop.Cart"),
+				attribute.String("rpc.method", "Get"),
+				attribute.Int("rpc.grpc.status_code", 5),
+				attribute.String("server.address", "cart"),
+				attribute.Int("server.port", 50051),
+				attribute.StringSlice("golens.truncated", []string{"method"}),
+			}}), false, true, event.Call{Method: "grpc", Path: "/shop.Cart/Get", Linked: true},
+			event.GRPCClientCalls, "NOT_FOUND"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ev, err := decode(raw(c.in), target())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ev.(event.Spanner).Span(); !reflect.DeepEqual(got, c.want) {
+				t.Errorf("span:\n got %+v\nwant %+v", got, c.want)
+			}
+			if d, failed, ok := ev.(event.Served).Served(); ok != c.served || (ok && (d != 800 || failed != c.failed)) {
+				t.Errorf("served %s failed %v ok %v, want 800ns, %v, %v", d, failed, ok, c.failed, c.served)
+			}
+			c.call.Start, c.call.End, c.call.SpanContext = time.Unix(0, 100), time.Unix(0, 900), sc
+			if got := ev.(event.Linkable).Call(); !reflect.DeepEqual(got, c.call) {
+				t.Errorf("call:\n got %+v\nwant %+v", got, c.call)
+			}
+			want := event.Measure{Instrument: c.instrument, Duration: 800, Method: ev.(*event.GRPC).Method, Code: c.code}
+			if got := ev.(event.Measured).Measure(); got != want {
+				t.Errorf("measure:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package nethttp
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,9 +9,12 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/golens/golens/probes"
 	"github.com/golens/golens/probes/contract"
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 var proc = &event.Process{PID: 42, ServiceName: "checkout"}
@@ -190,5 +194,159 @@ func checkTruncated(t *testing.T, names []string) {
 		if !strings.Contains(strings.Join(cutNames, ","), n) {
 			t.Fatalf("truncated names %q", names)
 		}
+	}
+}
+
+// Event bytes in, exact span, sampler health, call identity and metric
+// record out, for a served request: no kernel.
+func TestServerSpan(t *testing.T) {
+	in := serverEvent("GET", "/items/42", "GET shop.example/items/{id}", "shop.example:8080", "10.0.0.9:5555", 0)
+	for _, c := range []struct {
+		name             string
+		status           uint64
+		panicked         bool
+		wantStatus       span.Code
+		wantMessage      string
+		wantTail         []attribute.KeyValue // after client.port, in order
+		wantStatusAttr   bool
+		wantFailed       bool
+		wantMeasuredCode int
+	}{
+		{name: "ok", wantStatus: span.Unset, wantStatusAttr: true, wantMeasuredCode: 200},
+		{name: "503 is the server's failure", status: 503, wantStatus: span.Error, wantStatusAttr: true, wantFailed: true,
+			wantTail: []attribute.KeyValue{attribute.String("error.type", "503")}, wantMeasuredCode: 503},
+		{name: "404 is the client's", status: 404, wantStatus: span.Unset, wantStatusAttr: true, wantMeasuredCode: 404},
+		{name: "panic before the header", panicked: true, wantStatus: span.Error, wantMessage: "handler panicked", wantFailed: true,
+			wantTail: []attribute.KeyValue{attribute.String("error.type", "panic")}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := *in
+			b.Status = c.status
+			if c.panicked {
+				b.Panicked, b.StatusRead = 1, 0
+			}
+			ev, err := decodeServer(raw(&b), target(""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			attrs := []attribute.KeyValue{
+				attribute.String("http.request.method", "GET"),
+				attribute.String("url.path", "/items/42"),
+			}
+			status := 0
+			if c.wantStatusAttr {
+				status = c.wantMeasuredCode
+				attrs = append(attrs, attribute.Int("http.response.status_code", status))
+			}
+			attrs = append(attrs,
+				attribute.String("http.route", "/items/{id}"),
+				attribute.String("server.address", "shop.example"),
+				attribute.Int("server.port", 8080),
+				attribute.String("client.address", "10.0.0.9"),
+				attribute.Int("client.port", 5555),
+				attribute.String("network.protocol.version", "1.1"),
+			)
+			attrs = append(attrs, c.wantTail...)
+			want := span.Span{
+				TraceID: span.TraceID{1, 2, 3}, SpanID: span.SpanID{4}, Flags: span.FlagSampled,
+				Parent: span.SpanID{5}, ParentFlags: 1, ParentRemote: true,
+				Name: "GET /items/{id}", Kind: span.KindServer,
+				Start: time.Unix(0, 1_000), End: time.Unix(0, 3_500),
+				Status: c.wantStatus, StatusMessage: c.wantMessage,
+				Attrs: attrs,
+			}
+			if got := ev.(event.Spanner).Span(); !reflect.DeepEqual(got, want) {
+				t.Errorf("span:\n got %+v\nwant %+v", got, want)
+			}
+			if d, failed, ok := ev.(event.Served).Served(); d != 2500*time.Nanosecond || failed != c.wantFailed || !ok {
+				t.Errorf("served %s failed %v ok %v, want 2.5µs, %v, true", d, failed, ok, c.wantFailed)
+			}
+			wantCall := event.Call{Server: true, Method: "GET", Path: "/items/42", Start: want.Start, End: want.End,
+				SpanContext: event.SpanContext{TraceID: event.TraceID{1, 2, 3}, SpanID: event.SpanID{4}, Parent: event.SpanID{5},
+					Flags: 1, Traceparent: event.TraceparentValid},
+				Peer: "10.0.0.9:5555"}
+			if got := ev.(event.Linkable).Call(); !reflect.DeepEqual(got, wantCall) {
+				t.Errorf("call:\n got %+v\nwant %+v", got, wantCall)
+			}
+			wantMeasure := event.Measure{Instrument: event.HTTPServerRequests, Duration: 2500 * time.Nanosecond, Method: "GET",
+				Route: "/items/{id}", Path: "/items/42", Status: status, NoAnswer: c.panicked}
+			if got := ev.(event.Measured).Measure(); got != wantMeasure {
+				t.Errorf("measure:\n got %+v\nwant %+v", got, wantMeasure)
+			}
+		})
+	}
+}
+
+// A client call: its span, call identity (the connection it went out
+// on) and metric record; a client span answers no health question.
+func TestClientSpan(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		in         *bpfHttpClientEvent
+		errType    string
+		wantAttrs  []attribute.KeyValue
+		wantStatus span.Code
+		measure    event.Measure
+	}{
+		{"response on a known connection", func() *bpfHttpClientEvent {
+			e := clientEvent("POST", "http", "backend:8080", "/orders", 0, 201, 0)
+			e.Conn.LocalIp, e.Conn.RemoteIp = netip.MustParseAddr("::ffff:127.0.0.1").As16(), netip.MustParseAddr("::ffff:127.0.0.2").As16()
+			e.Conn.LocalPort, e.Conn.RemotePort = 40000, 8080
+			return e
+		}(), "", []attribute.KeyValue{
+			attribute.String("http.request.method", "POST"),
+			attribute.String("url.full", "http://backend:8080/orders"),
+			attribute.String("server.address", "backend"),
+			attribute.Int("server.port", 8080),
+			attribute.Int("http.response.status_code", 201),
+			attribute.String("network.local.address", "127.0.0.1"),
+			attribute.Int("network.local.port", 40000),
+		}, span.Unset, event.Measure{Instrument: event.HTTPClientRequests, Duration: 10, Method: "POST", Host: "backend", Status: 201}},
+		{"4xx fails the caller", clientEvent("GET", "https", "api.example", "/x", 0, 404, 0), "", []attribute.KeyValue{
+			attribute.String("http.request.method", "GET"),
+			attribute.String("url.full", "https://api.example/x"),
+			attribute.String("server.address", "api.example"),
+			attribute.Int("server.port", 443),
+			attribute.Int("http.response.status_code", 404),
+			attribute.String("error.type", "404"),
+		}, span.Error, event.Measure{Instrument: event.HTTPClientRequests, Duration: 10, Method: "GET", Host: "api.example", Status: 404}},
+		{"transport error", clientEvent("BREW", "http", "pot:80", "/", cutPath, 0, 0xdead), "*net.OpError", []attribute.KeyValue{
+			attribute.String("http.request.method", "_OTHER"),
+			attribute.String("url.full", "http://pot:80/"),
+			attribute.String("http.request.method_original", "BREW"),
+			attribute.String("server.address", "pot"),
+			attribute.Int("server.port", 80),
+			attribute.String("error.type", "*net.OpError"),
+			attribute.StringSlice("golens.truncated", []string{"path"}),
+		}, span.Error, event.Measure{Instrument: event.HTTPClientRequests, Duration: 10, Method: "_OTHER", Host: "pot", NoAnswer: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ev, err := decodeClient(raw(c.in), target(c.errType))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := span.Span{
+				TraceID: span.TraceID{9}, SpanID: span.SpanID{8}, Flags: span.FlagSampled,
+				Parent: span.SpanID{7}, ParentFlags: 1,
+				Name: c.wantAttrs[0].Value.AsString(), Kind: span.KindClient,
+				Start: time.Unix(0, 10), End: time.Unix(0, 20),
+				Status: c.wantStatus, Attrs: c.wantAttrs,
+			}
+			if got := ev.(event.Spanner).Span(); !reflect.DeepEqual(got, want) {
+				t.Errorf("span:\n got %+v\nwant %+v", got, want)
+			}
+			if _, ok := ev.(event.Served); ok {
+				t.Error("a client call answers the sampler's health question")
+			}
+			e := ev.(*event.HTTPClient)
+			wantCall := event.Call{Method: e.Method, Path: e.Path, Start: want.Start, End: want.End, SpanContext: e.SpanContext,
+				Linked: true, Conn: e.Conn}
+			if got := ev.(event.Linkable).Call(); !reflect.DeepEqual(got, wantCall) {
+				t.Errorf("call:\n got %+v\nwant %+v", got, wantCall)
+			}
+			if got := ev.(event.Measured).Measure(); got != c.measure {
+				t.Errorf("measure:\n got %+v\nwant %+v", got, c.measure)
+			}
+		})
 	}
 }

@@ -1,18 +1,16 @@
-package tracer
+// Package otlp speaks OTLP: the encoding of golens' spans into
+// ExportTraceServiceRequest bytes (traces.go).
+package otlp
 
 import (
 	"math"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 // Field numbers of the OTLP messages the encoder writes, from
@@ -40,36 +38,17 @@ const (
 	fScopeAttributes = 3
 
 	// Span
-	fSpanTraceID           = 1
-	fSpanSpanID            = 2
-	fSpanTraceState        = 3
-	fSpanParentSpanID      = 4
-	fSpanName              = 5
-	fSpanKind              = 6
-	fSpanStart             = 7
-	fSpanEnd               = 8
-	fSpanAttributes        = 9
-	fSpanDroppedAttributes = 10
-	fSpanEvents            = 11
-	fSpanDroppedEvents     = 12
-	fSpanLinks             = 13
-	fSpanDroppedLinks      = 14
-	fSpanStatus            = 15
-	fSpanFlags             = 16
-
-	// Span.Event
-	fEventTime              = 1
-	fEventName              = 2
-	fEventAttributes        = 3
-	fEventDroppedAttributes = 4
-
-	// Span.Link
-	fLinkTraceID           = 1
-	fLinkSpanID            = 2
-	fLinkTraceState        = 3
-	fLinkAttributes        = 4
-	fLinkDroppedAttributes = 5
-	fLinkFlags             = 6
+	fSpanTraceID      = 1
+	fSpanSpanID       = 2
+	fSpanTraceState   = 3
+	fSpanParentSpanID = 4
+	fSpanName         = 5
+	fSpanKind         = 6
+	fSpanStart        = 7
+	fSpanEnd          = 8
+	fSpanAttributes   = 9
+	fSpanStatus       = 15
+	fSpanFlags        = 16
 
 	// Status
 	fStatusMessage = 2
@@ -91,35 +70,29 @@ const (
 )
 
 // OTLP SpanFlags bits above the 8 bits of W3C trace flags: the first says
-// the second is meaningful, the second that the parent (or linked) span
-// context came from another process. Set as otlptrace's exporter sets them.
+// the second is meaningful, the second that the parent span context came
+// from another process. Set as otlptrace's exporter sets them.
 const (
 	flagHasIsRemote = 0x100
 	flagIsRemote    = 0x200
 )
 
-// OTLP Status.StatusCode values.
-const (
-	statusUnset = 0
-	statusOK    = 1
-	statusError = 2
-)
-
 // Room reserved for a length prefix before the body is written, chosen by
 // the size a message usually has so that closing it rarely moves the body:
-// attributes and events fit in 127 bytes, a span in 16 KiB, a batch's
-// ResourceSpans in 256 MiB.
+// attributes fit in 127 bytes, a span in 16 KiB, a batch's ResourceSpans
+// in 256 MiB.
 const (
 	lenSmall = 1
 	lenSpan  = 2
 	lenBatch = 4
 )
 
-// spanEncoder writes ExportTraceServiceRequest messages straight from SDK
-// spans, without building the generated protobuf structs: the buffer and
-// the grouping tables are kept and reused from one batch to the next, so a
-// steady stream of batches allocates (almost) nothing.
-type spanEncoder struct {
+// TraceEncoder writes ExportTraceServiceRequest messages straight from
+// golens' spans, without building the generated protobuf structs: the
+// buffer and the grouping tables are kept and reused from one batch to the
+// next, so a steady stream of batches allocates (almost) nothing. The zero
+// value is ready; one encoder serves one batch at a time.
+type TraceEncoder struct {
 	buf []byte
 
 	// Spans grouped by resource, then by scope, as linked lists over
@@ -127,17 +100,17 @@ type spanEncoder struct {
 	resources []resourceGroup
 	scopes    []scopeGroup
 	next      []int32 // next span of the same scope group
-	byPtr     map[*resource.Resource]int32
+	byPtr     map[*span.Resource]int32
 	byAttrs   map[resourceKey]int32
 }
 
 type resourceGroup struct {
-	res         *resource.Resource
+	res         *span.Resource
 	first, last int32 // scope groups
 }
 
 type scopeGroup struct {
-	scope       instrumentation.Scope
+	scope       *span.Scope
 	next        int32 // next scope group of the same resource
 	first, last int32 // spans
 }
@@ -149,15 +122,18 @@ type resourceKey struct {
 	schema string
 }
 
-// encode returns the ExportTraceServiceRequest for spans. The bytes are the
-// encoder's own and valid until the next call.
-func (e *spanEncoder) encode(spans []sdktrace.ReadOnlySpan) []byte {
+// noResource stands for a span's nil Resource: an empty one.
+var noResource = &span.Resource{}
+
+// Encode returns the ExportTraceServiceRequest for spans. The bytes are
+// the encoder's own and valid until the next call.
+func (e *TraceEncoder) Encode(spans []*span.Span) []byte {
 	e.group(spans)
 	e.buf = e.buf[:0]
 	for _, rg := range e.resources {
 		rs := e.open(fReqResourceSpans, lenBatch)
 		r := e.open(fRSResource, lenSmall)
-		for it := rg.res.Iter(); it.Next(); {
+		for it := rg.res.Attrs.Iter(); it.Next(); {
 			e.keyValue(fResAttributes, it.Attribute())
 		}
 		e.close(r, lenSmall)
@@ -168,20 +144,30 @@ func (e *spanEncoder) encode(spans []sdktrace.ReadOnlySpan) []byte {
 			for i := sg.first; i >= 0; i = e.next[i] {
 				e.span(spans[i])
 			}
-			e.string(fSSSchemaURL, sg.scope.SchemaURL)
+			if sg.scope != nil {
+				e.string(fSSSchemaURL, sg.scope.SchemaURL)
+			}
 			e.close(ss, lenBatch)
 		}
-		e.string(fRSSchemaURL, rg.res.SchemaURL())
+		e.string(fRSSchemaURL, rg.res.SchemaURL)
 		e.close(rs, lenBatch)
 	}
 	return e.buf
 }
 
+// Reset lets go of a buffer grown past keep bytes, so that one odd huge
+// batch does not pin its memory for the agent's lifetime.
+func (e *TraceEncoder) Reset(keep int) {
+	if cap(e.buf) > keep {
+		e.buf = nil
+	}
+}
+
 // group fills the resource and scope lists for spans, in the order each
 // resource and scope first appears.
-func (e *spanEncoder) group(spans []sdktrace.ReadOnlySpan) {
+func (e *TraceEncoder) group(spans []*span.Span) {
 	if e.byPtr == nil {
-		e.byPtr = make(map[*resource.Resource]int32)
+		e.byPtr = make(map[*span.Resource]int32)
 		e.byAttrs = make(map[resourceKey]int32)
 	}
 	clear(e.byPtr)
@@ -193,8 +179,8 @@ func (e *spanEncoder) group(spans []sdktrace.ReadOnlySpan) {
 	// Consecutive spans nearly always share resource and scope: remember
 	// the last ones and skip the map look-ups for them.
 	var (
-		lastRes   *resource.Resource
-		lastScope instrumentation.Scope
+		lastRes   *span.Resource
+		lastScope *span.Scope
 		ri, gi    int32 = -1, -1
 	)
 	for i, s := range spans {
@@ -202,15 +188,18 @@ func (e *spanEncoder) group(spans []sdktrace.ReadOnlySpan) {
 		if s == nil {
 			continue
 		}
-		res, scope := s.Resource(), s.InstrumentationScope()
+		res := s.Resource
+		if res == nil {
+			res = noResource
+		}
 		if ri < 0 || res != lastRes {
 			ri = e.resourceIndex(res)
 			lastRes = res
 			gi = -1
 		}
-		if gi < 0 || !sameScope(scope, lastScope) {
-			gi = e.scopeIndex(ri, scope)
-			lastScope = scope
+		if gi < 0 || !s.Scope.Same(lastScope) {
+			gi = e.scopeIndex(ri, s.Scope)
+			lastScope = s.Scope
 		}
 		sg := &e.scopes[gi]
 		if sg.first < 0 {
@@ -224,11 +213,11 @@ func (e *spanEncoder) group(spans []sdktrace.ReadOnlySpan) {
 
 // resourceIndex finds the group of res: by pointer first, as the agent
 // keeps one *Resource per process, then by what the resource holds.
-func (e *spanEncoder) resourceIndex(res *resource.Resource) int32 {
+func (e *TraceEncoder) resourceIndex(res *span.Resource) int32 {
 	if ri, ok := e.byPtr[res]; ok {
 		return ri
 	}
-	k := resourceKey{res.Equivalent(), res.SchemaURL()}
+	k := resourceKey{res.Attrs.Equivalent(), res.SchemaURL}
 	ri, ok := e.byAttrs[k]
 	if !ok {
 		ri = int32(len(e.resources))
@@ -239,18 +228,13 @@ func (e *spanEncoder) resourceIndex(res *resource.Resource) int32 {
 	return ri
 }
 
-func sameScope(a, b instrumentation.Scope) bool {
-	return a.Name == b.Name && a.Version == b.Version && a.SchemaURL == b.SchemaURL &&
-		a.Attributes.Equivalent() == b.Attributes.Equivalent()
-}
-
 // scopeIndex finds the group of scope under resource ri. A resource has
 // one scope or a few (one per instrumentation library): a scan beats
 // hashing three strings.
-func (e *spanEncoder) scopeIndex(ri int32, scope instrumentation.Scope) int32 {
+func (e *TraceEncoder) scopeIndex(ri int32, scope *span.Scope) int32 {
 	rg := &e.resources[ri]
 	for gi := rg.first; gi >= 0; gi = e.scopes[gi].next {
-		if sameScope(e.scopes[gi].scope, scope) {
+		if e.scopes[gi].scope.Same(scope) {
 			return gi
 		}
 	}
@@ -265,116 +249,74 @@ func (e *spanEncoder) scopeIndex(ri int32, scope instrumentation.Scope) int32 {
 	return gi
 }
 
-func (e *spanEncoder) scope(s instrumentation.Scope) {
+func (e *TraceEncoder) scope(s *span.Scope) {
 	// otlptrace leaves the scope out when it is the zero value.
-	if sameScope(s, instrumentation.Scope{}) {
+	if s.Same(nil) {
 		return
 	}
 	m := e.open(fSSScope, lenSmall)
 	e.string(fScopeName, s.Name)
 	e.string(fScopeVersion, s.Version)
-	for it := s.Attributes.Iter(); it.Next(); {
+	for it := s.Attrs.Iter(); it.Next(); {
 		e.keyValue(fScopeAttributes, it.Attribute())
 	}
 	e.close(m, lenSmall)
 }
 
-func (e *spanEncoder) span(s sdktrace.ReadOnlySpan) {
+func (e *TraceEncoder) span(s *span.Span) {
 	m := e.open(fSSSpans, lenSpan)
-	sc := s.SpanContext()
-	tid, sid := sc.TraceID(), sc.SpanID()
-	e.bytes(fSpanTraceID, tid[:])
-	e.bytes(fSpanSpanID, sid[:])
-	if ts := sc.TraceState(); ts.Len() > 0 {
-		e.string(fSpanTraceState, ts.String())
+	e.bytes(fSpanTraceID, s.TraceID[:])
+	e.bytes(fSpanSpanID, s.SpanID[:])
+	e.string(fSpanTraceState, s.TraceState)
+	if s.HasParent() {
+		e.bytes(fSpanParentSpanID, s.Parent[:])
 	}
-	parent := s.Parent()
-	if psid := parent.SpanID(); psid.IsValid() {
-		e.bytes(fSpanParentSpanID, psid[:])
-	}
-	e.string(fSpanName, s.Name())
-	e.uint(fSpanKind, uint64(spanKind(s.SpanKind())))
-	e.fixed64(fSpanStart, unixNano(s.StartTime()))
-	e.fixed64(fSpanEnd, unixNano(s.EndTime()))
-	for _, kv := range s.Attributes() {
+	e.string(fSpanName, s.Name)
+	e.uint(fSpanKind, uint64(spanKind(s.Kind)))
+	e.fixed64(fSpanStart, unixNano(s.Start))
+	e.fixed64(fSpanEnd, unixNano(s.End))
+	for _, kv := range s.Attrs {
 		e.keyValue(fSpanAttributes, kv)
 	}
-	e.uint(fSpanDroppedAttributes, clampCount(s.DroppedAttributes()))
-	for _, ev := range s.Events() {
-		em := e.open(fSpanEvents, lenSmall)
-		e.fixed64(fEventTime, unixNano(ev.Time))
-		e.string(fEventName, ev.Name)
-		for _, kv := range ev.Attributes {
-			e.keyValue(fEventAttributes, kv)
-		}
-		e.uint(fEventDroppedAttributes, clampCount(ev.DroppedAttributeCount))
-		e.close(em, lenSmall)
-	}
-	e.uint(fSpanDroppedEvents, clampCount(s.DroppedEvents()))
-	for _, l := range s.Links() {
-		e.link(l)
-	}
-	e.uint(fSpanDroppedLinks, clampCount(s.DroppedLinks()))
 	// The status goes out even when unset, as otlptrace sends it.
-	st := s.Status()
 	sm := e.open(fSpanStatus, lenSmall)
-	e.string(fStatusMessage, st.Description)
-	e.uint(fStatusCode, statusCode(st.Code))
+	e.string(fStatusMessage, s.StatusMessage)
+	e.uint(fStatusCode, uint64(statusCode(s.Status)))
 	e.close(sm, lenSmall)
-	e.fixed32(fSpanFlags, spanFlags(sc.TraceFlags(), parent))
+	e.fixed32(fSpanFlags, spanFlags(s))
 	e.close(m, lenSpan)
 }
 
-func (e *spanEncoder) link(l sdktrace.Link) {
-	m := e.open(fSpanLinks, lenSmall)
-	tid, sid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
-	e.bytes(fLinkTraceID, tid[:])
-	e.bytes(fLinkSpanID, sid[:])
-	if ts := l.SpanContext.TraceState(); ts.Len() > 0 {
-		e.string(fLinkTraceState, ts.String())
-	}
-	for _, kv := range l.Attributes {
-		e.keyValue(fLinkAttributes, kv)
-	}
-	e.uint(fLinkDroppedAttributes, clampCount(l.DroppedAttributeCount))
-	e.fixed32(fLinkFlags, spanFlags(l.SpanContext.TraceFlags(), l.SpanContext))
-	e.close(m, lenSmall)
-}
-
-// spanFlags are the W3C trace flags plus whether ctx (a span's parent, or
-// a link's target) is remote.
-func spanFlags(tf trace.TraceFlags, ctx trace.SpanContext) uint32 {
-	f := uint32(tf) | flagHasIsRemote
-	if ctx.IsRemote() {
+// spanFlags are the span's W3C trace flags plus whether its parent is
+// remote. A root says "not remote", as otlptrace does for an invalid
+// parent context.
+func spanFlags(s *span.Span) uint32 {
+	f := uint32(s.Flags) | flagHasIsRemote
+	if s.HasParent() && s.ParentRemote {
 		f |= flagIsRemote
 	}
 	return f
 }
 
-func spanKind(k trace.SpanKind) trace.SpanKind {
-	// OTLP's SpanKind numbers match the API's; anything else is unspecified.
-	if k < trace.SpanKindInternal || k > trace.SpanKindConsumer {
-		return 0
+func spanKind(k span.Kind) span.Kind {
+	// Anything beyond OTLP's kinds is unspecified.
+	if k > span.KindConsumer {
+		return span.KindUnspecified
 	}
 	return k
 }
 
-func statusCode(c codes.Code) uint64 {
-	switch c {
-	case codes.Ok:
-		return statusOK
-	case codes.Error:
-		return statusError
+func statusCode(c span.Code) span.Code {
+	if c > span.Error {
+		return span.Unset
 	}
-	return statusUnset
+	return c
 }
 
 func unixNano(t time.Time) uint64 { return uint64(max(0, t.UnixNano())) }
 
-func clampCount(n int) uint64 { return uint64(min(max(n, 0), math.MaxUint32)) }
-
 // keyValue writes one KeyValue as field num.
-func (e *spanEncoder) keyValue(num protowire.Number, kv attribute.KeyValue) {
+func (e *TraceEncoder) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	if e.scalarKeyValue(num, kv) {
 		return
 	}
@@ -387,7 +329,7 @@ func (e *spanEncoder) keyValue(num protowire.Number, kv attribute.KeyValue) {
 // scalarKeyValue writes kv when its value is a single string, number or
 // bool, whose sizes are known up front: the common case, without
 // back-patching lengths. It reports whether it did.
-func (e *spanEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValue) bool {
+func (e *TraceEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValue) bool {
 	var (
 		inner int    // the AnyValue's one field, tag included
 		str   string // the value when a string, made valid as anyString would
@@ -434,7 +376,7 @@ func (e *spanEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValue
 // value writes v as the AnyValue field num. A oneof member is written even
 // when it holds its zero value: that is how a reader tells false or 0 from
 // no value at all.
-func (e *spanEncoder) value(num protowire.Number, v attribute.Value) {
+func (e *TraceEncoder) value(num protowire.Number, v attribute.Value) {
 	m := e.open(num, lenSmall)
 	switch v.Type() {
 	case attribute.BOOL:
@@ -480,7 +422,7 @@ func (e *spanEncoder) value(num protowire.Number, v attribute.Value) {
 
 // encodeArray writes an ArrayValue of items, each an AnyValue written by
 // put.
-func encodeArray[T any](e *spanEncoder, items []T, put func(T)) {
+func encodeArray[T any](e *TraceEncoder, items []T, put func(T)) {
 	a := e.open(fAnyArray, lenSmall)
 	for _, x := range items {
 		item := e.open(fListItem, lenSmall)
@@ -490,17 +432,17 @@ func encodeArray[T any](e *spanEncoder, items []T, put func(T)) {
 	e.close(a, lenSmall)
 }
 
-func (e *spanEncoder) anyBool(b bool) {
+func (e *TraceEncoder) anyBool(b bool) {
 	e.buf = protowire.AppendTag(e.buf, fAnyBool, protowire.VarintType)
 	e.buf = protowire.AppendVarint(e.buf, protowire.EncodeBool(b))
 }
 
-func (e *spanEncoder) anyInt(n int64) {
+func (e *TraceEncoder) anyInt(n int64) {
 	e.buf = protowire.AppendTag(e.buf, fAnyInt, protowire.VarintType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(n))
 }
 
-func (e *spanEncoder) anyDouble(f float64) {
+func (e *TraceEncoder) anyDouble(f float64) {
 	e.buf = protowire.AppendTag(e.buf, fAnyDouble, protowire.Fixed64Type)
 	e.buf = protowire.AppendFixed64(e.buf, math.Float64bits(f))
 }
@@ -510,7 +452,7 @@ func (e *spanEncoder) anyDouble(f float64) {
 // already made the target's strings valid; this is the last line, cheap
 // for the valid (nearly always ASCII) strings it sees.
 
-func (e *spanEncoder) anyString(s string) {
+func (e *TraceEncoder) anyString(s string) {
 	e.buf = protowire.AppendTag(e.buf, fAnyString, protowire.BytesType)
 	e.buf = protowire.AppendString(e.buf, event.ValidUTF8(s))
 }
@@ -518,7 +460,7 @@ func (e *spanEncoder) anyString(s string) {
 // The scalar writers below leave out zero values, as proto3 does for
 // fields without presence.
 
-func (e *spanEncoder) string(num protowire.Number, s string) {
+func (e *TraceEncoder) string(num protowire.Number, s string) {
 	if s == "" {
 		return
 	}
@@ -526,7 +468,7 @@ func (e *spanEncoder) string(num protowire.Number, s string) {
 	e.buf = protowire.AppendString(e.buf, event.ValidUTF8(s))
 }
 
-func (e *spanEncoder) bytes(num protowire.Number, b []byte) {
+func (e *TraceEncoder) bytes(num protowire.Number, b []byte) {
 	if len(b) == 0 {
 		return
 	}
@@ -534,7 +476,7 @@ func (e *spanEncoder) bytes(num protowire.Number, b []byte) {
 	e.buf = protowire.AppendBytes(e.buf, b)
 }
 
-func (e *spanEncoder) uint(num protowire.Number, v uint64) {
+func (e *TraceEncoder) uint(num protowire.Number, v uint64) {
 	if v == 0 {
 		return
 	}
@@ -542,7 +484,7 @@ func (e *spanEncoder) uint(num protowire.Number, v uint64) {
 	e.buf = protowire.AppendVarint(e.buf, v)
 }
 
-func (e *spanEncoder) fixed64(num protowire.Number, v uint64) {
+func (e *TraceEncoder) fixed64(num protowire.Number, v uint64) {
 	if v == 0 {
 		return
 	}
@@ -550,7 +492,7 @@ func (e *spanEncoder) fixed64(num protowire.Number, v uint64) {
 	e.buf = protowire.AppendFixed64(e.buf, v)
 }
 
-func (e *spanEncoder) fixed32(num protowire.Number, v uint32) {
+func (e *TraceEncoder) fixed32(num protowire.Number, v uint32) {
 	if v == 0 {
 		return
 	}
@@ -560,7 +502,7 @@ func (e *spanEncoder) fixed32(num protowire.Number, v uint32) {
 
 // open starts the embedded message (or packed bytes) field num, leaving
 // width bytes for its length, and returns where its body starts.
-func (e *spanEncoder) open(num protowire.Number, width int) int {
+func (e *TraceEncoder) open(num protowire.Number, width int) int {
 	e.buf = protowire.AppendTag(e.buf, num, protowire.BytesType)
 	for range width {
 		e.buf = append(e.buf, 0)
@@ -572,7 +514,7 @@ func (e *spanEncoder) open(num protowire.Number, width int) int {
 // start. A body whose length needs more or fewer bytes than were left is
 // moved, so the prefix is always the shortest varint, as proto.Marshal
 // writes it.
-func (e *spanEncoder) close(start, width int) {
+func (e *TraceEncoder) close(start, width int) {
 	n := len(e.buf) - start
 	w := protowire.SizeVarint(uint64(n))
 	if w > width {

@@ -1,4 +1,4 @@
-package tracer
+package otlp_test
 
 import (
 	"testing"
@@ -6,19 +6,15 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/golens/golens/otlp"
 	"github.com/golens/golens/probes/event"
+	"github.com/golens/golens/span"
 )
 
 // encodeCase is what one fuzz input becomes: a span with the given strings
@@ -31,42 +27,41 @@ type encodeCase struct {
 	ids                                             []byte
 }
 
-func (c encodeCase) spans() []sdktrace.ReadOnlySpan {
-	res := resource.NewSchemaless(attribute.String("service.name", c.service))
-	scope := instrumentation.Scope{Name: c.scope}
-	var tid trace.TraceID
-	var sid trace.SpanID
+func (c encodeCase) spans() []*span.Span {
+	res := span.NewResource("", attribute.String("service.name", c.service))
+	scope := &span.Scope{Name: c.scope}
+	var tid span.TraceID
+	var sid span.SpanID
 	copy(tid[:], c.ids)
 	copy(sid[:], c.ids[min(len(c.ids), 16):])
 	t0 := time.Unix(1_700_000_000, 5)
-	a := tracetest.SpanStub{
-		Name:        c.name,
-		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}),
-		SpanKind:    trace.SpanKind(c.kind),
-		StartTime:   t0,
-		EndTime:     t0.Add(time.Duration(c.n&0xffff) * time.Microsecond),
-		Attributes: []attribute.KeyValue{
+	a := &span.Span{
+		Name:    c.name,
+		TraceID: tid, SpanID: sid, Flags: span.FlagSampled,
+		Kind:  span.Kind(c.kind),
+		Start: t0,
+		End:   t0.Add(time.Duration(c.n&0xffff) * time.Microsecond),
+		Attrs: []attribute.KeyValue{
 			attribute.String(c.key, c.value),
 			attribute.Int64("n", c.n),
 			attribute.StringSlice("list", []string{c.value, c.name}),
 			attribute.Map("map", attribute.String(c.key, c.value)),
 		},
-		Events:               []sdktrace.Event{{Name: c.event, Time: t0, Attributes: []attribute.KeyValue{attribute.String("exception.message", c.value)}}},
-		Status:               sdktrace.Status{Code: codes.Error, Description: c.status},
-		Resource:             res,
-		InstrumentationScope: scope,
+		Status: span.Error, StatusMessage: c.status,
+		Resource: res,
+		Scope:    scope,
 	}
-	b := tracetest.SpanStub{
-		Name:                 "GET /hello",
-		SpanContext:          trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}}),
-		SpanKind:             trace.SpanKindServer,
-		StartTime:            t0,
-		EndTime:              t0.Add(time.Millisecond),
-		Attributes:           []attribute.KeyValue{attribute.String("url.path", "/hello")},
-		Resource:             res,
-		InstrumentationScope: scope,
+	b := &span.Span{
+		Name:    "GET /hello",
+		TraceID: span.TraceID{1}, SpanID: span.SpanID{2},
+		Kind:     span.KindServer,
+		Start:    t0,
+		End:      t0.Add(time.Millisecond),
+		Attrs:    []attribute.KeyValue{attribute.String("url.path", "/hello")},
+		Resource: res,
+		Scope:    scope,
 	}
-	return []sdktrace.ReadOnlySpan{a.Snapshot(), b.Snapshot()}
+	return []*span.Span{a, b}
 }
 
 // want is the request the official types must decode: built field by
@@ -77,7 +72,7 @@ func (c encodeCase) want() *collectortrace.ExportTraceServiceRequest {
 	copy(tid[:], c.ids)
 	copy(sid[:8], c.ids[min(len(c.ids), 16):])
 	kind := tracepb.Span_SpanKind(c.kind)
-	if c.kind > uint8(trace.SpanKindConsumer) {
+	if c.kind > uint8(span.KindConsumer) {
 		kind = tracepb.Span_SPAN_KIND_UNSPECIFIED
 	}
 	start := uint64(time.Unix(1_700_000_000, 5).UnixNano())
@@ -95,8 +90,6 @@ func (c encodeCase) want() *collectortrace.ExportTraceServiceRequest {
 			pbKV("map", &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{
 				Values: []*commonpb.KeyValue{pbKV(v(c.key), pbStr(v(c.value)))}}}}),
 		},
-		Events: []*tracepb.Span_Event{{TimeUnixNano: start, Name: v(c.event),
-			Attributes: []*commonpb.KeyValue{pbKV("exception.message", pbStr(v(c.value)))}}},
 		Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: v(c.status)},
 		Flags:  0x101,
 	}, {
@@ -121,8 +114,8 @@ func (c encodeCase) want() *collectortrace.ExportTraceServiceRequest {
 
 func checkEncode(t *testing.T, c encodeCase) {
 	t.Helper()
-	var enc spanEncoder
-	b := enc.encode(c.spans())
+	var enc otlp.TraceEncoder
+	b := enc.Encode(c.spans())
 	got := new(collectortrace.ExportTraceServiceRequest)
 	// proto.Unmarshal checks UTF-8 as grpc-go's codec does on a receiver.
 	if err := proto.Unmarshal(b, got); err != nil {
