@@ -50,7 +50,7 @@ deps:
 FUZZ_TIME ?= 10s
 FUZZ_GO ?= GOTOOLCHAIN=go1.27.3 $(GO)
 FUZZ := probes/nethttp:FuzzDecode probes/grpc:FuzzDecode probes/goruntime:FuzzDecode \
-	probes:FuzzString probes/event:FuzzValidUTF8 tracer:FuzzOTLPEncode sampler:FuzzParse \
+	probes:FuzzString probes/event:FuzzValidUTF8 otlp:FuzzOTLPEncode sampler:FuzzParse \
 	cmd/golens:FuzzConfigFile metrics:FuzzNormalizePath probes/inspect:FuzzOpen
 fuzz:
 	@set -e; for t in $(FUZZ); do \
@@ -67,6 +67,8 @@ test: deps lint
 	# tests building helm and Jaeger on a cold machine.
 	CI=$${CI:-true} $(GO) test -p 1 -count=1 -race -timeout 20m $(UNIT)
 	CI=$${CI:-true} $(GO) test -p 1 -count=1 -timeout 28m ./test/...
+	# The span-model candidates agree on the wire (a module of its own: pdata).
+	cd test/bench/spanmodel && $(GO) test -count=1 .
 	$(MAKE) fuzz
 
 bench:
