@@ -1,5 +1,7 @@
 package probes
 
+import "github.com/golens/golens/probes/inspect"
+
 // ResolveConstants exposes resolveConstants to the external tests.
 var ResolveConstants = resolveConstants
 
@@ -53,3 +55,19 @@ func TargetProgIDs(m *Manager, pid int, name string) []uint32 {
 
 // Loads returns the objects in the kernel and those loaded since start.
 func Loads(m *Manager) (live, loads int) { return m.objs.count() }
+
+// PlannedPoint is one attach point planSpec chose.
+type PlannedPoint struct {
+	Prog      string
+	Addr, Off uint64
+}
+
+// Plan exposes planSpec for a binary that is not running (load bias 0).
+func Plan(s Spec, bin *inspect.Binary, features map[string]bool) (map[string]any, []PlannedPoint, []string, error) {
+	consts, pts, skipped, err := planSpec(s, bin, &image{}, features)
+	var out []PlannedPoint
+	for _, p := range pts {
+		out = append(out, PlannedPoint{p.prog, p.addr, p.off})
+	}
+	return consts, out, skipped, err
+}

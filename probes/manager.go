@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -287,24 +286,4 @@ func (m *Manager) Close() error {
 		errs = append(errs, mp.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// goMinor returns 23 for "go1.23.4"; 0 when unknown. A development build is
-// taken as the newest release.
-func goMinor(v string) int {
-	if strings.HasPrefix(v, "devel") {
-		return 1 << 10
-	}
-	rest, ok := strings.CutPrefix(v, "go1.")
-	if !ok {
-		return 0
-	}
-	n := 0
-	for _, c := range rest {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
 }

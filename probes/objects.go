@@ -103,7 +103,7 @@ func (o *objects) count() (live, loads int) {
 	return len(o.byKey), o.loads
 }
 
-// resolution is what resolveSpec found for one family in one binary file
+// resolution is what planSpec found for one family in one binary file
 // at one load bias.
 type resolution struct {
 	consts  map[string]any // read only once cached
@@ -124,7 +124,10 @@ type resolutions struct {
 // resolutionsMax bounds the cache; past it, it starts afresh.
 const resolutionsMax = 1024
 
-func (rs *resolutions) get(s Spec, bin *inspect.Binary, im *image, resolve func(Spec, *inspect.Binary, *image) (map[string]any, []point, []string, error)) resolution {
+func (rs *resolutions) get(s Spec, bin *inspect.Binary, im *image, features map[string]bool) resolution {
+	resolve := func(s Spec, bin *inspect.Binary, im *image) (map[string]any, []point, []string, error) {
+		return planSpec(s, bin, im, features)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(bin.File().Fd()), &st); err != nil {
 		c, p, sk, err := resolve(s, bin, im)
