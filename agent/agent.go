@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"golang.org/x/sync/errgroup"
 
@@ -48,14 +47,8 @@ type Agent struct {
 	ran      bool
 }
 
-// Version is golens' version: the module's when built as one, else the
-// tracer's.
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return buildinfo.Version
-}
+// Version is golens' version (buildinfo.Version, one for every signal).
+func Version() string { return buildinfo.Version }
 
 // New checks the kernel, binds the listeners, sets up export and attaches
 // the --pid targets. It logs why it fails, in one line, and returns an
