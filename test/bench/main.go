@@ -35,7 +35,11 @@
 // per request against the plain run, the sk_msg program's run time per
 // request, and fails unless every request A sent B was injected (inject.go).
 //
-// -only runs some sections: rounds (hit cost, single and chained),
+// Its progs section breaks golens' eBPF time down by program, for server
+// requests with 1, 10 and 30 headers (with and without a traceparent) and
+// chained requests (progcost.go).
+//
+// -only runs some sections: rounds (hit cost, single and chained), progs,
 // inject, discovery, scale, ceiling.
 //
 // It attaches eBPF programs, so it must run as root:
@@ -70,12 +74,13 @@ type config struct {
 	Discovery                discoveryLoad
 	Scale                    scaleLoad
 	Ceiling                  ceilingLoad
+	Progs                    progLoad
 	Only                     map[string]bool // sections to run
 	Out                      string
 }
 
 // sections are the parts of the bench, in the order they run.
-var sections = []string{"rounds", "inject", "discovery", "scale", "ceiling"}
+var sections = []string{"rounds", "progs", "inject", "discovery", "scale", "ceiling"}
 
 // parseOnly reads -only: "all", or sections separated by commas.
 func parseOnly(s string) (map[string]bool, error) {
@@ -116,6 +121,8 @@ func main() {
 	flag.IntVar(&cfg.Ceiling.Workers, "ceiling-conns", 8, "keep-alive connections of the ceiling load")
 	stalls := flag.String("ceiling-stalls", "250ms,500ms,1s,2s,4s", "stalls of the agent and of the collector tried, each at -ceiling-stall-rate, increasing")
 	flag.IntVar(&cfg.Ceiling.StallRate, "ceiling-stall-rate", 5000, "span rate of the stall trials (at most the highest rate sustained)")
+	flag.IntVar(&cfg.Progs.Requests, "prog-requests", 2000, "requests per case and repetition of the progs section")
+	flag.IntVar(&cfg.Progs.Reps, "prog-reps", 3, "repetitions of the progs section's cases, interleaved")
 	only := flag.String("only", "all", "sections to run, separated by commas: all, "+strings.Join(sections, ", "))
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()
@@ -205,6 +212,13 @@ func run(cfg config) error {
 			return err
 		}
 		took("rounds", t0)
+	}
+	if cfg.Only["progs"] {
+		t0 := time.Now()
+		if rep.Progs, err = runProgs(e, bins["httpserver"], cfg.Progs); err != nil {
+			return fmt.Errorf("progs: %w", err)
+		}
+		took("progs", t0)
 	}
 	if cfg.Only["inject"] {
 		t0 := time.Now()

@@ -88,6 +88,7 @@ type report struct {
 	ChainBaseline, ChainAgent summary
 
 	Inject injectResult
+	Progs  progResult
 
 	Discovery    discoveryResult
 	DiscoveryErr error // what stopped the discovery section early, if anything
@@ -224,6 +225,9 @@ func (r report) write(out io.Writer) {
 	fmt.Fprintf(out, "sections run: %s\n", strings.Join(took, ", "))
 	if r.Sections["rounds"] {
 		r.writeRounds(out)
+	}
+	if r.Sections["progs"] {
+		r.Progs.write(out)
 	}
 	if r.Sections["inject"] {
 		r.Inject.write(out)
