@@ -28,6 +28,8 @@ type mode struct {
 	// Inject: golens runs with --inject-context (Agent only), so A's call
 	// to B carries a traceparent added on the wire by its sk_msg program.
 	Inject bool
+	// AgentEnv is added to golens' environment (Agent only).
+	AgentEnv []string
 }
 
 // chainCalls is what one chained request runs through instrumented code: A's
@@ -167,7 +169,7 @@ func runRound(e env, m mode) (round, error) {
 		if m.Inject {
 			args = append(args, "--inject-context")
 		}
-		agent, err = harness.StartAgent(e.AgentBin, nil, append(args,
+		agent, err = harness.StartAgentEnv(e.AgentBin, m.AgentEnv, nil, append(args,
 			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
 			"--sampling-strategies", e.Sampling)...)
 		if err != nil {

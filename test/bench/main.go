@@ -39,8 +39,11 @@
 // requests with 1, 10 and 30 headers (with and without a traceparent) and
 // chained requests (progcost.go).
 //
+// Its tail section runs the chained case alone, plain and with golens (and
+// golens with each -tail-agent-env), for the p99 golens adds (tail.go).
+//
 // -only runs some sections: rounds (hit cost, single and chained), progs,
-// inject, discovery, scale, ceiling.
+// tail, inject, discovery, scale, ceiling.
 //
 // It attaches eBPF programs, so it must run as root:
 //
@@ -75,12 +78,14 @@ type config struct {
 	Scale                    scaleLoad
 	Ceiling                  ceilingLoad
 	Progs                    progLoad
+	TailAgentEnvs            []string
+	ProgCompare              string          // another golens binary for the progs section
 	Only                     map[string]bool // sections to run
 	Out                      string
 }
 
 // sections are the parts of the bench, in the order they run.
-var sections = []string{"rounds", "progs", "inject", "discovery", "scale", "ceiling"}
+var sections = []string{"rounds", "progs", "tail", "inject", "discovery", "scale", "ceiling"}
 
 // parseOnly reads -only: "all", or sections separated by commas.
 func parseOnly(s string) (map[string]bool, error) {
@@ -123,10 +128,17 @@ func main() {
 	flag.IntVar(&cfg.Ceiling.StallRate, "ceiling-stall-rate", 5000, "span rate of the stall trials (at most the highest rate sustained)")
 	flag.IntVar(&cfg.Progs.Requests, "prog-requests", 2000, "requests per case and repetition of the progs section")
 	flag.IntVar(&cfg.Progs.Reps, "prog-reps", 3, "repetitions of the progs section's cases, interleaved")
+	flag.StringVar(&cfg.ProgCompare, "prog-compare", "", "another golens binary (e.g. built from an earlier commit) whose programs the progs section measures alongside, interleaved")
+	tailEnvs := flag.String("tail-agent-env", "", "environments of extra golens modes in the tail section, separated by semicolons (e.g. \"GOMAXPROCS=1;GOGC=400\")")
 	only := flag.String("only", "all", "sections to run, separated by commas: all, "+strings.Join(sections, ", "))
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()
 	var err error
+	for _, ev := range strings.Split(*tailEnvs, ";") {
+		if ev = strings.TrimSpace(ev); ev != "" {
+			cfg.TailAgentEnvs = append(cfg.TailAgentEnvs, ev)
+		}
+	}
 	if cfg.Only, err = parseOnly(*only); err == nil {
 		cfg.Ceiling.Rates, err = parseRates(*rates)
 	}
@@ -215,10 +227,21 @@ func run(cfg config) error {
 	}
 	if cfg.Only["progs"] {
 		t0 := time.Now()
-		if rep.Progs, err = runProgs(e, bins["httpserver"], cfg.Progs); err != nil {
+		agents := []progAgent{{Name: "this golens", Bin: agentBin}}
+		if cfg.ProgCompare != "" {
+			agents = append(agents, progAgent{Name: cfg.ProgCompare, Bin: cfg.ProgCompare})
+		}
+		if rep.Progs, err = runProgs(e, bins["httpserver"], cfg.Progs, agents); err != nil {
 			return fmt.Errorf("progs: %w", err)
 		}
 		took("progs", t0)
+	}
+	if cfg.Only["tail"] {
+		t0 := time.Now()
+		if rep.Tail, err = runTail(e, bins["httpserver"], cfg.Rounds, cfg.TailAgentEnvs); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		took("tail", t0)
 	}
 	if cfg.Only["inject"] {
 		t0 := time.Now()

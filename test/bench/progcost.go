@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -61,6 +63,7 @@ type progCaseResult struct {
 }
 
 type progResult struct {
+	Agent string // which golens
 	Load  progLoad
 	Cases []progCaseResult
 }
@@ -85,79 +88,114 @@ func caseRequest(c progCase, target string) (*http.Request, error) {
 	return req, nil
 }
 
-// runProgs starts B and A (one httpserver binary) under one golens and
-// measures each case Reps times, cases interleaved.
-func runProgs(e env, app string, ld progLoad) (progResult, error) {
-	res := progResult{Load: ld}
+// progAgent is a golens binary the progs section measures.
+type progAgent struct {
+	Name, Bin string
+}
+
+// runProgs measures each case Reps times with each agent (this tree's
+// golens, then -prog-compare's), cases and agents interleaved, so that a
+// change to the programs is compared within one run.
+func runProgs(e env, app string, ld progLoad, agents []progAgent) ([]progResult, error) {
+	samples := make([][][]progTime, len(agents))
+	for rep := 0; rep < ld.Reps; rep++ {
+		for a, ag := range agents {
+			slog.Info("progs", "agent", ag.Name, "rep", rep+1)
+			got, err := progSession(e, app, ld, ag.Bin)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ag.Name, err)
+			}
+			if samples[a] == nil {
+				samples[a] = make([][]progTime, len(progCases))
+			}
+			for i := range got {
+				samples[a][i] = append(samples[a][i], got[i])
+			}
+		}
+	}
+	var out []progResult
+	for a, ag := range agents {
+		out = append(out, summarizeProgs(ag.Name, ld, samples[a]))
+	}
+	return out, nil
+}
+
+// progSession starts B and A (one httpserver binary) under one golens and
+// measures every case once.
+func progSession(e env, app string, ld progLoad, agentBin string) ([]progTime, error) {
 	recv, err := harness.NewReceiver()
 	if err != nil {
-		return res, fmt.Errorf("start OTLP receiver: %w", err)
+		return nil, fmt.Errorf("start OTLP receiver: %w", err)
 	}
 	defer recv.Close()
 	env := []string{"GODEBUG=httpmuxgo121=0"}
 	callee, err := harness.StartApp(app, append(env, "OTEL_SERVICE_NAME="+serviceB))
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer callee.Stop()
 	caller, err := harness.StartApp(app, append(env, "OTEL_SERVICE_NAME="+serviceA))
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer caller.Stop()
-	agent, err := harness.StartAgent(e.AgentBin, nil,
+	agent, err := harness.StartAgent(agentBin, nil,
 		"--pid", strconv.Itoa(caller.PID()), "--pid", strconv.Itoa(callee.PID()),
 		"--otlp-endpoint", recv.Addr(), "--otlp-insecure", "--sampling-strategies", e.Sampling)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer agent.Stop(5 * time.Second)
 	if err := agent.WaitReady(30 * time.Second); err != nil {
-		return res, fmt.Errorf("golens did not attach: %w", err)
+		return nil, fmt.Errorf("golens did not attach: %w", err)
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1, MaxIdleConnsPerHost: 1, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 
-	samples := make([][]progTime, len(progCases))
-	for rep := 0; rep < ld.Reps; rep++ {
-		for i, c := range progCases {
-			target := "http://" + caller.Addr + "/hello"
-			if c.Chain {
-				target = "http://" + caller.Addr + "/chain?to=" + url.QueryEscape("http://"+callee.Addr+"/hello")
-			}
-			send := func(n int) error {
-				for j := 0; j < n; j++ {
-					req, err := caseRequest(c, target)
-					if err != nil {
-						return err
-					}
-					resp, err := client.Do(req)
-					if err != nil {
-						return fmt.Errorf("%s: %w", c.Name, err)
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				return nil
-			}
-			if err := send(100); err != nil { // warm-up
-				return res, err
-			}
-			st, err := startProgStats(agent.Cmd.Process.Pid)
-			if err != nil {
-				return res, err
-			}
-			if err := send(ld.Requests); err != nil {
-				st.close()
-				return res, err
-			}
-			t, err := st.stop()
-			if err != nil {
-				return res, err
-			}
-			samples[i] = append(samples[i], t)
+	var out []progTime
+	for _, c := range progCases {
+		target := "http://" + caller.Addr + "/hello"
+		if c.Chain {
+			target = "http://" + caller.Addr + "/chain?to=" + url.QueryEscape("http://"+callee.Addr+"/hello")
 		}
+		send := func(n int) error {
+			for j := 0; j < n; j++ {
+				req, err := caseRequest(c, target)
+				if err != nil {
+					return err
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					return fmt.Errorf("%s: %w", c.Name, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			return nil
+		}
+		if err := send(100); err != nil { // warm-up
+			return nil, err
+		}
+		st, err := startProgStats(agent.Cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		if err := send(ld.Requests); err != nil {
+			st.close()
+			return nil, err
+		}
+		t, err := st.stop()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
 	}
+	return out, nil
+}
+
+// summarizeProgs makes each case's rows: medians over the repetitions.
+func summarizeProgs(name string, ld progLoad, samples [][]progTime) progResult {
+	res := progResult{Agent: name, Load: ld}
 	for i, c := range progCases {
 		cr := progCaseResult{Case: c, Requests: ld.Requests}
 		names := map[string]bool{}
@@ -168,14 +206,7 @@ func runProgs(e env, app string, ld progLoad) (progResult, error) {
 				}
 			}
 		}
-		sorted := slices.Sorted(func(yield func(string) bool) {
-			for n := range names {
-				if !yield(n) {
-					return
-				}
-			}
-		})
-		for _, n := range sorted {
+		for _, n := range slices.Sorted(maps.Keys(names)) {
 			var perReq, perRun, total []float64
 			for _, t := range samples[i] {
 				runs := t.ByProg[n]
@@ -198,11 +229,11 @@ func runProgs(e env, app string, ld progLoad) (progResult, error) {
 		cr.PerReq, cr.PerHit, cr.HitsReq = time.Duration(median(perReq)), time.Duration(median(perHit)), median(hits)
 		res.Cases = append(res.Cases, cr)
 	}
-	return res, nil
+	return res
 }
 
 func (p progResult) write(out io.Writer) {
-	fmt.Fprintf(out, "\neBPF programs (kernel run statistics; %d requests per case, median of %d repetitions)\n", p.Load.Requests, p.Load.Reps)
+	fmt.Fprintf(out, "\neBPF programs of %s (kernel run statistics; %d requests per case, median of %d repetitions)\n", p.Agent, p.Load.Requests, p.Load.Reps)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "case\tprogram\truns/req\tns/run\tns/req\t\n")
 	for _, c := range p.Cases {

@@ -88,7 +88,8 @@ type report struct {
 	ChainBaseline, ChainAgent summary
 
 	Inject injectResult
-	Progs  progResult
+	Progs  []progResult
+	Tail   tailResult
 
 	Discovery    discoveryResult
 	DiscoveryErr error // what stopped the discovery section early, if anything
@@ -227,7 +228,12 @@ func (r report) write(out io.Writer) {
 		r.writeRounds(out)
 	}
 	if r.Sections["progs"] {
-		r.Progs.write(out)
+		for _, p := range r.Progs {
+			p.write(out)
+		}
+	}
+	if r.Sections["tail"] {
+		r.Tail.write(out)
 	}
 	if r.Sections["inject"] {
 		r.Inject.write(out)
