@@ -30,6 +30,8 @@ type mode struct {
 	Inject bool
 	// AgentEnv is added to golens' environment (Agent only).
 	AgentEnv []string
+	// AgentBin, when set, is the golens binary run instead of env's.
+	AgentBin string
 }
 
 // chainCalls is what one chained request runs through instrumented code: A's
@@ -169,7 +171,11 @@ func runRound(e env, m mode) (round, error) {
 		if m.Inject {
 			args = append(args, "--inject-context")
 		}
-		agent, err = harness.StartAgentEnv(e.AgentBin, m.AgentEnv, nil, append(args,
+		bin := e.AgentBin
+		if m.AgentBin != "" {
+			bin = m.AgentBin
+		}
+		agent, err = harness.StartAgentEnv(bin, m.AgentEnv, nil, append(args,
 			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
 			"--sampling-strategies", e.Sampling)...)
 		if err != nil {

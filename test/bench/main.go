@@ -129,7 +129,7 @@ func main() {
 	flag.IntVar(&cfg.Progs.Requests, "prog-requests", 2000, "requests per case and repetition of the progs section")
 	flag.IntVar(&cfg.Progs.Reps, "prog-reps", 3, "repetitions of the progs section's cases, interleaved")
 	flag.StringVar(&cfg.ProgCompare, "prog-compare", "", "another golens binary (e.g. built from an earlier commit) whose programs the progs section measures alongside, interleaved")
-	tailEnvs := flag.String("tail-agent-env", "", "environments of extra golens modes in the tail section, separated by semicolons (e.g. \"GOMAXPROCS=1;GOGC=400\")")
+	tailEnvs := flag.String("tail-agent-env", "", "extra golens modes of the tail section, separated by semicolons: an environment (\"GOMAXPROCS=1;GOGC=400\") or an absolute path of another golens binary")
 	only := flag.String("only", "all", "sections to run, separated by commas: all, "+strings.Join(sections, ", "))
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()

@@ -11,7 +11,8 @@ import (
 // The tail section: the chained case (A → B) alone, plain and with golens,
 // in interleaved rounds, for the p99 golens adds; with -tail-agent-env, a
 // third mode runs golens with that environment (GOMAXPROCS=1, GOGC=...),
-// to tell what of the agent's own running makes the tail.
+// or, for an absolute path, that golens binary (built with a change to
+// try), to tell what of the agent's own running makes the tail.
 
 type tailResult struct {
 	Baseline summary
@@ -25,7 +26,13 @@ func runTail(e env, app string, rounds int, agentEnvs []string) (tailResult, err
 		{Name: "chain-agent", App: app, Agent: true, Chain: true},
 	}
 	for _, ev := range agentEnvs {
-		modes = append(modes, mode{Name: "chain-agent " + ev, App: app, Agent: true, Chain: true, AgentEnv: strings.Fields(ev)})
+		m := mode{Name: "chain-agent " + ev, App: app, Agent: true, Chain: true}
+		if strings.HasPrefix(ev, "/") { // another golens binary
+			m.AgentBin = ev
+		} else {
+			m.AgentEnv = strings.Fields(ev)
+		}
+		modes = append(modes, m)
 	}
 	results := make([][]round, len(modes))
 	for i := 0; i < rounds; i++ {
