@@ -8,8 +8,10 @@ import (
 	"text/tabwriter"
 )
 
-// The tail section: the chained case (A → B) alone, plain and with golens,
-// in interleaved rounds, for the p99 golens adds; with -tail-agent-env, a
+// The tail section: the chained case (A → B) alone, plain, with golens and
+// with golens stopped while the requests are timed (the probes without the
+// agent's CPU), in interleaved rounds, for the p99 golens adds; with
+// -tail-agent-env, a
 // third mode runs golens with that environment (GOMAXPROCS=1, GOGC=...),
 // or, for an absolute path, that golens binary (built with a change to
 // try), to tell what of the agent's own running makes the tail.
@@ -24,6 +26,10 @@ func runTail(e env, app string, rounds int, agentEnvs []string) (tailResult, err
 	modes := []mode{
 		{Name: "chain-baseline", App: app, Chain: true},
 		{Name: "chain-agent", App: app, Agent: true, Chain: true},
+		// The probes alone: golens stopped while the requests are timed,
+		// so what it adds is the traps and its eBPF programs, and the
+		// difference to chain-agent is its own running.
+		{Name: "chain-agent paused", App: app, Agent: true, Chain: true, PauseAgent: true},
 	}
 	for _, ev := range agentEnvs {
 		m := mode{Name: "chain-agent " + ev, App: app, Agent: true, Chain: true}
