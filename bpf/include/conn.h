@@ -26,6 +26,8 @@ struct conn_tuple {
 /* Socket programs need only the tuple: they define CONN_TUPLE_ONLY. */
 #ifndef CONN_TUPLE_ONLY
 
+#include "go_object.h"
+
 /*
  * Set at load time (probes.ConnFields, probes.ConnTypes). conn_known says
  * the offsets were resolved for this target: without it nothing is read.
@@ -66,37 +68,51 @@ static __always_inline int go_itab_is(__u64 itab, __u64 want)
 	return typ == want;
 }
 
-/* Read the net.Addr interface at addr, which must hold a *net.TCPAddr,
- * into ip (IPv4-mapped for a 4-byte IP) and port. 1 when read. */
+/* Read the net.Addr interface (itab, data), which must hold a
+ * *net.TCPAddr, into ip (IPv4-mapped for a 4-byte IP) and port. 1 when
+ * read. The itab is checked unless it is checked_itab (both ends of a
+ * netFD share theirs: one check serves both). */
+static __always_inline int go_tcp_addr_of(__u64 itab, __u64 data, __u64 checked_itab, __u8 *ip, __u16 *port)
+{
+	if (!itab || !data || (itab != checked_itab && !go_itab_is(itab, tcpaddr_type)))
+		return 0;
+	struct go_field f[] = {
+		{off_tcpaddr_ip, 24},
+		{off_tcpaddr_port, 8},
+	};
+	struct go_object *a = go_object_read(GO_OBJ_ADDR, data, GO_FIELDS(f));
+	if (!a)
+		return 0;
+	const void *ptr = (const void *)go_object_word(a, off_tcpaddr_ip);
+	__s64 len = (__s64)go_object_word(a, off_tcpaddr_ip + 8);
+	if (!ptr)
+		return 0;
+	if (len == 4) {
+		if (bpf_probe_read_user(ip + 12, 4, ptr) != 0)
+			return 0;
+		__builtin_memset(ip, 0, 10);
+		ip[10] = 0xff;
+		ip[11] = 0xff;
+	} else if (len == 16) {
+		if (bpf_probe_read_user(ip, 16, ptr) != 0)
+			return 0;
+	} else {
+		return 0;
+	}
+	__s64 p = (__s64)go_object_word(a, off_tcpaddr_port);
+	if (p <= 0 || p > 65535)
+		return 0;
+	*port = (__u16)p;
+	return 1;
+}
+
+/* go_tcp_addr_of for the net.Addr interface at addr. */
 static __always_inline int go_tcp_addr(__u64 addr, __u8 *ip, __u16 *port)
 {
 	__u64 iface[2] = {};
 	if (bpf_probe_read_user(iface, sizeof(iface), (void *)addr) != 0)
 		return 0;
-	if (!iface[0] || !iface[1] || !go_itab_is(iface[0], tcpaddr_type))
-		return 0;
-	struct go_slice s = {};
-	if (bpf_probe_read_user(&s, sizeof(s), (void *)(iface[1] + off_tcpaddr_ip)) != 0 || !s.ptr)
-		return 0;
-	if (s.len == 4) {
-		if (bpf_probe_read_user(ip + 12, 4, s.ptr) != 0)
-			return 0;
-		__builtin_memset(ip, 0, 10);
-		ip[10] = 0xff;
-		ip[11] = 0xff;
-	} else if (s.len == 16) {
-		if (bpf_probe_read_user(ip, 16, s.ptr) != 0)
-			return 0;
-	} else {
-		return 0;
-	}
-	__s64 p = 0;
-	if (bpf_probe_read_user(&p, sizeof(p), (void *)(iface[1] + off_tcpaddr_port)) != 0)
-		return 0;
-	if (p <= 0 || p > 65535)
-		return 0;
-	*port = (__u16)p;
-	return 1;
+	return go_tcp_addr_of(iface[0], iface[1], 0, ip, port);
 }
 
 /*
@@ -121,21 +137,31 @@ static __always_inline int go_tcp_conn(__u64 itab, __u64 data, struct conn_tuple
 	__u64 fd = 0;
 	if (bpf_probe_read_user(&fd, sizeof(fd), (void *)(data + off_tcpconn_conn + off_conn_fd)) != 0 || !fd)
 		return 0;
-	__s64 family = 0, sotype = 0;
-	if (bpf_probe_read_user(&family, sizeof(family), (void *)(fd + off_netfd_family)) != 0 ||
-	    bpf_probe_read_user(&sotype, sizeof(sotype), (void *)(fd + off_netfd_sotype)) != 0)
+	/* The netFD's fields in one call (go_object.h). */
+	struct go_field f[] = {
+		{off_netfd_family, 8},
+		{off_netfd_sotype, 8},
+		{off_netfd_net, 16},
+		{off_netfd_laddr, 16},
+		{off_netfd_raddr, 16},
+	};
+	struct go_object *nfd = go_object_read(GO_OBJ_NETFD, fd, GO_FIELDS(f));
+	if (!nfd)
 		return 0;
+	__s64 family = (__s64)go_object_word(nfd, off_netfd_family);
+	__s64 sotype = (__s64)go_object_word(nfd, off_netfd_sotype);
 	if ((family != CONN_AF_INET && family != CONN_AF_INET6) || sotype != CONN_SOCK_STREAM)
 		return 0;
-	struct go_string net = {};
+	struct go_string net = go_object_string(nfd, off_netfd_net);
 	char name[3] = {};
-	if (go_string_at(&net, (void *)(fd + off_netfd_net)) != 0 || net.len < 3 || net.len > 4 ||
-	    bpf_probe_read_user(name, sizeof(name), net.ptr) != 0)
+	if (net.len < 3 || net.len > 4 || !net.ptr || bpf_probe_read_user(name, sizeof(name), net.ptr) != 0)
 		return 0;
 	if (name[0] != 't' || name[1] != 'c' || name[2] != 'p')
 		return 0;
-	if (!go_tcp_addr(fd + off_netfd_laddr, t->local_ip, &t->local_port) ||
-	    !go_tcp_addr(fd + off_netfd_raddr, t->remote_ip, &t->remote_port)) {
+	__u64 litab = go_object_word(nfd, off_netfd_laddr), ldata = go_object_word(nfd, off_netfd_laddr + 8);
+	__u64 ritab = go_object_word(nfd, off_netfd_raddr), rdata = go_object_word(nfd, off_netfd_raddr + 8);
+	if (!go_tcp_addr_of(litab, ldata, 0, t->local_ip, &t->local_port) ||
+	    !go_tcp_addr_of(ritab, rdata, litab, t->remote_ip, &t->remote_port)) {
 		__builtin_memset(t, 0, sizeof(*t));
 		return 0;
 	}

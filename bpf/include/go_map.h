@@ -174,28 +174,56 @@ static long swiss_group_cb(__u64 i, void *ctx)
 
 static __always_inline void hmap_search(struct map_search *s, __u64 m)
 {
+	/* B, buckets and oldbuckets in one call when they sit in the first
+	 * 32 bytes (every release so far: makemap writes them all), else one
+	 * call each. The layout test is on load-time constants, which the
+	 * verifier resolves: one path, not two, per map searched. */
 	__u8 bits = 0;
-	bpf_probe_read_user(&bits, 1, (void *)(m + off_hmap_b));
+	__u64 old = 0, buckets = 0;
+	__u64 hdr[4] = {};
+	if (off_hmap_b < 32 && off_hmap_buckets <= 24 && off_hmap_oldbuckets <= 24) {
+		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)m) != 0)
+			return;
+		bits = ((__u8 *)hdr)[off_hmap_b & 31];
+		buckets = hdr[(off_hmap_buckets / 8) & 3];
+		old = hdr[(off_hmap_oldbuckets / 8) & 3];
+	} else {
+		bpf_probe_read_user(&bits, 1, (void *)(m + off_hmap_b));
+		buckets = go_word_at((void *)(m + off_hmap_buckets));
+		old = go_word_at((void *)(m + off_hmap_oldbuckets));
+	}
 	if (bits > HMAP_MAX_B)
 		bits = HMAP_MAX_B;
 	/* While the map grows, entries not yet moved still sit in the old
 	 * array (half the size); moved ones are marked there and skipped. */
-	__u64 old = go_word_at((void *)(m + off_hmap_oldbuckets));
 	if (old && bits > 0) {
 		s->base = old;
 		bpf_loop(1U << (bits - 1), hmap_bucket_cb, s, 0);
 		if (s->elem)
 			return;
 	}
-	s->base = go_word_at((void *)(m + off_hmap_buckets));
+	s->base = buckets;
 	if (s->base)
 		bpf_loop(1U << bits, hmap_bucket_cb, s, 0);
 }
 
 static __always_inline void swiss_search(struct map_search *s, __u64 m)
 {
-	__u64 dir = go_word_at((void *)(m + off_swiss_dirptr));
-	__s64 dirlen = (__s64)go_word_at((void *)(m + off_swiss_dirlen));
+	/* Adjacent words (every release so far) in one call; as in
+	 * hmap_search the layout test is on constants. Map and table headers
+	 * are written whole when made, so a read of two of their words does
+	 * not fail where reading each would not. */
+	__u64 dir, pair[2] = {};
+	__s64 dirlen;
+	if (off_swiss_dirlen == off_swiss_dirptr + 8) {
+		if (bpf_probe_read_user(pair, sizeof(pair), (void *)(m + off_swiss_dirptr)) != 0)
+			return;
+		dir = pair[0];
+		dirlen = (__s64)pair[1];
+	} else {
+		dir = go_word_at((void *)(m + off_swiss_dirptr));
+		dirlen = (__s64)go_word_at((void *)(m + off_swiss_dirlen));
+	}
 	if (!dir)
 		return;
 	if (dirlen == 0) { /* small map: dirPtr is the one group */
@@ -211,8 +239,16 @@ static __always_inline void swiss_search(struct map_search *s, __u64 m)
 		if (!t || t == prev) /* a table spans consecutive directory slots */
 			continue;
 		prev = t;
-		s->base = go_word_at((void *)(t + off_table_groups_data));
-		__u64 mask = go_word_at((void *)(t + off_table_groups_mask));
+		__u64 mask;
+		if (off_table_groups_mask == off_table_groups_data + 8) {
+			if (bpf_probe_read_user(pair, sizeof(pair), (void *)(t + off_table_groups_data)) != 0)
+				continue;
+			s->base = pair[0];
+			mask = pair[1];
+		} else {
+			s->base = go_word_at((void *)(t + off_table_groups_data));
+			mask = go_word_at((void *)(t + off_table_groups_mask));
+		}
 		if (!s->base)
 			continue;
 		__u32 n = mask + 1 > SWISS_MAX_GROUPS ? SWISS_MAX_GROUPS : (__u32)(mask + 1);

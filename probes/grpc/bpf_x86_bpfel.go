@@ -22,6 +22,11 @@ type bpfConnTuple struct {
 	Pad        uint32
 }
 
+type bpfGoObject struct {
+	_ structs.HostLayout
+	B [512]uint8
+}
+
 type bpfGrpcEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -111,6 +116,7 @@ const (
 	bpfMapCtxSpans                = "ctx_spans"
 	bpfMapEvents                  = "events"
 	bpfMapGoMapScratch            = "go_map_scratch"
+	bpfMapGoObjectScratch         = "go_object_scratch"
 	bpfMapGrpcAnnounceStats       = "grpc_announce_stats"
 	bpfMapGrpcCallCtxs            = "grpc_call_ctxs"
 	bpfMapGrpcCalls               = "grpc_calls"
@@ -231,6 +237,7 @@ type bpfMapSpecs struct {
 	CtxSpans          *ebpf.MapSpec `ebpf:"ctx_spans"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	GoMapScratch      *ebpf.MapSpec `ebpf:"go_map_scratch"`
+	GoObjectScratch   *ebpf.MapSpec `ebpf:"go_object_scratch"`
 	GrpcAnnounceStats *ebpf.MapSpec `ebpf:"grpc_announce_stats"`
 	GrpcCallCtxs      *ebpf.MapSpec `ebpf:"grpc_call_ctxs"`
 	GrpcCalls         *ebpf.MapSpec `ebpf:"grpc_calls"`
@@ -317,6 +324,7 @@ type bpfMaps struct {
 	CtxSpans          *ebpf.Map `ebpf:"ctx_spans"`
 	Events            *ebpf.Map `ebpf:"events"`
 	GoMapScratch      *ebpf.Map `ebpf:"go_map_scratch"`
+	GoObjectScratch   *ebpf.Map `ebpf:"go_object_scratch"`
 	GrpcAnnounceStats *ebpf.Map `ebpf:"grpc_announce_stats"`
 	GrpcCallCtxs      *ebpf.Map `ebpf:"grpc_call_ctxs"`
 	GrpcCalls         *ebpf.Map `ebpf:"grpc_calls"`
@@ -330,6 +338,7 @@ func (m *bpfMaps) Close() error {
 		m.CtxSpans,
 		m.Events,
 		m.GoMapScratch,
+		m.GoObjectScratch,
 		m.GrpcAnnounceStats,
 		m.GrpcCallCtxs,
 		m.GrpcCalls,

@@ -32,6 +32,11 @@ type bpfClientReq struct {
 	Pad2   uint32
 }
 
+type bpfGoObject struct {
+	_ structs.HostLayout
+	B [512]uint8
+}
+
 type bpfHttpClientEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -170,6 +175,7 @@ const (
 	bpfMapCtxSpans              = "ctx_spans"
 	bpfMapEvents                = "events"
 	bpfMapGoMapScratch          = "go_map_scratch"
+	bpfMapGoObjectScratch       = "go_object_scratch"
 	bpfMapGoidSpans             = "goid_spans"
 	bpfMapH2Callers             = "h2_callers"
 	bpfMapH2Requests            = "h2_requests"
@@ -310,18 +316,19 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	ClientReqs    *ebpf.MapSpec `ebpf:"client_reqs"`
-	ClientScratch *ebpf.MapSpec `ebpf:"client_scratch"`
-	CtxSpans      *ebpf.MapSpec `ebpf:"ctx_spans"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	GoMapScratch  *ebpf.MapSpec `ebpf:"go_map_scratch"`
-	GoidSpans     *ebpf.MapSpec `ebpf:"goid_spans"`
-	H2Callers     *ebpf.MapSpec `ebpf:"h2_callers"`
-	H2Requests    *ebpf.MapSpec `ebpf:"h2_requests"`
-	InjectPending *ebpf.MapSpec `ebpf:"inject_pending"`
-	ServerReqs    *ebpf.MapSpec `ebpf:"server_reqs"`
-	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
-	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	ClientReqs      *ebpf.MapSpec `ebpf:"client_reqs"`
+	ClientScratch   *ebpf.MapSpec `ebpf:"client_scratch"`
+	CtxSpans        *ebpf.MapSpec `ebpf:"ctx_spans"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GoMapScratch    *ebpf.MapSpec `ebpf:"go_map_scratch"`
+	GoObjectScratch *ebpf.MapSpec `ebpf:"go_object_scratch"`
+	GoidSpans       *ebpf.MapSpec `ebpf:"goid_spans"`
+	H2Callers       *ebpf.MapSpec `ebpf:"h2_callers"`
+	H2Requests      *ebpf.MapSpec `ebpf:"h2_requests"`
+	InjectPending   *ebpf.MapSpec `ebpf:"inject_pending"`
+	ServerReqs      *ebpf.MapSpec `ebpf:"server_reqs"`
+	ServerScratch   *ebpf.MapSpec `ebpf:"server_scratch"`
+	Stats           *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -415,18 +422,19 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	ClientReqs    *ebpf.Map `ebpf:"client_reqs"`
-	ClientScratch *ebpf.Map `ebpf:"client_scratch"`
-	CtxSpans      *ebpf.Map `ebpf:"ctx_spans"`
-	Events        *ebpf.Map `ebpf:"events"`
-	GoMapScratch  *ebpf.Map `ebpf:"go_map_scratch"`
-	GoidSpans     *ebpf.Map `ebpf:"goid_spans"`
-	H2Callers     *ebpf.Map `ebpf:"h2_callers"`
-	H2Requests    *ebpf.Map `ebpf:"h2_requests"`
-	InjectPending *ebpf.Map `ebpf:"inject_pending"`
-	ServerReqs    *ebpf.Map `ebpf:"server_reqs"`
-	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
-	Stats         *ebpf.Map `ebpf:"stats"`
+	ClientReqs      *ebpf.Map `ebpf:"client_reqs"`
+	ClientScratch   *ebpf.Map `ebpf:"client_scratch"`
+	CtxSpans        *ebpf.Map `ebpf:"ctx_spans"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GoMapScratch    *ebpf.Map `ebpf:"go_map_scratch"`
+	GoObjectScratch *ebpf.Map `ebpf:"go_object_scratch"`
+	GoidSpans       *ebpf.Map `ebpf:"goid_spans"`
+	H2Callers       *ebpf.Map `ebpf:"h2_callers"`
+	H2Requests      *ebpf.Map `ebpf:"h2_requests"`
+	InjectPending   *ebpf.Map `ebpf:"inject_pending"`
+	ServerReqs      *ebpf.Map `ebpf:"server_reqs"`
+	ServerScratch   *ebpf.Map `ebpf:"server_scratch"`
+	Stats           *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -436,6 +444,7 @@ func (m *bpfMaps) Close() error {
 		m.CtxSpans,
 		m.Events,
 		m.GoMapScratch,
+		m.GoObjectScratch,
 		m.GoidSpans,
 		m.H2Callers,
 		m.H2Requests,

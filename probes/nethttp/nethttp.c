@@ -20,6 +20,7 @@
 #include "go_abi.h"
 #include "go_types.h"
 #include "go_map.h"
+#include "go_object.h"
 #include "trace_context.h"
 #include "events.h"
 #include "conn.h"
@@ -189,6 +190,35 @@ static __always_inline __u64 req_ctx(__u64 req)
 	return go_word_at((void *)(req + off_req_ctx + 8));
 }
 
+/* The *http.Request fields the server and client programs read, in one
+ * call (go_object.h). */
+static __always_inline struct go_object *request_read(__u64 req)
+{
+	struct go_field f[] = {
+		{off_req_method, 16},
+		{off_req_url, 8},
+		{off_req_proto_major, 8},
+		{off_req_proto_minor, 8},
+		{off_req_header, 8},
+		{off_req_host, 16},
+		{off_req_remote, 16},
+		{off_req_ctx, 16},
+		{off_req_pattern, off_req_pattern ? 16 : 0},
+	};
+	return go_object_read(GO_OBJ_REQUEST, req, GO_FIELDS(f));
+}
+
+/* The url.URL fields the programs read, in one call. */
+static __always_inline struct go_object *url_read(__u64 url)
+{
+	struct go_field f[] = {
+		{off_url_scheme, 16},
+		{off_url_host, 16},
+		{off_url_path, 16},
+	};
+	return go_object_read(GO_OBJ_URL, url, GO_FIELDS(f));
+}
+
 static __always_inline __u64 current_goid(struct pt_regs *ctx)
 {
 	return go_word_at((void *)(GO_G(ctx) + off_g_goid));
@@ -275,7 +305,7 @@ struct {
 const struct http_server_event *unused_http_server_event __attribute__((unused));
 const struct http_client_event *unused_http_client_event __attribute__((unused));
 
-static __always_inline void read_traceparent(struct server_req *r)
+static __always_inline void read_traceparent(struct server_req *r, __u64 hdr)
 {
 	struct map_search s = {
 		.key = "Traceparent",
@@ -283,7 +313,6 @@ static __always_inline void read_traceparent(struct server_req *r)
 	};
 	char tp[TP_MAX] = {};
 	__u8 cut = 0;
-	__u64 hdr = go_word_at((void *)(r->req + off_req_header));
 	__u32 n = go_header_get(hdr, &s, tp, TP_MAX, &cut);
 	if (n == 0 && !cut) {
 		r->sc.tp_state = TP_NONE;
@@ -304,7 +333,13 @@ int uprobe_server_entry(struct pt_regs *ctx)
 	r->start_ns = bpf_ktime_get_ns();
 	r->resp = GO_ARG3(ctx);
 	r->req = GO_ARG4(ctx);
-	read_traceparent(r);
+	struct go_object *req = request_read(r->req);
+	if (!req)
+		return 0;
+	/* Copied before the header walk, which may evict the copy's cache
+	 * lines but never writes it. */
+	r->ctx = go_object_word(req, off_req_ctx + 8);
+	read_traceparent(r, go_object_word(req, off_req_header));
 	if (r->sc.tp_state != TP_VALID) {
 		random_bytes(r->sc.trace_id, 16);
 		__builtin_memset(r->sc.parent_span_id, 0, 8);
@@ -320,7 +355,6 @@ int uprobe_server_entry(struct pt_regs *ctx)
 		__u64 hi = go_word_at((void *)(k.g + off_g_stack + off_stack_hi));
 		r->depth = hi - GO_ENTRY_SP(ctx);
 	}
-	r->ctx = req_ctx(r->req);
 	if (r->ctx) {
 		struct ptr_key ck = {.pid = k.pid, .ptr = r->ctx};
 		bpf_map_update_elem(&ctx_spans, &ck, &r->sc, BPF_ANY);
@@ -395,16 +429,16 @@ static __always_inline int server_end(struct server_key *k, struct server_req *r
 	e->cut = 0;
 	e->panicked = panicked;
 
-	void *req = (void *)r->req;
-	__u64 url = go_word_at(req + off_req_url);
-	e->method_len = go_string_field(e->method, METHOD_MAX, req + off_req_method, CUT_METHOD, &e->cut);
+	struct go_object *req = request_read(r->req);
+	__u64 url = go_object_word(req, off_req_url);
+	e->method_len = go_object_string_copy(e->method, METHOD_MAX, req, off_req_method, CUT_METHOD, &e->cut);
 	e->path_len = go_string_field(e->path, PATH_MAX_, url ? (void *)(url + off_url_path) : 0, CUT_PATH, &e->cut);
-	e->route_len = go_string_field(e->route, ROUTE_MAX, off_req_pattern ? req + off_req_pattern : 0, CUT_ROUTE, &e->cut);
-	e->host_len = go_string_field(e->host, HOST_MAX, req + off_req_host, CUT_HOST, &e->cut);
-	e->remote_len = go_string_field(e->remote, REMOTE_MAX, req + off_req_remote, CUT_REMOTE, &e->cut);
+	e->route_len = off_req_pattern ? go_object_string_copy(e->route, ROUTE_MAX, req, off_req_pattern, CUT_ROUTE, &e->cut) : 0;
+	e->host_len = go_object_string_copy(e->host, HOST_MAX, req, off_req_host, CUT_HOST, &e->cut);
+	e->remote_len = go_object_string_copy(e->remote, REMOTE_MAX, req, off_req_remote, CUT_REMOTE, &e->cut);
 
-	e->proto_major = go_word_at(req + off_req_proto_major);
-	e->proto_minor = go_word_at(req + off_req_proto_minor);
+	e->proto_major = go_object_word(req, off_req_proto_major);
+	e->proto_minor = go_object_word(req, off_req_proto_minor);
 	e->status = 0;
 	e->status_read = 0;
 	e->stream = 0;
@@ -682,12 +716,12 @@ int uprobe_client_return(struct pt_regs *ctx)
 	e->err_itab = GO_ARG2(ctx);
 	e->status = resp ? go_word_at((void *)(resp + off_response_status_code)) : 0;
 
-	void *req = (void *)r->req;
-	__u64 url = go_word_at(req + off_req_url);
-	e->method_len = go_string_field(e->method, METHOD_MAX, req + off_req_method, CUT_METHOD, &e->cut);
-	e->scheme_len = go_string_field(e->scheme, 16, url ? (void *)(url + off_url_scheme) : 0, 0, &e->cut);
-	e->host_len = go_string_field(e->host, HOST_MAX, url ? (void *)(url + off_url_host) : 0, CUT_HOST, &e->cut);
-	e->path_len = go_string_field(e->path, PATH_MAX_, url ? (void *)(url + off_url_path) : 0, CUT_PATH, &e->cut);
+	struct go_object *req = request_read(r->req);
+	struct go_object *u = url_read(go_object_word(req, off_req_url));
+	e->method_len = go_object_string_copy(e->method, METHOD_MAX, req, off_req_method, CUT_METHOD, &e->cut);
+	e->scheme_len = u ? go_object_string_copy(e->scheme, 16, u, off_url_scheme, 0, &e->cut) : 0;
+	e->host_len = u ? go_object_string_copy(e->host, HOST_MAX, u, off_url_host, CUT_HOST, &e->cut) : 0;
+	e->path_len = u ? go_object_string_copy(e->path, PATH_MAX_, u, off_url_path, CUT_PATH, &e->cut) : 0;
 
 	bpf_map_delete_elem(&client_reqs, &k);
 	event_submit(e);

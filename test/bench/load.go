@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/golens/golens/test/harness"
@@ -28,6 +29,14 @@ type mode struct {
 	// Inject: golens runs with --inject-context (Agent only), so A's call
 	// to B carries a traceparent added on the wire by its sk_msg program.
 	Inject bool
+	// AgentEnv is added to golens' environment (Agent only).
+	AgentEnv []string
+	// AgentBin, when set, is the golens binary run instead of env's.
+	AgentBin string
+	// PauseAgent stops golens (SIGSTOP) for the measured requests and
+	// resumes it after: the probes still run and fill the ring buffer, but
+	// the agent takes no CPU while they are timed (Agent only).
+	PauseAgent bool
 }
 
 // chainCalls is what one chained request runs through instrumented code: A's
@@ -167,7 +176,11 @@ func runRound(e env, m mode) (round, error) {
 		if m.Inject {
 			args = append(args, "--inject-context")
 		}
-		agent, err = harness.StartAgent(e.AgentBin, nil, append(args,
+		bin := e.AgentBin
+		if m.AgentBin != "" {
+			bin = m.AgentBin
+		}
+		agent, err = harness.StartAgentEnv(bin, m.AgentEnv, nil, append(args,
 			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
 			"--sampling-strategies", e.Sampling)...)
 		if err != nil {
@@ -249,13 +262,26 @@ func runRound(e env, m mode) (round, error) {
 	}
 
 	lat := make([]time.Duration, ld.Requests)
+	if m.PauseAgent && agent != nil {
+		if err := agent.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return round{}, fmt.Errorf("stop golens: %w", err)
+		}
+	}
 	start := time.Now()
 	for i := range lat {
 		if lat[i], err = get(client, target); err != nil {
+			if m.PauseAgent && agent != nil {
+				agent.Cmd.Process.Signal(syscall.SIGCONT)
+			}
 			return round{}, fmt.Errorf("request %d: %w", i, err)
 		}
 	}
 	wall := time.Since(start)
+	if m.PauseAgent && agent != nil {
+		if err := agent.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			return round{}, fmt.Errorf("resume golens: %w", err)
+		}
+	}
 
 	// Spans are exported after the requests; that work belongs to them, so
 	// CPU is read once every span has arrived.

@@ -35,8 +35,15 @@
 // per request against the plain run, the sk_msg program's run time per
 // request, and fails unless every request A sent B was injected (inject.go).
 //
-// -only runs some sections: rounds (hit cost, single and chained),
-// inject, discovery, scale, ceiling.
+// Its progs section breaks golens' eBPF time down by program, for server
+// requests with 1, 10 and 30 headers (with and without a traceparent) and
+// chained requests (progcost.go).
+//
+// Its tail section runs the chained case alone, plain and with golens (and
+// golens with each -tail-agent-env), for the p99 golens adds (tail.go).
+//
+// -only runs some sections: rounds (hit cost, single and chained), progs,
+// tail, inject, discovery, scale, ceiling.
 //
 // It attaches eBPF programs, so it must run as root:
 //
@@ -70,12 +77,15 @@ type config struct {
 	Discovery                discoveryLoad
 	Scale                    scaleLoad
 	Ceiling                  ceilingLoad
+	Progs                    progLoad
+	TailAgentEnvs            []string
+	ProgCompare              string          // another golens binary for the progs section
 	Only                     map[string]bool // sections to run
 	Out                      string
 }
 
 // sections are the parts of the bench, in the order they run.
-var sections = []string{"rounds", "inject", "discovery", "scale", "ceiling"}
+var sections = []string{"rounds", "progs", "tail", "inject", "discovery", "scale", "ceiling"}
 
 // parseOnly reads -only: "all", or sections separated by commas.
 func parseOnly(s string) (map[string]bool, error) {
@@ -116,10 +126,19 @@ func main() {
 	flag.IntVar(&cfg.Ceiling.Workers, "ceiling-conns", 8, "keep-alive connections of the ceiling load")
 	stalls := flag.String("ceiling-stalls", "250ms,500ms,1s,2s,4s", "stalls of the agent and of the collector tried, each at -ceiling-stall-rate, increasing")
 	flag.IntVar(&cfg.Ceiling.StallRate, "ceiling-stall-rate", 5000, "span rate of the stall trials (at most the highest rate sustained)")
+	flag.IntVar(&cfg.Progs.Requests, "prog-requests", 2000, "requests per case and repetition of the progs section")
+	flag.IntVar(&cfg.Progs.Reps, "prog-reps", 3, "repetitions of the progs section's cases, interleaved")
+	flag.StringVar(&cfg.ProgCompare, "prog-compare", "", "another golens binary (e.g. built from an earlier commit) whose programs the progs section measures alongside, interleaved")
+	tailEnvs := flag.String("tail-agent-env", "", "extra golens modes of the tail section, separated by semicolons: an environment (\"GOMAXPROCS=1;GOGC=400\") or an absolute path of another golens binary")
 	only := flag.String("only", "all", "sections to run, separated by commas: all, "+strings.Join(sections, ", "))
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file")
 	flag.Parse()
 	var err error
+	for _, ev := range strings.Split(*tailEnvs, ";") {
+		if ev = strings.TrimSpace(ev); ev != "" {
+			cfg.TailAgentEnvs = append(cfg.TailAgentEnvs, ev)
+		}
+	}
 	if cfg.Only, err = parseOnly(*only); err == nil {
 		cfg.Ceiling.Rates, err = parseRates(*rates)
 	}
@@ -205,6 +224,24 @@ func run(cfg config) error {
 			return err
 		}
 		took("rounds", t0)
+	}
+	if cfg.Only["progs"] {
+		t0 := time.Now()
+		agents := []progAgent{{Name: "this golens", Bin: agentBin}}
+		if cfg.ProgCompare != "" {
+			agents = append(agents, progAgent{Name: cfg.ProgCompare, Bin: cfg.ProgCompare})
+		}
+		if rep.Progs, err = runProgs(e, bins["httpserver"], cfg.Progs, agents); err != nil {
+			return fmt.Errorf("progs: %w", err)
+		}
+		took("progs", t0)
+	}
+	if cfg.Only["tail"] {
+		t0 := time.Now()
+		if rep.Tail, err = runTail(e, bins["httpserver"], cfg.Rounds, cfg.TailAgentEnvs); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		took("tail", t0)
 	}
 	if cfg.Only["inject"] {
 		t0 := time.Now()

@@ -17,6 +17,8 @@ type progTime struct {
 	Runs   uint64
 	Time   time.Duration
 	ByProg map[string]uint64 // runs by program name, as the kernel keeps it
+	// TimeByProg is run time by program name.
+	TimeByProg map[string]time.Duration
 	// SkMsg and SockOps are the --inject-context programs' share of Runs
 	// and Time: the wire's own cost, not a uprobe's.
 	SkMsg, SockOps progRun
@@ -123,16 +125,17 @@ func (s *progStats) stop() (progTime, error) {
 	if err != nil {
 		return progTime{}, err
 	}
-	d := progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time, ByProg: map[string]uint64{},
+	d := progTime{Runs: end.Runs - s.start.Runs, Time: end.Time - s.start.Time, ByProg: map[string]uint64{}, TimeByProg: map[string]time.Duration{},
 		SkMsg: end.SkMsg.sub(s.start.SkMsg), SockOps: end.SockOps.sub(s.start.SockOps)}
 	for name, runs := range end.ByProg {
 		d.ByProg[name] = runs - s.start.ByProg[name]
+		d.TimeByProg[name] = end.TimeByProg[name] - s.start.TimeByProg[name]
 	}
 	return d, nil
 }
 
 func (s *progStats) read() (progTime, error) {
-	t := progTime{ByProg: map[string]uint64{}}
+	t := progTime{ByProg: map[string]uint64{}, TimeByProg: map[string]time.Duration{}}
 	for i, p := range s.progs {
 		st, err := p.Stats()
 		if err != nil {
@@ -141,6 +144,7 @@ func (s *progStats) read() (progTime, error) {
 		t.Runs += st.RunCount
 		t.Time += st.Runtime
 		t.ByProg[s.names[i]] += st.RunCount
+		t.TimeByProg[s.names[i]] += st.Runtime
 		switch s.types[i] {
 		case ebpf.SkMsg:
 			t.SkMsg.Runs += st.RunCount

@@ -88,6 +88,8 @@ type report struct {
 	ChainBaseline, ChainAgent summary
 
 	Inject injectResult
+	Progs  []progResult
+	Tail   tailResult
 
 	Discovery    discoveryResult
 	DiscoveryErr error // what stopped the discovery section early, if anything
@@ -224,6 +226,14 @@ func (r report) write(out io.Writer) {
 	fmt.Fprintf(out, "sections run: %s\n", strings.Join(took, ", "))
 	if r.Sections["rounds"] {
 		r.writeRounds(out)
+	}
+	if r.Sections["progs"] {
+		for _, p := range r.Progs {
+			p.write(out)
+		}
+	}
+	if r.Sections["tail"] {
+		r.Tail.write(out)
 	}
 	if r.Sections["inject"] {
 		r.Inject.write(out)
