@@ -137,7 +137,9 @@ func StartAgentEnv(bin string, env []string, stdout io.Writer, args ...string) (
 // Log is what the agent wrote to stderr so far.
 func (a *Agent) Log() string { return a.log.String() }
 
-// WaitReady waits for /readyz to answer 200.
+// WaitReady waits for /readyz to answer 200 and for the start-up line
+// ("golens running"), which golens writes before it is ready, to have come
+// through the stderr pipe: Log then holds what golens runs with.
 func (a *Agent) WaitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -149,7 +151,7 @@ func (a *Agent) WaitReady(timeout time.Duration) error {
 		resp, err := http.Get("http://" + a.MetricsAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && strings.Contains(a.Log(), "golens running") {
 				return nil
 			}
 		}
