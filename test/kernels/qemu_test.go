@@ -407,6 +407,10 @@ var amd64Kernels = []guestKernel{
 	// Debian 12 backports (Debian 13's line).
 	{name: "debian12-backports-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64$`), release: "6.12.",
 		missing: nil},
+	// Debian 13 backports: the CI machines' own line (6.18), booted as
+	// Debian builds it, with kprobes and all, unlike the host's.
+	{name: "debian13-backports-6.18", pkg: regexp.MustCompile(`^linux-image-6\.18\.(\d+)\+deb13-cloud-amd64$`), suite: "trixie-backports", release: "6.18.",
+		missing: nil},
 }
 
 func runGuest(t *testing.T, k guestKernel, common []entry, dir string) {

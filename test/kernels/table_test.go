@@ -65,7 +65,7 @@ func supportTable(goRelease string, hostGo []string) string {
 				"Go " + goRelease, traced, result(k)}, " | ") + " |\n")
 		}
 	}
-	b.WriteString("| amd64 | " + hostKernel + " (the CI machine's own, not booted) | — | Go " + hostGo[0] + " to " + hostGo[len(hostGo)-1] +
+	b.WriteString("| amd64 | " + hostKernel + " (the CI machine's own kernel, natively) | — | Go " + hostGo[0] + " to " + hostGo[len(hostGo)-1] +
 		", plain, stripped, PIE | the whole end-to-end suite (`test/e2e`) | traced, every feature |\n")
 	return b.String()
 }
