@@ -36,8 +36,8 @@ type tableArch struct {
 // kernels here.
 var tableArches = []tableArch{
 	{"amd64", amd64Kernels, func(k guestKernel) bool { return !k.refused }, ""},
-	{"arm64", []guestKernel{arm64Kernel}, func(guestKernel) bool { return false },
-		"; chained (`TestDebianKernelArm64Chain`), each parent exact: HTTP → stripped PIE HTTP, a panic net/http recovers, one the middleware recovers; HTTP → gRPC OK and INTERNAL between two grpc-go apps, one stripped, codes exact, the gRPC server span under its client span or, seen under emulation, unlinked (`TestDebianKernelArm64GRPC`)"},
+	{"arm64", []guestKernel{arm64Kernel, arm64Kernel612}, func(guestKernel) bool { return false },
+		"; chained (`TestDebianKernelArm64Chain`), each parent exact: HTTP → stripped PIE HTTP, a panic net/http recovers, one the middleware recovers; HTTP → gRPC OK and INTERNAL between two grpc-go apps, one stripped, codes exact, the gRPC server span under its client span (`TestDebianKernelArm64GRPC`)"},
 }
 
 // supportTable is the README's table: one row per booted kernel, and one
@@ -50,7 +50,9 @@ func supportTable(goRelease string, hostGo []string) string {
 	for _, a := range tableArches {
 		for _, k := range a.kernels {
 			traced := "—"
-			if !k.refused {
+			if k.traced != "" {
+				traced = k.traced
+			} else if !k.refused {
 				traced = "HTTP server (trace continued, status)"
 				if a.cells(k) {
 					var abouts []string
