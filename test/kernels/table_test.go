@@ -63,13 +63,33 @@ func supportTable(goRelease string, hostGo []string) string {
 				}
 				traced += a.more
 			}
+			built := "Go " + goRelease
+			if !k.refused && a.cells(k) {
+				built += " (cells: also " + strings.Join(cellGo(), ", ") + ")"
+			}
 			b.WriteString("| " + strings.Join([]string{a.arch, kernelLine(k.release), "`" + packageGlob(k.pkg) + "` (" + debianOf(k) + ")",
-				"Go " + goRelease, traced, result(k)}, " | ") + " |\n")
+				built, traced, result(k)}, " | ") + " |\n")
 		}
 	}
 	b.WriteString("| amd64 | " + hostKernel + " (the CI machine's own kernel, natively) | — | Go " + hostGo[0] + " to " + hostGo[len(hostGo)-1] +
 		", plain, stripped, PIE | the whole end-to-end suite (`test/e2e`) | traced, every feature |\n")
 	return b.String()
+}
+
+// cellGo lists the Go releases ("1.21") of the cells' targets built with
+// a toolchain other than the installed one, stripped ones said so.
+func cellGo() []string {
+	var out []string
+	for _, c := range cellTargets {
+		if m := regexp.MustCompile(`^go(\d+\.\d+)`).FindStringSubmatch(c.v.Go); m != nil {
+			r := m[1]
+			if c.v.Stripped {
+				r += " stripped"
+			}
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // kernelLine is "6.1" of a release prefix such as "6.1.0-".
