@@ -141,6 +141,8 @@ wget -q -O /tmp/r3 --header "$(tp ` + recoveredTrace + `)" http://127.0.0.1:8081
 echo "guest: recovered exit=$?"
 wget -q -O /tmp/r4 --header "$(tp ` + helloTrace + `)" http://127.0.0.1:8081/hello
 echo "guest: hello exit=$? $(cat /tmp/r4)"
+wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
+grep -E '^golens_(spans_(un)?linked_total|spans_held|events_read_total)' /tmp/metrics | sed 's/^/metric: /'
 kill -TERM $agent
 wait $agent
 echo "guest: golens exit=$?"
@@ -244,6 +246,7 @@ func TestDebianKernelArm64Chain(t *testing.T) {
 		byTrace[s.trace] = append(byTrace[s.trace], s)
 	}
 	t.Logf("spans:\n%s", strings.Join(raw, "\n"))
+	t.Logf("linker, after the calls:\n%s", strings.Join(lines("metric: "), "\n"))
 	if len(raw) != 6 || len(byTrace) != 4 {
 		t.Fatalf("%d spans in %d traces, want 6 in 4:\n%s", len(raw), len(byTrace), strings.Join(raw, "\n"))
 	}
