@@ -170,28 +170,37 @@ func (t *Tracer) lookupOwners() {
 		case <-t.stop:
 			return
 		case q := <-l.Lookups():
-			// Every peer queued meanwhile goes in the same lookup.
-			batch := []Lookup{q}
-		more:
-			for len(batch) < LookupQueue {
-				select {
-				case p := <-l.Lookups():
-					batch = append(batch, p)
-				default:
-					break more
-				}
-			}
-			callers := l.Owner(batch)
-			var out []*span.Span
-			t.linkMu.Lock()
-			now := time.Now()
-			for i, p := range batch {
-				out = append(out, l.Resolve(p, callers[i], now)...)
-			}
-			t.linkMu.Unlock()
-			t.enqueueAll(out)
+			t.answer(queued(l, []Lookup{q}))
 		}
 	}
+}
+
+// queued appends to batch the lookups waiting in l's queue, up to
+// LookupQueue: every peer queued meanwhile goes in the same lookup.
+func queued(l *Linker, batch []Lookup) []Lookup {
+	for len(batch) < LookupQueue {
+		select {
+		case p := <-l.Lookups():
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// answer looks up the owners of batch and hands the answers to the linker.
+func (t *Tracer) answer(batch []Lookup) {
+	l := t.opts.Linker
+	callers := l.Owner(batch)
+	var out []*span.Span
+	t.linkMu.Lock()
+	now := time.Now()
+	for i, p := range batch {
+		out = append(out, l.Resolve(p, callers[i], now)...)
+	}
+	t.linkMu.Unlock()
+	t.enqueueAll(out)
 }
 
 // linkFlushEvery is how often the linker's held spans are looked at while
@@ -496,6 +505,14 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 		<-t.flusherDone
 		<-t.lookupDone
 		if l := t.opts.Linker; l != nil {
+			// The lookups still queued are answered before the flush:
+			// their roots would go out unlinked, though their callers'
+			// calls may be here already. A slow node, whose agent reads
+			// the last calls' events only as it is stopped, lost those
+			// links so (the arm64 guest's gRPC calls under emulation).
+			for batch := queued(l, nil); len(batch) > 0; batch = queued(l, nil) {
+				t.answer(batch)
+			}
 			t.linkMu.Lock()
 			out := l.Flush(time.Now(), true)
 			t.linkMu.Unlock()

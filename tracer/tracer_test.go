@@ -3,6 +3,10 @@ package tracer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"net/netip"
 	"testing"
 	"time"
@@ -154,3 +158,60 @@ func (f exportFunc) ExportSpans(ctx context.Context, _ []*span.Span) error {
 	return nil
 }
 func (exportFunc) Shutdown(context.Context) error { return nil }
+
+// A root whose owner lookup is still queued when the tracer shuts down is
+// still linked under its caller's call, here already: the agent of a slow
+// node reads its last calls' events only as it is stopped. The worker is
+// kept busy with another lookup until Shutdown begins; it may then take
+// the queued one or stop first, so several rounds give both a chance.
+func TestShutdownAnswersQueuedLookups(t *testing.T) {
+	for round := range 12 {
+		exp := newMemExporter() // keeps its spans when shut down
+		var tr *Tracer
+		entered := make(chan struct{})
+		first := true
+		l := NewLinker(func(qs []Lookup) []Caller {
+			if first {
+				first = false
+				close(entered)
+				<-tr.stop // busy until Shutdown begins
+			}
+			return fixedOwner(map[uint16]int{5000: procA.PID})(qs)
+		})
+		tr = New(exp, Options{Linker: l, FlushInterval: 10 * time.Millisecond})
+		now := time.Now()
+		// From off the node (the lookup says so): keeps the worker.
+		tr.Record(&event.HTTPServer{Process: procB, Start: now, End: now.Add(time.Millisecond), Method: "GET", Path: "/other",
+			Status: 200, ProtoMajor: 1, RemoteAddr: "10.0.0.1:6000",
+			SpanContext: event.SpanContext{TraceID: event.TraceID{8}, SpanID: event.SpanID{0x80}}})
+		<-entered
+		// B's root (trace 9) waits for its lookup, queued; A's call
+		// (trace 1) that contains it comes.
+		tr.Record(&event.HTTPServer{Process: procB, Start: now.Add(2 * time.Millisecond), End: now.Add(5 * time.Millisecond), Method: "GET", Path: "/x",
+			Status: 200, ProtoMajor: 1, RemoteAddr: "127.0.0.1:5000",
+			SpanContext: event.SpanContext{TraceID: event.TraceID{9}, SpanID: event.SpanID{0x90}}})
+		tr.Record(via(&event.HTTPClient{Process: procA, Start: now.Add(time.Millisecond), End: now.Add(6 * time.Millisecond), Method: "GET",
+			Scheme: "http", Host: "b:80", Path: "/x", Status: 200, Link: event.LinkContext,
+			SpanContext: event.SpanContext{TraceID: event.TraceID{1}, SpanID: event.SpanID{0x11}, Parent: event.SpanID{0x10},
+				Traceparent: event.TraceparentValid, Flags: 1}}, 5000))
+		if err := tr.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range exp.GetSpans() {
+			got = append(got, fmt.Sprintf("%s %s<-%s", s.TraceID, s.SpanID, s.Parent))
+		}
+		sort.Strings(got)
+		want := []string{
+			"01000000000000000000000000000000 1100000000000000<-1000000000000000",
+			"01000000000000000000000000000000 9000000000000000<-1100000000000000",
+			"08000000000000000000000000000000 8000000000000000<-0000000000000000",
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: spans exported\n%s\nwant\n%s", round, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if st := tr.Stats(); st.Linked != 1 {
+			t.Errorf("round %d: linked %d, want 1", round, st.Linked)
+		}
+	}
+}

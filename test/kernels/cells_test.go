@@ -23,14 +23,20 @@ type cellTarget struct {
 	service string // its OTEL_SERVICE_NAME
 	bin     string // in the initramfs
 	args    string // its flags in the guest
+	app     string // test/apps/<app>, built as v
+	v       harness.Variant
 }
 
 // The guest's plain server (qemusvc, 127.0.0.1:8080) is the cells' A
-// side of HTTP: one fewer process to start and attach to.
+// side of HTTP: one fewer process to start and attach to. The oldest Go
+// golens supports and the newest are built besides the installed one,
+// one of the two stripped.
 var cellTargets = []cellTarget{
-	{"svc-b", "/httpserver-stripped", "-addr 127.0.0.1:8082"},
-	{"grpc-a", "/grpcapp", "-addr 127.0.0.1:8091 -grpc-addr 127.0.0.1:9091"},
-	{"grpc-b", "/grpcapp-stripped", "-addr 127.0.0.1:8092 -grpc-addr 127.0.0.1:9092"},
+	{"svc-b", "/httpserver-stripped", "-addr 127.0.0.1:8082", "httpserver", harness.Variant{Stripped: true}},
+	{"grpc-a", "/grpcapp", "-addr 127.0.0.1:8091 -grpc-addr 127.0.0.1:9091", "grpcapp", harness.Variant{}},
+	{"grpc-b", "/grpcapp-stripped", "-addr 127.0.0.1:8092 -grpc-addr 127.0.0.1:9092", "grpcapp", harness.Variant{Stripped: true}},
+	{"svc-go121", "/httpserver-go121", "-addr 127.0.0.1:8083", "httpserver", harness.Variant{Go: "go1.21.13"}},
+	{"svc-go127", "/httpserver-go127-stripped", "-addr 127.0.0.1:8084", "httpserver", harness.Variant{Go: "go1.27.3", Stripped: true}},
 }
 
 // wantSpan is one span of a cell, in the order of the call chain: each
@@ -92,6 +98,27 @@ var cells = []cell{{
 		{"grpc-b", "client", "test.Echo/Fail", "Error", map[string]string{"rpc.service": `"test.Echo"`, "rpc.method": `"Fail"`, "rpc.grpc.status_code": "13", "server.port": "9091"}},
 		{"grpc-a", "server", "test.Echo/Fail", "Error", map[string]string{"rpc.service": `"test.Echo"`, "rpc.method": `"Fail"`, "rpc.grpc.status_code": "13"}},
 	},
+}, {
+	// Go 1.21 calls stripped Go 1.27. Go before 1.23 records no ServeMux
+	// pattern: its server spans are named by the method alone, no route.
+	name: "http-chain-go121-go127", about: "Go 1.21 HTTP → stripped Go 1.27 HTTP",
+	url:   "http://127.0.0.1:8083/chain?to=http%3A%2F%2F127.0.0.1%3A8084%2Fecho%2Fc5",
+	trace: "55555555555555555555555555555555", parent: "5555555555555555", wgetOK: true,
+	spans: []wantSpan{
+		{"svc-go121", "server", "GET", "Unset", map[string]string{"url.path": `"/chain"`, "http.route": "", "http.response.status_code": "200"}},
+		{"svc-go121", "client", "GET", "Unset", map[string]string{"url.full": `"http://127.0.0.1:8084/echo/c5"`, "server.port": "8084", "http.response.status_code": "200"}},
+		{"svc-go127", "server", "GET /echo/", "Unset", map[string]string{"url.path": `"/echo/c5"`, "http.route": `"/echo/"`, "server.port": "8084", "http.response.status_code": "200"}},
+	},
+}, {
+	// Stripped Go 1.27 calls Go 1.21, which fails.
+	name: "http-chain-go127-go121", about: "stripped Go 1.27 HTTP → Go 1.21 HTTP 503",
+	url:   "http://127.0.0.1:8084/chain?to=http%3A%2F%2F127.0.0.1%3A8083%2Fstatus%2F503",
+	trace: "66666666666666666666666666666666", parent: "6666666666666666",
+	spans: []wantSpan{
+		{"svc-go127", "server", "GET /chain", "Error", map[string]string{"url.path": `"/chain"`, "http.route": `"/chain"`, "http.response.status_code": "503"}},
+		{"svc-go127", "client", "GET", "Error", map[string]string{"url.full": `"http://127.0.0.1:8083/status/503"`, "http.response.status_code": "503", "error.type": `"503"`}},
+		{"svc-go121", "server", "GET", "Error", map[string]string{"url.path": `"/status/503"`, "http.route": "", "server.port": "8083", "http.response.status_code": "503"}},
+	},
 }}
 
 // cellEntries builds the cells' targets (the plain httpserver is the
@@ -99,20 +126,12 @@ var cells = []cell{{
 func cellEntries(t *testing.T, dir string) []entry {
 	t.Helper()
 	var es []entry
-	for _, b := range []struct {
-		app string
-		v   harness.Variant
-		in  string
-	}{
-		{"httpserver", harness.Variant{Stripped: true}, "httpserver-stripped"},
-		{"grpcapp", harness.Variant{}, "grpcapp"},
-		{"grpcapp", harness.Variant{Stripped: true}, "grpcapp-stripped"},
-	} {
-		bin, err := harness.BuildApp(b.app, b.v, dir)
+	for _, c := range cellTargets {
+		bin, err := harness.BuildApp(c.app, c.v, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		es = append(es, entry{name: b.in, mode: modeFile | 0o755, data: readFile(t, bin)})
+		es = append(es, entry{name: strings.TrimPrefix(c.bin, "/"), mode: modeFile | 0o755, data: readFile(t, bin)})
 	}
 	return append(es, entry{name: "cells.sh", mode: modeFile | 0o644, data: []byte(cellScript())})
 }

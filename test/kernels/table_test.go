@@ -36,8 +36,8 @@ type tableArch struct {
 // kernels here.
 var tableArches = []tableArch{
 	{"amd64", amd64Kernels, func(k guestKernel) bool { return !k.refused }, ""},
-	{"arm64", []guestKernel{arm64Kernel}, func(guestKernel) bool { return false },
-		"; chained (`TestDebianKernelArm64Chain`), each parent exact: HTTP → stripped PIE HTTP, a panic net/http recovers, one the middleware recovers; HTTP → gRPC OK and INTERNAL between two grpc-go apps, one stripped, codes exact, the gRPC server span under its client span or, seen under emulation, unlinked (`TestDebianKernelArm64GRPC`)"},
+	{"arm64", []guestKernel{arm64Kernel, arm64Kernel612}, func(guestKernel) bool { return false },
+		"; chained (`TestDebianKernelArm64Chain`), each parent exact: HTTP → stripped PIE HTTP, a panic net/http recovers, one the middleware recovers; HTTP → gRPC OK and INTERNAL between two grpc-go apps, one stripped, codes exact, the gRPC server span under its client span (`TestDebianKernelArm64GRPC`)"},
 }
 
 // supportTable is the README's table: one row per booted kernel, and one
@@ -50,7 +50,9 @@ func supportTable(goRelease string, hostGo []string) string {
 	for _, a := range tableArches {
 		for _, k := range a.kernels {
 			traced := "—"
-			if !k.refused {
+			if k.traced != "" {
+				traced = k.traced
+			} else if !k.refused {
 				traced = "HTTP server (trace continued, status)"
 				if a.cells(k) {
 					var abouts []string
@@ -61,13 +63,33 @@ func supportTable(goRelease string, hostGo []string) string {
 				}
 				traced += a.more
 			}
+			built := "Go " + goRelease
+			if !k.refused && a.cells(k) {
+				built += " (cells: also " + strings.Join(cellGo(), ", ") + ")"
+			}
 			b.WriteString("| " + strings.Join([]string{a.arch, kernelLine(k.release), "`" + packageGlob(k.pkg) + "` (" + debianOf(k) + ")",
-				"Go " + goRelease, traced, result(k)}, " | ") + " |\n")
+				built, traced, result(k)}, " | ") + " |\n")
 		}
 	}
-	b.WriteString("| amd64 | " + hostKernel + " (the CI machine's own, not booted) | — | Go " + hostGo[0] + " to " + hostGo[len(hostGo)-1] +
+	b.WriteString("| amd64 | " + hostKernel + " (the CI machine's own kernel, natively) | — | Go " + hostGo[0] + " to " + hostGo[len(hostGo)-1] +
 		", plain, stripped, PIE | the whole end-to-end suite (`test/e2e`) | traced, every feature |\n")
 	return b.String()
+}
+
+// cellGo lists the Go releases ("1.21") of the cells' targets built with
+// a toolchain other than the installed one, stripped ones said so.
+func cellGo() []string {
+	var out []string
+	for _, c := range cellTargets {
+		if m := regexp.MustCompile(`^go(\d+\.\d+)`).FindStringSubmatch(c.v.Go); m != nil {
+			r := m[1]
+			if c.v.Stripped {
+				r += " stripped"
+			}
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // kernelLine is "6.1" of a release prefix such as "6.1.0-".
