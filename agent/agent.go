@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -180,10 +181,11 @@ func (a *Agent) pushMetrics() error {
 }
 
 // record hands an event to the metrics and the tracer (the manager's
-// handler).
+// handler), with one reading of the clock for both.
 func (a *Agent) record(ev event.Event) {
-	a.met.Record(ev)
-	a.tr.Record(ev)
+	now := time.Now()
+	a.met.RecordAt(ev, now)
+	a.tr.RecordAt(ev, now)
 }
 
 // callers tells the linker which target owns each connection's client end.

@@ -90,15 +90,29 @@ type Metrics struct {
 	lastErrLog atomic.Int64           // unix seconds of the last line logged about one
 
 	mu      sync.Mutex
-	seen    map[*prometheus.MetricVec]map[string]series
+	seen    map[*prometheus.MetricVec]map[string]*series
 	goidgen map[string]uint64 // label set (joined) -> last goroutine id counter seen
 	expired uint64
+	// pairs holds, per counter vector, the counter and histogram children
+	// of each label set count has seen, so that a repeated label set costs
+	// one map lookup instead of two label-value lookups (each hashing and
+	// validating every value) and two joined keys. Expire empties it
+	// whenever it deletes a series. Guarded by mu.
+	pairs  map[*prometheus.CounterVec]map[string]*pair
+	keyBuf []byte // count's joined label values, reused; guarded by mu
 }
 
 // series is one label set of a vector and when it was last updated.
 type series struct {
 	labels []string
 	last   time.Time
+}
+
+// pair is one label set's counter and histogram, and their series.
+type pair struct {
+	cnt        prometheus.Counter
+	obs        prometheus.Observer
+	cnts, obss *series
 }
 
 // New creates the metrics on a fresh registry.
@@ -143,8 +157,9 @@ func New(o Options) *Metrics {
 			Name: "golens_metrics_record_failed_total",
 			Help: "Events the go_app_ metrics could not count, by reason; their spans are unaffected.",
 		}, []string{"reason"}),
-		seen:    make(map[*prometheus.MetricVec]map[string]series),
+		seen:    make(map[*prometheus.MetricVec]map[string]*series),
 		goidgen: make(map[string]uint64),
+		pairs:   make(map[*prometheus.CounterVec]map[string]*pair),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "go_app_http_server_requests_total",
 			Help: "HTTP requests served by the instrumented Go service.",
@@ -311,14 +326,52 @@ func (m *Metrics) observer(vec *prometheus.HistogramVec, ev event.Event, lv []st
 // count adds one event to a counter and a duration histogram of the same
 // labels.
 func (m *Metrics) count(c *prometheus.CounterVec, h *prometheus.HistogramVec, ev event.Event, lv []string, d time.Duration, now time.Time) {
+	m.mu.Lock()
+	m.keyBuf = appendKey(m.keyBuf[:0], lv)
+	p := m.pairs[c][string(m.keyBuf)] // no string allocated for the lookup
+	if p != nil {
+		p.cnts.last, p.obss.last = now, now
+	}
+	m.mu.Unlock()
+	if p == nil {
+		if p = m.newPair(c, h, ev, lv, now); p == nil {
+			return
+		}
+	}
+	p.cnt.Inc()
+	p.obs.Observe(d.Seconds())
+}
+
+// newPair looks up lv's children in c and h, notes them as updated at now
+// and keeps them for count's next event of the same labels.
+func (m *Metrics) newPair(c *prometheus.CounterVec, h *prometheus.HistogramVec, ev event.Event, lv []string, now time.Time) *pair {
 	cnt, obs := m.counter(c, ev, lv), m.observer(h, ev, lv)
 	if cnt == nil || obs == nil {
-		return
+		return nil
 	}
-	cnt.Inc()
-	obs.Observe(d.Seconds())
-	m.touch(c.MetricVec, lv, now)
-	m.touch(h.MetricVec, lv, now)
+	key := string(appendKey(nil, lv))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := &pair{cnt: cnt, obs: obs, cnts: m.touchLocked(c.MetricVec, key, lv, now), obss: m.touchLocked(h.MetricVec, key, lv, now)}
+	byKey := m.pairs[c]
+	if byKey == nil {
+		byKey = make(map[string]*pair)
+		m.pairs[c] = byKey
+	}
+	byKey[key] = p
+	return p
+}
+
+// appendKey appends the label values lv joined by a byte no valid UTF-8
+// label value holds.
+func appendKey(b []byte, lv []string) []byte {
+	for i, v := range lv {
+		if i > 0 {
+			b = append(b, 0xff)
+		}
+		b = append(b, v...)
+	}
+	return b
 }
 
 // touch notes that the label set lv of vec was updated at now.
@@ -326,12 +379,24 @@ func (m *Metrics) touch(vec *prometheus.MetricVec, lv []string, now time.Time) {
 	key := strings.Join(lv, "\xff")
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.touchLocked(vec, key, lv, now)
+}
+
+// touchLocked is touch with the joined key and mu held; it returns the
+// series, updated.
+func (m *Metrics) touchLocked(vec *prometheus.MetricVec, key string, lv []string, now time.Time) *series {
 	byKey := m.seen[vec]
 	if byKey == nil {
-		byKey = make(map[string]series)
+		byKey = make(map[string]*series)
 		m.seen[vec] = byKey
 	}
-	byKey[key] = series{labels: lv, last: now}
+	s := byKey[key]
+	if s == nil {
+		s = &series{labels: lv}
+		byKey[key] = s
+	}
+	s.last = now
+	return s
 }
 
 // Expire removes every label set not updated since now minus the idle TTL:
@@ -356,6 +421,11 @@ func (m *Metrics) Expire(now time.Time) int {
 	}
 	for _, c := range []*labelCap{m.routes, m.grpcMethods, m.addresses} {
 		c.expire(now, m.ttl)
+	}
+	if n > 0 {
+		// A deleted child must not be counted into again: the next event
+		// of its labels makes a new one.
+		clear(m.pairs)
 	}
 	m.expired += uint64(n)
 	return n
@@ -464,8 +534,20 @@ func statusLabel(ms event.Measure) string {
 	case ms.Status == 0:
 		return "unknown"
 	}
+	if ms.Status > 0 && ms.Status < len(statusTexts) {
+		return statusTexts[ms.Status]
+	}
 	return strconv.Itoa(ms.Status)
 }
+
+// statusTexts are the decimal status codes up to 599, made once: Itoa
+// allocates for every code from 100 up, once per event.
+var statusTexts = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
 
 // routeLabel prefers the mux pattern's path template over the raw path.
 func routeLabel(ms event.Measure) string {

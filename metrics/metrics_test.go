@@ -45,6 +45,33 @@ func TestRecordAndExpire(t *testing.T) {
 	}
 }
 
+// A label set that expired and comes back is counted afresh, in the
+// registry: not into the child Expire deleted.
+func TestExpiredSeriesReturns(t *testing.T) {
+	m := New(Options{IdleTTL: 10 * time.Minute})
+	t0 := time.Unix(1700000000, 0)
+	m.RecordAt(req("a", "/x", t0), t0)
+	m.RecordAt(req("a", "/x", t0), t0)
+	if n := m.Expire(t0.Add(11 * time.Minute)); n != 2 {
+		t.Fatalf("expired %d series, want a's counter and histogram", n)
+	}
+	t1 := t0.Add(12 * time.Minute)
+	m.RecordAt(req("a", "/x", t1), t1)
+	if got := testutil.CollectAndCount(m.requests); got != 1 {
+		t.Fatalf("%d request series, want a's back", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("a", "GET", "/x", "200")); got != 1 {
+		t.Errorf("a's returned series counted %v, want 1", got)
+	}
+	if got := testutil.CollectAndCount(m.duration); got != 1 {
+		t.Errorf("%d duration series, want a's back", got)
+	}
+	// Still tracked for expiry.
+	if n := m.Expire(t1.Add(11 * time.Minute)); n != 2 {
+		t.Errorf("expired %d series the second time, want 2", n)
+	}
+}
+
 func TestPauses(t *testing.T) {
 	m := New(Options{})
 	t0 := time.Unix(1700000000, 0)

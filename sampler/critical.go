@@ -59,14 +59,13 @@ func (c *Critical) Mark(id TraceID) {
 
 // Contains reports whether id was marked critical within the time to live.
 func (c *Critical) Contains(id TraceID) bool {
-	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.ids[id]
 	if !ok {
-		return false
+		return false // most spans: no clock read for them
 	}
-	if !now.Before(e.Value.(*criticalEntry).expires) {
+	if now := c.clock.Now(); !now.Before(e.Value.(*criticalEntry).expires) {
 		c.remove(e)
 		return false
 	}

@@ -82,13 +82,63 @@ func (w *window) quantile(q float64, minSamples int, scratch *[]time.Duration) (
 	}
 	if !w.ready || w.fresh >= recomputeEvery {
 		s := append((*scratch)[:0], w.buf...)
-		slices.Sort(s)
 		rank := int(math.Ceil(q*float64(len(s)))) - 1
-		w.q = s[min(max(rank, 0), len(s)-1)]
+		w.q = nth(s, min(max(rank, 0), len(s)-1))
 		w.ready, w.fresh = true, 0
 		*scratch = s
 	}
 	return w.q, true
+}
+
+// nth returns the k-th smallest of s (0-based), what s[k] would be sorted,
+// reordering s: a quickselect, linear on average where sorting the window
+// cost n log n every recomputeEvery spans. A run of bad pivots falls back
+// to sorting what is left, so no input costs more than a sort.
+func nth(s []time.Duration, k int) time.Duration {
+	lo, hi := 0, len(s)-1
+	for tries := 0; lo < hi; tries++ {
+		if tries == 64 {
+			slices.Sort(s[lo : hi+1])
+			return s[k]
+		}
+		// Median of three as the pivot, moved to hi.
+		mid := lo + (hi-lo)/2
+		if s[mid] < s[lo] {
+			s[mid], s[lo] = s[lo], s[mid]
+		}
+		if s[hi] < s[lo] {
+			s[hi], s[lo] = s[lo], s[hi]
+		}
+		if s[mid] < s[hi] {
+			s[mid], s[hi] = s[hi], s[mid]
+		}
+		pivot := s[hi]
+		// Three-way partition: < pivot, == pivot, > pivot; equal durations
+		// are common (a clock's granularity) and must not slow it down.
+		lt, i, gt := lo, lo, hi
+		for i <= gt {
+			switch {
+			case s[i] < pivot:
+				s[lt], s[i] = s[i], s[lt]
+				lt++
+				i++
+			case s[i] > pivot:
+				s[i], s[gt] = s[gt], s[i]
+				gt--
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			hi = lt - 1
+		case k > gt:
+			lo = gt + 1
+		default:
+			return pivot
+		}
+	}
+	return s[k]
 }
 
 // Latency histogram for SLA windows: histBuckets buckets, histPerOctave to a

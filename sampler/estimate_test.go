@@ -2,6 +2,8 @@ package sampler
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -96,5 +98,42 @@ func TestTimeWindowSlides(t *testing.T) {
 	clock.Advance(time.Minute)
 	if sum := w.summarize(clock.Now()); sum.count != 0 {
 		t.Errorf("after 125 s: %+v, want empty", sum)
+	}
+}
+
+// nth answers what sorting answers, for every rank, on inputs with runs
+// of equal values, sorted and reversed ones, and random ones.
+func TestNthIsSortedRank(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := [][]time.Duration{{5}, {2, 1}, {3, 3, 3, 3}}
+	for _, n := range []int{10, 257, 1000} {
+		random, few, asc, desc := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
+		for i := range n {
+			random[i] = time.Duration(rng.Int64N(1e9))
+			few[i] = time.Duration(rng.IntN(3))
+			asc[i], desc[i] = time.Duration(i), time.Duration(n-i)
+		}
+		inputs = append(inputs, random, few, asc, desc)
+	}
+	for _, in := range inputs {
+		sorted := slices.Sorted(slices.Values(in))
+		for k := range in {
+			if got := nth(slices.Clone(in), k); got != sorted[k] {
+				t.Fatalf("nth(len %d, %d) = %v, sorted says %v", len(in), k, got, sorted[k])
+			}
+		}
+	}
+}
+
+func BenchmarkQuantile(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var w window
+	for range DefaultLatencyWindow {
+		w.add(time.Duration(rng.Int64N(1e7)), DefaultLatencyWindow)
+	}
+	var scratch []time.Duration
+	for b.Loop() {
+		w.ready = false
+		w.quantile(0.99, 1, &scratch)
 	}
 }

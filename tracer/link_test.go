@@ -692,3 +692,50 @@ func TestLinkerPairsByStream(t *testing.T) {
 		t.Fatalf("callee without a stream id: released %d, parent %s, ambiguous %d", len(got), s1.Parent, l.Ambiguous)
 	}
 }
+
+// Two keep-alive connections first looked up 3 s apart: when the first is
+// looked up again, the second, in use and within ownerRefresh of its
+// expiry, is asked along with it, and from then on both share one lookup.
+func TestLinkerRefreshesOwnersTogether(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5000: 0, 5001: 0}))
+	asked := func(now time.Time) (qs []Lookup) {
+		for {
+			select {
+			case q := <-l.Lookups():
+				qs = append(qs, q)
+				l.Resolve(q, l.Owner([]Lookup{q})[0], now)
+			default:
+				return qs
+			}
+		}
+	}
+	serve := func(port string, at time.Duration) []Lookup {
+		be, bs := server(procB, byte(at/time.Second)+1, 0x20, 0, event.TraceparentNone, "127.0.0.1:"+port, 0, ms(1))
+		now := t0.Add(at)
+		l.Add(be, bs, now)
+		return asked(now)
+	}
+	if qs := serve("5000", 0); len(qs) != 1 {
+		t.Fatalf("first request of :5000 asked %d lookups, want 1", len(qs))
+	}
+	if qs := serve("5001", 3*time.Second); len(qs) != 1 {
+		t.Fatalf("first request of :5001 asked %d lookups, want 1", len(qs))
+	}
+	if qs := serve("5000", 4*time.Second); len(qs) != 0 {
+		t.Fatalf(":5000 within its TTL asked %v", qs)
+	}
+	if qs := serve("5001", 4*time.Second); len(qs) != 0 {
+		t.Fatalf(":5001 within its TTL asked %v", qs)
+	}
+	// :5000 expired at 5 s; :5001, expiring at 8 s, is asked with it.
+	if qs := serve("5000", 6*time.Second); len(qs) != 2 {
+		t.Fatalf(":5000 past its TTL asked %v, want it and :5001", qs)
+	}
+	if qs := serve("5001", 9*time.Second); len(qs) != 0 {
+		t.Fatalf(":5001, refreshed at 6 s, asked again at 9 s: %v", qs)
+	}
+	// An owner no request used since it was answered is not asked again.
+	if qs := serve("5001", 12*time.Second); len(qs) != 1 {
+		t.Fatalf(":5001 past its TTL asked %v, want it alone (:5000 unused since 6 s)", qs)
+	}
+}

@@ -204,7 +204,16 @@ func (d *decided) put(id span.TraceID, keep bool) {
 	defer d.mu.Unlock()
 	now := time.Now()
 	if d.cur == nil || len(d.cur) >= decidedMax || now.Sub(d.since) > decidedAge {
-		d.old, d.cur, d.since = d.cur, make(map[span.TraceID]bool), now
+		// The generation dropped becomes the next one, emptied: a map
+		// cleared keeps its buckets, so a steady rate of traces stops
+		// growing (and rehashing, and allocating) maps after the first
+		// two generations.
+		next := d.old
+		if next == nil {
+			next = make(map[span.TraceID]bool)
+		}
+		clear(next)
+		d.old, d.cur, d.since = d.cur, next, now
 	}
 	d.cur[id] = keep
 }

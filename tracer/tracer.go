@@ -275,7 +275,11 @@ func (t *Tracer) logPressure(level, before int, factor float64, thinned uint64) 
 }
 
 // Record builds the span for ev, if it yields one, and queues it.
-func (t *Tracer) Record(ev event.Event) {
+func (t *Tracer) Record(ev event.Event) { t.RecordAt(ev, time.Now()) }
+
+// RecordAt is Record for an event handed over at now: a caller that reads
+// the clock for something else per event passes its reading on.
+func (t *Tracer) RecordAt(ev event.Event, now time.Time) {
 	if st, ok := ev.(event.Stopper); ok {
 		if start, end, gc := st.GCStop(); gc {
 			t.mu.Lock()
@@ -315,7 +319,7 @@ func (t *Tracer) Record(ev event.Event) {
 		return
 	}
 	t.linkMu.Lock()
-	out := t.opts.Linker.Add(ev, st, time.Now())
+	out := t.opts.Linker.Add(ev, st, now)
 	if t.linkIdle && !t.opts.Linker.Empty() {
 		t.linkIdle = false
 		select {
