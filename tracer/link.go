@@ -212,7 +212,6 @@ type owner struct {
 	conn       event.Conn // the client end found
 	neighbours []int      // a closed client end: who could have held it
 	expires    time.Time
-	hit        bool // a server span was placed by this answer
 }
 
 type clientRef struct {
@@ -393,10 +392,6 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 	if !known {
 		o, known = l.owners[q]
 		known = known && now.Before(o.expires)
-		if known && !o.hit {
-			o.hit = true // once per answer: the write costs more than the read
-			l.owners[q] = o
-		}
 	}
 	if known && !o.ok && l.groups[e.sc.TraceID] == nil {
 		// Called from off the node, nothing of its trace held: out at once.
@@ -418,7 +413,6 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 			l.LookupBusy++
 			return append(l.release(g), l.bound()...)
 		}
-		l.refreshAhead(q, now)
 	}
 	g.lookup = q
 	l.pending[q] = append(l.pending[q], g)
@@ -517,36 +511,6 @@ func (l *Linker) ambiguous(g *group) []*span.Span {
 	l.Ambiguous++
 	return l.release(g)
 }
-
-// refreshAhead asks again, along with lookup q, for the owners still in
-// use that expire within ownerRefresh: a lookup reads the node's whole
-// socket table (milliseconds on a large host however few sockets it
-// lists), and the keep-alive connections of a busy service, each looked
-// up ownerTTL after the last, would otherwise read it once each.
-// Asked in one go, they are answered from one read and stay in step.
-func (l *Linker) refreshAhead(q Lookup, now time.Time) {
-	for k, o := range l.owners {
-		if k == q || !o.hit || o.expires.Sub(now) > ownerRefresh {
-			continue
-		}
-		if _, asked := l.pending[k]; asked {
-			continue
-		}
-		if len(l.lookups) >= cap(l.lookups)/2 {
-			return // the rest of the queue is for lookups roots wait on
-		}
-		select {
-		case l.lookups <- k:
-			l.pending[k] = nil // asked; no root waits on it
-		default:
-			return
-		}
-	}
-}
-
-// ownerRefresh is how close to expiry an owner in use is looked up again
-// with another lookup.
-const ownerRefresh = ownerTTL / 2
 
 // ownerTTL bounds how long a peer address is trusted to name the same
 // process: a port can be reused by another process after a close.
