@@ -141,11 +141,7 @@ wget -q -O /tmp/r3 --header "$(tp ` + recoveredTrace + `)" http://127.0.0.1:8081
 echo "guest: recovered exit=$?"
 wget -q -O /tmp/r4 --header "$(tp ` + helloTrace + `)" http://127.0.0.1:8081/hello
 echo "guest: hello exit=$? $(cat /tmp/r4)"
-# Bounded: until the agent printed the calls' 6 spans. Emulated, it reads
-# them late; a link whose events are read only while golens stops can be
-# lost (an open gap, not what this guest tests).
-i=0
-until [ "$(grep -c . /tmp/spans.log)" -ge 6 ]; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done
+` + awaitSixSpans + `
 wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
 grep -E '^golens_(spans_(un)?linked_total|spans_held|events_read_total)' /tmp/metrics | sed 's/^/metric: /'
 kill -TERM $agent
@@ -362,6 +358,13 @@ const (
 	grpcFailTrace = "5af7651916cd43dd8448eb211c80319c"
 )
 
+// awaitSixSpans is the chain and gRPC guests' wait, bounded, until the
+// agent printed the calls' 6 spans. Emulated, it reads them late; a link
+// whose events are read only while golens stops can be lost (an open gap,
+// not what these guests test).
+const awaitSixSpans = `i=0
+until [ "$(grep -c . /tmp/spans.log)" -ge 6 ]; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done`
+
 // grpcInit: gRPC app A (symbols, DWARF) calls gRPC app B (stripped: the
 // grpc-go offsets come from the module table) from an HTTP handler.
 var grpcInit = guestSetup + `echo "guest: kernel $(uname -r) $(uname -m)"
@@ -384,11 +387,7 @@ wget -q -O /tmp/r1 --header "$(tp ` + grpcOKTrace + `)" "http://127.0.0.1:8080/c
 echo "guest: ok exit=$? $(cat /tmp/r1)"
 wget -q -O /tmp/r2 --header "$(tp ` + grpcFailTrace + `)" "http://127.0.0.1:8080/call?target=127.0.0.1%3A9090&method=Fail"
 echo "guest: fail exit=$?"
-# Bounded: until the agent printed the calls' 6 spans. Emulated, it reads
-# them late; a link whose events are read only while golens stops can be
-# lost (an open gap, not what this guest tests).
-i=0
-until [ "$(grep -c . /tmp/spans.log)" -ge 6 ]; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done
+` + awaitSixSpans + `
 wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics
 grep -E '^golens_(spans_(un)?linked_total|spans_held|events_read_total|spans_exported_total)' /tmp/metrics | sed 's/^/metric: /'
 kill -TERM $agent
