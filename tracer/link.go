@@ -782,18 +782,31 @@ func (l *Linker) Empty() bool {
 	return len(l.groups) == 0 && len(l.recent) == 0 && len(l.unpaired) == 0
 }
 
-// Flush releases what is due at now; with all set, everything held.
+// Flush releases what is due at now; with all set, everything held. A
+// flush of all comes last, when every event is read: a match joins
+// (nothing can rival it any more), and a root that goes out unlinked is
+// counted as its wait's end would have counted it.
 func (l *Linker) Flush(now time.Time, all bool) []*span.Span {
 	if !all {
 		return l.trim(now)
 	}
 	var out []*span.Span
 	for _, g := range l.groups {
-		if g.match != nil {
-			// A settled match is joined: nothing rivals it any more.
+		switch {
+		case g.match != nil:
 			out = append(out, l.join(g, *g.match)...)
 			continue
+		case g.root == nil:
+			// Children whose root never came: nothing to link.
+		case g.lookup.Peer.IsValid():
+			l.LookupBusy++ // its peer's owner never answered
+		case g.noConn:
+			l.NoConn++
+		case g.req != "" && g.caller != 0:
+			l.Unmatched++ // its watched caller's call never came
 		}
+		// A closed client end without a call of its possible holders
+		// stays uncounted, as in trim: most likely an unwatched client.
 		out = append(out, l.release(g)...)
 	}
 	return out

@@ -692,3 +692,40 @@ func TestLinkerPairsByStream(t *testing.T) {
 		t.Fatalf("callee without a stream id: released %d, parent %s, ambiguous %d", len(got), s1.Parent, l.Ambiguous)
 	}
 }
+
+// The flush of everything at shutdown counts each root it lets go
+// unlinked, as its wait's end would have: a watched caller whose call
+// never came (no_client_span), a lookup never answered (lookup_busy), a
+// caller's call without its connection (no_conn); a match still settling
+// joins.
+func TestLinkerFlushAllCounts(t *testing.T) {
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID, 5001: procA.PID, 5002: procA.PID, 5003: procA.PID}))
+	// Root 1: its caller is watched, its call never came (the call
+	// without a connection below ends before it starts).
+	e, s := server(procB, 1, 0x10, 0, event.TraceparentNone, "127.0.0.1:5000", ms(5), ms(6))
+	add(l, e, s, t0)
+	// Root 3: its caller's call came without a connection.
+	e, s = server(procB, 3, 0x30, 0, event.TraceparentNone, "127.0.0.1:5002", ms(1), ms(2))
+	add(l, e, s, t0)
+	ce, cs := client(procA, 7, 0x71, 0x70, event.LinkContext, event.TraceparentValid, 0, ms(3))
+	add(l, ce, cs, t0)
+	// Root 4: its call came and fits, still settling.
+	e, s4 := server(procB, 4, 0x40, 0, event.TraceparentNone, "127.0.0.1:5003", ms(1), ms(2))
+	add(l, e, s4, t0)
+	ae, as := client(procA, 8, 0x81, 0x80, event.LinkContext, event.TraceparentValid, 0, ms(3))
+	add(l, via(ae, 5003), as, t0)
+	// Root 2: its lookup is still queued.
+	e, s = server(procB, 2, 0x20, 0, event.TraceparentNone, "127.0.0.1:5001", ms(1), ms(2))
+	l.Add(e, s, t0)
+
+	got := l.Flush(t0.Add(ms(10)), true)
+	if len(got) != 4 || l.held != 0 {
+		t.Fatalf("flush of all released %d spans, held %d; want 4 and 0", len(got), l.held)
+	}
+	if l.Unmatched != 1 || l.LookupBusy != 1 || l.NoConn != 1 || l.Linked != 1 {
+		t.Errorf("unmatched %d, lookup busy %d, no conn %d, linked %d; want 1 each", l.Unmatched, l.LookupBusy, l.NoConn, l.Linked)
+	}
+	if s4.TraceID != (span.TraceID{8}) || s4.Parent != (span.SpanID{0x81}) {
+		t.Errorf("settling root: trace %s parent %s, want A's call", s4.TraceID, s4.Parent)
+	}
+}
