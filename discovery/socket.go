@@ -258,8 +258,17 @@ const tcpListen = "0A"
 // readTable reads the sockets whose local or remote address is in want
 // from the network namespace of pid, in /proc/PID/net/tcp{,6}, and its
 // listening sockets.
+//
+// The kernel writes those files a page per read, resuming each read at a
+// hash bucket and an offset in it: sockets created or closed meanwhile
+// shift the offset, and a socket open throughout is listed twice (often,
+// with a few hundred sockets and some churn). A line repeated exactly
+// (same addresses, same inode) is that same socket, read once here: two
+// open sockets never share an inode, and one pair of addresses has one
+// closed socket at most.
 func readTable(pid int, want map[netip.AddrPort]bool) *table {
 	t := &table{byLocal: make(map[netip.AddrPort][]socket), byRemote: make(map[netip.AddrPort][]socket)}
+	seen := make(map[socket]bool)
 	for _, file := range []string{"tcp", "tcp6"} {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, file))
 		if err != nil {
@@ -286,6 +295,10 @@ func readTable(pid int, want map[netip.AddrPort]bool) *table {
 				n = 0
 			}
 			sk := socket{local: local, remote: remote, ino: n}
+			if seen[sk] {
+				continue
+			}
+			seen[sk] = true
 			if listening {
 				t.listen = append(t.listen, sk)
 				continue

@@ -163,3 +163,87 @@ func TestSocketOwnerClosedSharedPort(t *testing.T) {
 		t.Errorf("closed client end %s: %+v, want on node, towards %s", local, got, ln.Addr())
 	}
 }
+
+// A read of /proc/net/tcp is many reads of a page each, and the kernel
+// resumes each at a bucket and an offset in it: with sockets coming and
+// going meanwhile, a socket that stays open is listed twice (measured
+// here: in most reads of a few hundred sockets). Listed twice, its end
+// looked like two connections the server could have seen, and a
+// connection between two watched processes was answered "nobody's": its
+// callee went out unlinked, uncounted.
+func TestSocketOwnersWhileSocketsChurn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1024)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	const stable = 300
+	var conns []Accepted
+	for i := 0; i < stable; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv := <-accepted
+		defer srv.Close()
+		conns = append(conns, Accepted{os.Getpid(), netip.MustParseAddrPort(c.LocalAddr().String())})
+	}
+	// Connections opened and closed meanwhile, by another listener (the
+	// stable ones' server end stays the only one facing each peer).
+	churn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer churn.Close()
+	go func() {
+		for {
+			c, err := churn.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if c, err := net.Dial("tcp", churn.Addr().String()); err == nil {
+				c.Close()
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	wrong := 0
+	rounds := 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) || rounds < 5; rounds++ {
+		for i, h := range SocketOwners(conns, []int{os.Getpid()}) {
+			if h.PID != os.Getpid() || !h.OnNode || h.Conn.Local != conns[i].Peer {
+				if wrong < 3 {
+					t.Errorf("round %d: owner of %s = %+v, want this process", rounds, conns[i].Peer, h)
+				}
+				wrong++
+			}
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("%d of %d answers wrong over %d rounds", wrong, rounds*stable, rounds)
+	}
+}

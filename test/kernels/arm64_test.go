@@ -124,7 +124,7 @@ OTEL_SERVICE_NAME=arm64b GODEBUG=httpmuxgo121=0 /httpserver-stripped-pie -addr 1
 b=$!
 i=0
 until grep -q listening /tmp/a.log && grep -q listening /tmp/b.log; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done
-/golens --pid $a --pid $b --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+/golens --pid $a --pid $b --exporter console --log-level debug --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
 agent=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
@@ -374,7 +374,7 @@ OTEL_SERVICE_NAME=grpcb /grpcapp-stripped -addr 127.0.0.1:8082 -grpc-addr 127.0.
 b=$!
 i=0
 until grep -q listening /tmp/a.log && grep -q listening /tmp/b.log; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done
-/golens --pid $a --pid $b --exporter console --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
+/golens --pid $a --pid $b --exporter console --log-level debug --metrics-addr 127.0.0.1:9464 >/tmp/spans.log 2>/tmp/golens.log &
 agent=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
@@ -440,6 +440,7 @@ func TestDebianKernelArm64GRPC(t *testing.T) {
 	raw := lines("out: ")
 	t.Logf("spans:\n%s", strings.Join(raw, "\n"))
 	t.Logf("linker, after the calls:\n%s", strings.Join(lines("metric: "), "\n"))
+	t.Logf("caller lookups:\n%s", callerLookups(log))
 	byTrace := map[string][]consoleSpan{}
 	for _, l := range raw {
 		m := consoleSpanRe.FindStringSubmatch(l)
@@ -669,4 +670,16 @@ func TestDebianKernelArm64Inject(t *testing.T) {
 			t.Errorf("%s's server span (agent 2), want under %s's client span %s: %+v", c.b, c.a, cli.span, b)
 		}
 	}
+}
+
+// callerLookups are the agent's debug lines on its callers' owner
+// lookups: why a callee was linked or not.
+func callerLookups(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `msg="caller lookup"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
