@@ -196,12 +196,12 @@ func (a *Agent) callers(qs []tracer.Lookup) []tracer.Caller {
 	}
 	callers := make([]tracer.Caller, len(qs))
 	for i, h := range discovery.SocketOwners(conns, a.mgr.Targets()) {
-		callers[i] = tracer.Caller{PID: h.PID, OnNode: h.OnNode, Neighbours: h.Neighbours,
+		callers[i] = tracer.Caller{PID: h.PID, OnNode: h.OnNode, Neighbours: h.Neighbours, Ambiguous: h.Ambiguous,
 			Conn: tracer.Conn{NetNS: h.Conn.NetNS, Local: h.Conn.Local, Remote: h.Conn.Remote}}
 		// One line per callee and peer at most every few seconds (the
 		// linker caches the answer): why a callee was or was not linked.
 		a.log.Debug("caller lookup", "callee", qs[i].Callee, "peer", qs[i].Peer, "caller", h.PID, "on_node", h.OnNode,
-			"client_local", h.Conn.Local, "client_remote", h.Conn.Remote, "neighbours", h.Neighbours)
+			"ambiguous", h.Ambiguous, "client_local", h.Conn.Local, "client_remote", h.Conn.Remote, "neighbours", h.Neighbours)
 	}
 	return callers
 }

@@ -35,6 +35,9 @@ type SocketHolder struct {
 	// watched processes of its network namespace: the only ones that can
 	// have held it.
 	Neighbours []int
+	// Ambiguous: more than one connection could be the one the server
+	// saw (PID 0, not OnNode): not a guess, but not "nobody's" either.
+	Ambiguous bool
 }
 
 // SocketOwner finds which of pids holds the client end of the connection
@@ -64,7 +67,8 @@ func SocketOwner(server int, peer netip.AddrPort, pids []int) (pid int, onNode b
 // that has it among its open files, or to an unwatched process (0, false).
 // When more than one connection could be the one the server saw (the
 // peer's local port reused towards another of its addresses, or the same
-// pair in two namespaces), none is named (0, false): not a guess.
+// pair in two namespaces), none is named (0, false, Ambiguous): not a
+// guess.
 // One found closed (TIME_WAIT, no inode any more) has no owner: 0, true,
 // with the namespace's watched processes as Neighbours.
 func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
@@ -120,6 +124,7 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 		if len(servers) > 1 {
 			// The peer's address is the far end of more than one
 			// connection to the server: which one it saw cannot be told.
+			out[j].Ambiguous = true
 			continue
 		}
 		search := []uint64{home}
@@ -158,6 +163,7 @@ func SocketOwners(conns []Accepted, pids []int) []SocketHolder {
 			}
 		}
 		if len(ends) != 1 {
+			out[j].Ambiguous = len(ends) > 1
 			continue
 		}
 		end, ns := ends[0], ends[0].Conn.NetNS

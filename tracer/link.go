@@ -39,6 +39,9 @@ type Caller struct {
 	// Neighbours are, for a closed client end, the watched processes
 	// that could have held it (those of its network namespace).
 	Neighbours []int
+	// Ambiguous: more than one connection on this node could be the
+	// callee's (PID 0, not OnNode); its root goes out unlinked, counted.
+	Ambiguous bool
 }
 
 // Conn names the client end of a connection: its network namespace (by
@@ -155,7 +158,8 @@ type Linker struct {
 	// LookupBusy counts roots released unlinked because their peer's
 	// owner could not be looked up in time (the lookup queue was full, or
 	// the answer came after the Window); Ambiguous counts roots left
-	// unlinked because more than one call could have been theirs; NoConn
+	// unlinked because more than one call could have been theirs, or
+	// more than one connection on the node their callee's; NoConn
 	// counts roots left unlinked because their caller's call that could
 	// have been theirs did not say its connection (or the lookup did not
 	// name the client end's addresses).
@@ -209,6 +213,7 @@ const maxCalls = 1 << 16
 type owner struct {
 	pid        int
 	ok         bool       // on this node
+	ambiguous  bool       // not ok: more than one connection could be it
 	conn       event.Conn // the client end found
 	neighbours []int      // a closed client end: who could have held it
 	expires    time.Time
@@ -394,7 +399,11 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 		known = known && now.Before(o.expires)
 	}
 	if known && !o.ok && l.groups[e.sc.TraceID] == nil {
-		// Called from off the node, nothing of its trace held: out at once.
+		// Called from off the node, nothing of its trace held: out at
+		// once; counted when its caller could not be told.
+		if o.ambiguous {
+			l.Ambiguous++
+		}
 		return []*span.Span{stub}
 	}
 	g := l.hold(e.sc.TraceID, stub, now)
@@ -426,6 +435,9 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 // a process that could have held it.
 func (l *Linker) place(g *group, o owner, now time.Time) []*span.Span {
 	if !o.ok {
+		if o.ambiguous {
+			l.Ambiguous++
+		}
 		return append(l.release(g), l.bound()...)
 	}
 	if !o.conn.Known() {
@@ -543,7 +555,7 @@ func (l *Linker) Resolve(q Lookup, c Caller, now time.Time) []*span.Span {
 		// Closed since a lookup found it open: it was that process's.
 		c.PID = h.pid
 	}
-	o := owner{pid: c.PID, ok: c.OnNode, neighbours: c.Neighbours, expires: now.Add(ownerTTL),
+	o := owner{pid: c.PID, ok: c.OnNode, ambiguous: c.Ambiguous && !c.OnNode, neighbours: c.Neighbours, expires: now.Add(ownerTTL),
 		conn: plain(event.Conn{Local: c.Conn.Local, Remote: c.Conn.Remote})}
 	l.owners[q] = o
 	gs := l.pending[q]

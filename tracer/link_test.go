@@ -729,3 +729,31 @@ func TestLinkerFlushAllCounts(t *testing.T) {
 		t.Errorf("settling root: trace %s parent %s, want A's call", s4.TraceID, s4.Parent)
 	}
 }
+
+// A lookup that finds more than one connection the callee could have
+// accepted from its peer names nobody, but its root is counted as
+// ambiguous, not let go as a caller from off the node; so is a second
+// root answered from the cache.
+func TestLinkerAmbiguousOwner(t *testing.T) {
+	l := NewLinker(func(qs []Lookup) []Caller { return make([]Caller, len(qs)) })
+	e, s := server(procB, 1, 0x10, 0, event.TraceparentNone, "127.0.0.1:5000", ms(1), ms(2))
+	if got := add(l, e, s, t0); len(got) != 1 || l.Ambiguous != 0 {
+		t.Fatalf("off-node caller: released %d, ambiguous %d; want 1 and 0", len(got), l.Ambiguous)
+	}
+	l = NewLinker(func(qs []Lookup) []Caller {
+		out := make([]Caller, len(qs))
+		for i := range out {
+			out[i].Ambiguous = true
+		}
+		return out
+	})
+	for i := byte(1); i <= 2; i++ {
+		e, s := server(procB, i, i<<4, 0, event.TraceparentNone, "127.0.0.1:5000", ms(1), ms(2))
+		if got := add(l, e, s, t0); len(got) != 1 || got[0].HasParent() {
+			t.Fatalf("root %d: released %d", i, len(got))
+		}
+	}
+	if l.Ambiguous != 2 || l.held != 0 {
+		t.Errorf("ambiguous %d, held %d; want 2 and 0", l.Ambiguous, l.held)
+	}
+}
