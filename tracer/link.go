@@ -400,10 +400,8 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 	}
 	if known && !o.ok && l.groups[e.sc.TraceID] == nil {
 		// Called from off the node, nothing of its trace held: out at
-		// once; counted when its caller could not be told.
-		if o.ambiguous {
-			l.Ambiguous++
-		}
+		// once.
+		l.offNode(o)
 		return []*span.Span{stub}
 	}
 	g := l.hold(e.sc.TraceID, stub, now)
@@ -435,9 +433,7 @@ func (l *Linker) addServer(e call, remote string, stub *span.Span, now time.Time
 // a process that could have held it.
 func (l *Linker) place(g *group, o owner, now time.Time) []*span.Span {
 	if !o.ok {
-		if o.ambiguous {
-			l.Ambiguous++
-		}
+		l.offNode(o)
 		return append(l.release(g), l.bound()...)
 	}
 	if !o.conn.Known() {
@@ -473,6 +469,15 @@ func (l *Linker) place(g *group, o owner, now time.Time) []*span.Span {
 		l.markNoConn(g, now)
 	}
 	return l.bound()
+}
+
+// offNode notes a root let go because its lookup named no caller on this
+// node: counted when the lookup could not tell which connection was its
+// (an unwatched or remote caller is not a loss).
+func (l *Linker) offNode(o owner) {
+	if o.ambiguous {
+		l.Ambiguous++
+	}
 }
 
 // awaits tells whether waiting root g may be the callee of a call of pid.
