@@ -234,6 +234,7 @@ func TestDebianKernelArm64Chain(t *testing.T) {
 	if e := lines("guest: golens exit="); len(e) != 1 || e[0] != "0" {
 		t.Errorf("golens exit status %q, want 0; log:\n%s", e, log)
 	}
+	t.Logf("caller lookups:\n%s", callerLookups(log))
 
 	byTrace := map[string][]consoleSpan{}
 	raw := lines("out: ")
