@@ -44,19 +44,24 @@ type Manager struct {
 	clock    *Clock
 	log      *slog.Logger
 
-	mu       sync.Mutex
-	events   *ebpf.Map            // shared ring buffer
-	stats    *ebpf.Map            // shared per-CPU counters
-	shared   map[string]*ebpf.Map // every map shared by all objects, by name
-	perPid   []*ebpf.Map          // those of them keyed by pid first (Spec.PerPid)
-	reader   *ringbuf.Reader
-	sockets  []Sockets // the features' socket programs, started once
-	featErr  error     // why a feature's socket programs are off
-	targets  map[int]*target
-	objs     objects     // loaded programs, shared by targets with the same constants
-	resolved resolutions // what each binary file's families need, by file and bias
-	refused  map[string]int
-	decoders map[uint32]Decoder
+	mu      sync.Mutex
+	events  *ebpf.Map            // shared ring buffer
+	stats   *ebpf.Map            // shared per-CPU counters
+	shared  map[string]*ebpf.Map // every map shared by all objects, by name
+	perPid  []*ebpf.Map          // those of them keyed by pid first (Spec.PerPid)
+	reader  *ringbuf.Reader
+	sockets []Sockets // the features' socket programs, started once
+	featErr error     // why a feature's socket programs are off
+	targets map[int]*target
+	// releasers are the releases in flight (a target's exit, a Detach):
+	// Close waits for them, for they walk and read the shared maps it
+	// closes. Once closing, nothing more is claimed.
+	releasers sync.WaitGroup
+	closing   bool
+	objs      objects     // loaded programs, shared by targets with the same constants
+	resolved  resolutions // what each binary file's families need, by file and bias
+	refused   map[string]int
+	decoders  map[uint32]Decoder
 
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
@@ -275,6 +280,10 @@ func (m *Manager) Stats() Stats {
 // Close detaches the socket programs and releases the shared maps. Call
 // after Run returned.
 func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
+	m.releasers.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error

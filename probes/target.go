@@ -82,21 +82,24 @@ func (m *Manager) Detach(pid int) error {
 }
 
 // claim makes the caller t's one releaser, while pid is still t (the pid
-// may have been reused, and attached again, since t's process exited) and
-// nobody else is releasing it.
+// may have been reused, and attached again, since t's process exited),
+// nobody else is releasing it and the manager is not closing. The caller
+// must then release it.
 func (m *Manager) claim(pid int, t *target) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.targets[pid] != t || t.releasing {
+	if m.closing || m.targets[pid] != t || t.releasing {
 		return false
 	}
 	t.releasing = true
+	m.releasers.Add(1)
 	return true
 }
 
 // release closes a claimed target's links and objects, waits until the
 // events it left in the ring are delivered, and forgets it.
 func (m *Manager) release(pid int, t *target) error {
+	defer m.releasers.Done()
 	m.unserve(pid)
 	err := t.close()
 	m.forgetPid(pid)
