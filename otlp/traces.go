@@ -355,7 +355,10 @@ func (e *TraceEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValu
 	}
 	e.buf = protowire.AppendTag(e.buf, num, protowire.BytesType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(body))
-	e.string(fKVKey, key)
+	if len(key) > 0 { // made valid above: once is enough
+		e.buf = protowire.AppendTag(e.buf, fKVKey, protowire.BytesType)
+		e.buf = protowire.AppendString(e.buf, key)
+	}
 	e.buf = protowire.AppendTag(e.buf, fKVValue, protowire.BytesType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(inner))
 	switch kv.Value.Type() {

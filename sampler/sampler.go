@@ -205,6 +205,11 @@ type Sampler struct {
 	services map[string]*serviceState
 	ops      int // tracked operations, bounded by cfg.MaxOperations
 	scratch  []time.Duration
+	// The tracestate member of the last threshold kept at: a service's
+	// threshold stays the same span after span, and writing it costs a
+	// formatting and two allocations.
+	lastTh   Threshold
+	lastThTS string
 
 	decisions      map[Reason]*atomic.Uint64 // fixed keys: read without the lock
 	untracked      atomic.Uint64
@@ -317,7 +322,10 @@ func (s *Sampler) root(now time.Time, st *strategiesGen, svc *serviceState, sp S
 	if strategy.Type == Probabilistic {
 		t := ThresholdFor(strategy.Param * scale)
 		if t.Keep(sp.TraceID) {
-			return Decision{Keep: true, Reason: ReasonProbabilistic, Threshold: t, TraceState: t.TraceState()}
+			if s.lastThTS == "" || s.lastTh != t {
+				s.lastTh, s.lastThTS = t, t.TraceState()
+			}
+			return Decision{Keep: true, Reason: ReasonProbabilistic, Threshold: t, TraceState: s.lastThTS}
 		}
 		return Decision{Reason: ReasonDroppedProbabilistic, Threshold: t}
 	}

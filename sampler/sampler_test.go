@@ -183,6 +183,32 @@ func TestProbabilisticRate(t *testing.T) {
 	}
 }
 
+// One sampler keeps spans of services at different probabilities in turn:
+// each decision records its own service's threshold (the sampler keeps the
+// last one written, and must not hand it to another service).
+func TestTraceStatePerService(t *testing.T) {
+	st := mustParse(t, `{"default_strategy": {"type": "probabilistic", "param": 1},
+		"service_strategies": [{"service": "half", "type": "probabilistic", "param": 0.5},
+		{"service": "tenth", "type": "probabilistic", "param": 0.1}]}`)
+	s := New(Config{Clock: newFakeClock()}, st)
+	want := map[string]string{"all": ThresholdFor(1).TraceState(), "half": ThresholdFor(0.5).TraceState(), "tenth": ThresholdFor(0.1).TraceState()}
+	kept := map[string]int{}
+	for i, id := range randomIDs(7, 3000) {
+		svc := []string{"all", "half", "tenth"}[i%3]
+		d := s.Decide(Span{Service: svc, Operation: "GET /", TraceID: id})
+		if !d.Keep {
+			continue
+		}
+		kept[svc]++
+		if d.TraceState != want[svc] {
+			t.Fatalf("span %d of %s: TraceState %q, want %q", i, svc, d.TraceState, want[svc])
+		}
+	}
+	if kept["all"] != 1000 || kept["half"] == 0 || kept["tenth"] == 0 {
+		t.Fatalf("kept %v: want 1000 of all and some of the others", kept)
+	}
+}
+
 func TestConsistentAcrossSamplers(t *testing.T) {
 	// Two golens with the same rate, on different nodes, started at different
 	// times, with different history, decide the same for every trace.
