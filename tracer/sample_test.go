@@ -12,6 +12,32 @@ import (
 	"github.com/golens/golens/span"
 )
 
+// A kept trace leaves no entry in the decision memory (a later span's
+// "sampled" parent flag already says keep), and its late callee is kept.
+func TestSamplingKeptTraceNotRemembered(t *testing.T) {
+	strat, err := sampler.Parse([]byte(`{"default_strategy": {"type": "probabilistic", "param": 1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *span.Span, _ bool) { kept = append(kept, st.Name) })
+	res := span.NewResource("", attribute.String("service.name", "a"))
+	start := time.Now()
+	for i := range 100 {
+		tid := span.TraceID{byte(i), 9}
+		p.decide([]*span.Span{{Name: "A server", TraceID: tid, SpanID: span.SpanID{1}, Flags: span.FlagSampled,
+			Resource: res, Start: start, End: start.Add(time.Millisecond)}})
+		p.decide([]*span.Span{{Name: "B server", TraceID: tid, SpanID: span.SpanID{2}, Flags: span.FlagSampled,
+			Parent: span.SpanID{1}, ParentFlags: span.FlagSampled, Resource: res, Start: start, End: start.Add(time.Millisecond)}})
+	}
+	if n := len(p.traces.cur) + len(p.traces.old); n != 0 {
+		t.Errorf("%d traces remembered at keep-all, want 0", n)
+	}
+	if len(kept) != 200 {
+		t.Errorf("kept %d spans, want all 200", len(kept))
+	}
+}
+
 // A callee joined to its caller's trace after the caller's spans were
 // decided follows that decision, not the "sampled" flag its parent span
 // was minted with; an error in it still keeps it.
