@@ -355,10 +355,7 @@ func (e *TraceEncoder) scalarKeyValue(num protowire.Number, kv attribute.KeyValu
 	}
 	e.buf = protowire.AppendTag(e.buf, num, protowire.BytesType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(body))
-	if len(key) > 0 { // made valid above: once is enough
-		e.buf = protowire.AppendTag(e.buf, fKVKey, protowire.BytesType)
-		e.buf = protowire.AppendString(e.buf, key)
-	}
+	e.validString(fKVKey, key) // made valid above: once is enough
 	e.buf = protowire.AppendTag(e.buf, fKVValue, protowire.BytesType)
 	e.buf = protowire.AppendVarint(e.buf, uint64(inner))
 	switch kv.Value.Type() {
@@ -464,11 +461,16 @@ func (e *TraceEncoder) anyString(s string) {
 // fields without presence.
 
 func (e *TraceEncoder) string(num protowire.Number, s string) {
+	e.validString(num, event.ValidUTF8(s))
+}
+
+// validString is string for s already made valid UTF-8.
+func (e *TraceEncoder) validString(num protowire.Number, s string) {
 	if s == "" {
 		return
 	}
 	e.buf = protowire.AppendTag(e.buf, num, protowire.BytesType)
-	e.buf = protowire.AppendString(e.buf, event.ValidUTF8(s))
+	e.buf = protowire.AppendString(e.buf, s)
 }
 
 func (e *TraceEncoder) bytes(num protowire.Number, b []byte) {

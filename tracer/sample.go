@@ -140,7 +140,7 @@ func (p *sampling) decideGroup(group []*span.Span) {
 	// Remembered is what a later span of the trace could not tell from
 	// its parent's flag: every span golens mints says "sampled", so a
 	// kept trace needs no entry (at keep-all, none is written: a map
-	// insert per span was ~9% of the agent's CPU); a dropped trace, or
+	// insert per span was ~9% of the CPU profile); a dropped trace, or
 	// one an error or a slow span made critical, does.
 	if !known && !rootD.Keep || critical {
 		p.traces.put(id, rootD.Keep || critical)

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"testing"
@@ -12,15 +13,23 @@ import (
 	"github.com/golens/golens/span"
 )
 
-// A kept trace leaves no entry in the decision memory (a later span's
-// "sampled" parent flag already says keep), and its late callee is kept.
-func TestSamplingKeptTraceNotRemembered(t *testing.T) {
-	strat, err := sampler.Parse([]byte(`{"default_strategy": {"type": "probabilistic", "param": 1}}`))
+// testSampling is a sampling stage deciding at probability prob, with the
+// names of the spans it keeps, in order.
+func testSampling(t *testing.T, prob float64) (*sampling, *[]string) {
+	t.Helper()
+	strat, err := sampler.Parse([]byte(fmt.Sprintf(`{"default_strategy": {"type": "probabilistic", "param": %g}}`, prob)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kept []string
-	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *span.Span, _ bool) { kept = append(kept, st.Name) })
+	kept := new([]string)
+	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *span.Span, _ bool) { *kept = append(*kept, st.Name) })
+	return p, kept
+}
+
+// A kept trace leaves no entry in the decision memory (a later span's
+// "sampled" parent flag already says keep), and its late callee is kept.
+func TestSamplingKeptTraceNotRemembered(t *testing.T) {
+	p, kept := testSampling(t, 1)
 	res := span.NewResource("", attribute.String("service.name", "a"))
 	start := time.Now()
 	for i := range 100 {
@@ -33,8 +42,8 @@ func TestSamplingKeptTraceNotRemembered(t *testing.T) {
 	if n := len(p.traces.cur) + len(p.traces.old); n != 0 {
 		t.Errorf("%d traces remembered at keep-all, want 0", n)
 	}
-	if len(kept) != 200 {
-		t.Errorf("kept %d spans, want all 200", len(kept))
+	if len(*kept) != 200 {
+		t.Errorf("kept %d spans, want all 200", len(*kept))
 	}
 }
 
@@ -42,12 +51,7 @@ func TestSamplingKeptTraceNotRemembered(t *testing.T) {
 // decided follows that decision, not the "sampled" flag its parent span
 // was minted with; an error in it still keeps it.
 func TestSamplingLateJoiner(t *testing.T) {
-	strat, err := sampler.Parse([]byte(`{"default_strategy": {"type": "probabilistic", "param": 0}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kept []string
-	p := newSampling(sampler.New(sampler.Config{}, strat), func(st *span.Span, _ bool) { kept = append(kept, st.Name) })
+	p, kept := testSampling(t, 0)
 
 	tid := span.TraceID{7}
 	res := func(svc string) *span.Resource {
@@ -66,16 +70,16 @@ func TestSamplingLateJoiner(t *testing.T) {
 	p.decide([]*span.Span{stub("A client", "a", 2, 1), stub("A server", "a", 1, 0)})
 	// B's server span, joined under A's client span later.
 	p.decide([]*span.Span{stub("B server", "b", 3, 2)})
-	if len(kept) != 0 {
-		t.Errorf("kept %v at p=0, want none: the late callee must follow its trace's decision", kept)
+	if len(*kept) != 0 {
+		t.Errorf("kept %v at p=0, want none: the late callee must follow its trace's decision", *kept)
 	}
 	// A failing late callee is critical: kept, and with it the rest of
 	// its trace, still in the hold.
 	failing := stub("B failing", "b", 4, 2)
 	failing.Status = span.Error
 	p.decide([]*span.Span{failing})
-	sort.Strings(kept)
-	if want := []string{"A client", "A server", "B failing", "B server"}; !slices.Equal(kept, want) {
-		t.Errorf("kept %v, want the whole trace %v", kept, want)
+	sort.Strings(*kept)
+	if want := []string{"A client", "A server", "B failing", "B server"}; !slices.Equal(*kept, want) {
+		t.Errorf("kept %v, want the whole trace %v", *kept, want)
 	}
 }
