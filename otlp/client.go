@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -177,7 +179,7 @@ type rawRequest []byte
 // application/grpc+proto every collector expects.
 type rawCodec struct{}
 
-// Marshal copies the request into a buffer from gRPC's pool: gRPC may
+// Marshal copies the request into a buffer of requestBuffers: gRPC may
 // still be writing (or keeping for a retry) the bytes after Invoke returns,
 // and the encoder reuses its buffer for the next batch.
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -185,7 +187,64 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
 	}
-	return mem.BufferSlice{mem.Copy(b, mem.DefaultBufferPool())}, nil
+	return mem.BufferSlice{mem.Copy(b, requestBuffers)}, nil
+}
+
+// requestBuffers holds the copies of export requests gRPC has released.
+// gRPC's default pool is no fit for them: a batch (a few hundred KiB)
+// lands in its 1 MiB tier, which zeroes all of a buffer on every Get, and
+// its sync.Pool empties at each GC, so the next batch allocates a fresh
+// MiB — at 10k spans/s that clearing and allocating was a measurable part
+// of the agent's CPU and most of its allocated bytes. A copy overwrites
+// every byte it is given, so these buffers are handed out dirty.
+var requestBuffers = &bufferList{max: 4, largest: 16 << 20}
+
+// bufferList is a mem.BufferPool of a few buffers kept across GCs.
+type bufferList struct {
+	mu      sync.Mutex
+	free    []*[]byte
+	max     int // buffers kept
+	largest int // a buffer of a larger capacity is not kept
+}
+
+// Get returns a buffer of length bytes, its content left as it was.
+func (l *bufferList) Get(length int) *[]byte {
+	l.mu.Lock()
+	for i := len(l.free) - 1; i >= 0; i-- {
+		if b := l.free[i]; cap(*b) >= length {
+			l.free = slices.Delete(l.free, i, i+1)
+			l.mu.Unlock()
+			*b = (*b)[:length]
+			return b
+		}
+	}
+	l.mu.Unlock()
+	// Room to grow: the next batch may be a little larger.
+	b := make([]byte, length, length+length/4)
+	return &b
+}
+
+// Put keeps b for a later Get, unless enough are kept; then it keeps the
+// larger of b and the smallest kept one.
+func (l *bufferList) Put(b *[]byte) {
+	if cap(*b) > l.largest {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.free) < l.max {
+		l.free = append(l.free, b)
+		return
+	}
+	small := 0
+	for i, f := range l.free {
+		if cap(*f) < cap(*l.free[small]) {
+			small = i
+		}
+	}
+	if cap(*b) > cap(*l.free[small]) {
+		l.free[small] = b
+	}
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
