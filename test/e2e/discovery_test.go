@@ -486,6 +486,10 @@ func TestDiscoveryUsage(t *testing.T) {
 	}
 }
 
+// attachPromise is what golens promises a new selected process: attached
+// within 2 s of its exec (README; the bench's discovery goal).
+const attachPromise = 2 * time.Second
+
 var attachedRe = regexp.MustCompile(`msg=attached pid=(\d+) .*since_exec=(\S+)`)
 
 // startAndWaitAttached starts a target and waits for the agent's attach
@@ -508,10 +512,13 @@ func startAndWaitAttached(t *testing.T, agent *harness.Agent, path string, env .
 			if err != nil {
 				t.Fatalf("since_exec %q: %v", m[2], err)
 			}
-			// README: "about 150 ms of its exec"; the bound leaves a
-			// loaded 2-core machine some room, not an order of magnitude.
-			if since > 500*time.Millisecond || latency > time.Second {
-				t.Errorf("attached %s after exec (seen after %s), want within 500ms (seen within 1s)", since, latency)
+			// How fast is the bench's to measure (make bench, discovery
+			// section); this test holds golens to the same promise, < 2 s
+			// from exec, not to a figure of an idle machine: the first
+			// process of a binary file pays for reading its DWARF (about
+			// 0.3 s idle, twice that on a loaded 2-core CI machine).
+			if since > attachPromise || latency > attachPromise+time.Second {
+				t.Errorf("attached %s after exec (seen after %s), want within %s (seen within %s)", since, latency, attachPromise, attachPromise+time.Second)
 			}
 			return app, latency, since
 		}
