@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,38 +47,70 @@ func TestBackpressureKeepsCritical(t *testing.T) {
 		t.Fatalf("%v\n%s", err, agent.Log())
 	}
 
-	// Each export now takes 8 s: about 60 spans/s leave (a batch of 512
-	// per export), over ten times as many come, so even thinned the queue
-	// reaches the top level, where only critical spans get in.
-	recv.SetDelay(8 * time.Second)
-	c := &http.Client{}
-	do := func(path string) {
-		resp, err := c.Get("http://" + app.Addr + path)
-		if err != nil {
-			t.Fatal(err)
+	// Each export now takes 16 s: about 32 spans/s leave (a batch of 512
+	// per export). Two clients send as fast as they are answered (about
+	// 6,000 requests/s here, over 600 on a loaded machine), one in 500 a
+	// 5xx: at level 4 the healthy sixteenth alone (over 35/s) outruns the
+	// export, so the queue reaches the top level, where only critical spans
+	// get in (12/s or fewer, below what leaves, so none is dropped for a
+	// full queue).
+	recv.SetDelay(16 * time.Second)
+	var (
+		mu                sync.Mutex
+		healthy, critical int
+		stop              = make(chan struct{})
+		wg                sync.WaitGroup
+	)
+	next := func() (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if (healthy+critical)%500 == 499 {
+			critical++
+			return "/status/500", true
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		healthy++
+		return fmt.Sprintf("/echo/h-%d", healthy-1), true
 	}
-	healthy, critical := 0, 0
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				path, _ := next()
+				resp, err := c.Get("http://" + app.Addr + path)
+				if err != nil {
+					// Counted as served, but not answered: the test
+					// cannot tell what the agent saw.
+					t.Errorf("GET %s: %v", path, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
 	// Load until the top level is reached (then a second more), however
 	// fast this machine serves; at most 20 s.
 	start := time.Now()
 	var top time.Time
 	for time.Since(start) < 20*time.Second && (top.IsZero() || time.Since(top) < time.Second) {
-		if (healthy+critical)%100 == 99 {
-			do("/status/500")
-			critical++
-		} else {
-			do(fmt.Sprintf("/echo/h-%d", healthy))
-			healthy++
-		}
-		if top.IsZero() && (healthy+critical)%100 == 0 {
+		time.Sleep(50 * time.Millisecond)
+		if top.IsZero() {
 			if text, err := agent.Metrics(); err == nil && sumMetric(text, "golens_export_pressure_level") == sampler.DefaultPressureLevels {
 				top = time.Now()
 			}
 		}
-		time.Sleep(500 * time.Microsecond)
+	}
+	close(stop)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	served := 1 + healthy + critical
 	t.Logf("served %d healthy and %d critical requests in %s", healthy, critical, time.Since(start).Round(time.Millisecond))
