@@ -193,7 +193,7 @@ func New(o Options) *Metrics {
 		}, svc),
 		goroutines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "go_app_goroutines_created_total",
-			Help: "Goroutines created by the instrumented Go service since golens attached, sampled at each GC pause (needs the binary's symbol table).",
+			Help: "Goroutines created by the instrumented Go service since golens attached, sampled at each GC pause from the runtime's goroutine id counter, which hands each P 16 ids at a time (needs the binary's symbol table).",
 		}, svc),
 	}
 	grpcLabels := withResource("service_name", "grpc_service", "grpc_method", "grpc_code")
