@@ -13,13 +13,32 @@ func NormalizePath(p string) string {
 	if p == "" {
 		return "/"
 	}
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		if looksLikeID(s) {
-			segs[i] = "{id}"
+	// Most paths have no identifier in them: answer with p itself, no
+	// allocation; build a new string only from the first identifier on.
+	var b strings.Builder
+	done := 0 // p[:done] is in b, once b is started
+	for start := 0; start <= len(p); {
+		end := strings.IndexByte(p[start:], '/')
+		if end < 0 {
+			end = len(p)
+		} else {
+			end += start
 		}
+		if looksLikeID(p[start:end]) {
+			if b.Len() == 0 {
+				b.Grow(len(p) + 8)
+			}
+			b.WriteString(p[done:start])
+			b.WriteString("{id}")
+			done = end
+		}
+		start = end + 1
 	}
-	return strings.Join(segs, "/")
+	if b.Len() == 0 {
+		return p
+	}
+	b.WriteString(p[done:])
+	return b.String()
 }
 
 func looksLikeID(s string) bool {

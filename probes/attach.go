@@ -133,7 +133,7 @@ func (m *Manager) attachImage(pid int, t *target) (res Attachment, err error) {
 		return res, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	im := newImage(pid, auxv, bin)
-	t.Target = Target{Proc: t.proc, Clock: m.clock, ErrorType: im.errorTypes(bin)}
+	t.Target = Target{Proc: t.proc, Clock: m.clock, ErrorType: im.errorTypes(bin), Text: NewText()}
 	for _, s := range m.specs {
 		if s.Library != "" && !bin.HasFunc(s.Library) {
 			continue // the program does not use this library

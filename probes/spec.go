@@ -115,6 +115,9 @@ type Target struct {
 	// ErrorType names the dynamic type of an error from its itab address
 	// as seen in the process; "" when unknown (stripped binary).
 	ErrorType func(itab uint64) string
+	// Text makes the target's strings, remembering the recent ones; nil
+	// makes each afresh.
+	Text *Text
 }
 
 // Spec declares one probe family.

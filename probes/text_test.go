@@ -71,3 +71,58 @@ func FuzzString(f *testing.F) {
 		t.Fatalf("String(%q, %d, true) = %q: more than a partial rune dropped", buf, n, got)
 	})
 }
+
+// A Text answers what String answers, for strings it remembers, strings
+// that share its slots, strings too long to remember and the buffer being
+// reused by the next event (what the reader does): the remembered string
+// must not alias the buffer.
+func TestText(t *testing.T) {
+	tx := NewText()
+	buf := make([]byte, 256)
+	fill := func(s string) int { return copy(buf, s) }
+	inputs := []string{"GET", "/api/users", "/\xff\xfe", "/caf\xc3", "127.0.0.1:8080", ""}
+	for i := range 2 * textSlots { // more than the slots: some share one
+		inputs = append(inputs, "/p/"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+	}
+	inputs = append(inputs, string(make([]byte, textMax+1)))
+	for round := range 3 {
+		for _, in := range inputs {
+			for _, cut := range []bool{false, true} {
+				n := fill(in)
+				want := String(buf, n, cut)
+				got := tx.String(buf, n, cut)
+				if got != want {
+					t.Fatalf("round %d: Text.String(%q, %v) = %q, String = %q", round, in, cut, got, want)
+				}
+				fill("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX") // the next event
+				if got != want {
+					t.Fatalf("round %d: %q changed with the buffer: %q", round, in, got)
+				}
+			}
+		}
+	}
+	var nilText *Text
+	if got := nilText.String([]byte("/x"), 2, false); got != "/x" {
+		t.Errorf("nil Text: %q", got)
+	}
+	// A remembered string costs no allocation.
+	n := fill("/api/users")
+	tx.String(buf, n, false)
+	if a := testing.AllocsPerRun(100, func() { tx.String(buf, n, false) }); a != 0 {
+		t.Errorf("remembered string: %v allocations, want 0", a)
+	}
+}
+
+// FuzzText: a Text answers what String answers, whatever came before.
+func FuzzText(f *testing.F) {
+	f.Add([]byte("/caf\xc3"), []byte("/caf"), 5, true)
+	f.Add([]byte("GET"), []byte("GET"), 3, false)
+	tx := NewText()
+	f.Fuzz(func(t *testing.T, a, b []byte, n int, cut bool) {
+		for _, buf := range [][]byte{a, b, a} {
+			if got, want := tx.String(buf, n, cut), String(buf, n, cut); got != want {
+				t.Fatalf("Text.String(%q, %d, %v) = %q, String = %q", buf, n, cut, got, want)
+			}
+		}
+	})
+}

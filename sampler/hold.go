@@ -33,8 +33,10 @@ type HoldConfig struct {
 // from whichever method releases them (Add, MarkCritical, Flush, Drain, Run)
 // without any lock held; it may call back into the Hold.
 type Hold[T any] struct {
-	cfg     HoldConfig
-	release func(T, Decision)
+	cfg HoldConfig
+	// callerTime: no Clock was configured, AddAt's time is used.
+	callerTime bool
+	release    func(T, Decision)
 
 	mu      sync.Mutex
 	queue   list.List                   // of *held[T], oldest first
@@ -70,15 +72,17 @@ type HoldStats struct {
 func NewHold[T any](cfg HoldConfig, release func(item T, d Decision)) *Hold[T] {
 	setDefault(&cfg.Window, DefaultHoldWindow)
 	setDefault(&cfg.Max, DefaultHoldMax)
-	if cfg.Clock == nil {
+	callerTime := cfg.Clock == nil
+	if callerTime {
 		cfg.Clock = systemClock{}
 	}
 	return &Hold[T]{
-		cfg:     cfg,
-		release: release,
-		byTrace: make(map[TraceID][]*list.Element),
-		marked:  make(map[TraceID]time.Time),
-		kick:    make(chan struct{}, 1),
+		cfg:        cfg,
+		callerTime: callerTime,
+		release:    release,
+		byTrace:    make(map[TraceID][]*list.Element),
+		marked:     make(map[TraceID]time.Time),
+		kick:       make(chan struct{}, 1),
 	}
 }
 
@@ -108,8 +112,14 @@ func promoted() Decision {
 // released at once, and if it is critical its trace's held spans with it; a
 // span of a trace marked critical within the window is released as kept; any
 // other waits for the window.
-func (h *Hold[T]) Add(id TraceID, item T, d Decision) {
-	now := h.cfg.Clock.Now()
+func (h *Hold[T]) Add(id TraceID, item T, d Decision) { h.AddAt(time.Time{}, id, item, d) }
+
+// AddAt is Add at now, a clock reading the caller made anyway (zero: the
+// Hold reads its clock).
+func (h *Hold[T]) AddAt(now time.Time, id TraceID, item T, d Decision) {
+	if now.IsZero() || !h.callerTime {
+		now = h.cfg.Clock.Now()
+	}
 	// Room for the one span nearly every call releases, on the stack.
 	var buf [1]released[T]
 	out := buf[:0]

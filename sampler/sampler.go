@@ -197,7 +197,10 @@ type Decision struct {
 
 // Sampler makes sampling decisions. It is safe for concurrent use.
 type Sampler struct {
-	cfg        Config
+	cfg Config
+	// callerTime says the times callers pass (DecideAt, ObserveAt) are
+	// used: no Clock was configured. A configured one is the only time.
+	callerTime bool
 	strategies atomic.Pointer[strategiesGen]
 	critical   *Critical
 
@@ -234,12 +237,14 @@ type serviceState struct {
 
 // New returns a Sampler using st, or DefaultStrategies when st is nil.
 func New(cfg Config, st *Strategies) *Sampler {
+	callerTime := cfg.Clock == nil
 	cfg.defaults()
 	s := &Sampler{
-		cfg:       cfg,
-		critical:  NewCritical(cfg.CriticalTTL, cfg.CriticalMax, cfg.Clock),
-		services:  make(map[string]*serviceState),
-		decisions: make(map[Reason]*atomic.Uint64),
+		cfg:        cfg,
+		callerTime: callerTime,
+		critical:   NewCritical(cfg.CriticalTTL, cfg.CriticalMax, cfg.Clock),
+		services:   make(map[string]*serviceState),
+		decisions:  make(map[Reason]*atomic.Uint64),
 	}
 	for _, r := range Reasons() {
 		s.decisions[r] = new(atomic.Uint64)
@@ -278,8 +283,13 @@ func (s *Sampler) Critical() *Critical {
 // kept; a span with a parent follows the parent's sampled flag; a root
 // follows its service/operation strategy, scaled by the service's SLA
 // health.
-func (s *Sampler) Decide(sp Span) Decision {
-	now := s.cfg.Clock.Now()
+func (s *Sampler) Decide(sp Span) Decision { return s.DecideAt(time.Time{}, sp) }
+
+// DecideAt is Decide at now, a clock reading the caller made anyway (zero:
+// the sampler reads its clock). A hot path reads the clock once per span,
+// not once per step.
+func (s *Sampler) DecideAt(now time.Time, sp Span) Decision {
+	now = s.at(now)
 	st := s.strategies.Load()
 	strategy, own := st.lookup(sp.Service).operation(sp.Operation)
 
@@ -314,6 +324,15 @@ func (s *Sampler) Decide(sp Span) Decision {
 	}
 	s.decisions[d.Reason].Add(1)
 	return d
+}
+
+// at is now, or the sampler's clock reading when now is zero or the
+// sampler has a clock of its own.
+func (s *Sampler) at(now time.Time) time.Time {
+	if now.IsZero() || !s.callerTime {
+		return s.cfg.Clock.Now()
+	}
+	return now
 }
 
 // root applies the strategy to a root span; s.mu is held.

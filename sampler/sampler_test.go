@@ -368,3 +368,34 @@ func BenchmarkDecide(b *testing.B) {
 		s.Decide(Span{Service: "api", Operation: ops[i%len(ops)], TraceID: ids[i%len(ids)], Duration: time.Duration(i%1000) * time.Microsecond})
 	}
 }
+
+// DecideAt uses the caller's clock reading when the sampler has no clock of
+// its own (the agent reads the clock once per span and passes it on), and
+// its own clock when one is configured (tests drive time through it).
+func TestDecideAtTime(t *testing.T) {
+	const js = `{"default_strategy": {"type": "ratelimiting", "param": 1}}`
+	root := Span{Service: "svc", Operation: "GET /", TraceID: TraceID{1}}
+	// Far from the real clock: only the caller's readings refill the bucket.
+	t0 := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(Config{}, mustParse(t, js))
+	for i, c := range []struct {
+		at   time.Time
+		keep bool
+	}{{t0, true}, {t0, false}, {t0.Add(1100 * time.Millisecond), true}, {t0.Add(1100 * time.Millisecond), false}} {
+		if d := s.DecideAt(c.at, root); d.Keep != c.keep {
+			t.Errorf("caller time, decision %d at %v: keep %v (%s), want %v", i, c.at, d.Keep, d.Reason, c.keep)
+		}
+	}
+	clock := newFakeClock()
+	s = New(Config{Clock: clock}, mustParse(t, js))
+	if d := s.DecideAt(t0, root); !d.Keep {
+		t.Errorf("own clock: first root dropped (%s)", d.Reason)
+	}
+	if d := s.DecideAt(t0.Add(time.Hour), root); d.Keep {
+		t.Errorf("own clock: a caller's later time refilled the bucket (%s)", d.Reason)
+	}
+	clock.Advance(1100 * time.Millisecond)
+	if d := s.DecideAt(t0, root); !d.Keep {
+		t.Errorf("own clock: advanced 1.1 s, root dropped (%s)", d.Reason)
+	}
+}

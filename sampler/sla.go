@@ -35,7 +35,12 @@ type Health struct {
 // server span, isError for a 5xx) towards its SLA health. Observing is what
 // turns SLA feedback on for a service.
 func (s *Sampler) Observe(service string, d time.Duration, isError bool) {
-	now := s.cfg.Clock.Now()
+	s.ObserveAt(time.Time{}, service, d, isError)
+}
+
+// ObserveAt is Observe at now, as DecideAt is Decide.
+func (s *Sampler) ObserveAt(now time.Time, service string, d time.Duration, isError bool) {
+	now = s.at(now)
 	st := s.strategies.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -98,7 +98,7 @@ func TestBackpressureLevels(t *testing.T) {
 			critical++
 		}
 		produced++
-		tr.enqueueAll([]*span.Span{st})
+		tr.enqueueAll(time.Time{}, []*span.Span{st})
 	}
 	send(false)
 	<-exp.started // the first span is stuck at the collector

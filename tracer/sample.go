@@ -78,20 +78,20 @@ func spanInfo(st *span.Span) sampler.Span {
 // decision. Spans of one trace are decided as a unit: the local root (the
 // span whose parent is not among them) by its strategy or its parent's
 // flag, the others follow it, and a critical span anywhere keeps them all.
-func (p *sampling) decide(stubs []*span.Span) {
+func (p *sampling) decide(now time.Time, stubs []*span.Span) {
 	if len(stubs) == 1 {
 		// Most releases are one span (a server span whose caller is not
 		// watched): no grouping to do.
-		p.decideGroup(stubs)
+		p.decideGroup(now, stubs)
 		return
 	}
 	for _, group := range byTrace(stubs) {
-		p.decideGroup(group)
+		p.decideGroup(now, group)
 	}
 }
 
 // decideGroup decides the spans of one trace.
-func (p *sampling) decideGroup(group []*span.Span) {
+func (p *sampling) decideGroup(now time.Time, group []*span.Span) {
 	root := group[0]
 	if len(group) > 1 {
 		ids := make(map[span.SpanID]bool, len(group))
@@ -119,7 +119,7 @@ func (p *sampling) decideGroup(group []*span.Span) {
 			info.ParentSampled = keep
 		}
 	}
-	rootD := p.s.Decide(info)
+	rootD := p.s.DecideAt(now, info)
 	// Most groups are one span: its decision stays on the stack.
 	var one [1]sampler.Decision
 	decisions := one[:]
@@ -134,7 +134,7 @@ func (p *sampling) decideGroup(group []*span.Span) {
 		}
 		info := spanInfo(st)
 		info.Parent, info.ParentSampled = true, rootD.Keep
-		decisions[i] = p.s.Decide(info)
+		decisions[i] = p.s.DecideAt(now, info)
 		critical = critical || decisions[i].Reason.Critical()
 	}
 	// Remembered is what a later span of the trace could not tell from
@@ -158,7 +158,7 @@ func (p *sampling) decideGroup(group []*span.Span) {
 		if d.Keep && ts != "" {
 			st.TraceState = ts
 		}
-		p.hold.Add(sampler.TraceID(st.TraceID), st, d)
+		p.hold.AddAt(now, sampler.TraceID(st.TraceID), st, d)
 	}
 }
 

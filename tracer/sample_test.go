@@ -34,9 +34,9 @@ func TestSamplingKeptTraceNotRemembered(t *testing.T) {
 	start := time.Now()
 	for i := range 100 {
 		tid := span.TraceID{byte(i), 9}
-		p.decide([]*span.Span{{Name: "A server", TraceID: tid, SpanID: span.SpanID{1}, Flags: span.FlagSampled,
+		p.decide(time.Time{}, []*span.Span{{Name: "A server", TraceID: tid, SpanID: span.SpanID{1}, Flags: span.FlagSampled,
 			Resource: res, Start: start, End: start.Add(time.Millisecond)}})
-		p.decide([]*span.Span{{Name: "B server", TraceID: tid, SpanID: span.SpanID{2}, Flags: span.FlagSampled,
+		p.decide(time.Time{}, []*span.Span{{Name: "B server", TraceID: tid, SpanID: span.SpanID{2}, Flags: span.FlagSampled,
 			Parent: span.SpanID{1}, ParentFlags: span.FlagSampled, Resource: res, Start: start, End: start.Add(time.Millisecond)}})
 	}
 	if n := len(p.traces.cur) + len(p.traces.old); n != 0 {
@@ -67,9 +67,9 @@ func TestSamplingLateJoiner(t *testing.T) {
 		return s
 	}
 	// A's local trace: its server span and the client call, dropped at p=0.
-	p.decide([]*span.Span{stub("A client", "a", 2, 1), stub("A server", "a", 1, 0)})
+	p.decide(time.Time{}, []*span.Span{stub("A client", "a", 2, 1), stub("A server", "a", 1, 0)})
 	// B's server span, joined under A's client span later.
-	p.decide([]*span.Span{stub("B server", "b", 3, 2)})
+	p.decide(time.Time{}, []*span.Span{stub("B server", "b", 3, 2)})
 	if len(*kept) != 0 {
 		t.Errorf("kept %v at p=0, want none: the late callee must follow its trace's decision", *kept)
 	}
@@ -77,7 +77,7 @@ func TestSamplingLateJoiner(t *testing.T) {
 	// its trace, still in the hold.
 	failing := stub("B failing", "b", 4, 2)
 	failing.Status = span.Error
-	p.decide([]*span.Span{failing})
+	p.decide(time.Time{}, []*span.Span{failing})
 	sort.Strings(*kept)
 	if want := []string{"A client", "A server", "B failing", "B server"}; !slices.Equal(*kept, want) {
 		t.Errorf("kept %v, want the whole trace %v", *kept, want)

@@ -200,7 +200,7 @@ func (t *Tracer) answer(batch []Lookup) {
 		out = append(out, l.Resolve(p, callers[i], now)...)
 	}
 	t.linkMu.Unlock()
-	t.enqueueAll(out)
+	t.enqueueAll(now, out)
 }
 
 // linkFlushEvery is how often the linker's held spans are looked at while
@@ -223,7 +223,7 @@ func (t *Tracer) flushLinker() {
 			t.linkIdle = t.opts.Linker.Empty()
 			idle := t.linkIdle
 			t.linkMu.Unlock()
-			t.enqueueAll(out)
+			t.enqueueAll(now, out)
 			if !idle {
 				continue
 			}
@@ -239,13 +239,14 @@ func (t *Tracer) flushLinker() {
 }
 
 // enqueueAll hands spans ready for export to the sampler, or straight to
-// the export queue without one.
-func (t *Tracer) enqueueAll(stubs []*span.Span) {
+// the export queue without one; now is the caller's clock reading (zero:
+// none).
+func (t *Tracer) enqueueAll(now time.Time, stubs []*span.Span) {
 	if len(stubs) == 0 {
 		return
 	}
 	if t.sampling != nil {
-		t.sampling.decide(stubs)
+		t.sampling.decide(now, stubs)
 		return
 	}
 	for _, s := range stubs {
@@ -310,12 +311,12 @@ func (t *Tracer) RecordAt(ev event.Event, now time.Time) {
 		// The service's health, from every request, sampled or not.
 		if sv, ok := ev.(event.Served); ok {
 			if d, failed, ok := sv.Served(); ok {
-				t.opts.Sampler.Observe(ev.Target().ServiceName, d, failed)
+				t.opts.Sampler.ObserveAt(now, ev.Target().ServiceName, d, failed)
 			}
 		}
 	}
 	if t.opts.Linker == nil {
-		t.enqueueAll([]*span.Span{st})
+		t.enqueueAll(now, []*span.Span{st})
 		return
 	}
 	t.linkMu.Lock()
@@ -328,7 +329,7 @@ func (t *Tracer) RecordAt(ev event.Event, now time.Time) {
 		}
 	}
 	t.linkMu.Unlock()
-	t.enqueueAll(out)
+	t.enqueueAll(now, out)
 }
 
 func (t *Tracer) enqueue(s *span.Span) {
@@ -518,9 +519,10 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 				t.answer(batch)
 			}
 			t.linkMu.Lock()
-			out := l.Flush(time.Now(), true)
+			now := time.Now()
+			out := l.Flush(now, true)
 			t.linkMu.Unlock()
-			t.enqueueAll(out)
+			t.enqueueAll(now, out)
 		}
 		if t.holdCancel != nil {
 			t.holdCancel()

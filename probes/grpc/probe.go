@@ -177,10 +177,10 @@ func decode(raw []byte, t *probes.Target) (event.Event, error) {
 		Start:   t.Clock.Time(e.StartNs),
 		End:     t.Clock.Time(e.EndNs),
 		Server:  e.Side == 1,
-		Method:  probes.String(e.Method[:], int(e.MethodLen), e.Cut != 0),
+		Method:  t.Text.String(e.Method[:], int(e.MethodLen), e.Cut != 0),
 		// The probe records no cut bit for the target; one that fills
 		// its buffer may have been cut.
-		DialTarget: probes.String(e.Addr[:], int(e.AddrLen), int(e.AddrLen) >= len(e.Addr)),
+		DialTarget: t.Text.String(e.Addr[:], int(e.AddrLen), int(e.AddrLen) >= len(e.Addr)),
 		Code:       int(e.Code),
 		Linked:     e.Link != 0,
 		Cut:        e.Cut != 0,

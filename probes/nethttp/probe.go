@@ -173,11 +173,11 @@ func decodeServer(raw []byte, t *probes.Target) (event.Event, error) {
 		Process:    t.Proc,
 		Start:      t.Clock.Time(e.StartNs),
 		End:        t.Clock.Time(e.EndNs),
-		Method:     str(e.Method[:], e.MethodLen, e.Cut&cutMethod != 0),
-		Path:       str(e.Path[:], e.PathLen, e.Cut&cutPath != 0),
-		Route:      str(e.Route[:], e.RouteLen, e.Cut&cutRoute != 0),
-		Host:       str(e.Host[:], e.HostLen, e.Cut&cutHost != 0),
-		RemoteAddr: str(e.Remote[:], e.RemoteLen, e.Cut&cutRemote != 0),
+		Method:     str(t, e.Method[:], e.MethodLen, e.Cut&cutMethod != 0),
+		Path:       str(t, e.Path[:], e.PathLen, e.Cut&cutPath != 0),
+		Route:      str(t, e.Route[:], e.RouteLen, e.Cut&cutRoute != 0),
+		Host:       str(t, e.Host[:], e.HostLen, e.Cut&cutHost != 0),
+		RemoteAddr: str(t, e.Remote[:], e.RemoteLen, e.Cut&cutRemote != 0),
 		Status:     int(e.Status),
 		ProtoMajor: int(e.ProtoMajor),
 		ProtoMinor: int(e.ProtoMinor),
@@ -217,12 +217,12 @@ func decodeClient(raw []byte, t *probes.Target) (event.Event, error) {
 		Start:   t.Clock.Time(e.StartNs),
 		End:     t.Clock.Time(e.EndNs),
 		Link:    event.ParentLink(e.Link),
-		Method:  str(e.Method[:], e.MethodLen, e.Cut&cutMethod != 0),
+		Method:  str(t, e.Method[:], e.MethodLen, e.Cut&cutMethod != 0),
 		// The probe records no cut bit for the scheme; one that fills its
 		// buffer may have been cut.
-		Scheme:    str(e.Scheme[:], e.SchemeLen, int(e.SchemeLen) >= len(e.Scheme)),
-		Host:      str(e.Host[:], e.HostLen, e.Cut&cutHost != 0),
-		Path:      str(e.Path[:], e.PathLen, e.Cut&cutPath != 0),
+		Scheme:    str(t, e.Scheme[:], e.SchemeLen, int(e.SchemeLen) >= len(e.Scheme)),
+		Host:      str(t, e.Host[:], e.HostLen, e.Cut&cutHost != 0),
+		Path:      str(t, e.Path[:], e.PathLen, e.Cut&cutPath != 0),
 		Status:    int(e.Status),
 		Err:       e.ErrItab != 0,
 		Truncated: truncated(e.Cut),
@@ -250,4 +250,6 @@ func spanContext(sc *bpfSpanContext) event.SpanContext {
 	}
 }
 
-func str(b []uint8, n uint16, cut bool) string { return probes.String(b, int(n), cut) }
+func str(t *probes.Target, b []uint8, n uint16, cut bool) string {
+	return t.Text.String(b, int(n), cut)
+}
