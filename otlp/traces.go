@@ -102,6 +102,8 @@ type TraceEncoder struct {
 	next      []int32 // next span of the same scope group
 	byPtr     map[*span.Resource]int32
 	byAttrs   map[resourceKey]int32
+	// attrs is the span's attributes rendered, reused span after span.
+	attrs []attribute.KeyValue
 }
 
 type resourceGroup struct {
@@ -275,7 +277,8 @@ func (e *TraceEncoder) span(s *span.Span) {
 	e.uint(fSpanKind, uint64(spanKind(s.Kind)))
 	e.fixed64(fSpanStart, unixNano(s.Start))
 	e.fixed64(fSpanEnd, unixNano(s.End))
-	for _, kv := range s.Attrs {
+	e.attrs = s.AppendAttrs(e.attrs[:0])
+	for _, kv := range e.attrs {
 		e.keyValue(fSpanAttributes, kv)
 	}
 	// The status goes out even when unset, as otlptrace sends it.

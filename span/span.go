@@ -97,8 +97,13 @@ type Span struct {
 	Status     Code
 	// StatusMessage says why, for Status Error only.
 	StatusMessage string
-	// Attrs are the span's attributes. attribute.KeyValue is the API's
-	// plain value: a string or number attribute costs no allocation.
+	// Source, when set, gives the span's first attributes: what the span
+	// was built of (an event) renders them when they are asked for, into a
+	// buffer the asker reuses, so a span waiting for its trace or its
+	// export keeps no attribute array alive for the GC to scan.
+	Source Source
+	// Attrs are the span's attributes after Source's. attribute.KeyValue
+	// is the API's plain value: a string or number costs no allocation.
 	Attrs []attribute.KeyValue
 
 	Resource *Resource
@@ -114,9 +119,28 @@ func (s *Span) ParentSampled() bool { return s.ParentFlags&FlagSampled != 0 }
 // Duration is how long the span lasted.
 func (s *Span) Duration() time.Duration { return s.End.Sub(s.Start) }
 
+// Source renders the attributes of what a span was built of. It must
+// append the same attributes every time it is asked: what it reads does
+// not change once the span is made.
+type Source interface {
+	AppendAttrs(dst []attribute.KeyValue) []attribute.KeyValue
+}
+
+// AppendAttrs appends the span's attributes, Source's then Attrs, to dst.
+func (s *Span) AppendAttrs(dst []attribute.KeyValue) []attribute.KeyValue {
+	if s.Source != nil {
+		dst = s.Source.AppendAttrs(dst)
+	}
+	return append(dst, s.Attrs...)
+}
+
+// Attributes returns the span's attributes in a new slice.
+func (s *Span) Attributes() []attribute.KeyValue { return s.AppendAttrs(nil) }
+
 // Attr returns the value of the attribute key and whether the span has it.
 func (s *Span) Attr(key attribute.Key) (attribute.Value, bool) {
-	for _, kv := range s.Attrs {
+	var buf [16]attribute.KeyValue
+	for _, kv := range s.AppendAttrs(buf[:0]) {
 		if kv.Key == key {
 			return kv.Value, true
 		}
@@ -167,4 +191,11 @@ func (a *Scope) Same(b *Scope) bool {
 	}
 	return a.Name == b.Name && a.Version == b.Version && a.SchemaURL == b.SchemaURL &&
 		a.Attrs.Equivalent() == b.Attrs.Equivalent()
+}
+
+// Flat returns s with its attributes all in Attrs and no Source: the span
+// as a comparison or a print sees it.
+func Flat(s Span) Span {
+	s.Attrs, s.Source = s.Attributes(), nil
+	return s
 }

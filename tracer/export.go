@@ -89,7 +89,7 @@ func (c *ConsoleExporter) ExportSpans(_ context.Context, spans []*span.Span) err
 			b = fmt.Appendf(b, " parent=%s", s.Parent)
 		}
 		b = fmt.Appendf(b, " duration=%s status=%s", s.Duration().Round(time.Microsecond), s.Status)
-		for _, kv := range s.Attrs {
+		for _, kv := range s.Attributes() {
 			b = append(b, ' ')
 			b = appendConsoleKey(b, string(kv.Key))
 			b = append(b, '=')

@@ -40,7 +40,7 @@ func TestHTTPClientSpan(t *testing.T) {
 				tc.edit(&e)
 			}
 			s := (&e).Span()
-			a := attrs(s.Attrs)
+			a := attrs(s.Attributes())
 			if s.Name != "GET" || s.Kind != span.KindClient || !s.Start.Equal(e.Start) || !s.End.Equal(e.End) {
 				t.Errorf("name %q kind %v times %v %v", s.Name, s.Kind, s.Start, s.End)
 			}
@@ -109,7 +109,7 @@ func TestGRPCSpan(t *testing.T) {
 			if (s.Status == span.Error) != tc.failed {
 				t.Errorf("status %v, want failed %v", s.Status, tc.failed)
 			}
-			a := attrs(s.Attrs)
+			a := attrs(s.Attributes())
 			if a["rpc.system"].AsString() != "grpc" {
 				t.Errorf("rpc.system %v", a["rpc.system"])
 			}

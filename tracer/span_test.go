@@ -106,7 +106,7 @@ func TestHTTPServerSpan(t *testing.T) {
 				t.Error("root span has a parent")
 			}
 			if tt.check != nil {
-				tt.check(t, attrs(s.Attrs))
+				tt.check(t, attrs(s.Attributes()))
 			}
 		})
 	}

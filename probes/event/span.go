@@ -39,53 +39,16 @@ func (sc SpanContext) ids(s *span.Span) {
 	}
 }
 
-// Span is the server span of the request.
+// Span is the server span of the request. Its attributes are the event's
+// (Source): rendered when the span is encoded, not kept built while the
+// span waits for its trace and its export.
 func (e *HTTPServer) Span() span.Span {
 	method := NormalMethod(e.Method)
-	route := e.RouteTemplate()
 	name := method
-	if route != "" {
+	if route := e.RouteTemplate(); route != "" {
 		name = method + " " + route
 	}
-	attrs := make([]attribute.KeyValue, 0, 12) // every attribute below fits: one allocation
-	attrs = append(attrs,
-		attribute.String("http.request.method", method),
-		attribute.String("url.path", e.Path),
-	)
-	if e.Status != 0 {
-		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
-	}
-	if method != e.Method {
-		attrs = append(attrs, attribute.String("http.request.method_original", e.Method))
-	}
-	if route != "" {
-		attrs = append(attrs, attribute.String("http.route", route))
-	}
-	if host, port := splitHostPort(e.Host); host != "" {
-		attrs = append(attrs, attribute.String("server.address", host))
-		if port != 0 {
-			attrs = append(attrs, attribute.Int("server.port", port))
-		}
-	}
-	if addr, port := splitHostPort(e.RemoteAddr); addr != "" {
-		attrs = append(attrs, attribute.String("client.address", addr))
-		if port != 0 {
-			attrs = append(attrs, attribute.Int("client.port", port))
-		}
-	}
-	if v := protocolVersion(e.ProtoMajor, e.ProtoMinor); v != "" {
-		attrs = append(attrs, attribute.String("network.protocol.version", v))
-	}
-	if t := e.ErrorType(); t != "" {
-		attrs = append(attrs, attribute.String("error.type", t))
-	}
-	if e.Traceparent == TraceparentMalformed {
-		attrs = append(attrs, attribute.Bool("golens.traceparent.malformed", true))
-	}
-	if len(e.Truncated) > 0 {
-		attrs = append(attrs, attribute.StringSlice("golens.truncated", e.Truncated))
-	}
-	s := span.Span{Name: name, Kind: span.KindServer, Start: e.Start, End: e.End, Attrs: attrs}
+	s := span.Span{Name: name, Kind: span.KindServer, Start: e.Start, End: e.End, Source: e}
 	e.SpanContext.ids(&s)
 	switch {
 	case e.Panicked:
@@ -94,6 +57,49 @@ func (e *HTTPServer) Span() span.Span {
 		s.Status = span.Error
 	}
 	return s
+}
+
+// AppendAttrs appends the server span's attributes to dst.
+func (e *HTTPServer) AppendAttrs(dst []attribute.KeyValue) []attribute.KeyValue {
+	method := NormalMethod(e.Method)
+	dst = append(dst,
+		attribute.String("http.request.method", method),
+		attribute.String("url.path", e.Path),
+	)
+	if e.Status != 0 {
+		dst = append(dst, attribute.Int("http.response.status_code", e.Status))
+	}
+	if method != e.Method {
+		dst = append(dst, attribute.String("http.request.method_original", e.Method))
+	}
+	if route := e.RouteTemplate(); route != "" {
+		dst = append(dst, attribute.String("http.route", route))
+	}
+	if host, port := splitHostPort(e.Host); host != "" {
+		dst = append(dst, attribute.String("server.address", host))
+		if port != 0 {
+			dst = append(dst, attribute.Int("server.port", port))
+		}
+	}
+	if addr, port := splitHostPort(e.RemoteAddr); addr != "" {
+		dst = append(dst, attribute.String("client.address", addr))
+		if port != 0 {
+			dst = append(dst, attribute.Int("client.port", port))
+		}
+	}
+	if v := protocolVersion(e.ProtoMajor, e.ProtoMinor); v != "" {
+		dst = append(dst, attribute.String("network.protocol.version", v))
+	}
+	if t := e.ErrorType(); t != "" {
+		dst = append(dst, attribute.String("error.type", t))
+	}
+	if e.Traceparent == TraceparentMalformed {
+		dst = append(dst, attribute.Bool("golens.traceparent.malformed", true))
+	}
+	if len(e.Truncated) > 0 {
+		dst = append(dst, attribute.StringSlice("golens.truncated", e.Truncated))
+	}
+	return dst
 }
 
 func protocolVersion(major, minor int) string {
@@ -108,43 +114,46 @@ func protocolVersion(major, minor int) string {
 	return ""
 }
 
-// Span is the client span of the outgoing request.
+// Span is the client span of the outgoing request; its attributes are the
+// event's, as the server span's are.
 func (e *HTTPClient) Span() span.Span {
+	s := span.Span{Name: NormalMethod(e.Method), Kind: span.KindClient, Start: e.Start, End: e.End, Source: e}
+	e.SpanContext.ids(&s)
+	if e.Failed() {
+		s.Status = span.Error
+	}
+	return s
+}
+
+// AppendAttrs appends the client span's attributes to dst.
+func (e *HTTPClient) AppendAttrs(dst []attribute.KeyValue) []attribute.KeyValue {
 	method := NormalMethod(e.Method)
-	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs,
+	dst = append(dst,
 		attribute.String("http.request.method", method),
 		attribute.String("url.full", e.Scheme+"://"+e.Host+e.Path),
 	)
 	if method != e.Method {
-		attrs = append(attrs, attribute.String("http.request.method_original", e.Method))
+		dst = append(dst, attribute.String("http.request.method_original", e.Method))
 	}
 	if host, port := splitHostPort(e.Host); host != "" {
 		if port == 0 {
 			port = defaultPort(e.Scheme)
 		}
-		attrs = append(attrs, attribute.String("server.address", host))
+		dst = append(dst, attribute.String("server.address", host))
 		if port != 0 {
-			attrs = append(attrs, attribute.Int("server.port", port))
+			dst = append(dst, attribute.Int("server.port", port))
 		}
 	}
 	if e.Status != 0 {
-		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
+		dst = append(dst, attribute.Int("http.response.status_code", e.Status))
 	}
-	failed := e.Failed()
-	if failed {
-		attrs = append(attrs, attribute.String("error.type", e.FailureType()))
+	if e.Failed() {
+		dst = append(dst, attribute.String("error.type", e.FailureType()))
 	}
 	if len(e.Truncated) > 0 {
-		attrs = append(attrs, attribute.StringSlice("golens.truncated", e.Truncated))
+		dst = append(dst, attribute.StringSlice("golens.truncated", e.Truncated))
 	}
-	attrs = appendLocal(attrs, e.Conn)
-	s := span.Span{Name: method, Kind: span.KindClient, Start: e.Start, End: e.End, Attrs: attrs}
-	e.SpanContext.ids(&s)
-	if failed {
-		s.Status = span.Error
-	}
-	return s
+	return appendLocal(dst, e.Conn)
 }
 
 func defaultPort(scheme string) int {
@@ -157,43 +166,50 @@ func defaultPort(scheme string) int {
 	return 0
 }
 
-// Span is the span of the RPC, served or made.
+// Span is the span of the RPC, served or made; its attributes are the
+// event's, as the HTTP spans' are.
 func (e *GRPC) Span() span.Span {
-	service, method := e.ServiceMethod()
-	attrs := make([]attribute.KeyValue, 0, 9)
-	attrs = append(attrs,
-		attribute.String("rpc.system", "grpc"),
-		attribute.String("rpc.service", service),
-		attribute.String("rpc.method", method),
-	)
-	if e.Code >= 0 {
-		attrs = append(attrs, attribute.Int("rpc.grpc.status_code", e.Code))
-	}
 	kind := span.KindClient
 	if e.Server {
 		kind = span.KindServer
-		if e.Peer.IsValid() {
-			attrs = append(attrs, attribute.String("client.address", e.Peer.Addr().String()),
-				attribute.Int("client.port", int(e.Peer.Port())))
-		}
-	} else {
-		if host, port := splitHostPort(dialAddress(e.DialTarget)); host != "" {
-			attrs = append(attrs, attribute.String("server.address", host))
-			if port != 0 {
-				attrs = append(attrs, attribute.Int("server.port", port))
-			}
-		}
-		attrs = appendLocal(attrs, e.Conn)
 	}
-	if e.Cut {
-		attrs = append(attrs, attribute.StringSlice("golens.truncated", []string{"method"}))
-	}
-	s := span.Span{Name: strings.TrimPrefix(e.Method, "/"), Kind: kind, Start: e.Start, End: e.End, Attrs: attrs}
+	s := span.Span{Name: strings.TrimPrefix(e.Method, "/"), Kind: kind, Start: e.Start, End: e.End, Source: e}
 	e.SpanContext.ids(&s)
 	if e.Failed() {
 		s.Status, s.StatusMessage = span.Error, e.CodeName()
 	}
 	return s
+}
+
+// AppendAttrs appends the RPC span's attributes to dst.
+func (e *GRPC) AppendAttrs(dst []attribute.KeyValue) []attribute.KeyValue {
+	service, method := e.ServiceMethod()
+	dst = append(dst,
+		attribute.String("rpc.system", "grpc"),
+		attribute.String("rpc.service", service),
+		attribute.String("rpc.method", method),
+	)
+	if e.Code >= 0 {
+		dst = append(dst, attribute.Int("rpc.grpc.status_code", e.Code))
+	}
+	if e.Server {
+		if e.Peer.IsValid() {
+			dst = append(dst, attribute.String("client.address", e.Peer.Addr().String()),
+				attribute.Int("client.port", int(e.Peer.Port())))
+		}
+	} else {
+		if host, port := splitHostPort(dialAddress(e.DialTarget)); host != "" {
+			dst = append(dst, attribute.String("server.address", host))
+			if port != 0 {
+				dst = append(dst, attribute.Int("server.port", port))
+			}
+		}
+		dst = appendLocal(dst, e.Conn)
+	}
+	if e.Cut {
+		dst = append(dst, attribute.StringSlice("golens.truncated", []string{"method"}))
+	}
+	return dst
 }
 
 // dialAddress strips a gRPC target's scheme: "dns:///svc:50051" -> "svc:50051".

@@ -175,7 +175,7 @@ func TestSpan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ev.(event.Spanner).Span(); !reflect.DeepEqual(got, c.want) {
+			if got := span.Flat(ev.(event.Spanner).Span()); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("span:\n got %+v\nwant %+v", got, c.want)
 			}
 			if d, failed, ok := ev.(event.Served).Served(); ok != c.served || (ok && (d != 800 || failed != c.failed)) {

@@ -255,7 +255,7 @@ func TestServerSpan(t *testing.T) {
 				Status: c.wantStatus, StatusMessage: c.wantMessage,
 				Attrs: attrs,
 			}
-			if got := ev.(event.Spanner).Span(); !reflect.DeepEqual(got, want) {
+			if got := span.Flat(ev.(event.Spanner).Span()); !reflect.DeepEqual(got, want) {
 				t.Errorf("span:\n got %+v\nwant %+v", got, want)
 			}
 			if d, failed, ok := ev.(event.Served).Served(); d != 2500*time.Nanosecond || failed != c.wantFailed || !ok {
@@ -332,7 +332,7 @@ func TestClientSpan(t *testing.T) {
 				Start: time.Unix(0, 10), End: time.Unix(0, 20),
 				Status: c.wantStatus, Attrs: c.wantAttrs,
 			}
-			if got := ev.(event.Spanner).Span(); !reflect.DeepEqual(got, want) {
+			if got := span.Flat(ev.(event.Spanner).Span()); !reflect.DeepEqual(got, want) {
 				t.Errorf("span:\n got %+v\nwant %+v", got, want)
 			}
 			if _, ok := ev.(event.Served); ok {
