@@ -120,8 +120,10 @@ func (s *Span) ParentSampled() bool { return s.ParentFlags&FlagSampled != 0 }
 func (s *Span) Duration() time.Duration { return s.End.Sub(s.Start) }
 
 // Source renders the attributes of what a span was built of. It must
-// append the same attributes every time it is asked: what it reads does
-// not change once the span is made.
+// append the same attributes every time it is asked (what it reads does
+// not change once the span is made), and their keys and strings must be
+// valid UTF-8: the encoder does not check them again (an event's strings
+// are made valid as they are decoded, probes.String).
 type Source interface {
 	AppendAttrs(dst []attribute.KeyValue) []attribute.KeyValue
 }

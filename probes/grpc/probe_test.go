@@ -19,7 +19,9 @@ import (
 
 var proc = &event.Process{PID: 7, ServiceName: "api"}
 
-func target() *probes.Target { return &probes.Target{Proc: proc, Clock: &probes.Clock{}} }
+func target() *probes.Target {
+	return &probes.Target{Proc: proc, Clock: &probes.Clock{}, Text: probes.NewText()}
+}
 
 func raw(e *bpfGrpcEvent) []byte {
 	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(e)), unsafe.Sizeof(*e))...)
@@ -98,6 +100,16 @@ func FuzzDecode(f *testing.F) {
 		}
 		if e.Peer.IsValid() && !e.Peer.Addr().Is4() && !e.Peer.Addr().Is6() {
 			t.Fatalf("peer %v", e.Peer)
+		}
+		// The span's Source promise: keys and strings valid, as the
+		// encoder writes them without a second check.
+		sp := e.Span()
+		for _, kv := range sp.Attributes() {
+			for _, s := range []string{string(kv.Key), kv.Value.Emit()} {
+				if !utf8.ValidString(s) {
+					t.Fatalf("attribute %q: %q is not valid UTF-8", kv.Key, s)
+				}
+			}
 		}
 	})
 }

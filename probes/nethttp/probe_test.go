@@ -20,7 +20,7 @@ import (
 var proc = &event.Process{PID: 42, ServiceName: "checkout"}
 
 func target(errType string) *probes.Target {
-	return &probes.Target{Proc: proc, Clock: &probes.Clock{}, ErrorType: func(uint64) string { return errType }}
+	return &probes.Target{Proc: proc, Clock: &probes.Clock{}, ErrorType: func(uint64) string { return errType }, Text: probes.NewText()}
 }
 
 // raw is an event's bytes as the ring buffer delivers them.
@@ -167,6 +167,7 @@ func FuzzDecode(f *testing.F) {
 			e := ev.(*event.HTTPClient)
 			checkValid(t, e.Method, e.Scheme, e.Host, e.Path, e.ErrorType)
 			checkTruncated(t, e.Truncated)
+			checkAttrs(t, e)
 			return
 		}
 		ev, err := decodeServer(b, tg)
@@ -176,7 +177,18 @@ func FuzzDecode(f *testing.F) {
 		e := ev.(*event.HTTPServer)
 		checkValid(t, e.Method, e.Path, e.Route, e.Host, e.RemoteAddr)
 		checkTruncated(t, e.Truncated)
+		checkAttrs(t, e)
 	})
+}
+
+// checkAttrs holds a span's Source to its promise: keys and strings valid
+// UTF-8, as the encoder writes them without a second check.
+func checkAttrs(t *testing.T, ev event.Spanner) {
+	t.Helper()
+	sp := ev.Span()
+	for _, kv := range sp.Attributes() {
+		checkValid(t, string(kv.Key), kv.Value.Emit())
+	}
 }
 
 func checkValid(t *testing.T, ss ...string) {
