@@ -90,7 +90,7 @@ type Tracer struct {
 	opts Options
 	host string
 
-	queue chan *span.Span
+	queue *spanQueue
 	done  chan struct{}
 
 	mu        sync.Mutex
@@ -126,7 +126,7 @@ func New(exp Exporter, opts Options) *Tracer {
 		exp:         exp,
 		opts:        opts,
 		host:        host,
-		queue:       make(chan *span.Span, opts.QueueSize),
+		queue:       newSpanQueue(opts.QueueSize, opts.BatchSize),
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
@@ -258,7 +258,7 @@ func (t *Tracer) enqueueAll(now time.Time, stubs []*span.Span) {
 // healthy-path spans are thinned as the queue fills, critical ones are
 // queued while there is room.
 func (t *Tracer) admit(st *span.Span, critical bool) {
-	if t.bp.admit(st, critical, len(t.queue), cap(t.queue)) {
+	if t.bp.admit(st, critical, t.queue.len(), t.queue.max) {
 		t.enqueue(st)
 	}
 }
@@ -272,7 +272,7 @@ func (t *Tracer) logPressure(level, before int, factor float64, thinned uint64) 
 		return
 	}
 	t.opts.Log.Warn("export queue under pressure: healthy-path spans thinned, critical ones kept; counted in golens_spans_dropped_total{reason=\"backpressure\"}",
-		"pressure_level", level, "keep", factor, "queue_size", cap(t.queue), "thinned", thinned)
+		"pressure_level", level, "keep", factor, "queue_size", t.queue.max, "thinned", thinned)
 }
 
 // Record builds the span for ev, if it yields one, and queues it.
@@ -333,9 +333,7 @@ func (t *Tracer) RecordAt(ev event.Event, now time.Time) {
 }
 
 func (t *Tracer) enqueue(s *span.Span) {
-	select {
-	case t.queue <- s:
-	default:
+	if !t.queue.push(s) {
 		t.dropped.Add(1)
 	}
 }
@@ -389,40 +387,20 @@ func ProcessResource(p *event.Process, host string) *span.Resource {
 
 func (t *Tracer) run() {
 	defer close(t.done)
-	batch := make([]*span.Span, 0, t.opts.BatchSize)
 	// A batch goes out when full or FlushInterval after its first span;
 	// with nothing to send, nothing wakes.
-	timer := time.NewTimer(t.opts.FlushInterval)
-	timer.Stop()
-	defer timer.Stop()
-	var due <-chan time.Time
+	batch := make([]*span.Span, 0, t.opts.BatchSize)
 	for {
-		select {
-		case s, ok := <-t.queue:
-			if !ok {
-				t.export(batch)
-				return
-			}
-			batch = append(batch, s)
-			switch {
-			case len(batch) >= t.opts.BatchSize:
-				t.export(batch)
-				batch = batch[:0]
-				// The queue drained meanwhile, or not: the level follows
-				// even while no span arrives.
-				t.bp.update(len(t.queue), cap(t.queue))
-				timer.Stop()
-				due = nil
-			case len(batch) == 1:
-				timer.Reset(t.opts.FlushInterval)
-				due = timer.C
-			}
-		case <-due:
-			t.export(batch)
-			batch = batch[:0]
-			due = nil
-			t.bp.update(len(t.queue), cap(t.queue))
+		var ok bool
+		batch, ok = t.queue.take(batch[:0], t.opts.FlushInterval)
+		t.export(batch)
+		clear(batch) // the spans are the GC's once sent
+		if !ok {
+			return
 		}
+		// The queue drained meanwhile, or not: the level follows even
+		// while no span arrives.
+		t.bp.update(t.queue.len(), t.queue.max)
 	}
 }
 
@@ -464,7 +442,7 @@ func (t *Tracer) export(batch []*span.Span) {
 // Stats returns the current counters.
 func (t *Tracer) Stats() Stats {
 	s := Stats{
-		Queued:   len(t.queue),
+		Queued:   t.queue.len(),
 		Exported: t.exported.Load(),
 		Dropped:  t.dropped.Load(),
 		Failed:   t.failed.Load(),
@@ -529,7 +507,7 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 			<-t.holdDone
 			t.sampling.hold.Drain()
 		}
-		close(t.queue)
+		t.queue.close()
 	})
 	select {
 	case <-t.done:
