@@ -122,7 +122,10 @@ type Linker struct {
 	// Roots waiting for their caller, by the client end of their
 	// connection, and client calls seen lately by the connection they
 	// used (a root may arrive after its caller's span): a match needs the
-	// same connection, so lookups stay small whatever the traffic.
+	// same connection, so lookups stay small whatever the traffic. A
+	// connection's roots are in start order (byStart): a keep-alive
+	// connection has hundreds waiting to settle, and a call looks only at
+	// those that started while it ran.
 	waiting map[event.Conn][]*group
 	recent  map[event.Conn][]*clientRef
 	// Calls whose connection is unknown, by "METHOD path": never paired,
@@ -130,8 +133,12 @@ type Linker struct {
 	// and the waiting roots by "METHOD path", for the same purpose.
 	unpaired   map[string][]*clientRef
 	waitingReq map[string][]*group
-	calls      int              // calls in recent and unpaired, at most maxCalls
-	owners     map[Lookup]owner // cache: a keep-alive connection asks once
+	// trimming: trim is releasing roots; it takes them out of waiting and
+	// waitingReq in one pass after, not one by one (each a shift of the
+	// connection's list).
+	trimming bool
+	calls    int              // calls in recent and unpaired, at most maxCalls
+	owners   map[Lookup]owner // cache: a keep-alive connection asks once
 	// heldBy is who held a client end, as lookups found it open: the
 	// evidence for the same connection found closed later.
 	heldBy map[Conn]owner
@@ -309,8 +316,9 @@ func (l *Linker) addClient(e call, stub *span.Span, now time.Time) []*span.Span 
 	// root this call fits and this is the one call fitting it: the root
 	// reserves the call and joins it once it settled.
 	var fit []*group
-	for _, g := range l.waiting[ref.conn] {
-		if g.awaits(ref.pid) && g.trace != ref.sc.TraceID && fits(*ref, g.conn, g.root) {
+	ws := l.waiting[ref.conn]
+	for i := startingAt(ws, ref.start); i < len(ws) && !ws[i].root.start.After(ref.end); i++ {
+		if g := ws[i]; g.awaits(ref.pid) && g.trace != ref.sc.TraceID && fits(*ref, g.conn, g.root) {
 			fit = append(fit, g)
 		}
 	}
@@ -461,7 +469,7 @@ func (l *Linker) place(g *group, o owner, now time.Time) []*span.Span {
 	}
 	g.caller = o.pid
 	g.req = requestKey(g.root.method, g.root.path)
-	l.waiting[g.conn] = append(l.waiting[g.conn], g)
+	l.waiting[g.conn] = byStart(l.waiting[g.conn], g)
 	l.waitingReq[g.req] = append(l.waitingReq[g.req], g)
 	if len(fit) == 1 {
 		l.reserve(g, fit[0], now)
@@ -687,9 +695,59 @@ func (l *Linker) unwait(g *group) {
 	if g.req == "" {
 		return
 	}
-	drop(l.waiting, g.conn, g)
+	if l.trimming {
+		g.req = "" // trim compacts the lists
+		return
+	}
+	dropByStart(l.waiting, g.conn, g)
 	drop(l.waitingReq, g.req, g)
 	g.req = ""
+}
+
+// startingAt is the index of the first root in ws, in start order, that
+// started at t or later.
+func startingAt(ws []*group, t time.Time) int {
+	i, _ := slices.BinarySearchFunc(ws, t, func(g *group, t time.Time) int { return g.root.start.Compare(t) })
+	return i
+}
+
+// byStart inserts root g into ws, kept in start order, after the roots
+// that started at the same time: nearly always at the end.
+func byStart(ws []*group, g *group) []*group {
+	i := len(ws)
+	for i > 0 && ws[i-1].root.start.After(g.root.start) {
+		i--
+	}
+	return slices.Insert(ws, i, g)
+}
+
+// dropByStart removes root g from the roots under key k, in start order.
+func dropByStart[K comparable](m map[K][]*group, k K, g *group) {
+	ws := m[k]
+	i := startingAt(ws, g.root.start)
+	for i < len(ws) && ws[i] != g && ws[i].root.start.Equal(g.root.start) {
+		i++
+	}
+	if i >= len(ws) || ws[i] != g {
+		return
+	}
+	ws = slices.Delete(ws, i, i+1)
+	if len(ws) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = ws
+	}
+}
+
+// compact removes the roots gone from every list of m, in one pass.
+func compact[K comparable](m map[K][]*group, gone func(*group) bool) {
+	for k, ws := range m {
+		if ws = slices.DeleteFunc(ws, gone); len(ws) == 0 {
+			delete(m, k)
+		} else {
+			m[k] = ws
+		}
+	}
 }
 
 // drop removes root g from the roots waiting under key k.
@@ -726,6 +784,7 @@ func (l *Linker) bound() []*span.Span {
 // tracer calls it every 100 ms through Flush.
 func (l *Linker) trim(now time.Time) []*span.Span {
 	var out []*span.Span
+	l.trimming = true
 	for _, ws := range l.waiting {
 		for _, g := range slices.Clone(ws) {
 			switch {
@@ -751,6 +810,10 @@ func (l *Linker) trim(now time.Time) []*span.Span {
 			}
 		}
 	}
+	l.trimming = false
+	unwaited := func(g *group) bool { return g.req == "" }
+	compact(l.waiting, unwaited)
+	compact(l.waitingReq, unwaited)
 	for _, gs := range l.pending {
 		for _, g := range slices.Clone(gs) {
 			if now.After(g.deadline) {

@@ -757,3 +757,78 @@ func TestLinkerAmbiguousOwner(t *testing.T) {
 		t.Errorf("ambiguous %d, held %d; want 2 and 0", l.Ambiguous, l.held)
 	}
 }
+
+// Many roots wait on one keep-alive connection at once (each waits Settle
+// after its call came); they arrive out of start order (HTTP/2 streams end
+// out of order), their calls too: each root is linked under its own call,
+// found among the roots that started while the call ran.
+func TestLinkerManyRootsOneConnection(t *testing.T) {
+	const n = 300
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
+	now := t0
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (i * 7919) % n // a fixed shuffle: 7919 is prime to 300
+	}
+	tid := func(i int, side byte) event.TraceID { return event.TraceID{byte(i), byte(i >> 8), side} }
+	sid := func(i int, side byte) event.SpanID { return event.SpanID{byte(i), byte(i >> 8), side} }
+	var out []*span.Span
+	for _, i := range order {
+		e := &event.HTTPServer{Process: procB, Start: t0.Add(ms(10*i + 2)), End: t0.Add(ms(10*i + 5)), Method: "GET", Path: "/x",
+			Status: 200, ProtoMajor: 1, RemoteAddr: "127.0.0.1:5000",
+			SpanContext: event.SpanContext{TraceID: tid(i, 9), SpanID: sid(i, 9)}}
+		s := e.Span()
+		out = append(out, add(l, e, &s, now)...)
+	}
+	if len(out) != 0 {
+		t.Fatalf("%d roots released before their callers' spans", len(out))
+	}
+	for _, i := range order {
+		e := &event.HTTPClient{Process: procA, Start: t0.Add(ms(10*i + 1)), End: t0.Add(ms(10*i + 6)), Method: "GET", Scheme: "http",
+			Host: "b:80", Path: "/x", Status: 200, Link: event.LinkContext,
+			SpanContext: event.SpanContext{TraceID: tid(i, 1), SpanID: sid(i, 1), Parent: sid(i, 2), Traceparent: event.TraceparentValid, Flags: 1}}
+		s := e.Span()
+		out = append(out, add(l, via(e, 5000), &s, now)...)
+	}
+	out = append(out, settled(l, now)...)
+	roots := 0
+	for _, s := range out {
+		if s.SpanID[2] != 9 {
+			continue
+		}
+		roots++
+		i := int(s.SpanID[0]) | int(s.SpanID[1])<<8
+		if s.TraceID != (span.TraceID(tid(i, 1))) || s.Parent != span.SpanID(sid(i, 1)) {
+			t.Errorf("root %d: trace %s parent %s, want %s under %s", i, s.TraceID, s.Parent, span.TraceID(tid(i, 1)), span.SpanID(sid(i, 1)))
+		}
+	}
+	if roots != n || l.Linked != n || l.Ambiguous != 0 {
+		t.Errorf("%d roots released, %d linked, %d ambiguous; want %d, %d, 0", roots, l.Linked, l.Ambiguous, n, n)
+	}
+}
+
+// BenchmarkLinkerKeepAlive is one client call and its callee's root per
+// iteration on one keep-alive connection, with the roots of the last
+// Settle still waiting, as in the bench's chained load.
+func BenchmarkLinkerKeepAlive(b *testing.B) {
+	l := NewLinker(fixedOwner(map[uint16]int{5000: procA.PID}))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		at := t0.Add(time.Duration(i) * 400 * time.Microsecond) // 2,500 calls/s
+		id := event.TraceID{byte(i), byte(i >> 8), byte(i >> 16), 9}
+		e := &event.HTTPServer{Process: procB, Start: at.Add(100 * time.Microsecond), End: at.Add(200 * time.Microsecond), Method: "GET",
+			Path: "/x", Status: 200, ProtoMajor: 1, RemoteAddr: "127.0.0.1:5000",
+			SpanContext: event.SpanContext{TraceID: id, SpanID: event.SpanID{byte(i), byte(i >> 8), byte(i >> 16), 9}}}
+		s := e.Span()
+		add(l, e, &s, at.Add(300*time.Microsecond))
+		id[3] = 1
+		c := &event.HTTPClient{Process: procA, Start: at, End: at.Add(300 * time.Microsecond), Method: "GET", Scheme: "http",
+			Host: "b:80", Path: "/x", Status: 200, Link: event.LinkContext,
+			SpanContext: event.SpanContext{TraceID: id, SpanID: event.SpanID{byte(i), byte(i >> 8), byte(i >> 16), 1}, Traceparent: event.TraceparentValid, Flags: 1}}
+		cs := c.Span()
+		add(l, via(c, 5000), &cs, at.Add(300*time.Microsecond))
+		if i%250 == 0 { // the tracer's flush, every 100 ms
+			l.Flush(at, false)
+		}
+	}
+}
