@@ -38,6 +38,7 @@ type Agent struct {
 
 	met      *metrics.Metrics
 	tr       *tracer.Tracer
+	yield    *cpuYield // nil without --cpu-yield
 	smp      *sampler.Sampler
 	mgr      *probes.Manager
 	disc     *discoverer      // nil without discovery rules
@@ -113,6 +114,9 @@ func New(cfg Config) (_ *Agent, err error) {
 		Linker: tracer.NewLinker(a.callers), Sampler: a.smp})
 
 	var features []string
+	if cfg.CPUYield {
+		a.yield = &cpuYield{log: a.log, fill: func() float64 { return a.mgr.RingFill() }}
+	}
 	if cfg.TrackGoroutines {
 		features = append(features, probes.FeatureGoroutines)
 	}
@@ -226,6 +230,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.mgr.Run(gctx) })
 	g.Go(func() error { return a.met.Run(gctx) })
+	if a.yield != nil {
+		g.Go(func() error { return a.yield.run(gctx) })
+	}
 	a.lns.serve(gctx, g)
 	if a.watcher != nil {
 		g.Go(func() error { return a.watcher.Run(gctx) })

@@ -36,6 +36,9 @@ type Config struct {
 	// TrackGoroutines links calls made from goroutines that dropped the
 	// request's context, at one probe hit per go statement in the target.
 	TrackGoroutines bool
+	// CPUYield runs golens under SCHED_IDLE while it keeps up, at normal
+	// priority while behind (needs CAP_SYS_NICE for the way back).
+	CPUYield bool
 	// DurationBuckets are the request histogram buckets in seconds.
 	DurationBuckets []float64
 	// MetricsIdleTTL removes a label set not updated for this long.

@@ -19,6 +19,14 @@ func (a *Agent) selfStats() metrics.SelfStats {
 		SpansLinked: ts.Linked, SpansUnlinked: ts.Unlinked, SpansLookupBusy: ts.LookupBusy, SpansAmbiguous: ts.Ambiguous, SpansNoConn: ts.NoConn, LinkOverflow: ts.Overflow,
 		SpansHeld: ts.Held, SamplingHeld: ts.SamplingHeld,
 		PressureLevel: ts.PressureLevel, SpansThinned: ts.Thinned, PressureEntered: ts.PressureEntered,
+		CPUYield: -1,
+	}
+	if y := a.yield; y != nil {
+		s.CPUYield = 0
+		if y.yielding.Load() {
+			s.CPUYield = 1
+		}
+		s.CPUPolicyChanges = map[string]uint64{"idle": y.toIdle.Load(), "normal": y.toNormal.Load()}
 	}
 	if ps.Sockets != nil { // with --inject-context
 		for _, c := range nethttp.InjectStats {

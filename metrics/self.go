@@ -23,6 +23,11 @@ type SelfStats struct {
 	// timeout ran out.
 	SpansUnexported uint64
 	SpansFailed     uint64
+	// CPUYield is whether --cpu-yield is on and golens yields now (1), is
+	// on and at normal priority because it was behind (0), or is off
+	// (-1); CPUPolicyChanges counts switches by the policy switched to.
+	CPUYield         int
+	CPUPolicyChanges map[string]uint64
 	// PressureLevel is the export queue's backpressure level (0: none);
 	// SpansThinned the healthy-path spans it dropped at each level (by
 	// index, 0 unused), PressureEntered the times each level was entered.
@@ -109,6 +114,8 @@ var (
 	descQueue    = desc("golens_export_queue_length", "Spans waiting for export.")
 	descExported = desc("golens_spans_exported_total", "Spans accepted by the exporter.")
 	descDropped  = desc("golens_spans_dropped_total", "Spans never exported, by reason: queue_full (the export queue was full), backpressure (healthy-path spans thinned while the queue was filling; critical ones never are), shutdown (not exported within --shutdown-timeout).", "reason")
+	descYield    = desc("golens_cpu_yield", "With --cpu-yield: 1 while golens' threads run under SCHED_IDLE (a waking target preempts them at once), 0 while at normal priority because golens was behind (ring buffer filling or its own timers late); -1 without --cpu-yield.")
+	descYieldChg = desc("golens_cpu_policy_changes_total", "With --cpu-yield: switches of golens' threads to a scheduling policy, idle or normal.", "policy")
 	descPLevel   = desc("golens_export_pressure_level", "Backpressure level of the export queue: 0 normal; from half full, level k keeps healthy-path spans with probability 2^-k, and the highest level none, leaving the rest of the queue to critical spans.")
 	descPEnter   = desc("golens_export_pressure_entered_total", "Times the export queue's backpressure level was entered, by level.", "level")
 	descThinned  = desc("golens_spans_thinned_total", "Healthy-path spans dropped by backpressure, by the level that dropped them (their sum is golens_spans_dropped_total{reason=\"backpressure\"}).", "level")
@@ -132,7 +139,7 @@ var (
 )
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descPLevel, descPEnter, descThinned, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInject, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
+	for _, d := range []*prometheus.Desc{descHits, descRead, descLost, descYield, descYieldChg, descDecode, descOrphan, descTargets, descAttached, descRefused, descQueue, descExported, descDropped, descPLevel, descPEnter, descThinned, descFailed, descLinked, descUnlinked, descLinkOver, descHeld, descDecision, descRate, descReloads, descReloadKO, descInject, descK8sAPI, descK8sPods, descExecs, descEvLost, descBinaries, descRescans, descKernel} {
 		ch <- d
 	}
 }
@@ -171,6 +178,12 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPEnter, s.PressureEntered[level], strconv.Itoa(level))
 	}
 	gauge(descPLevel, s.PressureLevel)
+	gauge(descYield, s.CPUYield)
+	for _, p := range []string{"idle", "normal"} {
+		if s.CPUYield >= 0 {
+			counter(descYieldChg, s.CPUPolicyChanges[p], p)
+		}
+	}
 	counter(descFailed, s.SpansFailed)
 	counter(descLinked, s.SpansLinked)
 	counter(descUnlinked, s.SpansUnlinked, "no_client_span")

@@ -296,3 +296,15 @@ func (m *Manager) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// RingFill is how full the events ring buffer is, 0 to 1: what the reader
+// has still to read. 0 before any target was attached.
+func (m *Manager) RingFill() float64 {
+	m.mu.Lock()
+	rd := m.reader
+	m.mu.Unlock()
+	if rd == nil || rd.BufferSize() == 0 {
+		return 0
+	}
+	return float64(rd.AvailableBytes()) / float64(rd.BufferSize())
+}

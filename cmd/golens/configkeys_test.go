@@ -33,6 +33,7 @@ func TestEveryConfigKey(t *testing.T) {
 		"log_format":              "json",
 		"shutdown_timeout":        "9s",
 		"track_goroutines":        "true",
+		"cpu_yield":               "true",
 		"duration_buckets":        "[0.1, 1]",
 		"metrics_idle_ttl":        "1m",
 		"metrics_resource_labels": "[k8s.namespace.name]",
