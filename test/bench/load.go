@@ -37,6 +37,12 @@ type mode struct {
 	// resumes it after: the probes still run and fill the ring buffer, but
 	// the agent takes no CPU while they are timed (Agent only).
 	PauseAgent bool
+	// AgentArgs are added to golens' arguments (Agent only).
+	AgentArgs []string
+	// OwnReceiver: the spans go to a receiver in a process of its own
+	// (otlpsink, counting only), not to one in the bench's process, whose
+	// decoding and GC would delay the client timing the requests.
+	OwnReceiver bool
 }
 
 // chainCalls is what one chained request runs through instrumented code: A's
@@ -82,6 +88,7 @@ type round struct {
 // env is what every round shares.
 type env struct {
 	AgentBin  string
+	Sink      string // test/apps/otlpsink, for modes with OwnReceiver
 	Sampling  string // golens --sampling-strategies file
 	Load      load
 	ChainLoad load // for chain modes; Path is what A calls on B
@@ -127,10 +134,15 @@ const otelBatchDelay = "1000"
 func runRound(e env, m mode) (round, error) {
 	ld := e.load(m)
 	perReq := m.spansPerRequest()
-	var recv *harness.Receiver
+	var recv receiver
 	if m.Agent || m.OTel {
 		var err error
-		if recv, err = harness.NewReceiver(); err != nil {
+		if m.OwnReceiver {
+			recv, err = startSink(e.Sink)
+		} else {
+			recv, err = harness.NewReceiver()
+		}
+		if err != nil {
 			return round{}, fmt.Errorf("start OTLP receiver: %w", err)
 		}
 		defer recv.Close()
@@ -180,9 +192,9 @@ func runRound(e env, m mode) (round, error) {
 		if m.AgentBin != "" {
 			bin = m.AgentBin
 		}
-		agent, err = harness.StartAgentEnv(bin, m.AgentEnv, nil, append(args,
+		agent, err = harness.StartAgentEnv(bin, m.AgentEnv, nil, append(append(args,
 			"--otlp-endpoint", recv.Addr(), "--otlp-insecure",
-			"--sampling-strategies", e.Sampling)...)
+			"--sampling-strategies", e.Sampling), m.AgentArgs...)...)
 		if err != nil {
 			return round{}, fmt.Errorf("start golens: %w", err)
 		}
@@ -352,10 +364,9 @@ func runRound(e env, m mode) (round, error) {
 		appStopped = true
 	}
 	if recv != nil {
-		spans := recv.Spans()
-		r.Spans = len(spans)
-		if callee != nil {
-			r.Linked = chainedTraces(spans, app.PID(), callee.PID())
+		r.Spans = recv.Count()
+		if hr, ok := recv.(*harness.Receiver); ok && callee != nil {
+			r.Linked = chainedTraces(hr.Spans(), app.PID(), callee.PID())
 		}
 	}
 	return r, nil
@@ -414,20 +425,20 @@ func get(c *http.Client, url string) (time.Duration, error) {
 }
 
 // waitSpans waits until recv holds n spans, or no more arrive.
-func waitSpans(recv *harness.Receiver, n int) error {
+func waitSpans(recv receiver, n int) error {
 	deadline := time.Now().Add(spanWait)
 	last := -1
 	for time.Now().Before(deadline) {
-		got, err := recv.WaitFor(n, spanQuiet)
+		got, err := recv.WaitCount(n, spanQuiet)
 		if err == nil {
 			return nil
 		}
-		if len(got) == last {
+		if got == last {
 			return err
 		}
-		last = len(got)
+		last = got
 	}
-	return fmt.Errorf("received %d spans within %s, want %d", len(recv.Spans()), spanWait, n)
+	return fmt.Errorf("received %d spans within %s, want %d", recv.Count(), spanWait, n)
 }
 
 // lossCounters are golens' counters of events and spans it lost.

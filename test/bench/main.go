@@ -184,13 +184,13 @@ func run(cfg config) error {
 	}
 	defer os.RemoveAll(dir)
 
-	slog.Info("building", "dir", dir, "what", "golens, hitloop, httpserver, httpserver-otel")
+	slog.Info("building", "dir", dir, "what", "golens, hitloop, httpserver, httpserver-otel, otlpsink")
 	agentBin, err := harness.BuildAgent(dir)
 	if err != nil {
 		return err
 	}
 	bins := map[string]string{}
-	for _, app := range []string{"hitloop", "httpserver", "httpserver-otel"} {
+	for _, app := range []string{"hitloop", "httpserver", "httpserver-otel", "otlpsink"} {
 		if bins[app], err = harness.BuildApp(app, harness.Variant{}, dir); err != nil {
 			return err
 		}
@@ -201,6 +201,7 @@ func run(cfg config) error {
 	}
 	e := env{
 		AgentBin:  agentBin,
+		Sink:      bins["otlpsink"],
 		Sampling:  sampling,
 		Load:      load{Warmup: cfg.Warmup, Requests: cfg.Requests, Path: "/hello"},
 		ChainLoad: load{Warmup: cfg.Warmup, Requests: cfg.ChainRequests, Path: "/hello"},

@@ -8,11 +8,13 @@ import (
 	"text/tabwriter"
 )
 
-// The tail section: the chained case (A → B) alone, plain, with golens and
-// with golens stopped while the requests are timed (the probes without the
-// agent's CPU), in interleaved rounds, for the p99 golens adds; with
-// -tail-agent-env, a
-// third mode runs golens with that environment (GOMAXPROCS=1, GOGC=...),
+// The tail section: the chained case (A → B) alone, plain, with golens,
+// with golens --cpu-yield and with golens stopped while the requests are
+// timed (the probes without the agent's CPU), in interleaved rounds, for
+// the p99 golens adds. The spans go to a receiver in a process of its own
+// (otlpsink), as a collector is: in the bench's process its decoding and
+// GC delayed the client that times the requests. With -tail-agent-env,
+// more modes run golens with that environment (GOMAXPROCS=1, GOGC=...),
 // or, for an absolute path, that golens binary (built with a change to
 // try), to tell what of the agent's own running makes the tail.
 
@@ -25,14 +27,15 @@ type tailResult struct {
 func runTail(e env, app string, rounds int, agentEnvs []string) (tailResult, error) {
 	modes := []mode{
 		{Name: "chain-baseline", App: app, Chain: true},
-		{Name: "chain-agent", App: app, Agent: true, Chain: true},
+		{Name: "chain-agent", App: app, Agent: true, Chain: true, OwnReceiver: true},
+		{Name: "chain-agent --cpu-yield", App: app, Agent: true, Chain: true, OwnReceiver: true, AgentArgs: []string{"--cpu-yield"}},
 		// The probes alone: golens stopped while the requests are timed,
 		// so what it adds is the traps and its eBPF programs, and the
 		// difference to chain-agent is its own running.
-		{Name: "chain-agent paused", App: app, Agent: true, Chain: true, PauseAgent: true},
+		{Name: "chain-agent paused", App: app, Agent: true, Chain: true, PauseAgent: true, OwnReceiver: true},
 	}
 	for _, ev := range agentEnvs {
-		m := mode{Name: "chain-agent " + ev, App: app, Agent: true, Chain: true}
+		m := mode{Name: "chain-agent " + ev, App: app, Agent: true, Chain: true, OwnReceiver: true}
 		if strings.HasPrefix(ev, "/") { // another golens binary
 			m.AgentBin = ev
 		} else {
@@ -59,7 +62,7 @@ func runTail(e env, app string, rounds int, agentEnvs []string) (tailResult, err
 }
 
 func (t tailResult) write(out io.Writer) {
-	fmt.Fprintf(out, "\ntail: chained A → B, %d rounds interleaved, medians over rounds\n", len(t.Baseline.Rounds))
+	fmt.Fprintf(out, "\ntail: chained A → B, %d rounds interleaved, medians over rounds; spans to a receiver in its own process\n", len(t.Baseline.Rounds))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "mode\tp50 µs\tp99 µs\tp99 ÷ baseline\tagent CPU µs/req\tp99 by round µs\t\n")
 	for _, s := range append([]summary{t.Baseline}, t.Agents...) {

@@ -236,6 +236,19 @@ func (r *Receiver) WaitFor(n int, timeout time.Duration) ([]Span, error) {
 	}
 }
 
+// Count is how many spans arrived so far.
+func (r *Receiver) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.spans)
+}
+
+// WaitCount is WaitFor answering how many spans arrived.
+func (r *Receiver) WaitCount(n int, timeout time.Duration) (int, error) {
+	got, err := r.WaitFor(n, timeout)
+	return len(got), err
+}
+
 func attrMap(kvs []*commonpb.KeyValue) map[string]any {
 	m := make(map[string]any, len(kvs))
 	for _, kv := range kvs {
