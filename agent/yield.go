@@ -130,21 +130,24 @@ func (y *cpuYield) run(ctx context.Context) error {
 			y.set(true, "caught up", late, fill)
 		case now.Sub(reasserted) > yieldReassert:
 			reasserted = now
-			policy := uint32(unix.SCHED_NORMAL)
-			if y.yielding.Load() {
-				policy = unix.SCHED_IDLE
-			}
+			policy, _ := policyFor(y.yielding.Load())
 			_ = schedPolicy(policy)
 		}
 	}
 }
 
+// policyFor is the scheduling policy of golens' threads when yielding
+// (idle) or not, and its name in the metrics.
+func policyFor(idle bool) (uint32, string) {
+	if idle {
+		return unix.SCHED_IDLE, "idle"
+	}
+	return unix.SCHED_NORMAL, "normal"
+}
+
 // set switches every thread to SCHED_IDLE (idle) or back, logging why.
 func (y *cpuYield) set(idle bool, why string, late time.Duration, fill float64) {
-	policy, name := uint32(unix.SCHED_NORMAL), "normal"
-	if idle {
-		policy, name = unix.SCHED_IDLE, "idle"
-	}
+	policy, name := policyFor(idle)
 	if err := schedPolicy(policy); err != nil {
 		y.log.Warn("cpu yield: could not set every thread's policy", "policy", name, "err", err)
 	}

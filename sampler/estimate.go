@@ -15,6 +15,15 @@ type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
+// readAt is now, a reading the caller made, when callerTime (no clock was
+// configured) and now is set; else c's reading.
+func readAt(c Clock, callerTime bool, now time.Time) time.Time {
+	if now.IsZero() || !callerTime {
+		return c.Now()
+	}
+	return now
+}
+
 // bucket is a token bucket: it refills at the rate it is asked for and holds
 // at most one second's worth (at least one token), so a quiet service gets
 // its first traces at once and a busy one settles at the rate.

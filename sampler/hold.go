@@ -117,9 +117,7 @@ func (h *Hold[T]) Add(id TraceID, item T, d Decision) { h.AddAt(time.Time{}, id,
 // AddAt is Add at now, a clock reading the caller made anyway (zero: the
 // Hold reads its clock).
 func (h *Hold[T]) AddAt(now time.Time, id TraceID, item T, d Decision) {
-	if now.IsZero() || !h.callerTime {
-		now = h.cfg.Clock.Now()
-	}
+	now = readAt(h.cfg.Clock, h.callerTime, now)
 	// Room for the one span nearly every call releases, on the stack.
 	var buf [1]released[T]
 	out := buf[:0]

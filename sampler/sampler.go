@@ -289,7 +289,7 @@ func (s *Sampler) Decide(sp Span) Decision { return s.DecideAt(time.Time{}, sp) 
 // the sampler reads its clock). A hot path reads the clock once per span,
 // not once per step.
 func (s *Sampler) DecideAt(now time.Time, sp Span) Decision {
-	now = s.at(now)
+	now = readAt(s.cfg.Clock, s.callerTime, now)
 	st := s.strategies.Load()
 	strategy, own := st.lookup(sp.Service).operation(sp.Operation)
 
@@ -324,15 +324,6 @@ func (s *Sampler) DecideAt(now time.Time, sp Span) Decision {
 	}
 	s.decisions[d.Reason].Add(1)
 	return d
-}
-
-// at is now, or the sampler's clock reading when now is zero or the
-// sampler has a clock of its own.
-func (s *Sampler) at(now time.Time) time.Time {
-	if now.IsZero() || !s.callerTime {
-		return s.cfg.Clock.Now()
-	}
-	return now
 }
 
 // root applies the strategy to a root span; s.mu is held.

@@ -40,7 +40,7 @@ func (s *Sampler) Observe(service string, d time.Duration, isError bool) {
 
 // ObserveAt is Observe at now, as DecideAt is Decide.
 func (s *Sampler) ObserveAt(now time.Time, service string, d time.Duration, isError bool) {
-	now = s.at(now)
+	now = readAt(s.cfg.Clock, s.callerTime, now)
 	st := s.strategies.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -728,25 +728,15 @@ func dropByStart[K comparable](m map[K][]*group, k K, g *group) {
 	for i < len(ws) && ws[i] != g && ws[i].root.start.Equal(g.root.start) {
 		i++
 	}
-	if i >= len(ws) || ws[i] != g {
-		return
-	}
-	ws = slices.Delete(ws, i, i+1)
-	if len(ws) == 0 {
-		delete(m, k)
-	} else {
-		m[k] = ws
+	if i < len(ws) && ws[i] == g {
+		setRoots(m, k, slices.Delete(ws, i, i+1))
 	}
 }
 
 // compact removes the roots gone from every list of m, in one pass.
 func compact[K comparable](m map[K][]*group, gone func(*group) bool) {
 	for k, ws := range m {
-		if ws = slices.DeleteFunc(ws, gone); len(ws) == 0 {
-			delete(m, k)
-		} else {
-			m[k] = ws
-		}
+		setRoots(m, k, slices.DeleteFunc(ws, gone))
 	}
 }
 
@@ -756,6 +746,11 @@ func drop[K comparable](m map[K][]*group, k K, g *group) {
 	if i := slices.Index(ws, g); i >= 0 {
 		ws = slices.Delete(ws, i, i+1)
 	}
+	setRoots(m, k, ws)
+}
+
+// setRoots stores ws as the roots under key k, none as no key.
+func setRoots[K comparable](m map[K][]*group, k K, ws []*group) {
 	if len(ws) == 0 {
 		delete(m, k)
 	} else {
