@@ -24,6 +24,16 @@ import (
 const keepAll = `{"default_strategy": {"type": "probabilistic", "param": 1,
   "latency_threshold_ms": 10000, "sla_max_error_ratio": 0.9}}`
 
+// strategiesFile writes a Jaeger strategies file for --sampling-strategies.
+func strategiesFile(t *testing.T, js string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "strategies.json")
+	if err := os.WriteFile(file, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // A collector that slows down: the export queue fills, healthy-path spans
 // are thinned level by level (their th raised in tracestate) and every
 // critical span (a 5xx) still arrives; every span not exported is counted
@@ -35,10 +45,7 @@ func TestBackpressureKeepsCritical(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer recv.Close()
-	file := filepath.Join(t.TempDir(), "strategies.json")
-	if err := os.WriteFile(file, []byte(keepAll), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := strategiesFile(t, keepAll)
 	const queue = 1000
 	app, agent := startExport(t, recv, "--export-queue-size", fmt.Sprint(queue), "--sampling-strategies", file,
 		"--otlp-timeout", "30s")

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +24,7 @@ func strategiesFor(n int, p float64) string {
 // one that lists more services than the agent keeps is refused on reload:
 // the previous strategies stay in force, the refusal is counted and named.
 func TestStrategiesFileBounded(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "strategies.json")
-	if err := os.WriteFile(file, []byte(strategiesFor(3000, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := strategiesFile(t, strategiesFor(3000, 1))
 	app, agent, recv := startWatched(t, []string{"OTEL_SERVICE_NAME=bounded"}, "--sampling-strategies", file)
 	send := func(n int) {
 		before := len(recv.Spans())

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -51,10 +50,7 @@ func TestCPUYield(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer recv.Close()
-	file := filepath.Join(t.TempDir(), "strategies.json")
-	if err := os.WriteFile(file, []byte(keepAll), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := strategiesFile(t, keepAll)
 	app, agent := startExport(t, recv, "--cpu-yield", "--sampling-strategies", file)
 	pid := agent.Cmd.Process.Pid
 	waitAllIdle(t, agent, pid, 15*time.Second)
